@@ -1,0 +1,33 @@
+"""rag-retrieval: use any RAG ranking model through one API, in LangChain and LlamaIndex.
+
+>>> from rag_retrieval_integrations import Reranker
+>>> ranker = Reranker("BAAI/bge-reranker-base")                   # doctest: +SKIP
+>>> ranker.rank("what is a panda?", docs, top_k=3)                 # doctest: +SKIP
+"""
+
+from .core import (
+    BaseReranker,
+    CheckpointNotFoundError,
+    InvalidCheckpointError,
+    RankedResults,
+    RankResult,
+    Reranker,
+    UnknownModelTypeError,
+    available_model_types,
+    register_model_type,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseReranker",
+    "CheckpointNotFoundError",
+    "InvalidCheckpointError",
+    "RankResult",
+    "RankedResults",
+    "Reranker",
+    "UnknownModelTypeError",
+    "__version__",
+    "available_model_types",
+    "register_model_type",
+]

@@ -1,0 +1,32 @@
+"""The core model layer: one ``Reranker`` factory over every model family.
+
+Integrations (LangChain, LlamaIndex) and trainers use this layer; they never re-implement
+tokenization, scoring or pooling.
+"""
+
+from .base import BaseReranker, available_model_types, register_model_type
+from .checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
+from .cross_encoder import CrossEncoderReranker
+from .embedding import EmbeddingReranker
+from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
+from .factory import Reranker
+from .results import RankedResults, RankResult
+
+__all__ = [
+    "METADATA_FILE",
+    "BaseReranker",
+    "CheckpointInfo",
+    "CheckpointNotFoundError",
+    "CrossEncoderReranker",
+    "EmbeddingReranker",
+    "InvalidCheckpointError",
+    "RankResult",
+    "RankedResults",
+    "Reranker",
+    "UnknownModelTypeError",
+    "available_model_types",
+    "detect_model_type",
+    "read_checkpoint",
+    "register_model_type",
+    "write_metadata",
+]

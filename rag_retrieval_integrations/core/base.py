@@ -1,0 +1,217 @@
+"""The base class every model family subclasses, and the family registry.
+
+A family implements :meth:`BaseReranker._score` (raw scores for aligned query/document
+lists) and registers itself with :func:`register_model_type`; validation, ``normalize``,
+``rank``, ``rank_many`` and result objects come from here, identical for every family.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointInfo, read_checkpoint
+from .device import resolve_device, resolve_dtype
+from .errors import UnknownModelTypeError
+from .inputs import check_docs, check_pairs, check_positive_int, check_query
+from .results import RankedResults
+
+logger = logging.getLogger(__name__)
+
+LongDocMode = Literal["truncate", "split-max"]
+LONG_DOC_MODES: tuple[str, ...] = ("truncate", "split-max")
+
+_REGISTRY: dict[str, type[BaseReranker]] = {}
+_R = TypeVar("_R", bound="type[BaseReranker]")
+
+
+def register_model_type(name: str) -> Callable[[_R], _R]:
+    """Class decorator that makes a family available as ``Reranker(path, model_type=name)``."""
+
+    def decorator(cls: _R) -> _R:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"model_type {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.model_type = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_model_types() -> list[str]:
+    """The ``model_type`` values that ``Reranker`` accepts."""
+    return sorted(_REGISTRY)
+
+
+def get_model_class(model_type: str) -> type[BaseReranker]:
+    if model_type not in _REGISTRY:
+        raise UnknownModelTypeError(
+            f"unknown model_type {model_type!r}; valid values are {available_model_types()} (or None to detect it)"
+        )
+    return _REGISTRY[model_type]
+
+
+def sigmoid(scores: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-scores))
+
+
+class BaseReranker(ABC):
+    """Scores (query, document) pairs and ranks documents; one subclass per model family.
+
+    Args:
+        model_name_or_path: a local checkpoint folder or a Hugging Face hub id.
+        device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``...; default: cuda, then mps, then cpu.
+        dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``; half precision only off the CPU.
+        max_length: tokens per model input (query, document and special tokens); default: the
+            model's own limit, at most 512.
+        batch_size: model inputs per forward pass.
+        long_doc: ``"truncate"`` cuts a document to what fits; ``"split-max"`` cuts it into
+            overlapping token windows and scores it with its best window.
+        overlap: tokens shared by consecutive windows in ``"split-max"`` mode.
+        min_doc_share: share of ``max_length`` always left to the document; a query is
+            truncated only when it alone would leave less than that.
+        show_progress_bar: show a progress bar over batches; default: when logging is at INFO.
+        trust_remote_code, revision, token: passed to ``transformers`` when loading.
+    """
+
+    model_type: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        long_doc: LongDocMode = "truncate",
+        overlap: int = 32,
+        min_doc_share: float = 0.25,
+        show_progress_bar: bool | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
+    ) -> None:
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        if max_length is not None:
+            check_positive_int(max_length, "max_length")
+        if long_doc not in LONG_DOC_MODES:
+            raise ValueError(f"long_doc must be one of {list(LONG_DOC_MODES)}, got {long_doc!r}")
+        if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
+            raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+        if not 0.0 < min_doc_share < 1.0:
+            raise ValueError(f"min_doc_share must be between 0 and 1 (exclusive), got {min_doc_share!r}")
+        self.checkpoint: CheckpointInfo = read_checkpoint(model_name_or_path, revision=revision, token=token)
+        self.model_name_or_path = os.fspath(model_name_or_path)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_length = max_length
+        self.long_doc: LongDocMode = long_doc
+        self.overlap = overlap
+        self.min_doc_share = float(min_doc_share)
+        self.show_progress_bar = show_progress_bar
+        self.hf_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token}
+
+    # ---- what a family implements -------------------------------------------------------
+
+    @abstractmethod
+    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        """Raw scores (float64, one per pair) for the aligned ``queries[i]``, ``docs[i]``.
+
+        ``queries`` typically repeats the same string many times (``rank`` and ``rank_many``
+        pass one entry per document); families should encode each distinct query once.
+        """
+
+    # ---- public API ------------------------------------------------------------------------
+
+    def compute_score(
+        self,
+        pairs: Sequence[tuple[str, str]] | tuple[str, str],
+        *,
+        normalize: bool = False,
+        batch_size: int | None = None,
+    ) -> list[float]:
+        """Score ``(query, document)`` pairs, in input order.
+
+        Raw scores are what the model's head outputs; ``normalize=True`` maps them to (0, 1)
+        with a sigmoid so that one threshold works across model kinds.
+        """
+        queries, docs = check_pairs(pairs)
+        return self._scores(queries, docs, normalize, batch_size).tolist()
+
+    def rank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+    ) -> RankedResults:
+        """Rank ``docs`` for ``query``, best first; each result keeps its original index."""
+        query = check_query(query)
+        docs = check_docs(docs)
+        scores = self._scores([query] * len(docs), docs, normalize, batch_size)
+        return RankedResults.from_scores(query, docs, scores).top_k(top_k)
+
+    def rank_many(
+        self,
+        queries: Sequence[str],
+        docs_per_query: Sequence[Sequence[str]],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+    ) -> list[RankedResults]:
+        """Rank several queries' documents in one batched pass over all pairs."""
+        queries = check_docs(queries, "queries")
+        if isinstance(docs_per_query, (str, bytes)) or not isinstance(docs_per_query, Sequence):
+            raise TypeError(f"docs_per_query must be a list of lists of strings, got {type(docs_per_query).__name__}")
+        if len(queries) != len(docs_per_query):
+            raise ValueError(
+                f"rank_many needs one list of documents per query: got {len(queries)} queries "
+                f"and {len(docs_per_query)} document lists"
+            )
+        doc_lists = [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
+        flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
+        flat_docs = [doc for d in doc_lists for doc in d]
+        scores = self._scores(flat_queries, flat_docs, normalize, batch_size)
+        bounds = np.cumsum([0] + [len(d) for d in doc_lists])
+        return [
+            RankedResults.from_scores(q, d, scores[bounds[i] : bounds[i + 1]]).top_k(top_k)
+            for i, (q, d) in enumerate(zip(queries, doc_lists))
+        ]
+
+    # ---- helpers for families --------------------------------------------------------------
+
+    def _scores(self, queries: list[str], docs: list[str], normalize: bool, batch_size: int | None) -> np.ndarray:
+        batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
+        if not docs:
+            return np.zeros(0, dtype=np.float64)
+        scores = np.asarray(self._score(queries, docs, batch_size), dtype=np.float64)
+        return sigmoid(scores) if normalize else scores
+
+    def _progress(self, iterable: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
+        show = self.show_progress_bar
+        if show is None:
+            show = logger.getEffectiveLevel() <= logging.INFO and total > 1
+        return tqdm(iterable, total=total, desc=desc, disable=not show)
+
+    @staticmethod
+    def _batches(n: int, batch_size: int) -> int:
+        return math.ceil(n / batch_size)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.model_name_or_path!r}, model_type={self.model_type!r}, "
+            f"device={str(self.device)!r}, dtype={str(self.dtype).replace('torch.', '')!r}, "
+            f"max_length={self.max_length}, long_doc={self.long_doc!r})"
+        )

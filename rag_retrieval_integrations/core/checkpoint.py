@@ -1,0 +1,171 @@
+"""Reading a checkpoint (local folder or hub id) and detecting its model family.
+
+Detection looks only at what the checkpoint says about itself, in this order:
+1. our metadata file (``rag_retrieval.json``, written by our trainers),
+2. sentence-transformers' ``config_sentence_transformers.json`` / ``modules.json``,
+3. the ``architectures`` and ``model_type`` of ``config.json``.
+It never looks at the model's name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointNotFoundError, InvalidCheckpointError
+
+METADATA_FILE = "rag_retrieval.json"
+METADATA_FORMAT_VERSION = 1
+
+# A hub id is "name" or "namespace/name" made of these characters; anything else that does not
+# exist on disk is reported as a missing path rather than sent to the hub.
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about itself: the JSON files detection and loading need."""
+
+    path: str
+    is_local: bool
+    config: dict[str, Any] | None = None
+    st_config: dict[str, Any] | None = None
+    modules: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architectures(self) -> list[str]:
+        return list((self.config or {}).get("architectures") or [])
+
+    def describe(self) -> str:
+        """A one-line account of what was found, for error messages."""
+        found = []
+        if self.metadata:
+            found.append(f"{METADATA_FILE} (model_type={self.metadata.get('model_type')!r})")
+        if self.st_config is not None:
+            found.append(f"config_sentence_transformers.json (model_type={self.st_config.get('model_type')!r})")
+        if self.modules is not None:
+            found.append("modules.json")
+        if self.config is not None:
+            found.append(
+                f"config.json (model_type={self.config.get('model_type')!r}, architectures={self.architectures})"
+            )
+        return ", ".join(found) if found else "none of config.json, modules.json, " + METADATA_FILE
+
+
+def _read_local_json(folder: Path, name: str) -> Any | None:
+    file = folder / name
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InvalidCheckpointError(f"{file} is not valid JSON: {e}") from None
+
+
+def _read_hub_json(repo_id: str, name: str, revision: str | None, token: str | bool | None) -> Any | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        file = hf_hub_download(repo_id, name, revision=revision, token=token)
+    except EntryNotFoundError:
+        return None
+    except RepositoryNotFoundError:
+        raise CheckpointNotFoundError(
+            f"model {repo_id!r} is not a local folder and the hub has no repository of that name"
+        ) from None
+    except LocalEntryNotFoundError as e:
+        # Offline, or the file is missing from the cache: only config.json is mandatory.
+        if name != "config.json":
+            return None
+        raise CheckpointNotFoundError(
+            f"model {repo_id!r} is not a local folder and could not be fetched from the hub ({e.__class__.__name__}); "
+            "pass the path of a downloaded checkpoint or check your connection"
+        ) from None
+    with open(file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_checkpoint(
+    model_name_or_path: str | os.PathLike[str], *, revision: str | None = None, token: str | bool | None = None
+) -> CheckpointInfo:
+    """Read the files that describe a checkpoint, from a local folder or the Hugging Face hub.
+
+    Raises:
+        CheckpointNotFoundError: the path does not exist and is not a reachable hub id.
+        InvalidCheckpointError: the path is a file, or a folder without any checkpoint file.
+    """
+    if not isinstance(model_name_or_path, (str, os.PathLike)):
+        raise TypeError(f"model_name_or_path must be a str or a path, got {type(model_name_or_path).__name__}")
+    raw = os.fspath(model_name_or_path)
+    local = Path(raw).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise InvalidCheckpointError(f"model path {raw!r} is a file; a checkpoint is a folder")
+        files = ("config.json", "config_sentence_transformers.json", "modules.json", METADATA_FILE)
+        config, st_config, modules, metadata = (_read_local_json(local, n) for n in files)
+        info = CheckpointInfo(str(local), True, config, st_config, modules, metadata or {})
+        if config is None and modules is None and not metadata:
+            raise InvalidCheckpointError(
+                f"{raw!r} is not a model checkpoint: it has no config.json, modules.json or {METADATA_FILE}"
+            )
+        return info
+    if os.path.isabs(raw) or raw.startswith((".", "~")) or not _HUB_ID.match(raw):
+        raise CheckpointNotFoundError(f"model path {raw!r} does not exist")
+    metadata = _read_hub_json(raw, METADATA_FILE, revision, token)
+    modules = _read_hub_json(raw, "modules.json", revision, token)
+    st_config = _read_hub_json(raw, "config_sentence_transformers.json", revision, token)
+    config = _read_hub_json(raw, "config.json", revision, token)
+    return CheckpointInfo(raw, False, config, st_config, modules, metadata or {})
+
+
+def write_metadata(folder: str | os.PathLike[str], model_type: str, **fields: Any) -> Path:
+    """Write our metadata file into a checkpoint folder (used by trainers and converters)."""
+    path = Path(folder) / METADATA_FILE
+    payload = {"format_version": METADATA_FORMAT_VERSION, "model_type": model_type, **fields}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _is_decoder_only(config: dict[str, Any]) -> bool:
+    """Whether ``config.json`` describes a decoder-only LM (Qwen2, Llama, Gemma...) rather than an encoder."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = config.get("model_type")
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def detect_model_type(info: CheckpointInfo) -> str:
+    """The model family a checkpoint belongs to (see the module docstring for the rules)."""
+    if info.metadata.get("model_type"):
+        return str(info.metadata["model_type"])
+    config = info.config or {}
+    architectures = info.architectures
+    has_classifier_head = any(a.endswith("ForSequenceClassification") for a in architectures)
+    st_kind = (info.st_config or {}).get("model_type")
+    if st_kind == "CrossEncoder" or (st_kind is None and info.modules is None and has_classifier_head):
+        return "llm-classifier" if _is_decoder_only(config) else "cross-encoder"
+    if st_kind == "MultiVectorEncoder":
+        return "colbert"
+    if st_kind == "SparseEncoder":
+        raise InvalidCheckpointError(
+            f"{info.path!r} is a sentence-transformers SparseEncoder; sparse models are not supported"
+        )
+    if st_kind == "SentenceTransformer" or info.modules is not None:
+        return "embedding"
+    if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures):
+        return "llm"
+    if architectures:
+        raise InvalidCheckpointError(
+            f"cannot tell which model_type {info.path!r} is: found {info.describe()}. A bare encoder has no "
+            "scoring head; pass model_type='embedding' to use it as a bi-encoder with mean pooling"
+        )
+    raise InvalidCheckpointError(f"cannot tell which model_type {info.path!r} is: found {info.describe()}")

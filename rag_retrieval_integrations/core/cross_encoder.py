@@ -1,0 +1,83 @@
+"""Cross-encoder family: any ``AutoModelForSequenceClassification`` encoder (BERT, XLM-R, ...)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from .base import BaseReranker, register_model_type
+from .errors import InvalidCheckpointError
+from .pair_encoding import encode_pairs, length_sorted_batches, max_per_owner
+
+DEFAULT_MAX_LENGTH = 512
+
+
+def model_max_length(tokenizer: Any, config: Any, cap: int = DEFAULT_MAX_LENGTH) -> int:
+    """The longest input a checkpoint takes, capped: the tokenizer's limit when it has a real one."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit > 1_000_000:
+        limit = getattr(config, "max_position_embeddings", None) or cap
+    return min(int(limit), cap)
+
+
+def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
+    """One raw score per row: the logit of a 1-logit head, ``logit[1] - logit[0]`` of a 2-logit head.
+
+    For two labels the difference is the log-odds of the positive class, so ``sigmoid`` of it
+    equals the softmax probability of label 1.
+    """
+    if logits.shape[-1] == 1:
+        return logits[:, 0]
+    return logits[:, 1] - logits[:, 0]
+
+
+@register_model_type("cross-encoder")
+class CrossEncoderReranker(BaseReranker):
+    """A BERT-style cross-encoder: query and document read together, one relevance logit out.
+
+    Loads any ``AutoModelForSequenceClassification`` checkpoint with a 1- or 2-logit head
+    (bge-reranker, ms-marco MiniLM, mxbai-rerank, ...). Scores equal sentence-transformers'
+    ``CrossEncoder.predict`` (identity activation) and FlagEmbedding's ``FlagReranker``.
+    See :class:`BaseReranker` for the options.
+    """
+
+    def __init__(self, model_name_or_path: str | os.PathLike[str], **options: Any) -> None:
+        super().__init__(model_name_or_path, **options)
+        path = self.checkpoint.path
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **self.hf_kwargs)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, **self.hf_kwargs)
+        num_labels = self.model.config.num_labels
+        if num_labels not in (1, 2):
+            raise InvalidCheckpointError(
+                f"{path!r} has a classification head with {num_labels} labels; a cross-encoder needs 1 or 2"
+            )
+        self.model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            raise InvalidCheckpointError(f"the tokenizer of {path!r} has no pad token")
+        if self.max_length is None:
+            self.max_length = model_max_length(self.tokenizer, self.model.config)
+
+    @torch.inference_mode()
+    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        assert self.max_length is not None
+        encoded = encode_pairs(
+            self.tokenizer,
+            queries,
+            docs,
+            max_length=self.max_length,
+            split_long_docs=self.long_doc == "split-max",
+            overlap=self.overlap,
+            min_doc_share=self.min_doc_share,
+        )
+        window_scores = np.empty(len(encoded), dtype=np.float64)
+        batches = length_sorted_batches(encoded, batch_size, self.tokenizer.pad_token_id)
+        for rows, batch in self._progress(batches, self._batches(len(encoded), batch_size), "Scoring"):
+            logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
+            window_scores[rows] = logits_to_scores(logits).float().cpu().numpy()
+        if self.long_doc == "split-max":
+            return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
+        return window_scores

@@ -1,0 +1,102 @@
+"""Embedding (bi-encoder) family: a sentence-transformers model scoring by vector similarity."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import BaseReranker, register_model_type
+from .pair_encoding import max_per_owner, unique
+from .text_windows import split_into_windows
+
+
+@register_model_type("embedding")
+class EmbeddingReranker(BaseReranker):
+    """Ranks with a bi-encoder: query and documents embedded apart, scored by similarity.
+
+    Loads any sentence-transformers checkpoint (or, with ``model_type="embedding"``, a bare
+    transformers encoder, which sentence-transformers mean-pools). The score is the model's
+    similarity function, cosine unless the checkpoint configures another; with cosine,
+    ``normalize=True`` gives ``sigmoid(cosine)``.
+
+    Args:
+        truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka models).
+        query_prompt, document_prompt: text put before queries/documents; by default the
+            checkpoint's own ``"query"``/``"document"`` prompts, if it has them.
+        **options: the common options of :class:`BaseReranker`.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        truncate_dim: int | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        **options: Any,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        super().__init__(model_name_or_path, **options)
+        if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
+            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        self.model = SentenceTransformer(
+            self.checkpoint.path,
+            device=str(self.device),
+            truncate_dim=truncate_dim,
+            model_kwargs={"dtype": self.dtype},
+            **self.hf_kwargs,
+        )
+        dim = self.model.get_embedding_dimension()
+        if truncate_dim is not None and dim is not None and truncate_dim > dim:
+            raise ValueError(f"truncate_dim={truncate_dim} exceeds the model's embedding dimension {dim}")
+        self.model.eval()
+        self.truncate_dim = truncate_dim
+        self.query_prompt = query_prompt
+        self.document_prompt = document_prompt
+        if self.max_length is None:
+            self.max_length = self.model.max_seq_length or 512
+        else:
+            self.model.max_seq_length = self.max_length
+
+    def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> torch.Tensor:
+        encode = self.model.encode_query if is_query else self.model.encode_document
+        prompt = self.query_prompt if is_query else self.document_prompt
+        return encode(
+            texts,
+            prompt=prompt,
+            batch_size=batch_size,
+            convert_to_tensor=True,
+            show_progress_bar=bool(self.show_progress_bar),
+        ).float()
+
+    def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:
+        tokenizer = self.model.tokenizer
+        prompt_tokens = len(tokenizer(self.document_prompt or "", add_special_tokens=False)["input_ids"])
+        assert self.max_length is not None
+        window = self.max_length - tokenizer.num_special_tokens_to_add(pair=False) - prompt_tokens
+        return split_into_windows(tokenizer, docs, window, self.overlap)
+
+    @torch.inference_mode()
+    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        distinct_queries, query_of_pair = unique(queries)
+        distinct_docs, doc_of_pair = unique(docs)
+        if self.long_doc == "split-max":
+            texts, window_owner = self._document_windows(distinct_docs)
+        else:
+            texts, window_owner = distinct_docs, np.arange(len(distinct_docs))
+        q = self._encode(distinct_queries, True, batch_size)
+        d = self._encode(texts, False, batch_size)
+        # Pair every (query, document) with each window of its document, then keep the best
+        # window; in truncate mode each document is one window and this is a plain gather.
+        windows_per_doc = np.bincount(window_owner, minlength=len(distinct_docs))
+        first_window = np.cumsum(windows_per_doc) - windows_per_doc
+        per_pair = windows_per_doc[doc_of_pair]
+        pair_idx = np.repeat(np.arange(len(docs)), per_pair)
+        within = np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+        window_idx = first_window[doc_of_pair][pair_idx] + within
+        sims = self.model.similarity_pairwise(q[query_of_pair[pair_idx]], d[window_idx])
+        return max_per_owner(sims.cpu().numpy().astype(np.float64), pair_idx, len(docs))

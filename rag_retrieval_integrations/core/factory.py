@@ -1,0 +1,66 @@
+"""``Reranker(...)``: one entry point that picks the model family for a checkpoint."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import torch
+
+from .base import BaseReranker, get_model_class
+from .checkpoint import detect_model_type, read_checkpoint
+from .errors import UnknownModelTypeError
+
+
+def Reranker(  # noqa: N802 - a factory named like the class it returns, as in AnswerDotAI rerankers
+    model_name_or_path: str | os.PathLike[str],
+    model_type: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    **options: Any,
+) -> BaseReranker:
+    """Load any supported ranking model behind one API.
+
+    Args:
+        model_name_or_path: a local checkpoint folder or a Hugging Face hub id.
+        model_type: the model family (see :func:`available_model_types`); ``None`` detects it
+            from the checkpoint's own files, never from its name.
+        device, dtype, **options: passed to the family; see :class:`BaseReranker` for the
+            common ones (``max_length``, ``batch_size``, ``long_doc``, ``overlap``, ...).
+            Options saved in the checkpoint's ``rag_retrieval.json`` under ``"reranker_options"``
+            are used as defaults.
+
+    Returns:
+        a :class:`BaseReranker` with ``compute_score``, ``rank`` and ``rank_many``.
+
+    Raises:
+        UnknownModelTypeError: ``model_type`` is not one of the registered families.
+        CheckpointNotFoundError: the path does not exist.
+        InvalidCheckpointError: the folder is not a checkpoint, or its kind cannot be told.
+    """
+    if model_type is not None:
+        cls = get_model_class(model_type)
+    checkpoint = read_checkpoint(model_name_or_path, revision=options.get("revision"), token=options.get("token"))
+    if model_type is None:
+        detected = detect_model_type(checkpoint)
+        try:
+            cls = get_model_class(detected)
+        except UnknownModelTypeError:
+            raise UnknownModelTypeError(
+                f"{checkpoint.path!r} looks like a {detected!r} checkpoint ({checkpoint.describe()}), and no "
+                f"installed model family handles {detected!r}; pass model_type= to choose one explicitly"
+            ) from None
+    saved = checkpoint.metadata.get("reranker_options") or {}
+    accepted = _accepted_options(cls)
+    merged = {**{k: v for k, v in saved.items() if k in accepted}, **options}
+    return cls(model_name_or_path, device=device, dtype=dtype, **merged)
+
+
+def _accepted_options(cls: type[BaseReranker]) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= set(inspect.signature(vars(klass)["__init__"]).parameters)
+    return names - {"self", "model_name_or_path", "options"}

@@ -1,0 +1,49 @@
+"""Validation of user input, shared by every model family and wrapper.
+
+Errors name the argument and the offending position or value, so a user can find the bad
+document in a list of thousands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def check_docs(docs: Any, name: str = "docs") -> list[str]:
+    """``docs`` as a list of strings; a bare string or a non-string item is a ``TypeError``."""
+    if isinstance(docs, (str, bytes)):
+        raise TypeError(f"{name} must be a list of strings, got a single {type(docs).__name__}; wrap it in a list")
+    if not isinstance(docs, Sequence):
+        raise TypeError(f"{name} must be a list of strings, got {type(docs).__name__}")
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(doc).__name__}: {doc!r:.80}")
+    return list(docs)
+
+
+def check_query(query: Any, name: str = "query") -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"{name} must be a str, got {type(query).__name__}: {query!r:.80}")
+    return query
+
+
+def check_pairs(pairs: Any) -> tuple[list[str], list[str]]:
+    """Split ``[(query, doc), ...]`` into two lists; a single ``(query, doc)`` tuple is one pair."""
+    if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+        pairs = [pairs]
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a list of (query, document) tuples, got {type(pairs).__name__}")
+    queries, docs = [], []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise TypeError(f"pairs[{i}] must be a (query, document) pair, got {pair!r:.80}")
+        queries.append(check_query(pair[0], f"pairs[{i}][0]"))
+        docs.append(check_query(pair[1], f"pairs[{i}][1]"))
+    return queries, docs
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value

