@@ -8,6 +8,8 @@
 from .core import (
     BaseReranker,
     CheckpointNotFoundError,
+    CrossEncoderReranker,
+    EmbeddingReranker,
     InvalidCheckpointError,
     RankedResults,
     RankResult,
@@ -22,6 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BaseReranker",
     "CheckpointNotFoundError",
+    "CrossEncoderReranker",
+    "EmbeddingReranker",
     "InvalidCheckpointError",
     "RankResult",
     "RankedResults",

@@ -8,10 +8,9 @@ lists) and registers itself with :func:`register_model_type`; validation, ``norm
 from __future__ import annotations
 
 import logging
-import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -78,7 +77,7 @@ class BaseReranker(ABC):
         overlap: tokens shared by consecutive windows in ``"split-max"`` mode.
         min_doc_share: share of ``max_length`` always left to the document; a query is
             truncated only when it alone would leave less than that.
-        show_progress_bar: show a progress bar over batches; default: when logging is at INFO.
+        show_progress_bar: show a progress bar while scoring; default: when logging is at INFO.
         trust_remote_code, revision, token: passed to ``transformers`` when loading.
     """
 
@@ -199,15 +198,14 @@ class BaseReranker(ABC):
         scores = np.asarray(self._score(queries, docs, batch_size), dtype=np.float64)
         return sigmoid(scores) if normalize else scores
 
-    def _progress(self, iterable: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
-        show = self.show_progress_bar
-        if show is None:
-            show = logger.getEffectiveLevel() <= logging.INFO and total > 1
-        return tqdm(iterable, total=total, desc=desc, disable=not show)
+    def _show_progress(self) -> bool:
+        """Progress bars are shown when asked for, or by default when logging is at INFO."""
+        if self.show_progress_bar is None:
+            return logger.getEffectiveLevel() <= logging.INFO
+        return bool(self.show_progress_bar)
 
-    @staticmethod
-    def _batches(n: int, batch_size: int) -> int:
-        return math.ceil(n / batch_size)
+    def _progress(self, total: int, desc: str, unit: str = "pair") -> tqdm:
+        return tqdm(total=total, desc=desc, unit=unit, disable=not self._show_progress())
 
     def __repr__(self) -> str:
         return (

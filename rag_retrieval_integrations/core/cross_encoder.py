@@ -74,10 +74,11 @@ class CrossEncoderReranker(BaseReranker):
             min_doc_share=self.min_doc_share,
         )
         window_scores = np.empty(len(encoded), dtype=np.float64)
-        batches = length_sorted_batches(encoded, batch_size, self.tokenizer.pad_token_id)
-        for rows, batch in self._progress(batches, self._batches(len(encoded), batch_size), "Scoring"):
-            logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-            window_scores[rows] = logits_to_scores(logits).float().cpu().numpy()
+        with self._progress(len(encoded), "Scoring", unit="input") as progress:
+            for rows, batch in length_sorted_batches(encoded, batch_size, self.tokenizer.pad_token_id):
+                logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
+                window_scores[rows] = logits_to_scores(logits).float().cpu().numpy()
+                progress.update(len(rows))
         if self.long_doc == "split-max":
             return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
         return window_scores

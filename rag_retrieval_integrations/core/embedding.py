@@ -70,7 +70,7 @@ class EmbeddingReranker(BaseReranker):
             prompt=prompt,
             batch_size=batch_size,
             convert_to_tensor=True,
-            show_progress_bar=bool(self.show_progress_bar),
+            show_progress_bar=self._show_progress(),
         ).float()
 
     def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:

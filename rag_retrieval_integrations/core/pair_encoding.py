@@ -113,18 +113,35 @@ def encode_pairs(
     )
 
 
+def plan_batches(lengths: np.ndarray, batch_size: int, max_padding: float = 0.1) -> list[np.ndarray]:
+    """Group input positions into batches, longest first, wasting little compute on padding.
+
+    Inputs are sorted by length; a batch takes up to ``batch_size`` of them and closes early
+    when the next input is more than ``max_padding`` shorter than the batch's longest, so the
+    long tail of a mixed-length set is not padded to its longest member. The longest batch
+    comes first, so that an out-of-memory error shows up at once rather than at the end.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    batches, start = [], 0
+    while start < len(order):
+        floor = sorted_lengths[start] * (1.0 - max_padding)
+        # sorted_lengths is non-increasing: the first position below the floor ends the batch
+        end = min(start + batch_size, len(order))
+        below = np.flatnonzero(sorted_lengths[start:end] < floor)
+        if below.size:
+            end = start + int(below[0])
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
 def length_sorted_batches(
     encoded: EncodedPairs, batch_size: int, pad_token_id: int, padding_side: str = "right"
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Padded batches of model inputs, longest first, and the input positions of each batch.
-
-    Sorting by length keeps padding to a minimum; the longest batch comes first so that an
-    out-of-memory error shows up at once rather than at the end.
-    """
+    """Padded batches of model inputs (see :func:`plan_batches`) and the input positions of each."""
     lengths = np.fromiter((len(ids) for ids in encoded.input_ids), dtype=np.int64, count=len(encoded))
-    order = np.argsort(-lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in plan_batches(lengths, batch_size):
         width = int(lengths[rows[0]])
         input_ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(rows), width), dtype=np.int64)
