@@ -69,23 +69,18 @@ def _read_local_json(folder: Path, name: str) -> Any | None:
 
 def _read_hub_json(repo_id: str, name: str, revision: str | None, token: str | bool | None) -> Any | None:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     try:
         file = hf_hub_download(repo_id, name, revision=revision, token=token)
     except EntryNotFoundError:
+        # The file is not in the repository, or (offline) not in the local cache: both mean
+        # "this checkpoint does not say"; read_checkpoint reports a repo with nothing at all.
         return None
     except RepositoryNotFoundError:
         raise CheckpointNotFoundError(
-            f"model {repo_id!r} is not a local folder and the hub has no repository of that name"
-        ) from None
-    except LocalEntryNotFoundError as e:
-        # Offline, or the file is missing from the cache: only config.json is mandatory.
-        if name != "config.json":
-            return None
-        raise CheckpointNotFoundError(
-            f"model {repo_id!r} is not a local folder and could not be fetched from the hub ({e.__class__.__name__}); "
-            "pass the path of a downloaded checkpoint or check your connection"
+            f"model {repo_id!r} is not a local folder and the hub has no repository of that name "
+            "(or it is private or gated: pass token=)"
         ) from None
     with open(file, encoding="utf-8") as f:
         return json.load(f)
@@ -121,6 +116,11 @@ def read_checkpoint(
     modules = _read_hub_json(raw, "modules.json", revision, token)
     st_config = _read_hub_json(raw, "config_sentence_transformers.json", revision, token)
     config = _read_hub_json(raw, "config.json", revision, token)
+    if config is None and modules is None and not metadata:
+        raise CheckpointNotFoundError(
+            f"model {raw!r} is not a local folder, and neither the hub nor the local cache has a checkpoint "
+            "of that name (offline? pass the path of a downloaded checkpoint)"
+        )
     return CheckpointInfo(raw, False, config, st_config, modules, metadata or {})
 
 
