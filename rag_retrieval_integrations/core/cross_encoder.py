@@ -11,7 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .base import BaseReranker, register_model_type
 from .errors import InvalidCheckpointError
-from .pair_encoding import encode_pairs, length_sorted_batches, max_per_owner
+from .batching import score_in_batches
+from .pair_encoding import encode_pairs, max_per_owner
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -73,12 +74,15 @@ class CrossEncoderReranker(BaseReranker):
             overlap=self.overlap,
             min_doc_share=self.min_doc_share,
         )
-        window_scores = np.empty(len(encoded), dtype=np.float64)
         with self._progress(len(encoded), "Scoring", unit="input") as progress:
-            for rows, batch in length_sorted_batches(encoded, batch_size, self.tokenizer.pad_token_id):
-                logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-                window_scores[rows] = logits_to_scores(logits).float().cpu().numpy()
-                progress.update(len(rows))
+            window_scores = score_in_batches(
+                encoded,
+                lambda batch: logits_to_scores(self.model(**batch).logits),
+                batch_size=batch_size,
+                pad_token_id=self.tokenizer.pad_token_id,
+                device=self.device,
+                progress=progress.update,
+            )
         if self.long_doc == "split-max":
             return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
         return window_scores

@@ -9,11 +9,9 @@ well-formed pair for that tokenizer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
@@ -111,52 +109,6 @@ def encode_pairs(
         owner=owner,
         num_pairs=len(docs),
     )
-
-
-def plan_batches(lengths: np.ndarray, batch_size: int, max_padding: float = 0.1) -> list[np.ndarray]:
-    """Group input positions into batches, longest first, wasting little compute on padding.
-
-    Inputs are sorted by length; a batch takes up to ``batch_size`` of them and closes early
-    when the next input is more than ``max_padding`` shorter than the batch's longest, so the
-    long tail of a mixed-length set is not padded to its longest member. The longest batch
-    comes first, so that an out-of-memory error shows up at once rather than at the end.
-    """
-    order = np.argsort(-lengths, kind="stable")
-    sorted_lengths = lengths[order]
-    batches, start = [], 0
-    while start < len(order):
-        floor = sorted_lengths[start] * (1.0 - max_padding)
-        # sorted_lengths is non-increasing: the first position below the floor ends the batch
-        end = min(start + batch_size, len(order))
-        below = np.flatnonzero(sorted_lengths[start:end] < floor)
-        if below.size:
-            end = start + int(below[0])
-        batches.append(order[start:end])
-        start = end
-    return batches
-
-
-def length_sorted_batches(
-    encoded: EncodedPairs, batch_size: int, pad_token_id: int, padding_side: str = "right"
-) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Padded batches of model inputs (see :func:`plan_batches`) and the input positions of each."""
-    lengths = np.fromiter((len(ids) for ids in encoded.input_ids), dtype=np.int64, count=len(encoded))
-    for rows in plan_batches(lengths, batch_size):
-        width = int(lengths[rows[0]])
-        input_ids = np.full((len(rows), width), pad_token_id, dtype=np.int64)
-        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
-        token_type_ids = np.zeros((len(rows), width), dtype=np.int64) if encoded.token_type_ids is not None else None
-        for j, row in enumerate(rows):
-            n = lengths[row]
-            span = slice(width - n, width) if padding_side == "left" else slice(0, n)
-            input_ids[j, span] = encoded.input_ids[row]
-            attention_mask[j, span] = 1
-            if token_type_ids is not None:
-                token_type_ids[j, span] = encoded.token_type_ids[row]
-        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-        if token_type_ids is not None:
-            batch["token_type_ids"] = torch.from_numpy(token_type_ids)
-        yield rows, batch
 
 
 def max_per_owner(window_scores: np.ndarray, owner: np.ndarray, num_pairs: int) -> np.ndarray:
