@@ -10,6 +10,11 @@ from .cross_encoder import CrossEncoderReranker
 from .embedding import EmbeddingReranker
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
 from .factory import Reranker
+from .llm_base import DecoderReranker
+from .llm_classifier import LLMClassifierReranker
+from .llm_inputs import PairPromptTemplate
+from .llm_yes_token import LayerwiseLLMReranker, LLMReranker
+from .llm_zero_shot import ZeroShotLLMReranker
 from .results import RankedResults, RankResult
 
 __all__ = [
@@ -18,6 +23,12 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointNotFoundError",
     "CrossEncoderReranker",
+    "DecoderReranker",
+    "LLMClassifierReranker",
+    "LLMReranker",
+    "LayerwiseLLMReranker",
+    "PairPromptTemplate",
+    "ZeroShotLLMReranker",
     "EmbeddingReranker",
     "InvalidCheckpointError",
     "RankResult",

@@ -7,6 +7,7 @@ lists) and registers itself with :func:`register_model_type`; validation, ``norm
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -122,11 +123,13 @@ class BaseReranker(ABC):
     # ---- what a family implements -------------------------------------------------------
 
     @abstractmethod
-    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+    def _score(self, queries: list[str], docs: list[str], batch_size: int, **kwargs: Any) -> np.ndarray:
         """Raw scores (float64, one per pair) for the aligned ``queries[i]``, ``docs[i]``.
 
         ``queries`` typically repeats the same string many times (``rank`` and ``rank_many``
         pass one entry per document); families should encode each distinct query once.
+        A family may return one row of scores per pair (shape ``(pairs, k)``, e.g. one per
+        layer); ``kwargs`` are the family's per-call options (e.g. ``cutoff_layers``).
         """
 
     # ---- public API ------------------------------------------------------------------------
@@ -137,14 +140,18 @@ class BaseReranker(ABC):
         *,
         normalize: bool = False,
         batch_size: int | None = None,
-    ) -> list[float]:
+        **kwargs: Any,
+    ) -> list[float] | list[list[float]]:
         """Score ``(query, document)`` pairs, in input order.
 
         Raw scores are what the model's head outputs; ``normalize=True`` maps them to (0, 1)
-        with a sigmoid so that one threshold works across model kinds.
+        with a sigmoid so that one threshold works across model kinds. ``kwargs`` are the
+        family's per-call options; a family asked for several scores per pair (an LLM with
+        several ``cutoff_layers``) returns one list per layer.
         """
         queries, docs = check_pairs(pairs)
-        return self._scores(queries, docs, normalize, batch_size).tolist()
+        scores = self._scores(queries, docs, normalize, batch_size, **kwargs)
+        return scores.T.tolist() if scores.ndim == 2 else scores.tolist()
 
     def rank(
         self,
@@ -154,11 +161,12 @@ class BaseReranker(ABC):
         top_k: int | None = None,
         normalize: bool = False,
         batch_size: int | None = None,
+        **kwargs: Any,
     ) -> RankedResults:
         """Rank ``docs`` for ``query``, best first; each result keeps its original index."""
         query = check_query(query)
         docs = check_docs(docs)
-        scores = self._scores([query] * len(docs), docs, normalize, batch_size)
+        scores = self._single_scores([query] * len(docs), docs, normalize, batch_size, **kwargs)
         return RankedResults.from_scores(query, docs, scores).top_k(top_k)
 
     def rank_many(
@@ -169,6 +177,7 @@ class BaseReranker(ABC):
         top_k: int | None = None,
         normalize: bool = False,
         batch_size: int | None = None,
+        **kwargs: Any,
     ) -> list[RankedResults]:
         """Rank several queries' documents in one batched pass over all pairs."""
         queries = check_docs(queries, "queries")
@@ -182,7 +191,7 @@ class BaseReranker(ABC):
         doc_lists = [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
         flat_docs = [doc for d in doc_lists for doc in d]
-        scores = self._scores(flat_queries, flat_docs, normalize, batch_size)
+        scores = self._single_scores(flat_queries, flat_docs, normalize, batch_size, **kwargs)
         bounds = np.cumsum([0] + [len(d) for d in doc_lists])
         return [
             RankedResults.from_scores(q, d, scores[bounds[i] : bounds[i + 1]]).top_k(top_k)
@@ -191,12 +200,35 @@ class BaseReranker(ABC):
 
     # ---- helpers for families --------------------------------------------------------------
 
-    def _scores(self, queries: list[str], docs: list[str], normalize: bool, batch_size: int | None) -> np.ndarray:
+    def _scores(
+        self, queries: list[str], docs: list[str], normalize: bool, batch_size: int | None, **kwargs: Any
+    ) -> np.ndarray:
         batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
+        accepted = set(inspect.signature(self._score).parameters) - {"queries", "docs", "batch_size"}
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected per-call option(s) {unknown}; "
+                f"it accepts {sorted(accepted) or 'none'}"
+            )
         if not docs:
             return np.zeros(0, dtype=np.float64)
-        scores = np.asarray(self._score(queries, docs, batch_size), dtype=np.float64)
+        scores = np.asarray(self._score(queries, docs, batch_size, **kwargs), dtype=np.float64)
+        if scores.ndim == 2 and scores.shape[1] == 1:
+            scores = scores[:, 0]
         return sigmoid(scores) if normalize else scores
+
+    def _single_scores(
+        self, queries: list[str], docs: list[str], normalize: bool, batch_size: int | None, **kwargs: Any
+    ) -> np.ndarray:
+        """One score per pair, for ranking."""
+        scores = self._scores(queries, docs, normalize, batch_size, **kwargs)
+        if scores.ndim != 1:
+            raise ValueError(
+                f"ranking needs one score per document, but this call gives {scores.shape[1]} (one per cutoff "
+                "layer); pass a single layer, e.g. cutoff_layers=[n], or use compute_score for all of them"
+            )
+        return scores
 
     def _show_progress(self) -> bool:
         """Progress bars are shown when asked for, or by default when logging is at INFO."""

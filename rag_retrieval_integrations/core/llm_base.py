@@ -1,0 +1,178 @@
+"""Shared machinery of the decoder-LLM families: loading, left padding, last-token scoring,
+and early exit at a requested layer."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedModel
+
+from .base import BaseReranker
+from .batching import score_in_batches
+from .errors import InvalidCheckpointError
+from .pair_encoding import EncodedPairs, max_per_owner
+
+DEFAULT_LLM_MAX_LENGTH = 1024
+DEFAULT_MAX_BATCH_TOKENS = 16384
+
+
+class _EarlyExit(Exception):
+    """Raised from a forward hook to stop a forward pass once the deepest wanted layer ran."""
+
+
+def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class DecoderReranker(BaseReranker):
+    """Base of the decoder-LLM families: loads the tokenizer (pad token set when it has none),
+    pads on the left whatever the tokenizer's default, so the last real token is always the
+    last position, and scores the inputs in token-budgeted, length-sorted batches.
+
+    Args:
+        max_batch_tokens: most tokens (padded) in one forward pass; on CUDA an out-of-memory
+            error halves the batch and retries.
+        cutoff_layers: score from the hidden state after these layers (1 = the first decoder
+            layer, the layer count = the full model) instead of the full model; one score list
+            per layer. Also accepted by ``compute_score``/``rank``/``rank_many``.
+        **options: the common options of :class:`BaseReranker`.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
+        cutoff_layers: Sequence[int] | int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model_name_or_path, **options)
+        if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
+            raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
+        self.max_batch_tokens = max_batch_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
+        if self.tokenizer.pad_token_id is None:
+            # Decoder tokenizers often have no pad token; any id works under the attention mask.
+            if self.tokenizer.eos_token is None:
+                raise InvalidCheckpointError(f"the tokenizer of {self.checkpoint.path!r} has neither pad nor eos token")
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model: PreTrainedModel = self._load_model()
+        self.model.to(self.device).eval()
+        if self.max_length is None:
+            self.max_length = min(
+                getattr(self.model.config, "max_position_embeddings", None) or DEFAULT_LLM_MAX_LENGTH,
+                DEFAULT_LLM_MAX_LENGTH,
+            )
+        self._forward_params = set(inspect.signature(self.model.forward).parameters)
+        self.cutoff_layers = self._check_cutoff_layers(cutoff_layers)
+        # Early exit registers hooks on shared modules: one forward pass at a time per model.
+        self._lock = threading.Lock()
+
+    # ---- what a family implements --------------------------------------------------------
+
+    def _load_model(self) -> PreTrainedModel:
+        raise NotImplementedError
+
+    def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+        raise NotImplementedError
+
+    def _head_scores(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """Scores from the final-norm'ed hidden state of the last token, shape (batch,)."""
+        raise NotImplementedError
+
+    def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores from a full forward pass, shape (batch,)."""
+        raise NotImplementedError
+
+    # ---- scoring -------------------------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    def _check_cutoff_layers(self, cutoff_layers: Sequence[int] | int | None) -> list[int] | None:
+        if cutoff_layers is None:
+            return None
+        layers = [cutoff_layers] if isinstance(cutoff_layers, int) else list(cutoff_layers)
+        if not layers:
+            raise ValueError("cutoff_layers must name at least one layer")
+        for layer in layers:
+            if not isinstance(layer, int) or isinstance(layer, bool) or not 1 <= layer <= self.num_layers:
+                raise ValueError(
+                    f"cutoff_layers must be layer numbers between 1 and {self.num_layers} (this model has "
+                    f"{self.num_layers} layers), got {layer!r}"
+                )
+        return layers
+
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if "position_ids" in self._forward_params:
+            inputs["position_ids"] = left_padded_positions(batch["attention_mask"])
+        return inputs
+
+    def _layer_scores(self, batch: dict[str, torch.Tensor], layers: list[int]) -> torch.Tensor:
+        """Early exit: the head applied to each requested layer's last hidden state, shape
+        (batch, len(layers)); the forward pass stops after the deepest requested layer."""
+        decoder = self.model.base_model
+        blocks, norm = getattr(decoder, "layers", None), getattr(decoder, "norm", None)
+        if blocks is None or norm is None:
+            raise TypeError(
+                f"{type(self.model).__name__} has no decoder .layers/.norm; per-layer scores need a "
+                "Llama/Qwen/Gemma/Mistral-style decoder"
+            )
+        deepest = max(layers)
+        captured: dict[int, torch.Tensor] = {}
+
+        def capture(layer: int):
+            def hook(_module: torch.nn.Module, _args: Any, output: Any) -> None:
+                hidden = output[0] if isinstance(output, tuple) else output
+                captured[layer] = hidden[:, -1]
+                if layer == deepest:
+                    raise _EarlyExit
+
+            return hook
+
+        handles = [blocks[layer - 1].register_forward_hook(capture(layer)) for layer in set(layers)]
+        try:
+            decoder(**self._inputs(batch), use_cache=False)
+        except _EarlyExit:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.stack([self._head_scores(norm(captured[layer])) for layer in layers], dim=-1)
+
+    @torch.inference_mode()
+    def _score(
+        self, queries: list[str], docs: list[str], batch_size: int, cutoff_layers: Sequence[int] | int | None = None
+    ) -> np.ndarray:
+        layers = self._check_cutoff_layers(cutoff_layers) if cutoff_layers is not None else self.cutoff_layers
+        encoded = self._encode(queries, docs)
+        if layers is None:
+            score_batch = self._full_scores
+        else:
+            score_batch = lambda batch: self._layer_scores(batch, layers)  # noqa: E731
+        with self._lock, self._progress(len(encoded), "Scoring", unit="input") as progress:
+            window_scores = score_in_batches(
+                encoded,
+                score_batch,
+                batch_size=batch_size,
+                pad_token_id=self.tokenizer.pad_token_id,
+                device=self.device,
+                padding_side="left",
+                max_batch_tokens=self.max_batch_tokens,
+                progress=progress.update,
+            )
+        if window_scores.ndim == 1:
+            return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
+        return np.stack(
+            [max_per_owner(window_scores[:, k], encoded.owner, encoded.num_pairs) for k in range(window_scores.shape[1])],
+            axis=1,
+        )

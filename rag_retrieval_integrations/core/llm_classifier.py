@@ -1,0 +1,62 @@
+"""Decoder LLM with a 1-logit sequence-classification head (Qwen2/Llama ``*ForSequenceClassification``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from .base import register_model_type
+from .cross_encoder import logits_to_scores
+from .errors import InvalidCheckpointError
+from .llm_inputs import PairPromptTemplate
+from .llm_yes_token import LLMReranker
+
+
+@register_model_type("llm-classifier")
+class LLMClassifierReranker(LLMReranker):
+    """A decoder LLM with a classification head on its last token: raw score = the head's logit.
+
+    Reads the same ``head + passage + prompt`` input as :class:`LLMReranker` (the template
+    comes from our metadata when the checkpoint has it), pads on the left and pools the last
+    token; a 2-logit head scores ``logit[1] - logit[0]`` as for cross-encoders. The pad token
+    is set from ``eos`` when the tokenizer has none, and written into the model config, which
+    transformers needs to find the last token of each row.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        prompt_template: PairPromptTemplate | dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model_name_or_path, prompt_template=prompt_template, yes_token="", **options)
+
+    def _load_model(self) -> PreTrainedModel:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs
+        )
+        if model.config.num_labels not in (1, 2):
+            raise InvalidCheckpointError(
+                f"{self.checkpoint.path!r} has a classification head with {model.config.num_labels} labels; "
+                "a reranker needs 1 or 2"
+            )
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        return model
+
+    def _scores_with_token(self) -> bool:
+        return False
+
+    def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The last position is the last real token under left padding, whatever the pad id is.
+        hidden = self.model.base_model(**self._inputs(batch), use_cache=False).last_hidden_state
+        return self._head_scores(hidden[:, -1])
+
+    def _head_scores(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        head = getattr(self.model, "score", None)
+        if head is None:
+            raise TypeError(f"{type(self.model).__name__} has no .score head; expected a Llama/Qwen-style classifier")
+        return logits_to_scores(head(last_hidden))

@@ -1,0 +1,139 @@
+"""Building decoder-LLM reranker inputs token by token, with long-document windows.
+
+A decoder reranker reads ``head(query) + document + tail``: for the FlagEmbedding format
+``bos "A: {query}" "\\n" "B: {passage}" "\\n" prompt``, for a chat model its chat template
+around the query and document. Inputs are assembled from token ids, so a long document is
+cut into windows of its own tokens (every token in some window) and each window gets the
+same head and tail: ``split-max`` never drops text, and ``truncate`` keeps exactly the first
+window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from .pair_encoding import EncodedPairs, query_token_budget, unique
+
+FLAG_RERANK_PROMPT = (
+    "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
+    "providing a prediction of either 'Yes' or 'No'."
+)
+
+
+@dataclass(frozen=True)
+class PairPromptTemplate:
+    """The FlagEmbedding LLM-reranker input: ``bos + query_instruction + query + separator +
+    passage_instruction + passage + separator + prompt``; defaults are bge-reranker-v2-gemma's."""
+
+    query_instruction: str = "A: "
+    passage_instruction: str = "B: "
+    separator: str = "\n"
+    prompt: str = FLAG_RERANK_PROMPT
+    add_bos: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PairPromptTemplate:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown prompt template keys {sorted(unknown)}; valid keys are {sorted(known)}")
+        return cls(**data)
+
+
+def token_id(tokenizer: PreTrainedTokenizerBase, token: str, role: str) -> int:
+    """The id of ``token``, which must be a single token of this tokenizer."""
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(
+            f"the {role} token {token!r} is not a single token of this tokenizer (it splits into {pieces}); "
+            f"pass a {role}_token= that is one token"
+        )
+    return int(ids[0])
+
+
+def truncate_query_ids(query_ids: list[list[int]], max_length: int, min_doc_share: float) -> list[list[int]]:
+    budget = query_token_budget(max_length, min_doc_share)
+    return [ids[:budget] for ids in query_ids]
+
+
+def split_prefix(
+    tokenizer: PreTrainedTokenizerBase, instruction: str, docs: Sequence[str]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Tokenize ``instruction + doc`` as one text (as FlagEmbedding does) and split off the
+    tokens that lie wholly inside the instruction: those start every window of the document."""
+    encoded = tokenizer(
+        [instruction + d for d in docs], add_special_tokens=False, return_offsets_mapping=True,
+        return_attention_mask=False,
+    )
+    prefixes, bodies = [], []
+    for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"]):
+        n = 0
+        while n < len(ids) and offsets[n][1] <= len(instruction) and offsets[n][0] < len(instruction):
+            n += 1
+        prefixes.append(ids[:n])
+        bodies.append(ids[n:])
+    return prefixes, bodies
+
+
+def assemble_inputs(
+    heads: Sequence[list[int]],
+    bodies: Sequence[list[int]],
+    tails: Sequence[list[int]],
+    *,
+    max_length: int,
+    split_long_docs: bool,
+    overlap: int,
+) -> EncodedPairs:
+    """``head + window + tail`` for every pair: one window (the first) or, with
+    ``split_long_docs``, overlapping windows covering the whole body."""
+    input_ids: list[list[int]] = []
+    owner: list[int] = []
+    for i, (head, body, tail) in enumerate(zip(heads, bodies, tails)):
+        room = max_length - len(head) - len(tail)
+        if room < 1 or (split_long_docs and room <= overlap and len(body) > room):
+            raise ValueError(
+                f"max_length={max_length} leaves {room} tokens for the document after the query and prompt "
+                f"({len(head) + len(tail)} tokens){f' and overlap={overlap}' if split_long_docs else ''}; "
+                "raise max_length, shorten the prompt or lower overlap"
+            )
+        starts = range(0, max(len(body) - overlap, 1), room - overlap) if split_long_docs else [0]
+        for start in starts:
+            input_ids.append(head + body[start : start + room] + tail)
+            owner.append(i)
+    return EncodedPairs(input_ids, None, np.asarray(owner, dtype=np.int64), len(heads))
+
+
+def encode_flag_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    template: PairPromptTemplate,
+    queries: list[str],
+    docs: list[str],
+    *,
+    max_length: int,
+    min_doc_share: float,
+    split_long_docs: bool,
+    overlap: int,
+) -> EncodedPairs:
+    """Inputs in the FlagEmbedding LLM-reranker format (see :class:`PairPromptTemplate`)."""
+    distinct, query_of_pair = unique(queries)
+    query_ids = tokenizer([template.query_instruction + q for q in distinct], add_special_tokens=False)["input_ids"]
+    query_ids = truncate_query_ids(query_ids, max_length, min_doc_share)
+    prefixes, bodies = split_prefix(tokenizer, template.passage_instruction, docs)
+    sep = tokenizer(template.separator, add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(template.prompt, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    lead = [bos] if template.add_bos and bos is not None and bos != tokenizer.pad_token_id else []
+    heads = [lead + query_ids[q] + sep + prefix for q, prefix in zip(query_of_pair, prefixes)]
+    tail = sep + prompt
+    return assemble_inputs(
+        heads, bodies, [tail] * len(docs), max_length=max_length, split_long_docs=split_long_docs, overlap=overlap
+    )

@@ -1,0 +1,136 @@
+"""Decoder yes-token reranker (bge-reranker-v2-gemma format) and its layerwise variant."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from .base import register_model_type
+from .llm_base import DecoderReranker
+from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
+from .pair_encoding import EncodedPairs
+
+
+def _template(value: PairPromptTemplate | dict[str, Any] | None) -> PairPromptTemplate:
+    if value is None:
+        return PairPromptTemplate()
+    if isinstance(value, PairPromptTemplate):
+        return value
+    if isinstance(value, dict):
+        return PairPromptTemplate.from_dict(value)
+    raise TypeError(f"prompt_template must be a PairPromptTemplate, a dict or None, got {type(value).__name__}")
+
+
+@register_model_type("llm")
+class LLMReranker(DecoderReranker):
+    """A causal LM scoring a pair by the logit of its ``Yes`` token (FlagEmbedding ``FlagLLMReranker``).
+
+    Input: ``bos + "A: {query}" + "\\n" + "B: {passage}" + "\\n" + prompt``; raw score: the
+    logit of ``yes_token`` at the last position. Scores equal ``FlagLLMReranker.compute_score``
+    on the same checkpoint. With ``cutoff_layers``, scores come from earlier layers through the
+    model's final norm and LM head (early exit; see :class:`DecoderReranker`).
+
+    Args:
+        prompt_template: a :class:`PairPromptTemplate` (or its dict); checkpoints trained by
+            this project carry theirs in ``rag_retrieval.json``.
+        yes_token: the scoring token; must be a single token of the tokenizer.
+        **options: see :class:`DecoderReranker` and :class:`BaseReranker`.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        prompt_template: PairPromptTemplate | dict[str, Any] | None = None,
+        yes_token: str = "Yes",
+        **options: Any,
+    ) -> None:
+        self.prompt_template = _template(prompt_template)
+        self.yes_token = yes_token
+        super().__init__(model_name_or_path, **options)
+        self.yes_id = token_id(self.tokenizer, yes_token, "yes") if self._scores_with_token() else -1
+
+    def _scores_with_token(self) -> bool:
+        """Whether the raw score is a token's logit (rather than a classification head's)."""
+        return True
+
+    def _load_model(self) -> PreTrainedModel:
+        return AutoModelForCausalLM.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
+
+    def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+        assert self.max_length is not None
+        return encode_flag_pairs(
+            self.tokenizer,
+            self.prompt_template,
+            queries,
+            docs,
+            max_length=self.max_length,
+            min_doc_share=self.min_doc_share,
+            split_long_docs=self.long_doc == "split-max",
+            overlap=self.overlap,
+        )
+
+    def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_params else {}
+        logits = self.model(**self._inputs(batch), use_cache=False, **extra).logits
+        return logits[:, -1, self.yes_id]
+
+    def _head_scores(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(last_hidden)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:  # Gemma-2 caps its logits; the early-exit head must do what the full model does
+            logits = torch.tanh(logits / cap) * cap
+        return logits[:, self.yes_id]
+
+
+@register_model_type("llm-layerwise")
+class LayerwiseLLMReranker(LLMReranker):
+    """Layerwise LLM reranker: one score list per requested ``cutoff_layers`` entry.
+
+    For checkpoints whose own code takes ``cutoff_layers`` (bge-reranker-v2-minicpm-layerwise,
+    loaded with ``trust_remote_code=True``) the layers are passed through to the model and its
+    per-layer heads score; for any other causal LM, scores are computed by early exit through
+    the final norm and LM head, and the forward pass stops at the deepest requested layer.
+    ``cutoff_layers`` defaults to the last layer.
+    """
+
+    def __init__(
+        self, model_name_or_path: str | os.PathLike[str], *, cutoff_layers: Sequence[int] | int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model_name_or_path, cutoff_layers=cutoff_layers, **options)
+        if self.cutoff_layers is None:
+            self.cutoff_layers = [self.num_layers]
+
+    @property
+    def native_layerwise(self) -> bool:
+        """Whether the model's own forward takes ``cutoff_layers`` (minicpm-layerwise remote code)."""
+        return "cutoff_layers" in self._forward_params
+
+    def _scores_with_token(self) -> bool:
+        # minicpm-layerwise scores with per-layer 1-logit heads: no scoring token needed
+        return not self.native_layerwise
+
+    def _layer_scores(self, batch: dict[str, torch.Tensor], layers: list[int]) -> torch.Tensor:
+        if not self.native_layerwise:
+            return super()._layer_scores(batch, layers)
+        outputs = self.model(**self._inputs(batch), output_hidden_states=True, cutoff_layers=layers)
+        per_layer = []
+        for logits in outputs.logits:
+            last = logits[:, -1]
+            if last.ndim == 2 and last.shape[-1] > 1:
+                if self.yes_id < 0:
+                    self.yes_id = token_id(self.tokenizer, self.yes_token, "yes")
+                last = last[:, self.yes_id]
+            per_layer.append(last.reshape(-1))
+        return torch.stack(per_layer, dim=-1)
+
+    def _score(
+        self, queries: list[str], docs: list[str], batch_size: int, cutoff_layers: Sequence[int] | int | None = None
+    ) -> np.ndarray:
+        return super()._score(queries, docs, batch_size, cutoff_layers=cutoff_layers)
