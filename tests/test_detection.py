@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from rag_retrieval_integrations import InvalidCheckpointError, Reranker, UnknownModelTypeError
+from rag_retrieval_integrations import InvalidCheckpointError, Reranker, UnknownModelTypeError, available_model_types
 from rag_retrieval_integrations.core import (
     CrossEncoderReranker,
     EmbeddingReranker,
@@ -65,9 +65,23 @@ def test_decoder_llm_is_detected_as_llm(decoder_llm):
     assert detect_model_type(read_checkpoint(decoder_llm)) == "llm"
 
 
-def test_detected_family_without_implementation_is_a_clear_error(decoder_llm):
-    with pytest.raises(UnknownModelTypeError, match="'llm'"):
-        Reranker(decoder_llm)
+def test_decoder_checkpoints_load_as_llm_families(decoder_llm, decoder_classifier):
+    from rag_retrieval_integrations.core import LLMClassifierReranker, LLMReranker
+
+    assert type(Reranker(decoder_llm)) is LLMReranker
+    assert detect_model_type(read_checkpoint(decoder_classifier)) == "llm-classifier"
+    assert type(Reranker(decoder_classifier)) is LLMClassifierReranker
+
+
+def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp_path):
+    folder = tmp_path / "multi-vector"
+    shutil.copytree(bi_encoder, folder)
+    st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({**st_config, "model_type": "MultiVectorEncoder"}))
+    if "colbert" in available_model_types():
+        pytest.skip("a colbert family is installed")
+    with pytest.raises(UnknownModelTypeError, match="'colbert'"):
+        Reranker(folder)
 
 
 def test_bare_encoder_asks_for_model_type(bi_encoder, tmp_path):

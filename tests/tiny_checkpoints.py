@@ -45,7 +45,7 @@ CORPUS = CORPUS * 4
 
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<bos>"]
 
 
 def _wordpiece_tokenizer(vocab_size: int = 400) -> Tokenizer:
@@ -193,35 +193,134 @@ def build_bi_encoder(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def build_decoder_llm(path: Path, seed: int = 0) -> Path:
-    """A 2-layer ``Qwen2ForCausalLM`` with a byte-level BPE tokenizer and a chat template."""
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_byte_bpe_tokenizer(),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        model_max_length=512,
-    )
-    tokenizer.chat_template = (
-        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
-    torch.manual_seed(seed)
-    config = Qwen2Config(
+
+def _decoder_tokenizer(with_bos: bool = False, with_pad: bool = True):
+    from transformers import PreTrainedTokenizerFast
+
+    special = {"eos_token": "<|im_end|>"}
+    if with_pad:
+        special["pad_token"] = "<|endoftext|>"
+    if with_bos:
+        special["bos_token"] = "<bos>"
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_byte_bpe_tokenizer(), model_max_length=512, **special)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _tiny_qwen2_config(tokenizer, num_layers: int = 2, hidden: int = 32, **kwargs):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=1024,
         tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        **kwargs,
     )
-    model = Qwen2ForCausalLM(config)
+
+
+def build_decoder_llm(
+    path: Path, seed: int = 0, *, with_bos: bool = False, num_layers: int = 2, hidden: int = 32
+) -> Path:
+    """A ``Qwen2ForCausalLM`` with a byte-level BPE tokenizer and a chat template.
+
+    ``with_bos`` gives the tokenizer a ``<bos>`` token (Gemma-style: FlagEmbedding's format
+    then starts every input with it).
+    """
+    from transformers import Qwen2ForCausalLM
+
+    tokenizer = _decoder_tokenizer(with_bos=with_bos)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(_tiny_qwen2_config(tokenizer, num_layers=num_layers, hidden=hidden))
     model.eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def build_decoder_classifier(path: Path, seed: int = 0) -> Path:
+    """A ``Qwen2ForSequenceClassification`` with a 1-logit head and a tokenizer without pad token."""
+    from transformers import Qwen2ForSequenceClassification
+
+    tokenizer = _decoder_tokenizer(with_pad=False)
+    torch.manual_seed(seed)
+    model = Qwen2ForSequenceClassification(_tiny_qwen2_config(tokenizer, num_labels=1))
+    model.eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+LAYERWISE_MODELING = '''
+"""A tiny layerwise reranker in the style of bge-reranker-v2-minicpm-layerwise (remote code)."""
+import torch
+from torch import nn
+from transformers import Qwen2Config, Qwen2Model, Qwen2PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+
+class LayerwiseQwen2Config(Qwen2Config):
+    model_type = "layerwise_qwen2"
+
+
+class LayerwiseQwen2ForCausalLM(Qwen2PreTrainedModel):
+    config_class = LayerwiseQwen2Config
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen2Model(config)
+        # one 1-logit head per layer, as minicpm-layerwise's "simple" head type
+        self.lm_head = nn.ModuleList([nn.Linear(config.hidden_size, 1) for _ in range(config.num_hidden_layers)])
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, cutoff_layers=None,
+                output_hidden_states=True, **kwargs):
+        layers = cutoff_layers or [self.config.num_hidden_layers]
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         output_hidden_states=True, use_cache=False)
+        logits = tuple(
+            self.lm_head[i - 1](self.model.norm(out.hidden_states[i])).squeeze(-1) for i in layers
+        )
+        return CausalLMOutputWithPast(logits=logits)
+'''
+
+
+def build_native_layerwise(path: Path, seed: int = 0) -> Path:
+    """A remote-code checkpoint whose forward takes ``cutoff_layers`` and has one head per layer."""
+    import importlib.util
+    import json
+    import sys
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "modeling_layerwise.py").write_text(LAYERWISE_MODELING)
+    spec = importlib.util.spec_from_file_location(f"_layerwise_{seed}", path / "modeling_layerwise.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    tokenizer = _decoder_tokenizer()
+    base = _tiny_qwen2_config(tokenizer, num_layers=3)
+    config = module.LayerwiseQwen2Config(**base.to_dict())
+    config.auto_map = {
+        "AutoConfig": "modeling_layerwise.LayerwiseQwen2Config",
+        "AutoModelForCausalLM": "modeling_layerwise.LayerwiseQwen2ForCausalLM",
+    }
+    torch.manual_seed(seed)
+    model = module.LayerwiseQwen2ForCausalLM(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    saved = json.loads((path / "config.json").read_text())
+    saved["architectures"] = ["LayerwiseQwen2ForCausalLM"]
+    (path / "config.json").write_text(json.dumps(saved, indent=2))
     return path

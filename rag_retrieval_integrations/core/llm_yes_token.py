@@ -6,7 +6,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
@@ -55,9 +54,14 @@ class LLMReranker(DecoderReranker):
         super().__init__(model_name_or_path, **options)
         self.yes_id = token_id(self.tokenizer, yes_token, "yes") if self._scores_with_token() else -1
 
+    @property
+    def native_layerwise(self) -> bool:
+        """Whether the model's own forward takes ``cutoff_layers`` (minicpm-layerwise remote code)."""
+        return "cutoff_layers" in self._forward_params
+
     def _scores_with_token(self) -> bool:
-        """Whether the raw score is a token's logit (rather than a classification head's)."""
-        return True
+        """Whether the raw score is a token's logit (minicpm-layerwise scores with 1-logit heads)."""
+        return not self.native_layerwise
 
     def _load_model(self) -> PreTrainedModel:
         return AutoModelForCausalLM.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
@@ -76,9 +80,25 @@ class LLMReranker(DecoderReranker):
         )
 
     def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.native_layerwise:
+            return self._layer_scores(batch, [self.num_layers])[:, 0]
         extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_params else {}
         logits = self.model(**self._inputs(batch), use_cache=False, **extra).logits
         return logits[:, -1, self.yes_id]
+
+    def _layer_scores(self, batch: dict[str, torch.Tensor], layers: list[int]) -> torch.Tensor:
+        if not self.native_layerwise:
+            return super()._layer_scores(batch, layers)
+        outputs = self.model(**self._inputs(batch), output_hidden_states=True, cutoff_layers=layers)
+        per_layer = []
+        for logits in outputs.logits:  # one (batch, length[, vocab]) tensor per requested layer
+            last = logits[:, -1]
+            if last.ndim == 2 and last.shape[-1] > 1:
+                if self.yes_id < 0:
+                    self.yes_id = token_id(self.tokenizer, self.yes_token, "yes")
+                last = last[:, self.yes_id]
+            per_layer.append(last.reshape(-1))
+        return torch.stack(per_layer, dim=-1)
 
     def _head_scores(self, last_hidden: torch.Tensor) -> torch.Tensor:
         logits = self.model.get_output_embeddings()(last_hidden)
@@ -92,11 +112,12 @@ class LLMReranker(DecoderReranker):
 class LayerwiseLLMReranker(LLMReranker):
     """Layerwise LLM reranker: one score list per requested ``cutoff_layers`` entry.
 
-    For checkpoints whose own code takes ``cutoff_layers`` (bge-reranker-v2-minicpm-layerwise,
-    loaded with ``trust_remote_code=True``) the layers are passed through to the model and its
-    per-layer heads score; for any other causal LM, scores are computed by early exit through
-    the final norm and LM head, and the forward pass stops at the deepest requested layer.
-    ``cutoff_layers`` defaults to the last layer.
+    Same model and input as :class:`LLMReranker` (which also takes ``cutoff_layers``); this
+    family makes the layer choice explicit, defaulting to the last layer. Checkpoints whose
+    own code takes ``cutoff_layers`` (bge-reranker-v2-minicpm-layerwise, loaded with
+    ``trust_remote_code=True``) score with their own per-layer heads; any other causal LM
+    scores by early exit through the final norm and LM head, stopping the forward pass at
+    the deepest requested layer.
     """
 
     def __init__(
@@ -106,31 +127,3 @@ class LayerwiseLLMReranker(LLMReranker):
         super().__init__(model_name_or_path, cutoff_layers=cutoff_layers, **options)
         if self.cutoff_layers is None:
             self.cutoff_layers = [self.num_layers]
-
-    @property
-    def native_layerwise(self) -> bool:
-        """Whether the model's own forward takes ``cutoff_layers`` (minicpm-layerwise remote code)."""
-        return "cutoff_layers" in self._forward_params
-
-    def _scores_with_token(self) -> bool:
-        # minicpm-layerwise scores with per-layer 1-logit heads: no scoring token needed
-        return not self.native_layerwise
-
-    def _layer_scores(self, batch: dict[str, torch.Tensor], layers: list[int]) -> torch.Tensor:
-        if not self.native_layerwise:
-            return super()._layer_scores(batch, layers)
-        outputs = self.model(**self._inputs(batch), output_hidden_states=True, cutoff_layers=layers)
-        per_layer = []
-        for logits in outputs.logits:
-            last = logits[:, -1]
-            if last.ndim == 2 and last.shape[-1] > 1:
-                if self.yes_id < 0:
-                    self.yes_id = token_id(self.tokenizer, self.yes_token, "yes")
-                last = last[:, self.yes_id]
-            per_layer.append(last.reshape(-1))
-        return torch.stack(per_layer, dim=-1)
-
-    def _score(
-        self, queries: list[str], docs: list[str], batch_size: int, cutoff_layers: Sequence[int] | int | None = None
-    ) -> np.ndarray:
-        return super()._score(queries, docs, batch_size, cutoff_layers=cutoff_layers)

@@ -81,16 +81,20 @@ class ZeroShotLLMReranker(DecoderReranker):
             raise ValueError("the chat template must render the query once, before the document")
         before, rest = text.split(_QUERY_MARK)
         between, after = rest.split(_DOC_MARK)
+        # BPE tokenizers fold a space into the next word ("Query: what" -> "Query", ":", " what"):
+        # the space before each placeholder goes with the text put there, as when rendered whole.
+        self._query_lead = before[len(before.rstrip(" ")) :]
+        self._doc_lead = between[len(between.rstrip(" ")) :]
         ids = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-        return ids(before), ids(between), ids(after)
+        return ids(before.rstrip(" ")), ids(between.rstrip(" ")), ids(after)
 
     def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
         assert self.max_length is not None
         distinct, query_of_pair = unique(queries)
-        query_ids = self.tokenizer(distinct, add_special_tokens=False)["input_ids"]
+        query_ids = self.tokenizer([self._query_lead + q for q in distinct], add_special_tokens=False)["input_ids"]
         query_ids = truncate_query_ids(query_ids, self.max_length, self.min_doc_share)
         heads = [self._before_query + query_ids[q] + self._between for q in query_of_pair]
-        bodies = self.tokenizer(docs, add_special_tokens=False)["input_ids"]
+        bodies = self.tokenizer([self._doc_lead + d for d in docs], add_special_tokens=False)["input_ids"]
         return assemble_inputs(
             heads,
             bodies,
