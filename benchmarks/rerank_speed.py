@@ -13,33 +13,18 @@ implementation alike; the table reports the median pairs/s and the ratio to each
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
-import random
-import statistics
+import sys
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikiqa" / "dev.tsv"
-
-
-def load_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    with open(DATA, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    rng = random.Random(seed)
-    pairs = []
-    for row in rows[:n]:
-        sentence = row["sentence"]
-        if rng.random() < 0.3:
-            sentence = " ".join([sentence] * rng.randint(2, 6))
-        pairs.append((row["question"], sentence))
-    return pairs
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import interleaved, print_table, wikiqa_pairs  # noqa: E402
 
 
 def build_checkpoint(folder: Path) -> Path:
@@ -70,30 +55,21 @@ def main() -> None:
     from rag_retrieval_integrations import Reranker
 
     hf_logging.set_verbosity_error()
-    pairs = load_pairs(args.pairs)
+    pairs = wikiqa_pairs(args.pairs)
     with tempfile.TemporaryDirectory() as tmp:
         path = build_checkpoint(Path(tmp) / "minilm-ce")
         ours = Reranker(path, device="cpu", max_length=args.max_length, batch_size=args.batch_size)
         st = CrossEncoder(str(path), device="cpu", max_length=args.max_length, activation_fn=torch.nn.Identity())
         flag = FlagReranker(str(path), use_fp16=False, devices="cpu", max_length=args.max_length)
 
-        runners: dict[str, Callable[[], list[float]]] = {
+        runners: dict[str, Callable[[], Sequence[float]]] = {
             "rag-retrieval": lambda: ours.compute_score(pairs),
-            "sentence-transformers CrossEncoder": lambda: list(
-                st.predict(pairs, batch_size=args.batch_size, show_progress_bar=False)
+            "sentence-transformers CrossEncoder": lambda: st.predict(
+                pairs, batch_size=args.batch_size, show_progress_bar=False
             ),
             "FlagEmbedding FlagReranker": lambda: flag.compute_score(pairs, batch_size=args.batch_size),
         }
-        for run in runners.values():  # warm-up: first-call allocations and lazy imports
-            run() if len(pairs) <= 64 else None
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        scores: dict[str, np.ndarray] = {}
-        names = list(runners)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order each round
-                start = time.perf_counter()
-                scores[name] = np.asarray(runners[name](), dtype=np.float64)
-                times[name].append(time.perf_counter() - start)
+        seconds, scores = interleaved(runners, args.rounds)
 
     lengths = [len(ours.tokenizer(q, d)["input_ids"]) for q, d in pairs]
     print(
@@ -102,13 +78,7 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()}, "
         f"{args.rounds} interleaved rounds, median shown\n"
     )
-    ours_rate = len(pairs) / statistics.median(times["rag-retrieval"])
-    print("| implementation | pairs/s | rag-retrieval speed-up | max abs score diff vs rag-retrieval |")
-    print("|---|---|---|---|")
-    for name in names:
-        rate = len(pairs) / statistics.median(times[name])
-        diff = float(np.max(np.abs(scores[name] - scores["rag-retrieval"])))
-        print(f"| {name} | {rate:.1f} | {ours_rate / rate:.2f}x | {diff:.1e} |")
+    print_table(len(pairs), seconds, scores, "rag-retrieval")
     print(f"\ncommand: python benchmarks/rerank_speed.py --pairs {args.pairs} --rounds {args.rounds}"
           f" --batch-size {args.batch_size} --max-length {args.max_length}  (cpu count {os.cpu_count()})")
 

@@ -169,7 +169,7 @@ def test_shallow_cutoff_stops_the_forward_pass_and_is_faster(deep_llm):
         return min(times)
 
     shallow, deep = best_of_3(cutoff_layers=[2]), best_of_3(cutoff_layers=[8])
-    assert shallow < 0.6 * deep, f"cutoff 2 of 8 layers took {shallow:.3f}s vs {deep:.3f}s"
+    assert shallow < 0.7 * deep, f"cutoff 2 of 8 layers took {shallow:.3f}s vs {deep:.3f}s"
 
 
 def test_native_layerwise_model_gets_cutoff_layers_passed_through(tmp_path):

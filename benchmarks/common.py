@@ -1,0 +1,56 @@
+"""Helpers shared by the speed benchmarks: the WikiQA pair mix and interleaved timing."""
+
+from __future__ import annotations
+
+import csv
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+WIKIQA_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikiqa" / "dev.tsv"
+
+
+def wikiqa_pairs(n: int, seed: int = 0, lengthen: float = 0.3) -> list[tuple[str, str]]:
+    """``n`` (question, sentence) pairs from WikiQA dev; a seeded ``lengthen`` share of the
+    sentences repeated 2-6 times, a mix of lengths like real RAG chunks."""
+    with open(WIKIQA_DEV, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rng = random.Random(seed)
+    pairs = []
+    for row in rows[:n]:
+        sentence = row["sentence"]
+        if rng.random() < lengthen:
+            sentence = " ".join([sentence] * rng.randint(2, 6))
+        pairs.append((row["question"], sentence))
+    return pairs
+
+
+def interleaved(
+    runners: dict[str, Callable[[], Sequence[float]]], rounds: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Run every implementation once per round, rotating the order so that machine noise
+    hits all alike; return the median seconds and the last scores of each."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    scores: dict[str, np.ndarray] = {}
+    names = list(runners)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            scores[name] = np.asarray(runners[name](), dtype=np.float64).reshape(-1)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, scores
+
+
+def print_table(n_pairs: int, seconds: dict[str, float], scores: dict[str, np.ndarray], ours: str) -> None:
+    """Markdown table: pairs/s, our speed-up over each implementation, max score difference."""
+    ours_rate = n_pairs / seconds[ours]
+    print(f"| implementation | pairs/s | {ours} speed-up | max abs score diff vs {ours} |")
+    print("|---|---|---|---|")
+    for name, secs in seconds.items():
+        rate = n_pairs / secs
+        diff = float(np.max(np.abs(scores[name] - scores[ours])))
+        print(f"| {name} | {rate:.1f} | {ours_rate / rate:.2f}x | {diff:.1e} |")
