@@ -89,3 +89,26 @@ def test_embedding_ranker_rank_many(bi_encoder):
     assert [len(r) for r in many] == [4, 4]
     single = ranker.rank("capital of france", DOCS)
     np.testing.assert_allclose(many[1].scores, single.scores, atol=1e-6)
+
+
+def test_threads_sharing_one_model_get_sequential_results(bi_encoder):
+    """One loaded model used from 8 threads at once gives what calls one after another give.
+
+    Ranking in split-max mode and encoding tokenize with different truncation settings, which
+    a fast tokenizer keeps as shared state: without the model's lock this test fails.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    ranker = Reranker(bi_encoder, max_length=24, long_doc="split-max", overlap=4)
+    batches = [[d * (1 + (i + j) % 4) for j, d in enumerate(DOCS)] for i in range(4)]
+
+    def call(i: int) -> list[float]:
+        batch = batches[i % 4]
+        if i % 2:
+            return ranker.encode_documents(batch).ravel().tolist()
+        return ranker.rank("what is a panda?", batch).scores
+
+    sequential = [call(i) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(call, range(128)))
+    assert threaded == [sequential[i % 8] for i in range(128)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
@@ -80,6 +81,12 @@ class BaseReranker(ABC):
             truncated only when it alone would leave less than that.
         show_progress_bar: show a progress bar while scoring; default: when logging is at INFO.
         trust_remote_code, revision, token: passed to ``transformers`` when loading.
+
+    Thread-safe: a loaded model scores one call at a time. A fast tokenizer keeps its
+    truncation and padding settings as state of one shared Rust object, so two threads
+    tokenizing with one model at once would corrupt each other's batches (seen as changed
+    scores and "Unable to create tensor" errors); on the CPU one forward pass already uses
+    every core, and on a GPU passes queue up anyway, so serializing costs little.
     """
 
     model_type: ClassVar[str] = ""
@@ -119,6 +126,7 @@ class BaseReranker(ABC):
         self.min_doc_share = float(min_doc_share)
         self.show_progress_bar = show_progress_bar
         self.hf_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token}
+        self._lock = threading.RLock()
 
     # ---- what a family implements -------------------------------------------------------
 
@@ -213,7 +221,8 @@ class BaseReranker(ABC):
             )
         if not docs:
             return np.zeros(0, dtype=np.float64)
-        scores = np.asarray(self._score(queries, docs, batch_size, **kwargs), dtype=np.float64)
+        with self._lock:
+            scores = np.asarray(self._score(queries, docs, batch_size, **kwargs), dtype=np.float64)
         if scores.ndim == 2 and scores.shape[1] == 1:
             scores = scores[:, 0]
         return sigmoid(scores) if normalize else scores

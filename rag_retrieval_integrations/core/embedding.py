@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from .base import BaseReranker, register_model_type
+from .inputs import check_docs, check_positive_int
 from .pair_encoding import max_per_owner, unique
 from .text_windows import split_into_windows
 
@@ -61,6 +63,26 @@ class EmbeddingReranker(BaseReranker):
             self.max_length = self.model.max_seq_length or 512
         else:
             self.model.max_seq_length = self.max_length
+
+    def encode_queries(self, queries: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Embed queries as ranking does (query prompt, ``truncate_dim``): a float32 array, one row each."""
+        return self._encode_texts(check_docs(queries, "queries"), True, batch_size)
+
+    def encode_documents(self, docs: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Embed documents as ranking does in ``"truncate"`` mode: a float32 array, one row each.
+
+        Each document is one vector, cut at ``max_length`` tokens; ``long_doc="split-max"``
+        applies to ranking only.
+        """
+        return self._encode_texts(check_docs(docs), False, batch_size)
+
+    @torch.inference_mode()
+    def _encode_texts(self, texts: list[str], is_query: bool, batch_size: int | None) -> np.ndarray:
+        batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
+        if not texts:
+            return np.zeros((0, self.truncate_dim or self.model.get_embedding_dimension() or 0), dtype=np.float32)
+        with self._lock:
+            return self._encode(texts, is_query, batch_size).cpu().numpy()
 
     def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> torch.Tensor:
         encode = self.model.encode_query if is_query else self.model.encode_document

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,8 +71,6 @@ class DecoderReranker(BaseReranker):
             )
         self._forward_params = set(inspect.signature(self.model.forward).parameters)
         self.cutoff_layers = self._check_cutoff_layers(cutoff_layers)
-        # Early exit registers hooks on shared modules: one forward pass at a time per model.
-        self._lock = threading.Lock()
 
     # ---- what a family implements --------------------------------------------------------
 
@@ -159,7 +156,8 @@ class DecoderReranker(BaseReranker):
             score_batch = self._full_scores
         else:
             score_batch = lambda batch: self._layer_scores(batch, layers)  # noqa: E731
-        with self._lock, self._progress(len(encoded), "Scoring", unit="input") as progress:
+        # Early-exit hooks live on shared modules: BaseReranker's lock keeps this one call at a time.
+        with self._progress(len(encoded), "Scoring", unit="input") as progress:
             window_scores = score_in_batches(
                 encoded,
                 score_batch,

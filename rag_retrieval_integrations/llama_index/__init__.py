@@ -1,0 +1,16 @@
+"""LlamaIndex integration: a node postprocessor (reranker) and an embedding model.
+
+Imports ``llama_index.core`` only; install it with ``pip install 'rag-retrieval[llama-index]'``.
+"""
+
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "rag_retrieval_integrations.llama_index needs llama-index-core: pip install 'rag-retrieval[llama-index]'"
+    ) from err
+
+from .embeddings import RagRetrievalEmbedding
+from .postprocessor import RagRetrievalRerank
+
+__all__ = ["RagRetrievalEmbedding", "RagRetrievalRerank"]
