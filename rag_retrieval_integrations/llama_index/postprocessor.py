@@ -60,6 +60,7 @@ class RagRetrievalRerank(RerankerWrapper, BaseNodePostprocessor):
     def class_name(cls) -> str:
         return "RagRetrievalRerank"
 
+    @dispatcher.span
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: Optional[QueryBundle] = None
     ) -> list[NodeWithScore]:
