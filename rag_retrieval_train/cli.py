@@ -1,0 +1,50 @@
+"""``rag-retrieval-train <trainer> --config cfg.yaml [--key value ...]``.
+
+Flags override the YAML file; unknown keys are errors listing the valid ones. Also runs as
+``python -m rag_retrieval_train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .config import ConfigError, TrainConfig, build_config, config_keys, load_yaml, parse_flags
+
+
+def _trainers() -> dict[str, tuple[type[TrainConfig], Callable[[Any], Any]]]:
+    from .embedding import EmbeddingTrainConfig, train_embedding
+
+    return {"embedding": (EmbeddingTrainConfig, train_embedding)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trainers = _trainers()
+    parser = argparse.ArgumentParser(
+        prog="rag-retrieval-train",
+        description="Train a ranking model; every option is a --key value flag that overrides the YAML file.",
+        epilog="Valid keys per trainer: rag-retrieval-train <trainer> --list-keys",
+    )
+    parser.add_argument("trainer", choices=sorted(trainers))
+    parser.add_argument("--config", help="YAML file of options")
+    parser.add_argument("--list-keys", action="store_true", help="print the valid keys and their defaults")
+    args, rest = parser.parse_known_args(argv)
+    config_cls, run = trainers[args.trainer]
+    if args.list_keys:
+        defaults = config_cls()
+        for key in config_keys(config_cls):
+            print(f"{key}: {getattr(defaults, key)!r}")
+        return 0
+    try:
+        config = build_config(config_cls, load_yaml(args.config) if args.config else {}, parse_flags(rest))
+    except ConfigError as e:
+        parser.error(str(e))
+    run(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Training configuration: typed dataclasses, YAML files and command-line overrides.
+
+Precedence, lowest to highest: the dataclass defaults, the YAML file, the command-line flags.
+Unknown keys, in the file or on the command line, are errors that list the valid keys (the
+original RAG-Retrieval code let YAML silently override flags; here a flag always wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+RESOLVED_CONFIG_FILE = "rag_retrieval_train_config.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key and the valid choices."""
+
+
+@dataclass
+class TrainConfig:
+    """Options every trainer shares. Each maps onto ``transformers.TrainingArguments``."""
+
+    model_name_or_path: str = ""
+    train_data: str = ""
+    output_dir: str = ""
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    lr_scheduler_type: str = "linear"
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    max_length: int = 256
+    save_steps: int = 0  # 0: save at the end of every epoch; N > 0: every N steps
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    resume: Union[bool, str] = False  # True: from the latest checkpoint in output_dir; or a checkpoint path
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    dataloader_num_workers: int = 0
+    disable_progress_bar: bool = False
+
+    def validate(self) -> None:
+        for name in ("model_name_or_path", "train_data", "output_dir"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required (in the YAML file or as --{name})")
+        for name in ("batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError("set epochs > 0 or max_steps > 0")
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def config_keys(cls: type[TrainConfig]) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against the field's type, converting what YAML or a flag could not tell apart."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in args:
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(name, value, option)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{name}: {value!r} is not any of {[getattr(a, '__name__', str(a)) for a in args]}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if isinstance(value, str):  # "--mrl_dims 64,128" on the command line
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(f"{name}[{i}]", v, args[0] if args else Any) for i, v in enumerate(value)]
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[str, Any]) -> C:
+    """The config from defaults, then ``file_values`` (YAML), then ``flag_values`` (command line)."""
+    valid = config_keys(cls)
+    hints = typing.get_type_hints(cls)
+    merged: dict[str, Any] = {}
+    for source, values in (("config file", file_values), ("command line", flag_values)):
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(f"unknown key {key!r} ({source}); valid keys: {', '.join(valid)}")
+            merged[key] = _coerce(key, value, hints[key])
+    config = cls(**merged)
+    config.validate()
+    return config
+
+
+def parse_flags(argv: list[str]) -> dict[str, Any]:
+    """``--key value`` / ``--key=value`` / bare ``--flag`` (true) into a dict; values parsed as YAML
+    scalars (``32`` is an int, ``true`` a bool, ``[64, 128]`` a list). Dashes in keys become underscores."""
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"expected --key value, got {token!r}")
+        key, sep, raw = token[2:].partition("=")
+        if not sep:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                raw = argv[i + 1]
+                i += 1
+            else:
+                raw = "true"
+        values[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
+        i += 1
+    return values
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return data
+
+
+def save_config(config: TrainConfig, folder: str | Path, trainer: str) -> Path:
+    """Write the resolved config, as trained, next to the checkpoint."""
+    path = Path(folder) / RESOLVED_CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"trainer": trainer, **dataclasses.asdict(config)}
+    path.write_text(yaml.safe_dump(payload, sort_keys=False), encoding="utf-8")
+    return path
