@@ -1,0 +1,178 @@
+"""The embedding trainer: bi-encoders (BERT-style or decoder LLMs) with InfoNCE, Matryoshka,
+LLM-preference or distillation losses, written as sentence-transformers folders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Optional
+
+import torch
+
+from rag_retrieval_integrations.core.checkpoint import _is_decoder_only, read_checkpoint
+
+from .config import ConfigError, TrainConfig
+from .trainer import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddingTrainConfig(TrainConfig):
+    """Options of ``rag-retrieval-train embedding`` (see README.md for each)."""
+
+    loss: Literal["infonce", "preference", "distill"] = "infonce"
+    temperature: float = 0.02
+    teacher_temperature: float = 1.0
+    train_group_size: int = 2  # documents per query: 1 positive + (n - 1) hard negatives, or n scored ones
+    mrl_dims: list[int] = field(default_factory=list)
+    mrl_weights: list[float] = field(default_factory=list)
+    pooling: Optional[Literal["mean", "cls", "lasttoken"]] = None  # None: mean for encoders, lasttoken for LLMs
+    query_prompt: str = ""
+    passage_prompt: str = ""
+    gather_across_devices: bool = False
+    teacher_vectors: str = ""  # distill: .npy of teacher vectors, one row per line of train_data
+    distill_weights: list[float] = field(default_factory=lambda: [10.0, 200.0, 20.0])  # cosine, sim-matrix, margin
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    merge_lora: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.train_group_size < 1:
+            raise ConfigError(f"train_group_size must be at least 1, got {self.train_group_size}")
+        if self.mrl_weights and len(self.mrl_weights) != len(self.mrl_dims):
+            raise ConfigError(
+                f"mrl_weights has {len(self.mrl_weights)} values for {len(self.mrl_dims)} mrl_dims; give one per dim"
+            )
+        if self.loss == "distill" and not self.teacher_vectors:
+            raise ConfigError("loss=distill needs teacher_vectors (an .npy file aligned with train_data)")
+        if self.temperature <= 0 or self.teacher_temperature <= 0:
+            raise ConfigError("temperature and teacher_temperature must be positive")
+        if len(self.distill_weights) != 3:
+            raise ConfigError("distill_weights takes three weights: cosine, similarity matrix, margin")
+
+
+def build_embedding_model(config: EmbeddingTrainConfig) -> Any:
+    """A ``SentenceTransformer`` to train: an existing one, or transformer + pooling + Normalize."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    info = read_checkpoint(config.model_name_or_path)
+    if info.modules is not None and config.pooling is None:
+        model = SentenceTransformer(info.path, device="cpu")
+        model.max_seq_length = config.max_length
+    else:
+        decoder = _is_decoder_only(info.config or {})
+        pooling = config.pooling or ("lasttoken" if decoder else "mean")
+        transformer = Transformer(info.path, max_seq_length=config.max_length)
+        if decoder:
+            _append_eos(transformer.tokenizer)
+        modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling), Normalize()]
+        model = SentenceTransformer(modules=modules, device="cpu")
+    if config.query_prompt or config.passage_prompt:
+        model.prompts = {**model.prompts, "query": config.query_prompt, "document": config.passage_prompt}
+    if config.lora:
+        from peft import LoraConfig, TaskType
+
+        model.add_adapter(
+            LoraConfig(
+                task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+            )
+        )
+    return model
+
+
+def _append_eos(tokenizer: Any) -> None:
+    """Make the tokenizer end every text with EOS, the token whose state last-token pooling reads.
+
+    Set in the fast tokenizer's own post-processor, so the saved checkpoint appends it at
+    inference too, in sentence-transformers and in our embedding family alike.
+    """
+    from tokenizers import processors
+
+    eos = tokenizer.eos_token
+    if eos is None:
+        raise ConfigError("last-token pooling needs a tokenizer with an eos token")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.eos_token_id)]
+    )
+
+
+class EmbeddingTrainingRun(TrainingRun):
+    """``rag-retrieval-train embedding``: data + loss + model on the shared stack."""
+
+    name: ClassVar[str] = "embedding"
+    model_type: ClassVar[str] = "embedding"
+    config: EmbeddingTrainConfig
+
+    def build_model(self) -> torch.nn.Module:
+        return build_embedding_model(self.config)
+
+    def build_train_dataset(self, model: torch.nn.Module) -> Any:
+        from .data import EpochResampleCallback, load_distillation_data, load_examples, training_view
+
+        c = self.config
+        if c.loss == "distill":
+            return load_distillation_data(c.train_data, c.teacher_vectors)
+        kind = "preference" if c.loss == "preference" else "infonce"
+        self._resampler = EpochResampleCallback()
+        examples = load_examples(c.train_data)
+        if c.query_prompt or c.passage_prompt:
+            examples = examples.map(
+                lambda row: {
+                    "prompt_for_query": row["prompt_for_query"] or c.query_prompt,
+                    "prompt_for_passage": row["prompt_for_passage"] or c.passage_prompt,
+                }
+            )
+        return training_view(examples, kind=kind, group_size=c.train_group_size, seed=c.seed, epochs=self._resampler)
+
+    def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
+        from .losses import EmbeddingDistillationLoss, InfoNCELoss, MatryoshkaLoss, PreferenceKLLoss
+
+        c = self.config
+        if c.loss == "infonce":
+            loss = InfoNCELoss(model, temperature=c.temperature, gather_across_devices=c.gather_across_devices)
+        elif c.loss == "preference":
+            loss = PreferenceKLLoss(model, temperature=c.temperature, teacher_temperature=c.teacher_temperature)
+        else:
+            cosine, matrix, margin = c.distill_weights
+            loss = EmbeddingDistillationLoss(model, cosine_weight=cosine, similarity_weight=matrix, margin_weight=margin)
+        if c.mrl_dims:
+            loss = MatryoshkaLoss(model, loss, matryoshka_dims=c.mrl_dims, matryoshka_weights=c.mrl_weights or None)
+        return loss
+
+    def trainer_classes(self) -> tuple[type, type]:
+        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+        return SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    def callbacks(self) -> list[Any]:
+        resampler = getattr(self, "_resampler", None)
+        return [resampler] if resampler is not None else []
+
+    def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
+        if self.config.lora and self.config.merge_lora:
+            transformer = model[0]
+            transformer.auto_model = transformer.auto_model.merge_and_unload()
+        model.save(str(self.output_dir))
+
+    def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
+        pooling = next((m.get_config_dict().get("pooling_mode") for m in model if hasattr(m, "pooling_mode")), None)
+        return {
+            "pooling": pooling,
+            "normalized": any(type(m).__name__ == "Normalize" for m in model),
+            "embedding_dim": model.get_embedding_dimension(),
+            "matryoshka_dims": sorted(self.config.mrl_dims, reverse=True) or None,
+            "prompts": {"query": self.config.query_prompt, "document": self.config.passage_prompt},
+            "base_model": self.config.model_name_or_path,
+            "loss": self.config.loss,
+        }
+
+
+def train_embedding(config: EmbeddingTrainConfig) -> Any:
+    """Run the embedding trainer; returns the output folder."""
+    return EmbeddingTrainingRun(config).run()
