@@ -120,15 +120,15 @@ class EmbeddingTrainingRun(TrainingRun):
             return load_distillation_data(c.train_data, c.teacher_vectors)
         kind = "preference" if c.loss == "preference" else "infonce"
         self._resampler = EpochResampleCallback()
-        examples = load_examples(c.train_data)
-        if c.query_prompt or c.passage_prompt:
-            examples = examples.map(
-                lambda row: {
-                    "prompt_for_query": row["prompt_for_query"] or c.query_prompt,
-                    "prompt_for_passage": row["prompt_for_passage"] or c.passage_prompt,
-                }
-            )
-        return training_view(examples, kind=kind, group_size=c.train_group_size, seed=c.seed, epochs=self._resampler)
+        return training_view(
+            load_examples(c.train_data),
+            kind=kind,
+            group_size=c.train_group_size,
+            seed=c.seed,
+            query_prompt=c.query_prompt,
+            passage_prompt=c.passage_prompt,
+            epochs=self._resampler,
+        )
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
         from .losses import EmbeddingDistillationLoss, InfoNCELoss, MatryoshkaLoss, PreferenceKLLoss

@@ -1,0 +1,204 @@
+"""The JSONL training format: streaming, per-line validation, errors that name ``file:line``.
+
+One example per line, each line validated on its own (the format is never guessed from the
+first line, so pair, triplet and scored lines are checked the same way wherever they stand):
+
+- pair:    ``{"query": str, "pos": [str, ...]}``
+- triplet: ``{"query": str, "pos": [str, ...], "neg": [str, ...]}``
+- scored:  ``{"query": str, "pos": [str, ...], "scores": [number, ...]}``: ``pos`` holds every
+  document of the query and ``scores`` one teacher score per document, in the same order
+  (``neg`` must then be absent).
+- optional on every line: ``prompt_for_query``, ``prompt_for_passage`` (strings).
+
+A JSON ``null`` for an optional key counts as the key being absent. Blank lines are skipped
+but counted, so line numbers are those an editor shows (1-based). The file is read one line
+at a time; it is never held in memory as a whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypedDict, TypeVar
+
+__all__ = [
+    "ALLOWED_KEYS",
+    "DataFormatError",
+    "EmbeddingExample",
+    "iter_jsonl",
+    "iter_lines",
+    "validate_example",
+]
+
+ALLOWED_KEYS = ("query", "pos", "neg", "scores", "prompt_for_query", "prompt_for_passage")
+
+T = TypeVar("T")
+
+
+class DataFormatError(ValueError):
+    """A training data file breaks the format: ``"{path}:{line_number}: {reason}"``.
+
+    ``line_number`` is 1-based, or ``None`` for what concerns the whole file (an empty file,
+    a row count that does not match); the message is then ``"{path}: {reason}"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, line_number: int | None, reason: str):
+        self.path = str(path)
+        self.line_number = line_number
+        self.reason = reason
+        where = self.path if line_number is None else f"{self.path}:{line_number}"
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):  # keep the three fields through pickling (worker processes)
+        return type(self), (self.path, self.line_number, self.reason)
+
+
+class EmbeddingExample(TypedDict):
+    """One validated line, normalized: absent lists are ``[]``, absent prompts ``None``.
+
+    ``scores`` is non-empty exactly for the scored format (one score per entry of ``pos``).
+    A prompt of ``None`` means "not given on this line" (a default may apply), while ``""``
+    means "no prompt for this line".
+    """
+
+    query: str
+    pos: list[str]
+    neg: list[str]
+    scores: list[float]
+    prompt_for_query: str | None
+    prompt_for_passage: str | None
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _string_list(record: dict, key: str, *, required: bool) -> list[str]:
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"missing required key {key!r} (a non-empty list of strings)")
+        return []
+    if isinstance(value, str):
+        raise ValueError(
+            f"{key!r} must be a list of strings, got a bare string; write {key!r}: [\"...\"] "
+            "(a bare string is not wrapped silently)"
+        )
+    if not isinstance(value, list):
+        raise ValueError(f"{key!r} must be a list of strings, got {_type_name(value)}")
+    if required and not value:
+        raise ValueError(f"{key!r} must be a non-empty list of strings, got []")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ValueError(f"{key}[{i}] must be a string, got {_type_name(item)}")
+    return value
+
+
+def _score_list(record: dict, n_pos: int) -> list[float]:
+    value = record.get("scores")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"'scores' must be a list of numbers, got {_type_name(value)}")
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ValueError(f"scores[{i}] must be a number, got {_type_name(item)}")
+        if not math.isfinite(item):
+            raise ValueError(f"scores[{i}] must be a finite number, got {item}")
+    if len(value) != n_pos:
+        raise ValueError(
+            f"'scores' has {len(value)} entries but 'pos' has {n_pos}; the scored format needs one "
+            "teacher score per document in 'pos', in the same order"
+        )
+    if record.get("neg") is not None:
+        raise ValueError(
+            "a scored line ('scores' given) must not have 'neg': put every document in 'pos' with its score"
+        )
+    return [float(x) for x in value]
+
+
+def _optional_str(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, got {_type_name(value)}")
+    return value
+
+
+def validate_example(record: Any) -> EmbeddingExample:
+    """Check one parsed JSONL line and return it normalized; raise ``ValueError(reason)``.
+
+    The reason carries no location; :func:`iter_jsonl` prefixes ``file:line``.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {_type_name(record)}")
+    unknown = sorted(set(record) - set(ALLOWED_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}; allowed keys: {', '.join(ALLOWED_KEYS)}")
+    query = record.get("query")
+    if query is None:
+        raise ValueError("missing required key 'query' (a non-empty string)")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"'query' must be a non-empty string, got {query!r}")
+    pos = _string_list(record, "pos", required=True)
+    neg = _string_list(record, "neg", required=False)
+    return EmbeddingExample(
+        query=query,
+        pos=pos,
+        neg=neg,
+        scores=_score_list(record, len(pos)),
+        prompt_for_query=_optional_str(record, "prompt_for_query"),
+        prompt_for_passage=_optional_str(record, "prompt_for_passage"),
+    )
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Stream ``(line_number, text)`` for every line of a UTF-8 file, newline removed.
+
+    Lines are read one at a time (never ``readlines()``); a leading BOM is dropped; a line that
+    is not valid UTF-8 raises :class:`DataFormatError` with its line number. A missing file raises
+    ``FileNotFoundError`` naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "training data file not found", str(path))
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(path, line_number, f"not valid UTF-8 ({exc})") from None
+            if line_number == 1:
+                text = text.removeprefix("\ufeff")
+            yield line_number, text.rstrip("\r\n")
+
+
+def iter_jsonl(
+    path: str | os.PathLike, validate: Callable[[Any], T] = validate_example
+) -> Iterator[tuple[int, T]]:
+    """Stream ``(line_number, validate(parsed_line))`` over a JSONL file, lazily.
+
+    Blank lines are skipped but counted. Invalid JSON, or a line that ``validate`` rejects with a
+    ``ValueError``/``TypeError``, raises :class:`DataFormatError` ``"{path}:{line}: {reason}"``
+    when that line is reached (earlier lines have been yielded by then). A file with no examples
+    raises :class:`DataFormatError` naming the file; a missing one ``FileNotFoundError``.
+    """
+    n_examples = 0
+    for line_number, text in iter_lines(path):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(path, line_number, f"invalid JSON: {exc}") from None
+        try:
+            example = validate(record)
+        except (ValueError, TypeError) as exc:
+            raise DataFormatError(path, line_number, str(exc)) from None
+        n_examples += 1
+        yield line_number, example
+    if n_examples == 0:
+        raise DataFormatError(path, None, "no examples: the file is empty (or has only blank lines)")

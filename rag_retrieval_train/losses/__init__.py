@@ -1,0 +1,22 @@
+"""Embedding-training losses with the sentence-transformers loss interface.
+
+Each loss is an ``nn.Module`` built as ``Loss(model, ...)`` whose ``forward(sentence_features,
+labels)`` plugs into ``SentenceTransformerTrainer``, with a pure ``compute_loss_from_embeddings``
+for use on precomputed embeddings. What sentence-transformers already has (MNRL, its
+MatryoshkaLoss, MSE ...) is not duplicated: :class:`InfoNCELoss` equals its MNRL and exists for
+the FlagEmbedding-style temperature parameterization and rank-aware gathering; the others are
+ours (per-query LLM-preference KL, Jasper/Stella distillation) or wrap ours (Matryoshka).
+"""
+
+from .embedding_distillation import EmbeddingDistillationLoss, relative_similarity_margin_loss
+from .info_nce import InfoNCELoss
+from .matryoshka import MatryoshkaLoss
+from .preference_kl import PreferenceKLLoss
+
+__all__ = [
+    "EmbeddingDistillationLoss",
+    "InfoNCELoss",
+    "MatryoshkaLoss",
+    "PreferenceKLLoss",
+    "relative_similarity_margin_loss",
+]
