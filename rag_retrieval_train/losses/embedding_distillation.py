@@ -102,8 +102,8 @@ class EmbeddingDistillationLoss(EmbeddingLoss):
     The margin term is computed anchor chunk by anchor chunk with its gradient accumulated in the
     forward pass, so memory stays O(B^2) (no B^3 or B^4 tensor is materialized; see
     :func:`relative_similarity_margin_loss`); time is O(B^3). It anchors each triple on one
-    text i, as the paper's relative-similarity loss describes; the original RAG-Retrieval code
-    compared every pair of pairs, an O(B^4) tensor.
+    text i and compares its similarities to j and k; the original RAG-Retrieval code compared
+    every pair of pairs (S_ab against S_cd over all pairs of pairs), an O(B^4) tensor.
 
     Defaults: weights 10 / 200 / 20 and margin 0.015, the values of the authors' reference
     implementation (RAG-Retrieval's ``model_distill.py``) for "Jasper and Stella: distillation of
@@ -112,8 +112,8 @@ class EmbeddingDistillationLoss(EmbeddingLoss):
 
     Dimensions: the cosine term needs student and teacher vectors of the same size; if the
     student's dim D_s differs from the teacher's D_t, add a projection to the model (e.g. a
-    ``sentence_transformers.models.Dense(D_s, D_t)`` module) or a ValueError naming both dims is
-    raised. The other two terms compare (B, B) matrices and work for any D_s, so with
+    linear ``Dense(D_s, D_t, activation_function=torch.nn.Identity())`` module; Dense's default
+    activation is tanh) or a ValueError naming both dims is raised. The other two terms compare (B, B) matrices and work for any D_s, so with
     ``cosine_weight=0`` the dims may differ. Under :class:`MatryoshkaLoss`, the truncated dims use
     only those two terms against the full teacher (``compute_truncated_loss_from_embeddings``).
 
@@ -132,11 +132,11 @@ class EmbeddingDistillationLoss(EmbeddingLoss):
     Example::
 
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-        from sentence_transformers.models import Dense
+        from sentence_transformers.sentence_transformer.modules import Dense  # sentence_transformers.models on 5.x
         from rag_retrieval_train.losses import EmbeddingDistillationLoss
 
-        student = SentenceTransformer("BAAI/bge-small-en-v1.5")                 # 384-dim
-        student.append(Dense(384, 1024))                                          # teacher is 1024-dim
+        student = SentenceTransformer("BAAI/bge-small-en-v1.5")                   # 384-dim
+        student.append(Dense(384, 1024, activation_function=torch.nn.Identity()))  # teacher is 1024-dim
         # train_dataset: a "text" column and a "label" column of 1024 floats (the teacher's vectors)
         loss = EmbeddingDistillationLoss(student)
         SentenceTransformerTrainer(model=student, train_dataset=train_dataset, loss=loss).train()
@@ -190,8 +190,8 @@ class EmbeddingDistillationLoss(EmbeddingLoss):
             if student_dim != teacher.size(1):
                 raise ValueError(
                     f"{name}: student embedding dim {student_dim} != teacher dim {teacher.size(1)}; the cosine term "
-                    f"needs them equal: add a projection to the student, e.g. "
-                    f"sentence_transformers.models.Dense({student_dim}, {teacher.size(1)})"
+                    f"needs them equal: add a linear projection to the student, e.g. sentence-transformers' "
+                    f"Dense({student_dim}, {teacher.size(1)}, activation_function=torch.nn.Identity())"
                 )
             components["cosine"] = self.cosine_weight * (1 - (student * teacher).sum(dim=-1)).mean()
         if self.similarity_weight > 0 or self.margin_weight > 0:
