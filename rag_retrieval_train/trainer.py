@@ -107,7 +107,6 @@ class TrainingRun(ABC):
             data_seed=c.seed,
             fp16=c.mixed_precision == "fp16",
             bf16=c.mixed_precision == "bf16",
-            gradient_checkpointing=c.gradient_checkpointing,
             save_strategy="steps" if c.save_steps > 0 else "epoch",
             save_steps=c.save_steps if c.save_steps > 0 else 500,
             save_total_limit=c.save_total_limit,
@@ -115,7 +114,15 @@ class TrainingRun(ABC):
             report_to=c.report_to,
             dataloader_num_workers=c.dataloader_num_workers,
             disable_tqdm=c.disable_progress_bar,
+            **self._checkpointing_arguments(args_class),
         )
+
+    def _checkpointing_arguments(self, args_class: type) -> dict[str, Any]:
+        if not self.config.gradient_checkpointing:
+            return {}
+        # transformers renamed gradient_checkpointing to activation_checkpointing (5.x)
+        fields = getattr(args_class, "__dataclass_fields__", {})
+        return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": True}
 
     def resume_checkpoint(self) -> str | None:
         resume = self.config.resume

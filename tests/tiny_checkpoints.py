@@ -173,7 +173,7 @@ def build_xlmr_cross_encoder(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def build_bi_encoder(path: Path, seed: int = 0) -> Path:
+def build_bi_encoder(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
     """A sentence-transformers folder: tiny BERT + mean pooling + Normalize."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
@@ -182,7 +182,8 @@ def build_bi_encoder(path: Path, seed: int = 0) -> Path:
     backbone = path.with_name(path.name + "-backbone")
     tokenizer = _bert_tokenizer()
     torch.manual_seed(seed)
-    BertModel(_tiny_bert_config(len(tokenizer)), add_pooling_layer=False).save_pretrained(backbone)
+    config = _tiny_bert_config(len(tokenizer), hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    BertModel(config, add_pooling_layer=False).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
     transformer = Transformer(str(backbone), max_seq_length=128)
     model = SentenceTransformer(
