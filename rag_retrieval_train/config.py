@@ -85,6 +85,8 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
                 errors.append(str(e))
         raise ConfigError(f"{name}: {value!r} is not any of {[getattr(a, '__name__', str(a)) for a in args]}")
     if origin is Literal:
+        if value is False and "no" in args:  # YAML 1.1 reads an unquoted `no` as false
+            value = "no"
         if value not in args:
             raise ConfigError(f"{name} must be one of {list(args)}, got {value!r}")
         return value
@@ -103,6 +105,11 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{name} must be a number, got {value!r}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -115,8 +122,29 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[str, Any]) -> C:
-    """The config from defaults, then ``file_values`` (YAML), then ``flag_values`` (command line)."""
+def _is_text(annotation: Any) -> bool:
+    """Whether a field holds text (str or a Literal of strings, maybe optional)."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in get_args(annotation))
+    if get_origin(annotation) in (Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(options) and all(_is_text(a) for a in options)
+    return False
+
+
+def _from_flag(raw: str, annotation: Any) -> Any:
+    """A command-line value: text fields take it literally ("Query: x" stays a string, "no" stays
+    "no"); other fields parse it as a YAML scalar or list ("32", "true", "[64, 128]")."""
+    if _is_text(annotation):
+        optional = type(None) in get_args(annotation)
+        return None if optional and raw.lower() in ("null", "none", "~") else raw
+    return yaml.safe_load(raw) if raw != "" else ""
+
+
+def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[str, str]) -> C:
+    """The config from defaults, then ``file_values`` (YAML), then ``flag_values`` (command line, raw text)."""
     valid = config_keys(cls)
     hints = typing.get_type_hints(cls)
     merged: dict[str, Any] = {}
@@ -124,16 +152,18 @@ def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[st
         for key, value in values.items():
             if key not in hints:
                 raise ConfigError(f"unknown key {key!r} ({source}); valid keys: {', '.join(valid)}")
+            if source == "command line" and isinstance(value, str):
+                value = _from_flag(value, hints[key])
             merged[key] = _coerce(key, value, hints[key])
     config = cls(**merged)
     config.validate()
     return config
 
 
-def parse_flags(argv: list[str]) -> dict[str, Any]:
-    """``--key value`` / ``--key=value`` / bare ``--flag`` (true) into a dict; values parsed as YAML
-    scalars (``32`` is an int, ``true`` a bool, ``[64, 128]`` a list). Dashes in keys become underscores."""
-    values: dict[str, Any] = {}
+def parse_flags(argv: list[str]) -> dict[str, str]:
+    """``--key value`` / ``--key=value`` / bare ``--flag`` (``"true"``) into a dict of raw text;
+    :func:`build_config` converts each value by its field's type. Dashes in keys become underscores."""
+    values: dict[str, str] = {}
     i = 0
     while i < len(argv):
         token = argv[i]
@@ -146,7 +176,7 @@ def parse_flags(argv: list[str]) -> dict[str, Any]:
                 i += 1
             else:
                 raw = "true"
-        values[key.replace("-", "_")] = yaml.safe_load(raw) if raw != "" else ""
+        values[key.replace("-", "_")] = raw
         i += 1
     return values
 

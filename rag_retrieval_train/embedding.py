@@ -75,13 +75,18 @@ def build_embedding_model(config: EmbeddingTrainConfig) -> Any:
     if config.query_prompt or config.passage_prompt:
         model.prompts = {**model.prompts, "query": config.query_prompt, "document": config.passage_prompt}
     if config.lora:
-        from peft import LoraConfig, TaskType
+        from peft import LoraConfig, TaskType, get_peft_model
 
-        model.add_adapter(
+        transformer = model[0]
+        # get_peft_model injects the LoRA layers into auto_model in place and freezes the rest;
+        # sentence-transformers keeps calling the base model, and the PeftModel is kept to merge on save.
+        # (Stored in __dict__: as a registered submodule it would become a stage of the model's forward.)
+        model.__dict__["_rag_retrieval_peft"] = get_peft_model(
+            transformer.auto_model,
             LoraConfig(
                 task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=config.lora_alpha,
                 lora_dropout=config.lora_dropout,
-            )
+            ),
         )
     return model
 
@@ -155,9 +160,11 @@ class EmbeddingTrainingRun(TrainingRun):
         return [resampler] if resampler is not None else []
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
-        if self.config.lora and self.config.merge_lora:
-            transformer = model[0]
-            transformer.auto_model = transformer.auto_model.merge_and_unload()
+        peft_model = model.__dict__.get("_rag_retrieval_peft")
+        if peft_model is not None and self.config.merge_lora:
+            # merge_and_unload folds the LoRA weights into the base layers, in place
+            model[0].auto_model = peft_model.merge_and_unload()
+            del model.__dict__["_rag_retrieval_peft"]
         model.save(str(self.output_dir))
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:

@@ -114,6 +114,9 @@ class TrainingRun(ABC):
             report_to=c.report_to,
             dataloader_num_workers=c.dataloader_num_workers,
             disable_tqdm=c.disable_progress_bar,
+            # Without use_cpu, transformers runs each process of a CPU-only multi-process launch
+            # as an independent single-process run (no gradient sync): gloo DDP needs it.
+            use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             **self._checkpointing_arguments(args_class),
         )
 

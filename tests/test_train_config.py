@@ -24,8 +24,20 @@ def test_flags_override_yaml_which_overrides_defaults():
 
 def test_flag_syntaxes():
     assert parse_flags(["--a=1", "--b", "x y", "--c", "--d", "[1, 2]", "--e", "true"]) == {
-        "a": 1, "b": "x y", "c": True, "d": [1, 2], "e": True,
+        "a": "1", "b": "x y", "c": "true", "d": "[1, 2]", "e": "true",
     }
+
+
+def test_flag_values_are_typed_by_their_field():
+    flags = parse_flags([
+        "--query_prompt", "Instruct: find it\nQuery: ", "--mixed_precision", "no", "--mrl_dims", "[8, 16]",
+        "--resume", "true", "--pooling", "none", "--learning_rate", "3e-4", "--output_dir", "123",
+    ])
+    config = build_config(EmbeddingTrainConfig, REQUIRED, flags)
+    assert config.query_prompt == "Instruct: find it\nQuery: "  # text stays text, not a YAML mapping
+    assert config.mixed_precision == "no" and config.mrl_dims == [8, 16] and config.resume is True
+    assert config.pooling is None and config.learning_rate == 3e-4 and config.output_dir == "123"
+    assert build_config(EmbeddingTrainConfig, {**REQUIRED, "mixed_precision": False}, {}).mixed_precision == "no"
     with pytest.raises(ConfigError, match="expected --key value"):
         parse_flags(["batch_size", "3"])
 

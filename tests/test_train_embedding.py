@@ -112,3 +112,24 @@ def test_resume_without_checkpoint_is_a_clear_error(bi_encoder, tmp_path):
     config = build_config(EmbeddingTrainConfig, common_options(bi_encoder, tmp_path, resume=True), {})
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         EmbeddingTrainingRun(config).run()
+
+
+def test_decoder_llm_backbone_with_lora_last_token_pooling_and_eos(decoder_llm, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    options = common_options(
+        decoder_llm, tmp_path, lora=True, lora_r=4, max_steps=2, query_prompt="Instruct: find the passage\nQuery: "
+    )
+    assert main(["embedding", *[f"--{k}={v}" for k, v in options.items() if k != "report_to"], "--report_to=[]"]) == 0
+    out = Path(options["output_dir"])
+    metadata = json.loads((out / "rag_retrieval.json").read_text())
+    assert metadata["pooling"] == "lasttoken" and metadata["prompts"]["query"].startswith("Instruct")
+    assert not any("lora" in key for key in _weights(out)), "LoRA weights must be merged on save"
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer("a short text")["input_ids"][-1] == tokenizer.eos_token_id  # EOS appended at inference too
+    texts = SENTENCES[:4]
+    theirs = SentenceTransformer(str(out), device="cpu")
+    np.testing.assert_allclose(Reranker(out).encode_queries(texts), theirs.encode_query(texts), atol=1e-5)
+    base = AutoTokenizer.from_pretrained(decoder_llm)
+    assert base("a short text")["input_ids"][-1] != base.eos_token_id

@@ -1,0 +1,65 @@
+"""Two CPU processes (gloo) train to the same weights as one process doing the same updates."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import tiny_checkpoints as kit
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(config: dict, processes: int, tmp_path: Path) -> Path:
+    config_file = tmp_path / f"cfg-{processes}.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+         f"--master-port={_free_port()}", "--master-addr=127.0.0.1"]
+        if processes > 1
+        else [sys.executable]
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [*launcher, "-m", "rag_retrieval_train", "embedding", "--config", str(config_file)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return Path(config["output_dir"])
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path):
+    model = kit.build_bi_encoder(tmp_path / "bi-no-dropout", dropout=0.0)
+    data = tmp_path / "train.jsonl"
+    sentences = list(dict.fromkeys(kit.CORPUS))
+    with open(data, "w") as f:  # one negative per row: the same groups in every process and epoch
+        for i in range(8):
+            f.write(json.dumps({"query": sentences[i][:20], "pos": [sentences[i]], "neg": [sentences[i + 8]]}) + "\n")
+    common = {
+        "model_name_or_path": str(model), "train_data": str(data), "max_steps": 3, "learning_rate": 1e-3,
+        "report_to": [], "logging_steps": 1, "max_length": 32, "disable_progress_bar": True,
+        "gather_across_devices": True, "warmup_ratio": 0.0,
+    }
+    # every step holds the whole data set (8 rows): 1 process x 8 rows, or 2 processes x 4 rows
+    single = _train({**common, "batch_size": 8, "output_dir": str(tmp_path / "one")}, 1, tmp_path)
+    double = _train({**common, "batch_size": 4, "output_dir": str(tmp_path / "two")}, 2, tmp_path)
+    a, b = load_file(str(single / "model.safetensors")), load_file(str(double / "model.safetensors"))
+    start = load_file(str(model / "model.safetensors"))
+    assert any(not torch.allclose(a[k], start[k]) for k in a), "training did not change the weights"
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=2e-5, rtol=1e-4, msg=key)
+    metadata = json.loads((double / "rag_retrieval.json").read_text())
+    assert metadata["training"]["steps"] == 3
