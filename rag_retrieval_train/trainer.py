@@ -102,6 +102,7 @@ class TrainingRun(ABC):
             warmup_steps=c.warmup_ratio,  # transformers >= 5 reads a float < 1 as a ratio
             weight_decay=c.weight_decay,
             lr_scheduler_type=c.lr_scheduler_type,
+            optim=c.optim,
             max_grad_norm=c.max_grad_norm,
             seed=c.seed,
             data_seed=c.seed,

@@ -49,7 +49,10 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         for i in range(8):
             f.write(json.dumps({"query": sentences[i][:20], "pos": [sentences[i]], "neg": [sentences[i + 8]]}) + "\n")
     common = {
-        "model_name_or_path": str(model), "train_data": str(data), "max_steps": 3, "learning_rate": 1e-3,
+        # SGD: Adam's update m/sqrt(v) turns round-off in near-zero gradients into full-size steps,
+        # which would hide whether the two runs computed the same gradients.
+        "model_name_or_path": str(model), "train_data": str(data), "max_steps": 3, "learning_rate": 0.5,
+        "optim": "sgd", "weight_decay": 0.0,
         "report_to": [], "logging_steps": 1, "max_length": 32, "disable_progress_bar": True,
         "gather_across_devices": True, "warmup_ratio": 0.0,
     }
@@ -60,6 +63,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     start = load_file(str(model / "model.safetensors"))
     assert any(not torch.allclose(a[k], start[k]) for k in a), "training did not change the weights"
     for key in a:
-        torch.testing.assert_close(b[key], a[key], atol=2e-5, rtol=1e-4, msg=key)
+        diff = (b[key] - a[key]).abs().max().item()
+        assert diff < 1e-5, f"{key}: the 2-process weights differ from the 1-process ones by {diff:.2e}"
     metadata = json.loads((double / "rag_retrieval.json").read_text())
     assert metadata["training"]["steps"] == 3
