@@ -106,3 +106,21 @@ def test_metadata_file_is_json_with_version(tmp_path):
     path = write_metadata(tmp_path, "embedding", pooling="mean")
     data = json.loads(path.read_text())
     assert data == {"format_version": 1, "model_type": "embedding", "pooling": "mean"}
+
+
+def test_factory_reads_the_checkpoint_once(bert_cross_encoder, monkeypatch):
+    """Detection and loading share one read (for hub ids each read is a round of hub requests)."""
+    import rag_retrieval_integrations.core.base as base
+    import rag_retrieval_integrations.core.factory as factory
+
+    calls = []
+    original = factory.read_checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(factory, "read_checkpoint", counting)
+    monkeypatch.setattr(base, "read_checkpoint", counting)
+    ranker = Reranker(bert_cross_encoder)
+    assert len(calls) == 1 and ranker.model_name_or_path == str(bert_cross_encoder)

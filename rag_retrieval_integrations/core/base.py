@@ -13,7 +13,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from .results import RankedResults
 logger = logging.getLogger(__name__)
 
 LongDocMode = Literal["truncate", "split-max"]
+ModelPath = Union[str, "os.PathLike[str]", CheckpointInfo]
+"""What a family's constructor takes: a folder, a hub id, or the checkpoint already read."""
 LONG_DOC_MODES: tuple[str, ...] = ("truncate", "split-max")
 
 _REGISTRY: dict[str, type[BaseReranker]] = {}
@@ -68,7 +70,8 @@ class BaseReranker(ABC):
     """Scores (query, document) pairs and ranks documents; one subclass per model family.
 
     Args:
-        model_name_or_path: a local checkpoint folder or a Hugging Face hub id.
+        model_name_or_path: a local checkpoint folder or a Hugging Face hub id (or the
+            :class:`CheckpointInfo` already read for it, as ``Reranker(...)`` passes).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``...; default: cuda, then mps, then cpu.
         dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``; half precision only off the CPU.
         max_length: tokens per model input (query, document and special tokens); default: the
@@ -93,7 +96,7 @@ class BaseReranker(ABC):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike[str],
+        model_name_or_path: ModelPath,
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
@@ -116,8 +119,11 @@ class BaseReranker(ABC):
             raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
         if not 0.0 < min_doc_share < 1.0:
             raise ValueError(f"min_doc_share must be between 0 and 1 (exclusive), got {min_doc_share!r}")
-        self.checkpoint: CheckpointInfo = read_checkpoint(model_name_or_path, revision=revision, token=token)
-        self.model_name_or_path = os.fspath(model_name_or_path)
+        if isinstance(model_name_or_path, CheckpointInfo):
+            self.checkpoint = model_name_or_path
+        else:
+            self.checkpoint = read_checkpoint(model_name_or_path, revision=revision, token=token)
+        self.model_name_or_path = self.checkpoint.path
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_length = max_length

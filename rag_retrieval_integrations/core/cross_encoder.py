@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from .base import BaseReranker, register_model_type
+from .base import BaseReranker, ModelPath, register_model_type
 from .errors import InvalidCheckpointError
 from .batching import score_in_batches
 from .pair_encoding import encode_pairs, max_per_owner
@@ -46,7 +45,7 @@ class CrossEncoderReranker(BaseReranker):
     See :class:`BaseReranker` for the options.
     """
 
-    def __init__(self, model_name_or_path: str | os.PathLike[str], **options: Any) -> None:
+    def __init__(self, model_name_or_path: ModelPath, **options: Any) -> None:
         super().__init__(model_name_or_path, **options)
         path = self.checkpoint.path
         self.tokenizer = AutoTokenizer.from_pretrained(path, **self.hf_kwargs)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .base import BaseReranker, register_model_type
+from .base import BaseReranker, ModelPath, register_model_type
 from .inputs import check_docs, check_positive_int
 from .pair_encoding import max_per_owner, unique
 from .text_windows import split_into_windows
@@ -33,7 +32,7 @@ class EmbeddingReranker(BaseReranker):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike[str],
+        model_name_or_path: ModelPath,
         *,
         truncate_dim: int | None = None,
         query_prompt: str | None = None,

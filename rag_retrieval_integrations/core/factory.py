@@ -55,7 +55,7 @@ def Reranker(  # noqa: N802 - a factory named like the class it returns, as in A
     saved = checkpoint.metadata.get("reranker_options") or {}
     accepted = _accepted_options(cls)
     merged = {**{k: v for k, v in saved.items() if k in accepted}, **options}
-    return cls(model_name_or_path, device=device, dtype=dtype, **merged)
+    return cls(checkpoint, device=device, dtype=dtype, **merged)
 
 
 def _accepted_options(cls: type[BaseReranker]) -> set[str]:

@@ -4,7 +4,6 @@ and early exit at a requested layer."""
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
-from .base import BaseReranker
+from .base import BaseReranker, ModelPath
 from .batching import score_in_batches
 from .errors import InvalidCheckpointError
 from .pair_encoding import EncodedPairs, max_per_owner
@@ -46,7 +45,7 @@ class DecoderReranker(BaseReranker):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike[str],
+        model_name_or_path: ModelPath,
         *,
         max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
         cutoff_layers: Sequence[int] | int | None = None,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
-from .base import register_model_type
+from .base import ModelPath, register_model_type
 from .cross_encoder import logits_to_scores
 from .errors import InvalidCheckpointError
 from .llm_inputs import PairPromptTemplate
@@ -28,7 +27,7 @@ class LLMClassifierReranker(LLMReranker):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike[str],
+        model_name_or_path: ModelPath,
         *,
         prompt_template: PairPromptTemplate | dict[str, Any] | None = None,
         **options: Any,

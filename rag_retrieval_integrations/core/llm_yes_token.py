@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from .base import register_model_type
+from .base import ModelPath, register_model_type
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
 from .pair_encoding import EncodedPairs
@@ -43,7 +42,7 @@ class LLMReranker(DecoderReranker):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike[str],
+        model_name_or_path: ModelPath,
         *,
         prompt_template: PairPromptTemplate | dict[str, Any] | None = None,
         yes_token: str = "Yes",
@@ -121,7 +120,7 @@ class LayerwiseLLMReranker(LLMReranker):
     """
 
     def __init__(
-        self, model_name_or_path: str | os.PathLike[str], *, cutoff_layers: Sequence[int] | int | None = None,
+        self, model_name_or_path: ModelPath, *, cutoff_layers: Sequence[int] | int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(model_name_or_path, cutoff_layers=cutoff_layers, **options)

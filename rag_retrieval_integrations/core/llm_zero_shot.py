@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from .base import register_model_type
+from .base import ModelPath, register_model_type
 from .llm_base import DecoderReranker
 from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
 from .pair_encoding import EncodedPairs, unique
@@ -43,7 +42,7 @@ class ZeroShotLLMReranker(DecoderReranker):
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike[str],
+        model_name_or_path: ModelPath,
         *,
         instruction: str | None = DEFAULT_ZERO_SHOT_INSTRUCTION,
         user_template: str = DEFAULT_USER_TEMPLATE,
