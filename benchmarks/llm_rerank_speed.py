@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, print_table, wikiqa_pairs  # noqa: E402
+from common import interleaved, print_table, wikiqa_pairs
 
 SIZES = {  # hidden, layers, heads, kv heads, intermediate
     "small": (256, 4, 4, 2, 1024),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, print_table, wikiqa_pairs  # noqa: E402
+from common import interleaved, print_table, wikiqa_pairs
 
 
 def build_checkpoint(folder: Path) -> Path:

@@ -91,7 +91,11 @@ def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace) -> fl
 
 def train_peer(base: str, data: Path, out: Path, args: argparse.Namespace) -> float:
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     rng = random.Random(0)

@@ -25,9 +25,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything needed is on disk
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from transformers.utils import logging as hf_logging  # noqa: E402
+from transformers.utils import logging as hf_logging
 
-from rag_retrieval_integrations import RankedResults, Reranker  # noqa: E402
+from rag_retrieval_integrations import RankedResults, Reranker
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "squad_excerpt.json"
 LONG_DOC_ARTICLE = "Genghis Khan"  # the article whose paragraphs are glued into one long document

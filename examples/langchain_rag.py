@@ -37,8 +37,8 @@ try:
 except ImportError:
     sys.exit("This example needs LangChain; install it with:  pip install -e '.[examples]'")
 
-from rag_retrieval_integrations import Reranker  # noqa: E402
-from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings, RagRetrievalReranker  # noqa: E402
+from rag_retrieval_integrations import Reranker
+from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings, RagRetrievalReranker
 
 
 def main() -> None:

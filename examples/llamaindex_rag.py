@@ -34,8 +34,8 @@ try:
 except ImportError:
     sys.exit("This example needs LlamaIndex; install it with:  pip install -e '.[examples]'")
 
-from rag_retrieval_integrations import Reranker  # noqa: E402
-from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding, RagRetrievalRerank  # noqa: E402
+from rag_retrieval_integrations import Reranker
+from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding, RagRetrievalRerank
 
 
 def main() -> None:

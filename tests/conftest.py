@@ -15,7 +15,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import tiny_checkpoints as kit  # noqa: E402
+import tiny_checkpoints as kit
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

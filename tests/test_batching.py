@@ -60,7 +60,7 @@ def test_left_padding_puts_tokens_at_the_end():
 def test_scores_land_at_their_inputs_and_rows_of_scores_are_kept():
     ids = [[1] * n for n in (3, 9, 1, 5)]
     encoded = EncodedPairs(ids, None, np.arange(4), 4)
-    lengths = lambda b: b["attention_mask"].sum(1).float()  # noqa: E731
+    lengths = lambda b: b["attention_mask"].sum(1).float()
     out = score_in_batches(encoded, lengths, batch_size=2, pad_token_id=0, device=torch.device("cpu"))
     assert out.tolist() == [3, 9, 1, 5]
     two = score_in_batches(

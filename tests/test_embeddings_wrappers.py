@@ -13,10 +13,10 @@ from rag_retrieval_integrations import Reranker
 pytest.importorskip("langchain_core")
 pytest.importorskip("llama_index.core")
 
-from pydantic import ValidationError  # noqa: E402
+from pydantic import ValidationError
 
-from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings  # noqa: E402
-from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding  # noqa: E402
+from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings
+from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding
 
 QUERIES = ["what is a panda?", "capital of france"]
 DOCS = [

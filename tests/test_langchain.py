@@ -12,15 +12,15 @@ import pytest
 pytest.importorskip("langchain_core")
 pytest.importorskip("langchain_classic")
 
-from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa: E402
-from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
-from langchain_core.documents import Document  # noqa: E402
-from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+from framework_texts import QUERIES, QUERY, TEXTS
+from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.vectorstores import InMemoryVectorStore
+from pydantic import ValidationError
 
-from framework_texts import QUERIES, QUERY, TEXTS  # noqa: E402
-from rag_retrieval_integrations import Reranker  # noqa: E402
-from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings, RagRetrievalReranker  # noqa: E402
+from rag_retrieval_integrations import Reranker
+from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings, RagRetrievalReranker
 
 
 def documents() -> list[Document]:

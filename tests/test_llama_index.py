@@ -10,17 +10,17 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from llama_index.core import VectorStoreIndex  # noqa: E402
-from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent  # noqa: E402
-from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+from framework_texts import QUERY, TEXTS
+from llama_index.core import VectorStoreIndex
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.llms import MockLLM
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from pydantic import ValidationError
 
-from framework_texts import QUERY, TEXTS  # noqa: E402
-from rag_retrieval_integrations import Reranker  # noqa: E402
-from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding, RagRetrievalRerank  # noqa: E402
+from rag_retrieval_integrations import Reranker
+from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding, RagRetrievalRerank
 
 
 def make_nodes() -> list[TextNode]:

@@ -19,18 +19,18 @@ import torch
 
 pytest.importorskip("datasets")
 
-from rag_retrieval_train.data import (  # noqa: E402
+from rag_retrieval_train.data import (
     ALLOWED_KEYS,
     DataFormatError,
     EpochResampleCallback,
     GroupSampler,
+    embedding_data,
     iter_jsonl,
     load_distillation_data,
     load_examples,
     training_columns,
     training_view,
 )
-from rag_retrieval_train.data import embedding_data  # noqa: E402
 
 GOOD = {"query": "what is a panda?", "pos": ["The giant panda is a bear."], "neg": ["Paris is in France."]}
 
@@ -288,7 +288,7 @@ def test_too_few_negatives_are_repeated_with_one_warning(triplets, caplog):
         assert len(drawn) == 5 and sorted([drawn.count("f1"), drawn.count("f2")]) == [2, 3]  # balanced
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger=embedding_data.__name__):
-        view[1], view[1]  # noqa: B018  sampling logs nothing
+        view[1], view[1]
     assert not caplog.records
 
 

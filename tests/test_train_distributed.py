@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tiny_checkpoints as kit
 import torch
 import yaml
 from safetensors.torch import load_file
-
-import tiny_checkpoints as kit
 
 
 def _free_port() -> int:

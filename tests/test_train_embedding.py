@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_checkpoints import CORPUS
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_train.cli import main
 from rag_retrieval_train.config import RESOLVED_CONFIG_FILE, build_config
 from rag_retrieval_train.embedding import EmbeddingTrainConfig, EmbeddingTrainingRun
-from tiny_checkpoints import CORPUS
 
 SENTENCES = list(dict.fromkeys(CORPUS))
 

@@ -1,6 +1,6 @@
 """Builds tiny, randomly initialised checkpoints offline, for tests.
 
-Each builder trains a tokenizer on the spot with the ``tokenizers`` library, creates a
+Each builder makes a tokenizer on the spot with the ``tokenizers`` library, creates a
 model with a few small layers from a ``transformers`` config (seeded, so the weights are the
 same on every run), and saves both to a folder in the layout a real hub checkpoint has.
 The tests then load these folders through the real loading code, exactly as a user's
@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-# A small English corpus with the vocabulary of the test queries and documents: tokenizers
-# trained on it split the test texts into real sub-words rather than unknown tokens.
+# A small English corpus with the vocabulary of the test queries and documents: the
+# tokenizers' vocabularies are built from it, so the test texts are not unknown tokens.
 CORPUS = [
     "what is a panda? The giant panda is a bear native to China.",
     "Pandas eat bamboo for most of the day and live in mountain forests.",
@@ -48,12 +48,29 @@ XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<bos>"]
 
 
-def _wordpiece_tokenizer(vocab_size: int = 400) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+def _corpus_words(normalizer, pre_tokenizer) -> list[str]:
+    """The corpus words as the tokenizer splits them, most frequent first, ties alphabetical."""
+    counts: dict[str, int] = {}
+    for text in CORPUS:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(counts, key=lambda w: (-counts[w], w))
+
+
+# The vocabularies are built, not trained: the Rust WordPiece and Unigram trainers break ties
+# in hash-map order, which changes from one process to the next, and a test that passes with
+# one vocabulary and fails with another is a flaky test. Corpus words are whole tokens; any
+# other word splits into characters, so long unseen words still make real sub-words.
+def _wordpiece_tokenizer() -> Tokenizer:
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = _corpus_words(normalizer, pre_tokenizer)
+    chars = sorted({c for w in words for c in w})
+    pieces = BERT_SPECIALS + chars + ["##" + c for c in chars] + [w for w in words if len(w) > 1]
+    tok = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIALS))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -63,15 +80,19 @@ def _wordpiece_tokenizer(vocab_size: int = 400) -> Tokenizer:
     return tok
 
 
-def _unigram_tokenizer(vocab_size: int = 400) -> Tokenizer:
+def _unigram_tokenizer() -> Tokenizer:
     """A SentencePiece-style tokenizer with the XLM-RoBERTa pair template ``<s> A </s></s> B </s>``."""
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    normalizer = normalizers.NFKC()
+    pre_tokenizer = pre_tokenizers.Metaspace()
+    words = _corpus_words(normalizer, pre_tokenizer)
+    chars = sorted({c for w in words for c in w} | {"\u2581"})
+    vocab = [(p, 0.0) for p in XLMR_SPECIALS]
+    vocab += [(w, -2.0 - 0.01 * rank) for rank, w in enumerate(words) if len(w) > 1]
+    vocab += [(c, -8.0) for c in chars]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=XLMR_SPECIALS.index("<unk>")))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(
-        CORPUS, trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=XLMR_SPECIALS, unk_token="<unk>")
-    )
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",

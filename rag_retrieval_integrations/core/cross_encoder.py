@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .base import BaseReranker, ModelPath, register_model_type
-from .errors import InvalidCheckpointError
 from .batching import score_in_batches
+from .errors import InvalidCheckpointError
 from .pair_encoding import encode_pairs, max_per_owner
 
 DEFAULT_MAX_LENGTH = 512

@@ -13,7 +13,7 @@ from .checkpoint import detect_model_type, read_checkpoint
 from .errors import UnknownModelTypeError
 
 
-def Reranker(  # noqa: N802 - a factory named like the class it returns, as in AnswerDotAI rerankers
+def Reranker(
     model_name_or_path: str | os.PathLike[str],
     model_type: str | None = None,
     *,

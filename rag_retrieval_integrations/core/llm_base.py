@@ -154,7 +154,7 @@ class DecoderReranker(BaseReranker):
         if layers is None:
             score_batch = self._full_scores
         else:
-            score_batch = lambda batch: self._layer_scores(batch, layers)  # noqa: E731
+            score_batch = lambda batch: self._layer_scores(batch, layers)
         # Early-exit hooks live on shared modules: BaseReranker's lock keeps this one call at a time.
         with self._progress(len(encoded), "Scoring", unit="input") as progress:
             window_scores = score_in_batches(

@@ -84,7 +84,7 @@ class ZeroShotLLMReranker(DecoderReranker):
         # the space before each placeholder goes with the text put there, as when rendered whole.
         self._query_lead = before[len(before.rstrip(" ")) :]
         self._doc_lead = between[len(between.rstrip(" ")) :]
-        ids = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+        ids = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]
         return ids(before.rstrip(" ")), ids(between.rstrip(" ")), ids(after)
 
     def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:

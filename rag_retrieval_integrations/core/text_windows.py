@@ -2,41 +2,76 @@
 
 Used by families whose model takes single texts (bi-encoders): each window is an exact
 substring of the document, cut at token boundaries found by the model's own tokenizer.
+
+A window is text that the model tokenizes again, so it must not start inside a word: the
+tail of a word (``##nda`` of ``panda``, or ``nda`` without SentencePiece's ``▁``) tokenizes
+differently on its own, into more tokens than the window was measured with, and with a
+Unigram (SentencePiece) model the head of a word can as well. Windows are therefore cut at
+word boundaries, words as the tokenizer's pre-tokenizer splits them.
 """
 
 from __future__ import annotations
+
+import bisect
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 
+def _window_spans(word_ids: list[int | None], window_tokens: int, overlap: int) -> list[tuple[int, int]]:
+    """``[start, end)`` token spans covering ``len(word_ids)`` tokens, cut at word boundaries.
+
+    Each window ends at the last word boundary within ``window_tokens`` tokens, and the next
+    starts at the last boundary that leaves ``overlap`` shared tokens. Only a word longer than
+    the window is cut inside (there is no boundary to cut at).
+    """
+    n = len(word_ids)
+    boundaries = [i for i in range(1, n) if word_ids[i] is None or word_ids[i] != word_ids[i - 1]] + [n]
+
+    def last_boundary(after: int, at_most: int) -> int | None:
+        i = bisect.bisect_right(boundaries, at_most) - 1
+        return boundaries[i] if i >= 0 and boundaries[i] > after else None
+
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        limit = min(start + window_tokens, n)
+        end = last_boundary(start, limit) or limit
+        spans.append((start, end))
+        if end == n:
+            return spans
+        next_start = last_boundary(start, end - overlap)
+        if next_start is None:  # no boundary leaves `overlap` tokens: take the first one after start
+            first = boundaries[bisect.bisect_right(boundaries, start)]
+            next_start = first if first < end else max(end - overlap, start + 1)
+        start = next_start
+
+
 def split_into_windows(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], window_tokens: int, overlap: int
 ) -> tuple[list[str], np.ndarray]:
-    """Windows of at most ``window_tokens`` tokens sharing ``overlap`` tokens, and each window's text index.
+    """Windows of at most ``window_tokens`` tokens sharing about ``overlap`` tokens, and each window's text index.
 
     A text that fits in one window is returned unchanged, so scoring it this way gives the
-    same result as scoring it whole.
+    same result as scoring it whole. Windows start and end at word boundaries, so each one
+    tokenizes back into the tokens it was cut from, and consecutive windows share at least
+    ``overlap`` tokens (the exceptions: a word longer than the window is cut inside, and a
+    word longer than ``window_tokens - overlap`` can leave a smaller overlap).
     """
     if overlap >= window_tokens:
         raise ValueError(f"overlap={overlap} must be smaller than the window of {window_tokens} tokens")
-    encoded = tokenizer(
-        texts,
-        add_special_tokens=False,
-        truncation=True,
-        max_length=window_tokens,
-        stride=overlap,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        return_attention_mask=False,
-    )
-    owner = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
-    counts = np.bincount(owner, minlength=len(texts))
-    windows = []
-    for text_index, offsets in zip(owner, encoded["offset_mapping"]):
-        text = texts[text_index]
-        if counts[text_index] == 1 or not offsets:
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(f"{type(tokenizer).__name__} is not a fast (Rust) tokenizer; document windows need one")
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    windows: list[str] = []
+    owner: list[int] = []
+    for index, text in enumerate(texts):
+        offsets = encoded["offset_mapping"][index]
+        if len(offsets) <= window_tokens:
             windows.append(text)
-        else:
-            windows.append(text[offsets[0][0] : offsets[-1][1]])
-    return windows, owner
+            owner.append(index)
+            continue
+        for start, end in _window_spans(encoded.word_ids(index), window_tokens, overlap):
+            windows.append(text[offsets[start][0] : offsets[end - 1][1]])
+            owner.append(index)
+    return windows, np.asarray(owner, dtype=np.int64)

@@ -29,7 +29,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import pyarrow.compute as pc
-from datasets import Dataset, Features, Sequence as ListOf, Value
+from datasets import Dataset, Features, Value
+from datasets import Sequence as ListOf
 from transformers import TrainerCallback
 
 from .arrow import dataset_from_files
