@@ -7,6 +7,7 @@ Flags override the YAML file; unknown keys are errors listing the valid ones. Al
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,25 +15,34 @@ from typing import Any
 from .config import ConfigError, TrainConfig, build_config, config_keys, load_yaml, parse_flags
 
 
-def _trainers() -> dict[str, tuple[type[TrainConfig], Callable[[Any], Any]]]:
-    from .embedding import EmbeddingTrainConfig, train_embedding
+# trainer name -> (module, config class, run function); imported only when that trainer runs,
+# so one trainer's optional dependencies are not needed by another.
+TRAINERS: dict[str, tuple[str, str, str]] = {
+    "embedding": ("rag_retrieval_train.embedding", "EmbeddingTrainConfig", "train_embedding"),
+    "reranker": ("rag_retrieval_train.reranker", "RerankerTrainConfig", "train_reranker"),
+    "distill": ("rag_retrieval_train.distill", "DistillTrainConfig", "run_distill"),
+    "colbert": ("rag_retrieval_train.colbert", "ColBERTTrainConfig", "train_colbert"),
+}
 
-    return {"embedding": (EmbeddingTrainConfig, train_embedding)}
+
+def _load_trainer(name: str) -> tuple[type[TrainConfig], Callable[[Any], Any]]:
+    module_name, config_name, run_name = TRAINERS[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, config_name), getattr(module, run_name)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    trainers = _trainers()
     parser = argparse.ArgumentParser(
         prog="rag-retrieval-train",
         description="Train a ranking model; every option is a --key value flag that overrides the YAML file.",
         epilog="Valid keys per trainer: rag-retrieval-train <trainer> --list-keys",
     )
-    parser.add_argument("trainer", choices=sorted(trainers))
+    parser.add_argument("trainer", choices=sorted(TRAINERS))
     parser.add_argument("--config", help="YAML file of options")
     parser.add_argument("--list-keys", action="store_true", help="print the valid keys and their defaults")
     args, rest = parser.parse_known_args(argv)
-    config_cls, run = trainers[args.trainer]
+    config_cls, run = _load_trainer(args.trainer)
     if args.list_keys:
         defaults = config_cls()
         for key in config_keys(config_cls):

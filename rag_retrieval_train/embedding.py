@@ -160,6 +160,8 @@ class EmbeddingTrainingRun(TrainingRun):
         return [resampler] if resampler is not None else []
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
+        if not trainer.is_world_process_zero():
+            return
         peft_model = model.__dict__.get("_rag_retrieval_peft")
         if peft_model is not None and self.config.merge_lora:
             # merge_and_unload folds the LoRA weights into the base layers, in place

@@ -86,7 +86,17 @@ class TrainingRun(ABC):
         return {}
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
+        """Write the model in its drop-in format. Called on every process, so that weights
+        sharded by ZeRO-3 or FSDP can be gathered collectively; only the main process writes."""
         trainer.save_model(str(self.output_dir))
+
+    def trainer_kwargs(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Extra keyword arguments for the trainer class (e.g. a ``data_collator``)."""
+        return {}
+
+    def extra_training_arguments(self) -> dict[str, Any]:
+        """Extra fields of the training-arguments class."""
+        return {}
 
     # ---- the run --------------------------------------------------------------------------
 
@@ -119,6 +129,7 @@ class TrainingRun(ABC):
             # as an independent single-process run (no gradient sync): gloo DDP needs it.
             use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             **self._checkpointing_arguments(args_class),
+            **self.extra_training_arguments(),
         )
 
     def _checkpointing_arguments(self, args_class: type) -> dict[str, Any]:
@@ -154,10 +165,11 @@ class TrainingRun(ABC):
             train_dataset=train_dataset,
             loss=loss,
             callbacks=self.callbacks(),
+            **self.trainer_kwargs(model),
         )
         trainer.train(resume_from_checkpoint=self.resume_checkpoint())
+        self.save_model(trainer, model)
         if trainer.is_world_process_zero():
-            self.save_model(trainer, model)
             write_metadata(
                 self.output_dir,
                 self.model_type,

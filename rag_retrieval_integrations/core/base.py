@@ -23,6 +23,7 @@ from .checkpoint import CheckpointInfo, read_checkpoint
 from .device import resolve_device, resolve_dtype
 from .errors import UnknownModelTypeError
 from .inputs import check_docs, check_pairs, check_positive_int, check_query
+from .pair_encoding import EncodedPairs
 from .results import RankedResults
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ LONG_DOC_MODES: tuple[str, ...] = ("truncate", "split-max")
 
 _REGISTRY: dict[str, type[BaseReranker]] = {}
 _R = TypeVar("_R", bound="type[BaseReranker]")
+_Self = TypeVar("_Self", bound="BaseReranker")
 
 
 def register_model_type(name: str) -> Callable[[_R], _R]:
@@ -93,6 +95,33 @@ class BaseReranker(ABC):
     """
 
     model_type: ClassVar[str] = ""
+    padding_side: ClassVar[str] = "right"  # where :meth:`collate` pads (decoders read the last position)
+
+    @classmethod
+    def from_loaded(
+        cls: type[_Self], model_name_or_path: ModelPath, model: torch.nn.Module, tokenizer: Any, **options: Any
+    ) -> _Self:
+        """This family around a model and tokenizer already in memory.
+
+        Trainers build the model they train (a fresh 1-logit head, LoRA layers) and wrap it
+        here, so training scores the pairs with exactly the encoding and head that inference
+        uses. ``model_name_or_path`` is the checkpoint the model was loaded from (its files
+        are read for metadata, not loaded again); ``options`` as for the constructor.
+        """
+        self = cls.__new__(cls)
+        self._preloaded = (model, tokenizer)
+        try:
+            self.__init__(model_name_or_path, **options)  # type: ignore[misc]
+        finally:
+            del self._preloaded
+        return self
+
+    def _preloaded_or(self, which: Literal["model", "tokenizer"], load: Callable[[], Any]) -> Any:
+        """The object given to :meth:`from_loaded`, else ``load()``."""
+        preloaded = getattr(self, "_preloaded", None)
+        if preloaded is None:
+            return load()
+        return preloaded[0] if which == "model" else preloaded[1]
 
     def __init__(
         self,
@@ -145,6 +174,23 @@ class BaseReranker(ABC):
         A family may return one row of scores per pair (shape ``(pairs, k)``, e.g. one per
         layer); ``kwargs`` are the family's per-call options (e.g. ``cutoff_layers``).
         """
+
+    # ---- differentiable scoring, for trainers -------------------------------------------------
+
+    def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+        """Token ids of one model input per pair, exactly as scoring builds them (truncated)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained as a pair scorer")
+
+    def collate(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
+        """A padded batch (CPU tensors) of the pairs, for :meth:`forward_scores`."""
+        from .batching import pad_batch
+
+        encoded = self.encode_pairs(queries, docs)
+        return pad_batch(encoded, np.arange(len(encoded)), self.tokenizer.pad_token_id, self.padding_side)
+
+    def forward_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw scores of a :meth:`collate` batch, shape ``(batch,)``, with gradients when enabled."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be trained as a pair scorer")
 
     # ---- public API ------------------------------------------------------------------------
 

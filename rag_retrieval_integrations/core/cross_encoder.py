@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .base import BaseReranker, ModelPath, register_model_type
 from .batching import score_in_batches
 from .errors import InvalidCheckpointError
-from .pair_encoding import encode_pairs, max_per_owner
+from .pair_encoding import EncodedPairs, encode_pairs, max_per_owner
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -48,8 +48,10 @@ class CrossEncoderReranker(BaseReranker):
     def __init__(self, model_name_or_path: ModelPath, **options: Any) -> None:
         super().__init__(model_name_or_path, **options)
         path = self.checkpoint.path
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **self.hf_kwargs)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, **self.hf_kwargs)
+        self.tokenizer = self._preloaded_or("tokenizer", lambda: AutoTokenizer.from_pretrained(path, **self.hf_kwargs))
+        self.model = self._preloaded_or(
+            "model", lambda: AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, **self.hf_kwargs)
+        )
         num_labels = self.model.config.num_labels
         if num_labels not in (1, 2):
             raise InvalidCheckpointError(
@@ -61,22 +63,31 @@ class CrossEncoderReranker(BaseReranker):
         if self.max_length is None:
             self.max_length = model_max_length(self.tokenizer, self.model.config)
 
-    @torch.inference_mode()
-    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+    def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         assert self.max_length is not None
-        encoded = encode_pairs(
+        return encode_pairs(
             self.tokenizer,
             queries,
             docs,
             max_length=self.max_length,
-            split_long_docs=self.long_doc == "split-max",
+            split_long_docs=split_long_docs,
             overlap=self.overlap,
             min_doc_share=self.min_doc_share,
         )
+
+    def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+        return self._encode(queries, docs, split_long_docs=False)
+
+    def forward_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return logits_to_scores(self.model(**batch).logits)
+
+    @torch.inference_mode()
+    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        encoded = self._encode(queries, docs, split_long_docs=self.long_doc == "split-max")
         with self._progress(len(encoded), "Scoring", unit="input") as progress:
             window_scores = score_in_batches(
                 encoded,
-                lambda batch: logits_to_scores(self.model(**batch).logits),
+                self.forward_scores,
                 batch_size=batch_size,
                 pad_token_id=self.tokenizer.pad_token_id,
                 device=self.device,

@@ -43,6 +43,8 @@ class DecoderReranker(BaseReranker):
         **options: the common options of :class:`BaseReranker`.
     """
 
+    padding_side = "left"
+
     def __init__(
         self,
         model_name_or_path: ModelPath,
@@ -55,13 +57,16 @@ class DecoderReranker(BaseReranker):
         if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
             raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
-        self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
+        self.tokenizer = self._preloaded_or(
+            "tokenizer", lambda: AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
+        )
         if self.tokenizer.pad_token_id is None:
             # Decoder tokenizers often have no pad token; any id works under the attention mask.
             if self.tokenizer.eos_token is None:
                 raise InvalidCheckpointError(f"the tokenizer of {self.checkpoint.path!r} has neither pad nor eos token")
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model: PreTrainedModel = self._load_model()
+        self.model: PreTrainedModel = self._preloaded_or("model", self._load_model)
+        self._check_model(self.model)
         self.model.to(self.device).eval()
         if self.max_length is None:
             self.max_length = min(
@@ -76,8 +81,23 @@ class DecoderReranker(BaseReranker):
     def _load_model(self) -> PreTrainedModel:
         raise NotImplementedError
 
+    def _check_model(self, model: PreTrainedModel) -> None:
+        """Validate (and adapt) a loaded model; called for models given to ``from_loaded`` too."""
+
     def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
         raise NotImplementedError
+
+    def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+        if self.long_doc == "truncate":
+            return self._encode(queries, docs)
+        mode, self.long_doc = self.long_doc, "truncate"
+        try:
+            return self._encode(queries, docs)
+        finally:
+            self.long_doc = mode
+
+    def forward_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._full_scores(batch)
 
     def _head_scores(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """Scores from the final-norm'ed hidden state of the last token, shape (batch,)."""

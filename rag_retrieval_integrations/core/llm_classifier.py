@@ -35,16 +35,15 @@ class LLMClassifierReranker(LLMReranker):
         super().__init__(model_name_or_path, prompt_template=prompt_template, yes_token="", **options)
 
     def _load_model(self) -> PreTrainedModel:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs
-        )
+        return AutoModelForSequenceClassification.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
+
+    def _check_model(self, model: PreTrainedModel) -> None:
         if model.config.num_labels not in (1, 2):
             raise InvalidCheckpointError(
                 f"{self.checkpoint.path!r} has a classification head with {model.config.num_labels} labels; "
                 "a reranker needs 1 or 2"
             )
         model.config.pad_token_id = self.tokenizer.pad_token_id
-        return model
 
     def _scores_with_token(self) -> bool:
         return False

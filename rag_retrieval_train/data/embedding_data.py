@@ -286,13 +286,15 @@ def training_view(
     return dataset.with_transform(sampler, columns=sampler.input_columns())
 
 
-def _sampler_of(dataset: Dataset | GroupSampler) -> GroupSampler:
-    if isinstance(dataset, GroupSampler):
+def _sampler_of(dataset: Any) -> Any:
+    """The per-epoch drawer of a dataset: a :class:`GroupSampler` (or any object with
+    ``set_epoch``), given directly or as the transform of a dataset."""
+    if hasattr(dataset, "set_epoch") and not isinstance(dataset, Dataset):
         return dataset
     transform = getattr(dataset, "format", {}).get("format_kwargs", {}).get("transform")
-    if not isinstance(transform, GroupSampler):
+    if not hasattr(transform, "set_epoch"):
         raise TypeError(
-            "EpochResampleCallback takes datasets returned by training_view (or their GroupSampler), "
+            "EpochResampleCallback takes datasets returned by training_view/group_view (or their drawer), "
             f"got {type(dataset).__name__} with transform {transform!r}"
         )
     return transform
@@ -311,11 +313,11 @@ class EpochResampleCallback(TrainerCallback):
     """
 
     def __init__(self, *datasets: Dataset | GroupSampler):
-        self.samplers: list[GroupSampler] = []
+        self.samplers: list[Any] = []
         for dataset in datasets:
             self.add(dataset)
 
-    def add(self, dataset: Dataset | GroupSampler) -> None:
+    def add(self, dataset: Any) -> None:
         """Resample this dataset from :func:`training_view` (or this sampler) every epoch too."""
         self.samplers.append(_sampler_of(dataset))
 

@@ -1,4 +1,10 @@
-"""Embedding-training losses with the sentence-transformers loss interface.
+"""Training losses.
+
+Reranker losses (:mod:`.reranker_pointwise`, :mod:`.reranker_pairwise`, :mod:`.reranker_listwise`)
+take score tensors, ``forward(scores, targets)``: ``(N,)`` for pointwise, ``(queries,
+group_size)`` for the group losses, the scores coming from the core layer's ``forward_scores``.
+
+Embedding losses use the sentence-transformers loss interface.
 
 Each loss is an ``nn.Module`` built as ``Loss(model, ...)`` whose ``forward(sentence_features,
 labels)`` plugs into ``SentenceTransformerTrainer``, with a pure ``compute_loss_from_embeddings``
@@ -12,11 +18,21 @@ from .embedding_distillation import EmbeddingDistillationLoss, relative_similari
 from .info_nce import InfoNCELoss
 from .matryoshka import MatryoshkaLoss
 from .preference_kl import PreferenceKLLoss
+from .reranker_listwise import ListNetLoss, ListwiseCELoss, ListwiseKLLoss
+from .reranker_pairwise import MarginMSELoss, RankNetLoss
+from .reranker_pointwise import PointwiseBCELoss, PointwiseMSELoss
 
 __all__ = [
     "EmbeddingDistillationLoss",
     "InfoNCELoss",
+    "ListNetLoss",
+    "ListwiseCELoss",
+    "ListwiseKLLoss",
+    "MarginMSELoss",
     "MatryoshkaLoss",
+    "PointwiseBCELoss",
+    "PointwiseMSELoss",
     "PreferenceKLLoss",
+    "RankNetLoss",
     "relative_similarity_margin_loss",
 ]

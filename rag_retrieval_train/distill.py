@@ -1,0 +1,212 @@
+"""``rag-retrieval-train distill``: score candidates with a teacher reranker, then train a
+student reranker on the teacher's scores.
+
+Two steps, run together (``step: all``, the default) or one at a time:
+
+1. ``teacher-scores``: any ``Reranker`` (cross-encoder, LLM, layerwise, zero-shot) scores
+   every (query, candidate) of ``train_data`` in batches, with a progress bar, and writes
+   ``teacher_scores`` (JSONL, one line per input line, flushed as it goes): grouped lines as
+   ``{"query", "hits": [{"content", "score"[, "label"]}, ...]}``, pointwise lines as
+   ``{"query", "content", "score"[, "label"]}``. An interrupted run resumes where the output
+   file ends.
+2. ``student``: the reranker trainer on ``teacher_scores`` with a distillation loss
+   (``distill_kl``: listwise KL against the teacher's softmax, ``distill_mse``: pointwise MSE
+   on sigmoid scores, ``margin_mse``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from tqdm.auto import tqdm
+
+from .config import ConfigError
+from .data.jsonl import DataFormatError, iter_jsonl, iter_lines
+from .data.reranker_data import validate_reranker_line
+from .reranker import DISTILL_LOSSES, RerankerTrainConfig, RerankerTrainingRun
+
+logger = logging.getLogger(__name__)
+
+TEACHER_SCORES_FILE = "teacher_scores.jsonl"
+
+
+@dataclass
+class DistillTrainConfig(RerankerTrainConfig):
+    """Options of ``rag-retrieval-train distill``: the reranker trainer's, plus the teacher's."""
+
+    step: Literal["all", "teacher-scores", "student"] = "all"
+    loss: Literal["bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse"] = (
+        "distill_kl"
+    )
+    teacher_model: str = ""
+    teacher_model_type: str | None = None  # None: detected from the teacher checkpoint
+    teacher_options: dict[str, Any] = field(default_factory=dict)  # e.g. {max_length: 512, dtype: bfloat16}
+    teacher_batch_size: int = 32
+    teacher_scores: str = ""  # default: <output_dir>/teacher_scores.jsonl
+
+    def validate(self) -> None:
+        if self.step == "teacher-scores":
+            for name in ("teacher_model", "train_data"):
+                if not getattr(self, name):
+                    raise ConfigError(f"{name} is required for step=teacher-scores")
+            if not (self.teacher_scores or self.output_dir):
+                raise ConfigError("set teacher_scores (the output file) or output_dir")
+        else:
+            super().validate()
+            if self.step == "all" and not self.teacher_model:
+                raise ConfigError("teacher_model is required for step=all (or run step=student on teacher_scores)")
+        if self.loss not in DISTILL_LOSSES:
+            raise ConfigError(f"distill trains with one of {list(DISTILL_LOSSES)}, got loss={self.loss!r}")
+        if self.teacher_batch_size <= 0:
+            raise ConfigError(f"teacher_batch_size must be positive, got {self.teacher_batch_size}")
+
+    @property
+    def teacher_scores_path(self) -> Path:
+        return Path(self.teacher_scores) if self.teacher_scores else Path(self.output_dir) / TEACHER_SCORES_FILE
+
+
+def _completed_lines(output: Path) -> int:
+    """Lines of a previous run's output that are complete; a torn last line is cut off."""
+    if not output.exists():
+        return 0
+    with open(output, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            logger.warning("%s ends with an incomplete line (an interrupted run); it is scored again", output)
+            f.truncate(end)
+    return data[:end].count(b"\n")
+
+
+def _scored_line(example: dict[str, Any], scores: list[float]) -> dict[str, Any]:
+    labels = example["labels"]
+    if not example["grouped"]:
+        line: dict[str, Any] = {"query": example["query"], "content": example["docs"][0], "score": scores[0]}
+        if labels:
+            line["label"] = labels[0]
+        return line
+    hits = []
+    for i, (doc, score) in enumerate(zip(example["docs"], scores)):
+        hit: dict[str, Any] = {"content": doc, "score": score}
+        if labels:
+            hit["label"] = labels[i]
+        hits.append(hit)
+    return {"query": example["query"], "hits": hits}
+
+
+def score_with_teacher(
+    teacher: Any,
+    candidates: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    pairs_per_chunk: int = 1024,
+    resume: bool = True,
+    show_progress_bar: bool = True,
+) -> Path:
+    """Score every (query, candidate) of ``candidates`` with ``teacher`` into ``output``.
+
+    ``teacher`` is any ``BaseReranker``; ``candidates`` a reranker JSONL file (see
+    :mod:`rag_retrieval_train.data.reranker_data`). Scores are the teacher's raw scores. The
+    output is written and flushed every ``pairs_per_chunk`` pairs; with ``resume`` an existing
+    output is continued after its last complete line (its queries must match the input's),
+    otherwise it is overwritten.
+    """
+    candidates, output = Path(candidates), Path(output)
+    total = sum(1 for _, text in iter_lines(candidates) if text.strip())
+    done = _completed_lines(output) if resume else 0
+    if done > total:
+        raise DataFormatError(output, None, f"has {done} lines but {candidates} only {total}: not its teacher scores")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    last_written = ""
+    if done:
+        with open(output, encoding="utf-8") as f:
+            for last_written in f:
+                pass
+        logger.info("resuming teacher scoring after %d of %d lines", done, total)
+    examples = iter_jsonl(candidates, validate=_with_layout)
+    for _ in range(done):
+        line_number, example = next(examples)
+    if done and json.loads(last_written)["query"] != example["query"]:
+        raise DataFormatError(
+            candidates, line_number, f"the query differs from line {done} of {output}: that file holds another "
+            "input's teacher scores (delete it, or pass resume=False)"
+        )
+    with open(output, "a" if done else "w", encoding="utf-8") as out, tqdm(
+        total=total, initial=done, desc="Teacher scoring", unit="query", disable=not show_progress_bar
+    ) as progress:
+
+        def flush(chunk: list[dict[str, Any]]) -> None:
+            flat = [(ex["query"], doc) for ex in chunk for doc in ex["docs"]]
+            scores = teacher.compute_score(flat, batch_size=batch_size)
+            if scores and isinstance(scores[0], list):
+                raise ValueError("the teacher gives several scores per pair (several cutoff_layers); choose one layer")
+            at = 0
+            for ex in chunk:
+                n = len(ex["docs"])
+                out.write(json.dumps(_scored_line(ex, scores[at : at + n]), ensure_ascii=False) + "\n")
+                at += n
+            out.flush()
+            os.fsync(out.fileno())
+            progress.update(len(chunk))
+
+        chunk: list[dict[str, Any]] = []
+        pairs = 0
+        for _, example in examples:
+            chunk.append(example)
+            pairs += len(example["docs"])
+            if pairs >= pairs_per_chunk:
+                flush(chunk)
+                chunk, pairs = [], 0
+        if chunk:
+            flush(chunk)
+    return output
+
+
+def _with_layout(record: Any) -> dict[str, Any]:
+    """A validated line, remembering whether it was grouped, so the output keeps its layout."""
+    return {**validate_reranker_line(record), "grouped": record.get("content") is None}
+
+
+class DistillTrainingRun(RerankerTrainingRun):
+    """The student step: the reranker trainer on the teacher's scores."""
+
+    name: ClassVar[str] = "distill"
+    config: DistillTrainConfig
+
+    def build_train_dataset(self, model: Any) -> Any:
+        self.config.train_data = str(self.config.teacher_scores_path)
+        return super().build_train_dataset(model)
+
+    def metadata(self, model: Any, loss: Any) -> dict[str, Any]:
+        return {
+            **super().metadata(model, loss),
+            "teacher": {"model": self.config.teacher_model, "model_type": self.config.teacher_model_type},
+        }
+
+
+def run_distill(config: DistillTrainConfig) -> Path:
+    """Run the configured step(s); returns the student folder (or the teacher-scores file)."""
+    from rag_retrieval_integrations import Reranker
+
+    config.validate()
+    scores_path = config.teacher_scores_path
+    if config.step in ("all", "teacher-scores"):
+        teacher = Reranker(config.teacher_model, model_type=config.teacher_model_type, **config.teacher_options)
+        score_with_teacher(
+            teacher, config.train_data, scores_path, batch_size=config.teacher_batch_size,
+            show_progress_bar=not config.disable_progress_bar,
+        )
+        del teacher
+        gc.collect()
+        if config.step == "teacher-scores":
+            return scores_path
+    if not scores_path.exists():
+        raise FileNotFoundError(f"teacher scores {str(scores_path)!r} do not exist; run step=teacher-scores first")
+    return DistillTrainingRun(config).run()

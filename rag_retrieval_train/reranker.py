@@ -1,0 +1,300 @@
+"""The reranker trainer: cross-encoders and LLM rerankers (yes-token or 1-logit head) with
+pointwise, pairwise, listwise and distillation losses.
+
+The model being trained is the core layer's own family object (``CrossEncoderReranker``,
+``LLMReranker``, ``LLMClassifierReranker``) around a freshly built model: pairs are encoded
+and scored in training exactly as ``Reranker(path)`` encodes and scores them afterwards (same
+truncation, same prompt template, same scoring token), and the output folder is a plain
+``transformers`` checkpoint that sentence-transformers' ``CrossEncoder``, FlagEmbedding's
+``FlagReranker``/``FlagLLMReranker`` and ``Reranker(path)`` load.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from rag_retrieval_integrations.core.base import BaseReranker
+from rag_retrieval_integrations.core.checkpoint import _is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
+
+from .config import ConfigError, TrainConfig
+from .trainer import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+Backbone = Literal["auto", "cross-encoder", "llm", "llm-classifier"]
+LOSSES = ("bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse")
+POINTWISE_LOSSES = ("bce", "mse", "distill_mse")
+DISTILL_LOSSES = ("distill_mse", "distill_kl", "margin_mse")
+
+
+@dataclass
+class RerankerTrainConfig(TrainConfig):
+    """Options of ``rag-retrieval-train reranker`` (see README.md for each).
+
+    ``batch_size`` counts pairs for the pointwise losses (``bce``, ``mse``, ``distill_mse``)
+    and queries for the group losses, each query bringing ``train_group_size`` documents.
+    """
+
+    backbone: Backbone = "auto"  # auto: "llm" (yes-token) for a decoder, "cross-encoder" otherwise
+    loss: Literal["bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse"] = "bce"
+    train_group_size: int = 8  # documents per query for the group losses: 1 positive + n-1 others
+    temperature: float = 1.0  # listwise_ce and distill_kl
+    max_label: float | None = None  # labels are divided by this (default: the largest label in the data)
+    pos_weight: float = 1.0  # bce: weight of the positive term
+    prompt_template: dict[str, Any] = field(default_factory=dict)  # LLM backbones: PairPromptTemplate fields
+    yes_token: str = "Yes"  # llm backbone: the token whose logit is the score
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=list)  # default: peft's choice for the architecture
+    merge_lora: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.loss not in POINTWISE_LOSSES and self.train_group_size < 2:
+            raise ConfigError(f"loss={self.loss} compares documents of a query: train_group_size must be >= 2")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}")
+        if self.pos_weight <= 0:
+            raise ConfigError(f"pos_weight must be positive, got {self.pos_weight}")
+        if self.max_label is not None and self.max_label <= 0:
+            raise ConfigError(f"max_label must be positive, got {self.max_label}")
+        try:
+            PairPromptTemplate.from_dict(self.prompt_template)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"prompt_template: {e}") from None
+
+
+def resolve_backbone(config: RerankerTrainConfig) -> str:
+    """The family the model trains as (and is saved as)."""
+    if config.backbone != "auto":
+        return config.backbone
+    info = read_checkpoint(config.model_name_or_path)
+    return "llm" if _is_decoder_only(info.config or {}) else "cross-encoder"
+
+
+def build_reranker(config: RerankerTrainConfig) -> BaseReranker:
+    """The core family object to train: the checkpoint's model with a scoring head.
+
+    A cross-encoder keeps the checkpoint's 1- or 2-logit classification head, or gets a new
+    1-logit head (a bi-encoder or bare encoder such as all-MiniLM-L6-v2). A decoder trains as
+    a yes-token LLM reranker (its LM head scores) or, with ``backbone="llm-classifier"``, with
+    a 1-logit sequence-classification head.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from rag_retrieval_integrations.core import CrossEncoderReranker, LLMClassifierReranker, LLMReranker
+
+    info = read_checkpoint(config.model_name_or_path)
+    backbone = resolve_backbone(config)
+    tokenizer = AutoTokenizer.from_pretrained(info.path)
+    options: dict[str, Any] = {"max_length": config.max_length, "device": "cpu"}
+    if backbone == "llm":
+        model = AutoModelForCausalLM.from_pretrained(info.path)
+        family: type[BaseReranker] = LLMReranker
+        options.update(prompt_template=config.prompt_template or None, yes_token=config.yes_token)
+    else:
+        has_head = any(a.endswith("ForSequenceClassification") for a in info.architectures)
+        num_labels = (info.config or {}).get("num_labels", 1) if has_head else 1
+        if not has_head:
+            logger.info("%s has no classification head: training a new 1-logit head", info.path)
+        model = AutoModelForSequenceClassification.from_pretrained(info.path, num_labels=num_labels)
+        if backbone == "llm-classifier":
+            family = LLMClassifierReranker
+            options.update(prompt_template=config.prompt_template or None)
+        else:
+            family = CrossEncoderReranker
+    scorer = family.from_loaded(info, model, tokenizer, **options)
+    if config.lora:
+        _add_lora(scorer, config, backbone)
+    return scorer
+
+
+def _add_lora(scorer: BaseReranker, config: RerankerTrainConfig, backbone: str) -> None:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    task = TaskType.CAUSAL_LM if backbone == "llm" else TaskType.SEQ_CLS
+    lora = LoraConfig(
+        task_type=task, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules or None,
+    )
+    # get_peft_model injects the LoRA layers into scorer.model in place (and, for SEQ_CLS, makes
+    # the new head trainable); the family keeps calling its own model, the PeftModel is kept to
+    # merge on save. (Kept outside the module tree: as a submodule it would be saved twice.)
+    scorer.__dict__["_peft_model"] = get_peft_model(scorer.model, lora)
+
+
+class PairScorer(torch.nn.Module):
+    """A core family as an ``nn.Module`` for ``transformers.Trainer``: ``forward`` is the
+    family's own :meth:`~BaseReranker.forward_scores`, so DDP, DeepSpeed and FSDP wrap the
+    same forward pass that inference runs."""
+
+    def __init__(self, scorer: BaseReranker) -> None:
+        super().__init__()
+        self.model = scorer.model
+        self.__dict__["scorer"] = scorer
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            batch["token_type_ids"] = token_type_ids
+        return self.scorer.forward_scores(batch)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+
+class PairCollator:
+    """Rows -> the family's padded batch plus ``labels``: ``(pairs,)`` for pointwise rows
+    (``query``, ``document``, ``label``), ``(queries, group_size)`` for group rows
+    (``query``, ``docs``, ``labels``)."""
+
+    def __init__(self, scorer: BaseReranker) -> None:
+        self.scorer = scorer
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if "docs" in rows[0]:
+            queries = [r["query"] for r in rows for _ in r["docs"]]
+            docs = [d for r in rows for d in r["docs"]]
+            labels = torch.tensor([r["labels"] for r in rows], dtype=torch.float32)
+        else:
+            queries = [r["query"] for r in rows]
+            docs = [r["document"] for r in rows]
+            labels = torch.tensor([r["label"] for r in rows], dtype=torch.float32)
+        return {**self.scorer.collate(queries, docs), "labels": labels}
+
+
+class RerankerTrainer(Trainer):
+    """``transformers.Trainer`` whose loss is ``loss(scores, labels)`` on the model's scores."""
+
+    def __init__(self, *args: Any, loss: torch.nn.Module, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss = loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        scores = model(**inputs)
+        scores = scores.view(labels.shape)
+        loss = self.loss(scores, labels)
+        return (loss, scores) if return_outputs else loss
+
+
+def build_reranker_loss(config: RerankerTrainConfig) -> torch.nn.Module:
+    from . import losses
+
+    return {
+        "bce": lambda: losses.PointwiseBCELoss(pos_weight=config.pos_weight),
+        "mse": lambda: losses.PointwiseMSELoss(),
+        "distill_mse": lambda: losses.PointwiseMSELoss(teacher_scores=True),
+        "ranknet": lambda: losses.RankNetLoss(),
+        "listwise_ce": lambda: losses.ListwiseCELoss(temperature=config.temperature),
+        "listnet": lambda: losses.ListNetLoss(),
+        "distill_kl": lambda: losses.ListwiseKLLoss(temperature=config.temperature),
+        "margin_mse": lambda: losses.MarginMSELoss(),
+    }[config.loss]()
+
+
+class RerankerTrainingRun(TrainingRun):
+    """``rag-retrieval-train reranker``: data + loss + model on the shared stack."""
+
+    name: ClassVar[str] = "reranker"
+    config: RerankerTrainConfig
+
+    @property
+    def model_type(self) -> str:  # type: ignore[override]
+        return resolve_backbone(self.config)
+
+    def build_model(self) -> torch.nn.Module:
+        self.scorer = build_reranker(self.config)
+        return PairScorer(self.scorer)
+
+    def build_train_dataset(self, model: torch.nn.Module) -> Any:
+        from .data import EpochResampleCallback
+        from .data.reranker_data import group_view, label_scale, load_reranker_examples, pointwise_view
+
+        c = self.config
+        examples = load_reranker_examples(c.train_data)
+        target = "scores" if c.loss in DISTILL_LOSSES else "labels"
+        self.label_scale = label_scale(examples, c.max_label) if target == "labels" else None
+        if c.loss in POINTWISE_LOSSES:
+            return pointwise_view(examples, target, scale=self.label_scale or 1.0)
+        self._resampler = EpochResampleCallback()
+        return group_view(
+            examples, target, c.train_group_size, seed=c.seed, scale=self.label_scale or 1.0, epochs=self._resampler
+        )
+
+    def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
+        return build_reranker_loss(self.config)
+
+    def trainer_classes(self) -> tuple[type, type]:
+        return RerankerTrainer, TrainingArguments
+
+    def trainer_kwargs(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {"data_collator": PairCollator(self.scorer)}
+
+    def extra_training_arguments(self) -> dict[str, Any]:
+        # the rows carry text, turned into tensors by the collator, not by the Trainer
+        return {"remove_unused_columns": False}
+
+    def callbacks(self) -> list[Any]:
+        resampler = getattr(self, "_resampler", None)
+        return [resampler] if resampler is not None else []
+
+    def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
+        state_dict = None
+        if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+            # every process takes part in gathering the sharded weights
+            full = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+            state_dict = {k.removeprefix("model."): v for k, v in full.items()} if full is not None else None
+        if not trainer.is_world_process_zero():
+            return
+        scorer = self.scorer
+        hf_model = scorer.model
+        peft_model = scorer.__dict__.get("_peft_model")
+        if peft_model is not None:
+            if self.config.merge_lora:
+                hf_model = peft_model.merge_and_unload()
+                scorer.model = hf_model
+                del scorer.__dict__["_peft_model"]
+            else:
+                hf_model = peft_model
+        hf_model.save_pretrained(str(self.output_dir), state_dict=state_dict)
+        scorer.tokenizer.save_pretrained(str(self.output_dir))
+
+    def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
+        scorer = self.scorer
+        options: dict[str, Any] = {}
+        template = getattr(scorer, "prompt_template", None)
+        if isinstance(template, PairPromptTemplate):
+            options["prompt_template"] = template.to_dict()
+        if self.model_type == "llm":
+            options["yes_token"] = self.config.yes_token
+        return {
+            "reranker_options": options,
+            "score": "raw logit; normalize=True applies a sigmoid",
+            "base_model": self.config.model_name_or_path,
+            "loss": self.config.loss,
+            "label_scale": getattr(self, "label_scale", None),
+            "lora": {"r": self.config.lora_r, "merged": self.config.merge_lora} if self.config.lora else None,
+        }
+
+
+def train_reranker(config: RerankerTrainConfig) -> Any:
+    """Run the reranker trainer; returns the output folder."""
+    return RerankerTrainingRun(config).run()

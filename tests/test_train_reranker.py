@@ -1,0 +1,166 @@
+"""The reranker trainer end to end on tiny models: every trained checkpoint loads in
+``Reranker(path)`` with no arguments and in the peers (sentence-transformers CrossEncoder,
+FlagReranker, FlagLLMReranker) with equal scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_checkpoints import CORPUS
+
+from rag_retrieval_integrations import Reranker
+from rag_retrieval_train.cli import main
+from rag_retrieval_train.reranker import RerankerTrainConfig, RerankerTrainingRun
+
+SENTENCES = list(dict.fromkeys(CORPUS))
+PAIRS = [
+    ("what is a panda?", "The giant panda is a bear native to China."),
+    ("what is a panda?", "Paris is the capital and most populous city of France."),
+    ("capital of france", "Paris is the capital and most populous city of France."),
+    ("capital of france", "Python is a programming language that lets you work quickly."),
+]
+
+
+def query_of(sentence: str) -> str:
+    return " ".join(sentence.split()[:4]).lower()
+
+
+def write_grouped(path: Path, n: int = 16) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            pos = SENTENCES[i % len(SENTENCES)]
+            negs = [s for s in SENTENCES if s != pos][i % 5 : i % 5 + 4]
+            f.write(json.dumps({"query": query_of(pos), "pos": [pos], "neg": negs}) + "\n")
+    return path
+
+
+def write_pointwise(path: Path, n: int = 12) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            pos = SENTENCES[i % len(SENTENCES)]
+            neg = SENTENCES[(i + 7) % len(SENTENCES)]
+            f.write(json.dumps({"query": query_of(pos), "content": pos, "label": 2}) + "\n")
+            f.write(json.dumps({"query": query_of(pos), "content": neg, "label": 0}) + "\n")
+    return path
+
+
+def options(model, tmp_path, **overrides):
+    values = {
+        "model_name_or_path": str(model),
+        "train_data": str(write_grouped(tmp_path / "train.jsonl")),
+        "output_dir": str(tmp_path / "out"),
+        "batch_size": 4,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "learning_rate": 1e-3,
+        "report_to": [],
+        "disable_progress_bar": True,
+        "max_length": 64,
+        "train_group_size": 3,
+    }
+    values.update(overrides)
+    return values
+
+
+def train(**values) -> Path:
+    return Path(RerankerTrainingRun(RerankerTrainConfig(**values)).run())
+
+
+def test_cross_encoder_from_a_bi_encoder_loads_in_sentence_transformers_and_flag(bi_encoder, tmp_path):
+    from FlagEmbedding import FlagReranker
+    from sentence_transformers import CrossEncoder
+    from torch import nn
+
+    argv = ["reranker"] + [
+        token
+        for key, value in options(bi_encoder, tmp_path, loss="bce",
+                                  train_data=str(write_pointwise(tmp_path / "p.jsonl"))).items()
+        for token in (f"--{key}", value if isinstance(value, str) else json.dumps(value))
+    ]
+    assert main(argv) == 0
+    out = tmp_path / "out"
+    metadata = json.loads((out / "rag_retrieval.json").read_text())
+    assert metadata["model_type"] == "cross-encoder" and metadata["label_scale"] == 2.0
+    assert metadata["training"]["steps"] == 3 and (out / "loss_curve.png").exists()
+
+    ours = np.array(Reranker(out).compute_score(PAIRS))
+    assert type(Reranker(out)).__name__ == "CrossEncoderReranker"
+    st = CrossEncoder(str(out), device="cpu", activation_fn=nn.Identity()).predict(PAIRS)
+    flag = FlagReranker(str(out), use_fp16=False, devices="cpu").compute_score(PAIRS)
+    np.testing.assert_allclose(ours, st, atol=1e-5)
+    np.testing.assert_allclose(ours, flag, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["listwise_ce", "ranknet", "listnet", "mse"])
+def test_group_and_pointwise_losses_train_a_cross_encoder(bert_cross_encoder, tmp_path, loss):
+    before = np.array(Reranker(bert_cross_encoder).compute_score(PAIRS))
+    out = train(**options(bert_cross_encoder, tmp_path, loss=loss))
+    after = np.array(Reranker(out).compute_score(PAIRS))
+    assert not np.allclose(before, after, atol=1e-4), "training must change the scores"
+
+
+def test_yes_token_llm_reranker_loads_in_flag_llm_reranker_with_its_template(decoder_llm, tmp_path):
+    from FlagEmbedding import FlagLLMReranker
+
+    template = {"prompt": "Is the passage relevant? Answer Yes or No.", "query_instruction": "Q: "}
+    out = train(**options(decoder_llm, tmp_path, loss="listwise_ce", prompt_template=template))
+    metadata = json.loads((out / "rag_retrieval.json").read_text())
+    assert metadata["model_type"] == "llm"
+    assert metadata["reranker_options"]["prompt_template"]["prompt"] == template["prompt"]
+
+    ranker = Reranker(out)  # no arguments: template and yes token come from the metadata
+    assert ranker.prompt_template.query_instruction == "Q: "
+    ours = np.array(ranker.compute_score(PAIRS))
+    flag = FlagLLMReranker(str(out), use_fp16=False, devices="cpu", query_instruction_for_rerank="Q: ",
+                           passage_instruction_for_rerank="B: ")
+    theirs = flag.compute_score(PAIRS, prompt=template["prompt"], max_length=512)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_llm_classifier_backbone_with_lora_merged(decoder_classifier, tmp_path):
+    out = train(**options(decoder_classifier, tmp_path, backbone="llm-classifier", loss="listwise_ce", lora=True, max_length=256,
+                          lora_r=4, lora_alpha=8))
+    metadata = json.loads((out / "rag_retrieval.json").read_text())
+    assert metadata["model_type"] == "llm-classifier" and metadata["lora"]["merged"]
+    assert not any("lora" in name for name in json.loads((out / "config.json").read_text()))
+    ranker = Reranker(out)
+    assert type(ranker).__name__ == "LLMClassifierReranker"
+    scores = ranker.compute_score(PAIRS)
+    assert len(scores) == 4 and np.isfinite(scores).all()
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert not any("lora" in key for key in f.keys())
+
+
+def test_training_scores_are_inference_scores(bert_cross_encoder, tmp_path):
+    """The forward pass the trainer optimizes is the one Reranker runs: same encoding, same head."""
+    import torch
+
+    from rag_retrieval_train.reranker import PairCollator, PairScorer, build_reranker
+
+    config = RerankerTrainConfig(**options(bert_cross_encoder, tmp_path))
+    scorer = build_reranker(config)
+    module = PairScorer(scorer).eval()
+    batch = PairCollator(scorer)([{"query": q, "document": d, "label": 1.0} for q, d in PAIRS])
+    labels = batch.pop("labels")
+    assert labels.shape == (4,)
+    with torch.no_grad():
+        trained_view = module(**batch).numpy()
+    np.testing.assert_allclose(trained_view, Reranker(bert_cross_encoder, max_length=64).compute_score(PAIRS),
+                               atol=1e-5)
+
+
+def test_group_loss_on_pointwise_only_data_without_positives_is_a_clear_error(bert_cross_encoder, tmp_path):
+    data = tmp_path / "neg.jsonl"
+    data.write_text(json.dumps({"query": "q", "content": "d", "label": 0}) + "\n")
+    with pytest.raises(Exception, match="no line can form a training group"):
+        train(**options(bert_cross_encoder, tmp_path, loss="listwise_ce", train_data=str(data)))
+
+
+def test_distill_loss_needs_teacher_scores(bert_cross_encoder, tmp_path):
+    with pytest.raises(ValueError, match=r"train\.jsonl:1: .*teacher scores"):
+        train(**options(bert_cross_encoder, tmp_path, loss="distill_kl"))
