@@ -6,12 +6,41 @@ import csv
 import random
 import statistics
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-WIKIQA_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikiqa" / "dev.tsv"
+WIKIQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikiqa"
+WIKIQA_DEV = WIKIQA / "dev.tsv"
+
+
+def read_wikiqa(path: Path) -> dict[str, list[tuple[str, int]]]:
+    """WikiQA TSV as ``{question: [(sentence, label), ...]}``, candidates in file order."""
+    groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            groups[row["question"]].append((row["sentence"], int(row["label"])))
+    return groups
+
+
+def map_mrr(ranked_labels: Sequence[Sequence[int]]) -> dict[str, float]:
+    """MAP and MRR@10 over queries, each given as its labels in ranked order (queries with no
+    positive must be left out beforehand, as the WikiQA protocol does)."""
+    aps, rrs = [], []
+    for labels in ranked_labels:
+        hits, precisions = 0, []
+        for k, label in enumerate(labels, start=1):
+            if label:
+                hits += 1
+                precisions.append(hits / k)
+        if not hits:
+            raise ValueError("a query without a positive: leave it out before computing MAP")
+        aps.append(sum(precisions) / hits)
+        first = next(k for k, label in enumerate(labels, start=1) if label)
+        rrs.append(1.0 / first if first <= 10 else 0.0)
+    return {"MAP": float(np.mean(aps)), "MRR@10": float(np.mean(rrs))}
 
 
 def wikiqa_pairs(n: int, seed: int = 0, lengthen: float = 0.3) -> list[tuple[str, str]]:

@@ -15,26 +15,14 @@ candidate) before and after, and training samples/s of both, measured in the sam
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
-WIKIQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikiqa"
-
-
-def read_wikiqa(path: Path) -> dict[str, list[tuple[str, int]]]:
-    groups: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    with open(path, encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            groups[row["question"]].append((row["sentence"], int(row["label"])))
-    return groups
+from common import WIKIQA, map_mrr, read_wikiqa
 
 
 def write_training_jsonl(groups: dict[str, list[tuple[str, int]]], path: Path) -> int:
@@ -56,18 +44,7 @@ def evaluate(model_path: str, groups: dict[str, list[tuple[str, int]]]) -> dict[
     ranker = Reranker(model_path, model_type="embedding", device="cpu", max_length=128, batch_size=64)
     questions = [q for q, c in groups.items() if any(label for _, label in c)]
     ranked = ranker.rank_many(questions, [[s for s, _ in groups[q]] for q in questions])
-    aps, rrs = [], []
-    for q, results in zip(questions, ranked):
-        labels = [groups[q][r.index][1] for r in results]
-        hits, precisions = 0, []
-        for k, label in enumerate(labels, start=1):
-            if label:
-                hits += 1
-                precisions.append(hits / k)
-        aps.append(sum(precisions) / hits)
-        first = next(k for k, label in enumerate(labels, start=1) if label)
-        rrs.append(1.0 / first if first <= 10 else 0.0)
-    return {"MAP": float(np.mean(aps)), "MRR@10": float(np.mean(rrs))}
+    return map_mrr([[groups[q][r.index][1] for r in results] for q, results in zip(questions, ranked)])
 
 
 def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace) -> float:

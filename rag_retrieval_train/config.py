@@ -38,7 +38,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     lr_scheduler_type: str = "linear"
-    optim: str = "adamw_torch"  # any transformers optimizer name: adamw_torch, adafactor, sgd, ...
+    optim: str = "adamw_torch_fused"  # any transformers optimizer name (this is transformers' default)
     max_grad_norm: float = 1.0
     seed: int = 42
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"

@@ -19,6 +19,7 @@ class RankNetLoss(nn.Module):
 
     Pairs with equal labels carry no order and are left out; a batch with no ordered pair has
     loss 0. Only score differences matter, so it trains the ranking, not the score scale.
+    sentence-transformers' cross-encoder ``RankNetLoss`` is the same loss in bits (divided by ln 2).
 
     Args:
         sigma: steepness of the logistic; default 1.
