@@ -164,3 +164,19 @@ def test_group_loss_on_pointwise_only_data_without_positives_is_a_clear_error(be
 def test_distill_loss_needs_teacher_scores(bert_cross_encoder, tmp_path):
     with pytest.raises(ValueError, match=r"train\.jsonl:1: .*teacher scores"):
         train(**options(bert_cross_encoder, tmp_path, loss="distill_kl"))
+
+
+def test_yes_token_llm_with_lora_resumes_and_merges(decoder_llm, tmp_path):
+    """Intermediate checkpoints (the LoRA-wrapped model, tied embeddings) save and resume, and
+    the merged result scores like FlagLLMReranker."""
+    from FlagEmbedding import FlagLLMReranker
+
+    values = options(decoder_llm, tmp_path, loss="listwise_ce", max_length=256, lora=True, lora_r=4, lora_alpha=8,
+                     save_steps=2, max_steps=2)
+    train(**values)
+    assert (tmp_path / "out" / "checkpoint-2").is_dir()
+    out = train(**{**values, "max_steps": 3, "resume": True})
+    assert json.loads((out / "rag_retrieval.json").read_text())["training"]["steps"] == 3
+    ours = np.array(Reranker(out).compute_score(PAIRS))
+    theirs = FlagLLMReranker(str(out), use_fp16=False, devices="cpu").compute_score(PAIRS, max_length=512)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)

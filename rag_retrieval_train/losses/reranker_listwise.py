@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._common import check_positive
 from ._scores import check_groups
 
 
@@ -25,9 +26,7 @@ class ListwiseCELoss(nn.Module):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        self.temperature = temperature
+        self.temperature = check_positive(temperature, "temperature")
 
     def forward(self, scores: Tensor, labels: Tensor | None = None) -> Tensor:
         check_groups(scores, labels)
@@ -70,9 +69,7 @@ class ListwiseKLLoss(nn.Module):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        self.temperature = temperature
+        self.temperature = check_positive(temperature, "temperature")
 
     def forward(self, scores: Tensor, teacher_scores: Tensor) -> Tensor:
         check_groups(scores, teacher_scores)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._common import check_positive
 from ._scores import check_same_shape
 
 
@@ -26,9 +27,7 @@ class PointwiseBCELoss(nn.Module):
 
     def __init__(self, pos_weight: float = 1.0) -> None:
         super().__init__()
-        if pos_weight <= 0:
-            raise ValueError(f"pos_weight must be positive, got {pos_weight}")
-        self.pos_weight = pos_weight
+        self.pos_weight = check_positive(pos_weight, "pos_weight")
 
     def forward(self, scores: Tensor, labels: Tensor) -> Tensor:
         check_same_shape(scores, labels)
