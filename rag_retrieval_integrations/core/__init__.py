@@ -6,6 +6,8 @@ tokenization, scoring or pooling.
 
 from .base import BaseReranker, available_model_types, register_model_type
 from .checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
+from .colbert import ColBERTReranker, build_colbert_model, load_colbert_model
+from .colbert_index import ColBERTIndex, CorruptIndexError, IndexHit, IndexNotFoundError
 from .cross_encoder import CrossEncoderReranker
 from .embedding import EmbeddingReranker
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
@@ -15,6 +17,7 @@ from .llm_classifier import LLMClassifierReranker
 from .llm_inputs import PairPromptTemplate
 from .llm_yes_token import LayerwiseLLMReranker, LLMReranker
 from .llm_zero_shot import ZeroShotLLMReranker
+from .mrl_index import MRLEncoder, MRLIndex
 from .results import RankedResults, RankResult
 
 __all__ = [
@@ -22,21 +25,30 @@ __all__ = [
     "BaseReranker",
     "CheckpointInfo",
     "CheckpointNotFoundError",
+    "ColBERTIndex",
+    "ColBERTReranker",
+    "CorruptIndexError",
     "CrossEncoderReranker",
     "DecoderReranker",
     "LLMClassifierReranker",
     "LLMReranker",
     "LayerwiseLLMReranker",
+    "MRLEncoder",
+    "MRLIndex",
     "PairPromptTemplate",
     "ZeroShotLLMReranker",
     "EmbeddingReranker",
+    "IndexHit",
+    "IndexNotFoundError",
     "InvalidCheckpointError",
     "RankResult",
     "RankedResults",
     "Reranker",
     "UnknownModelTypeError",
     "available_model_types",
+    "build_colbert_model",
     "detect_model_type",
+    "load_colbert_model",
     "read_checkpoint",
     "register_model_type",
     "write_metadata",

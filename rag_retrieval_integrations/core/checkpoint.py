@@ -143,6 +143,22 @@ def _is_decoder_only(config: dict[str, Any]) -> bool:
     return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
+BGE_M3_COLBERT_FILE = "colbert_linear.pt"
+
+
+def colbert_format(info: CheckpointInfo) -> str | None:
+    """Which ColBERT layout a checkpoint has: ``"multi-vector"`` (sentence-transformers
+    ``MultiVectorEncoder``, PyLate, Stanford-NLP ``HF_ColBERT``), ``"bge-m3"`` (a transformers
+    encoder with BGE-M3's ``colbert_linear.pt`` next to it, local folders only) or ``None``."""
+    st_kind = (info.st_config or {}).get("model_type")
+    pylate_modules = any(str(m.get("type", "")).startswith("pylate.") for m in info.modules or [])
+    if st_kind in ("MultiVectorEncoder", "ColBERT") or pylate_modules or "HF_ColBERT" in info.architectures:
+        return "multi-vector"
+    if info.is_local and (Path(info.path) / BGE_M3_COLBERT_FILE).is_file():
+        return "bge-m3"
+    return None
+
+
 def detect_model_type(info: CheckpointInfo) -> str:
     """The model family a checkpoint belongs to (see the module docstring for the rules)."""
     if info.metadata.get("model_type"):
@@ -153,7 +169,7 @@ def detect_model_type(info: CheckpointInfo) -> str:
     st_kind = (info.st_config or {}).get("model_type")
     if st_kind == "CrossEncoder" or (st_kind is None and info.modules is None and has_classifier_head):
         return "llm-classifier" if _is_decoder_only(config) else "cross-encoder"
-    if st_kind == "MultiVectorEncoder":
+    if colbert_format(info) == "multi-vector":
         return "colbert"
     if st_kind == "SparseEncoder":
         raise InvalidCheckpointError(
@@ -163,6 +179,8 @@ def detect_model_type(info: CheckpointInfo) -> str:
         return "embedding"
     if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures):
         return "llm"
+    if colbert_format(info) == "bge-m3":  # a bare encoder whose only head is BGE-M3's ColBERT projection
+        return "colbert"
     if architectures:
         raise InvalidCheckpointError(
             f"cannot tell which model_type {info.path!r} is: found {info.describe()}. A bare encoder has no "

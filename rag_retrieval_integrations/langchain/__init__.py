@@ -12,7 +12,16 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "rag_retrieval_integrations.langchain needs langchain-core: pip install 'rag-retrieval[langchain]'"
     ) from err
 
+from .colbert_retriever import ColBERTRetriever
 from .compressor import RagRetrievalReranker
 from .embeddings import RagRetrievalEmbeddings
+from .mrl_retriever import MRLPrefixEmbeddings, MRLRetriever, MRLVectorStoreRetriever
 
-__all__ = ["RagRetrievalEmbeddings", "RagRetrievalReranker"]
+__all__ = [
+    "ColBERTRetriever",
+    "MRLPrefixEmbeddings",
+    "MRLRetriever",
+    "MRLVectorStoreRetriever",
+    "RagRetrievalEmbeddings",
+    "RagRetrievalReranker",
+]

@@ -10,7 +10,16 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "rag_retrieval_integrations.llama_index needs llama-index-core: pip install 'rag-retrieval[llama-index]'"
     ) from err
 
+from .colbert_retriever import ColBERTRetriever
 from .embeddings import RagRetrievalEmbedding
+from .mrl_retriever import MRLPrefixEmbedding, MRLRetriever, MRLVectorStoreRetriever
 from .postprocessor import RagRetrievalRerank
 
-__all__ = ["RagRetrievalEmbedding", "RagRetrievalRerank"]
+__all__ = [
+    "ColBERTRetriever",
+    "MRLPrefixEmbedding",
+    "MRLRetriever",
+    "MRLVectorStoreRetriever",
+    "RagRetrievalEmbedding",
+    "RagRetrievalRerank",
+]

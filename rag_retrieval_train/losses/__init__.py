@@ -14,6 +14,7 @@ the FlagEmbedding-style temperature parameterization and rank-aware gathering; t
 ours (per-query LLM-preference KL, Jasper/Stella distillation) or wrap ours (Matryoshka).
 """
 
+from .colbert import ColBERTContrastiveLoss, ColBERTDistillKLLoss
 from .embedding_distillation import EmbeddingDistillationLoss, relative_similarity_margin_loss
 from .info_nce import InfoNCELoss
 from .matryoshka import MatryoshkaLoss
@@ -23,6 +24,8 @@ from .reranker_pairwise import MarginMSELoss, RankNetLoss
 from .reranker_pointwise import PointwiseBCELoss, PointwiseMSELoss
 
 __all__ = [
+    "ColBERTContrastiveLoss",
+    "ColBERTDistillKLLoss",
     "EmbeddingDistillationLoss",
     "InfoNCELoss",
     "ListNetLoss",

@@ -1,0 +1,411 @@
+"""Matryoshka (MRL) coarse-to-fine retrieval for LangChain: over an ``MRLIndex``, or over any ``VectorStore``.
+
+``MRLRetriever`` searches our FAISS-backed :class:`~rag_retrieval_integrations.core.MRLIndex`.
+``MRLVectorStoreRetriever`` puts the first stage in a LangChain ``VectorStore`` (in-memory,
+FAISS, or a distributed vector database) holding the ``search_dim``-dim prefixes, each document
+carrying its full vector in its metadata, and re-scores the store's shortlist with the full vectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from ..core.colbert_index import IndexHit
+from ..core.inputs import check_query
+from ..core.mrl_index import (
+    DEFAULT_SHORTLIST_FACTOR,
+    ModelLike,
+    MRLEncoder,
+    MRLIndex,
+    VectorDtype,
+    rescore,
+    vector_from_text,
+    vector_to_text,
+)
+from ..core.shared_model import EmbeddingWrapper, PositiveInt
+
+SCORE_KEY = "relevance_score"
+VECTOR_KEY = "mrl_vector"
+
+
+def _check_documents(documents: Sequence[Document]) -> list[Document]:
+    if isinstance(documents, (str, Document)) or not isinstance(documents, Sequence):
+        raise TypeError(f"documents must be a list of Documents, got {type(documents).__name__}")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, Document):
+            raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}")
+    return list(documents)
+
+
+def _document_ids(documents: list[Document], ids: Sequence[str] | None) -> list[str]:
+    """``ids`` if given, else each document's own ``id``, else a new UUID."""
+    if ids is not None:
+        return list(ids)
+    return [doc.id if doc.id else uuid.uuid4().hex for doc in documents]
+
+
+class MRLRetriever(BaseRetriever):
+    """Coarse-to-fine retrieval over an :class:`~rag_retrieval_integrations.core.MRLIndex`.
+
+    The index shortlists ``k * shortlist_factor`` documents by the first ``search_dim`` dims of
+    their vectors (FAISS) and returns the ``k`` best by full-vector similarity. Each result is a
+    new ``Document`` (the stored id, text and metadata) with the full-vector score in
+    ``metadata[score_key]``, best first.
+
+    Fields:
+        index: the ``MRLIndex`` (with a model: it encodes the queries).
+        k: how many documents to return; default 4.
+        shortlist_factor: candidates per result (``None``: the index's own, 50 by default).
+        score_threshold: drop documents scoring below this.
+        score_key: the metadata key of the score; default ``"relevance_score"``.
+
+    Example:
+        .. code-block:: python
+
+            from rag_retrieval_integrations.langchain import MRLRetriever
+
+            retriever = MRLRetriever.from_documents(docs, model="./minilm-mrl", k=4)  # search_dim from the checkpoint
+            retriever.invoke("what is a panda?")
+            retriever.index.save("./mrl-index")          # later: MRLRetriever(index=MRLIndex.load("./mrl-index"))
+    """
+
+    index: MRLIndex
+    k: PositiveInt = Field(default=4, description="How many documents to return.")
+    shortlist_factor: PositiveInt | None = Field(
+        default=None, description="Candidates re-scored per result (None: the index's own)."
+    )
+    score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
+    score_key: str = Field(default=SCORE_KEY, description="Metadata key of the full-vector score.")
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        model: ModelLike,
+        *,
+        ids: Sequence[str] | None = None,
+        k: int = 4,
+        score_threshold: float | None = None,
+        score_key: str = SCORE_KEY,
+        **index_options: Any,
+    ) -> MRLRetriever:
+        """A new ``MRLIndex`` over ``documents``; ``index_options`` go to ``MRLIndex(model, ...)``
+        (``search_dim``, ``index_type``, ``shortlist_factor``, ``vector_dtype``, ...)."""
+        retriever = cls(
+            index=MRLIndex(model, **index_options), k=k, score_threshold=score_threshold, score_key=score_key
+        )
+        retriever.add_documents(documents, ids=ids)
+        return retriever
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Sequence[str],
+        model: ModelLike,
+        *,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> MRLRetriever:
+        """:meth:`from_documents` for texts and optional metadata dicts."""
+        metadatas = list(metadatas) if metadatas is not None else [None] * len(texts)
+        if len(metadatas) != len(texts):
+            raise ValueError(f"metadatas has {len(metadatas)} entries for {len(texts)} texts; give one per text")
+        documents = [Document(page_content=t, metadata=dict(m or {})) for t, m in zip(texts, metadatas)]
+        return cls.from_documents(documents, model, ids=ids, **kwargs)
+
+    def add_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
+        """Encode and add documents (ids: ``ids``, else each ``Document.id``, else new UUIDs); returns the ids.
+
+        An id already in the index replaces that document.
+        """
+        documents = _check_documents(documents)
+        return self.index.add(
+            [doc.page_content for doc in documents],
+            ids=_document_ids(documents, ids),
+            metadatas=[doc.metadata for doc in documents],
+        )
+
+    async def aadd_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
+        """:meth:`add_documents` in a worker thread."""
+        return await asyncio.to_thread(self.add_documents, documents, ids=ids)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents by id (``KeyError`` for an id not in the index)."""
+        self.index.delete(ids)
+
+    def _search(self, query: str) -> list[Document]:
+        hits = self.index.search(
+            check_query(query), self.k, shortlist_factor=self.shortlist_factor, score_threshold=self.score_threshold
+        )
+        return [self._document(hit) for hit in hits]
+
+    def _document(self, hit: IndexHit) -> Document:
+        return Document(id=hit.id, page_content=hit.text, metadata={**hit.metadata, self.score_key: hit.score})
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self._search(query)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return await asyncio.to_thread(self._search, query)
+
+
+# Prefixes computed by MRLVectorStoreRetriever for the texts it is adding, so that the vector
+# store's own call to embed_documents returns them instead of running the model a second time.
+# A ContextVar: it reaches asyncio.to_thread and LangChain's executor, and concurrent calls do not mix.
+_PRECOMPUTED: ContextVar[tuple[int, dict[str, list[float]]] | None] = ContextVar(
+    "rag_retrieval_mrl_precomputed", default=None
+)
+
+
+class MRLPrefixEmbeddings(EmbeddingWrapper, Embeddings):
+    """LangChain ``Embeddings`` giving the first ``search_dim`` dims of a model's vectors, re-normalized.
+
+    The embeddings of a vector store that serves as the first stage of
+    :class:`MRLVectorStoreRetriever`: the store indexes these short vectors, the retriever
+    keeps the full ones for re-scoring.
+
+    Fields:
+        model: an embedding checkpoint folder, hub id, or ``Reranker(path, model_type="embedding")``.
+        search_dim: dims kept; default: the smallest Matryoshka dim the checkpoint was trained with.
+        model_kwargs, query_prompt, document_prompt, truncate_dim: as for ``RagRetrievalEmbeddings``
+            (``truncate_dim`` sets what counts as the full vector).
+        batch_size: texts per forward pass (``None``: the model's own).
+    """
+
+    search_dim: PositiveInt | None = Field(
+        default=None, description="Dims of the first stage (None: the checkpoint's smallest Matryoshka dim)."
+    )
+    batch_size: PositiveInt | None = Field(default=None, description="Texts per forward pass (None: the model's).")
+
+    _encoder: MRLEncoder = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._encoder = MRLEncoder(self.embedding_model, search_dim=self.search_dim, batch_size=self.batch_size)
+        self.search_dim = self._encoder.search_dim
+
+    @property
+    def encoder(self) -> MRLEncoder:
+        """The model side of the funnel: full vectors and their prefixes."""
+        return self._encoder
+
+    @contextmanager
+    def precomputed(self, texts: Sequence[str], prefixes: Sequence[list[float]]) -> Iterator[None]:
+        """Within the block, :meth:`embed_documents` of exactly these texts returns ``prefixes`` unencoded."""
+        token = _PRECOMPUTED.set((id(self), dict(zip(texts, prefixes))))
+        try:
+            yield
+        finally:
+            _PRECOMPUTED.reset(token)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """The documents' prefix vectors."""
+        current = _PRECOMPUTED.get()
+        if current is not None and current[0] == id(self) and all(t in current[1] for t in texts):
+            return [current[1][t] for t in texts]
+        return self._encoder.prefix(self._encoder.encode_documents(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """The query's prefix vector."""
+        return self._encoder.prefix(self._encoder.encode_queries([check_query(text, "text")]))[0].tolist()
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """:meth:`embed_documents` in a worker thread."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """:meth:`embed_query` in a worker thread."""
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+class MRLVectorStoreRetriever(BaseRetriever):
+    """Coarse-to-fine retrieval with any LangChain ``VectorStore`` as the first stage.
+
+    The store holds each document's ``search_dim``-dim prefix (through :class:`MRLPrefixEmbeddings`)
+    and, in ``metadata[vector_key]``, its full vector (a string, which every store's metadata
+    accepts). A query is encoded once: the store returns the ``k * shortlist_factor`` nearest by
+    prefix (``similarity_search_by_vector``), and those are re-scored with the full vectors.
+    Results are new ``Document`` objects, best first, without the full vector and with the score
+    in ``metadata[score_key]``. So the first stage scales as the store does (a distributed vector
+    database), and the re-scoring needs only what the store returns.
+
+    Add documents through :meth:`add_documents` (or :meth:`from_documents`): it encodes each
+    document once and stores both vectors.
+
+    Fields:
+        vectorstore: the first-stage store, created with ``embedding=MRLPrefixEmbeddings(...)``.
+        embeddings: that ``MRLPrefixEmbeddings`` (default: ``vectorstore.embeddings`` when it is one).
+        k: how many documents to return; default 4.
+        shortlist_factor: candidates fetched from the store per result; default 50 (each one a network payload
+            on a remote store: lower it there if recall allows).
+        score_threshold: drop documents scoring below this.
+        score_key: the metadata key of the score; default ``"relevance_score"``.
+        vector_key: the metadata key holding the full vector; default ``"mrl_vector"``.
+        vector_dtype: ``"float16"`` (default) or ``"float32"`` for the stored full vectors.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_core.vectorstores import InMemoryVectorStore
+            from rag_retrieval_integrations.langchain import MRLPrefixEmbeddings, MRLVectorStoreRetriever
+
+            embeddings = MRLPrefixEmbeddings(model="./minilm-mrl")               # e.g. 64 of 384 dims
+            store = InMemoryVectorStore(embedding=embeddings)                    # or any VectorStore
+            retriever = MRLVectorStoreRetriever(vectorstore=store, k=4)
+            retriever.add_documents(docs)
+            retriever.invoke("what is a panda?")
+    """
+
+    vectorstore: VectorStore
+    embeddings: MRLPrefixEmbeddings | None = None
+    k: PositiveInt = Field(default=4, description="How many documents to return.")
+    shortlist_factor: PositiveInt = Field(
+        default=DEFAULT_SHORTLIST_FACTOR, description="Candidates fetched from the store per result."
+    )
+    score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
+    score_key: str = Field(default=SCORE_KEY, description="Metadata key of the full-vector score.")
+    vector_key: str = Field(default=VECTOR_KEY, description="Metadata key of the stored full vector.")
+    vector_dtype: VectorDtype = Field(default="float16", description="Precision of the stored full vectors.")
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @model_validator(mode="after")
+    def _resolve_embeddings(self) -> MRLVectorStoreRetriever:
+        own = getattr(self.vectorstore, "embeddings", None)
+        if self.embeddings is None:
+            if not isinstance(own, MRLPrefixEmbeddings):
+                raise ValueError(
+                    "MRLVectorStoreRetriever needs the MRLPrefixEmbeddings of its first stage: create the vector store "
+                    f"with embedding=MRLPrefixEmbeddings(...), or pass embeddings= (the store has {type(own).__name__})"
+                )
+            self.embeddings = own
+        elif isinstance(own, MRLPrefixEmbeddings) and own.search_dim != self.embeddings.search_dim:
+            raise ValueError(
+                f"the vector store's embeddings keep {own.search_dim} dims but embeddings= keeps "
+                f"{self.embeddings.search_dim}; use the same MRLPrefixEmbeddings for both"
+            )
+        return self
+
+    @property
+    def encoder(self) -> MRLEncoder:
+        assert self.embeddings is not None
+        return self.embeddings.encoder
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        model: ModelLike,
+        vectorstore_cls: type[VectorStore] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        search_dim: int | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        vectorstore_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> MRLVectorStoreRetriever:
+        """A new store of ``vectorstore_cls`` (default ``InMemoryVectorStore``) over ``documents``,
+        built with its own ``from_documents``; ``kwargs`` are the retriever's fields."""
+        if vectorstore_cls is None:
+            from langchain_core.vectorstores import InMemoryVectorStore
+
+            vectorstore_cls = InMemoryVectorStore
+        embeddings = MRLPrefixEmbeddings(model=model, search_dim=search_dim, model_kwargs=dict(model_kwargs or {}))
+        documents = _check_documents(documents)
+        vector_dtype = kwargs.get("vector_dtype", "float16")
+        vector_key = kwargs.get("vector_key", VECTOR_KEY)
+        stored, prefixes = _with_full_vectors(embeddings.encoder, documents, vector_key, vector_dtype)
+        extra = dict(vectorstore_kwargs or {})
+        if ids is not None:
+            extra["ids"] = list(ids)
+        with embeddings.precomputed([d.page_content for d in documents], prefixes):
+            store = vectorstore_cls.from_documents(stored, embeddings, **extra)
+        return cls(vectorstore=store, embeddings=embeddings, **kwargs)
+
+    def add_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[str]:
+        """Encode ``documents`` once and add them to the store, prefixes as vectors, full vectors in the
+        metadata; ``kwargs`` (e.g. ``ids``) go to the store's ``add_documents``. Returns the store's ids."""
+        assert self.embeddings is not None
+        documents = _check_documents(documents)
+        stored, prefixes = _with_full_vectors(self.encoder, documents, self.vector_key, self.vector_dtype)
+        with self.embeddings.precomputed([d.page_content for d in documents], prefixes):
+            return self.vectorstore.add_documents(stored, **kwargs)
+
+    async def aadd_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[str]:
+        """:meth:`add_documents` with the model in a worker thread and the store's async path."""
+        assert self.embeddings is not None
+        documents = _check_documents(documents)
+        stored, prefixes = await asyncio.to_thread(
+            _with_full_vectors, self.encoder, documents, self.vector_key, self.vector_dtype
+        )
+        with self.embeddings.precomputed([d.page_content for d in documents], prefixes):
+            return await self.vectorstore.aadd_documents(stored, **kwargs)
+
+    def _query_vectors(self, query: str) -> tuple[np.ndarray, list[float]]:
+        full = self.encoder.encode_queries([check_query(query)])
+        return full[0], self.encoder.prefix(full)[0].tolist()
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        full, prefix = self._query_vectors(query)
+        shortlist = self.vectorstore.similarity_search_by_vector(prefix, k=self.k * self.shortlist_factor)
+        return self._rescore(full, shortlist)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        full, prefix = await asyncio.to_thread(self._query_vectors, query)
+        shortlist = await self.vectorstore.asimilarity_search_by_vector(prefix, k=self.k * self.shortlist_factor)
+        return self._rescore(full, shortlist)
+
+    def _rescore(self, query: np.ndarray, shortlist: list[Document]) -> list[Document]:
+        if not shortlist:
+            return []
+        candidates = np.stack([self._full_vector(doc) for doc in shortlist])
+        order, scores = rescore(query, candidates, self.k)
+        out = []
+        for i, score in zip(order, scores):
+            if self.score_threshold is not None and score < self.score_threshold:
+                continue
+            doc = shortlist[i]
+            metadata = {key: value for key, value in doc.metadata.items() if key != self.vector_key}
+            out.append(doc.model_copy(update={"metadata": {**metadata, self.score_key: float(score)}}))
+        return out
+
+    def _full_vector(self, doc: Document) -> np.ndarray:
+        if self.vector_key not in doc.metadata:
+            raise ValueError(
+                f"document {doc.id!r} from the vector store has no full vector in metadata[{self.vector_key!r}]: "
+                "add documents through MRLVectorStoreRetriever.add_documents (or from_documents)"
+            )
+        where = f"document {doc.id!r} metadata[{self.vector_key!r}]"
+        return vector_from_text(doc.metadata[self.vector_key], self.encoder.dim, where)
+
+
+def _with_full_vectors(
+    encoder: MRLEncoder, documents: list[Document], vector_key: str, vector_dtype: VectorDtype
+) -> tuple[list[Document], list[list[float]]]:
+    """Copies of ``documents`` carrying their full vector in ``metadata[vector_key]``, and their prefixes."""
+    full = encoder.encode_documents([doc.page_content for doc in documents])
+    stored = [
+        doc.model_copy(update={"metadata": {**doc.metadata, vector_key: vector_to_text(vector, vector_dtype)}})
+        for doc, vector in zip(documents, full)
+    ]
+    return stored, encoder.prefix(full).tolist()
