@@ -14,7 +14,6 @@ from typing import Any
 
 from .config import ConfigError, TrainConfig, build_config, config_keys, load_yaml, parse_flags
 
-
 # trainer name -> (module, config class, run function); imported only when that trainer runs,
 # so one trainer's optional dependencies are not needed by another.
 TRAINERS: dict[str, tuple[str, str, str]] = {
