@@ -7,11 +7,12 @@ tokenization, scoring or pooling.
 from .base import BaseReranker, available_model_types, register_model_type
 from .checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
 from .colbert import ColBERTReranker, build_colbert_model, load_colbert_model
-from .colbert_index import ColBERTIndex, CorruptIndexError, IndexHit, IndexNotFoundError
+from .colbert_index import ColBERTIndex
 from .cross_encoder import CrossEncoderReranker
 from .embedding import EmbeddingReranker
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
 from .factory import Reranker
+from .index_folder import CorruptIndexError, IndexHit, IndexNotFoundError
 from .llm_base import DecoderReranker
 from .llm_classifier import LLMClassifierReranker
 from .llm_inputs import PairPromptTemplate

@@ -34,15 +34,12 @@ counts, and the size and SHA-256 of every other file), ``token_vectors.npy`` (fl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -51,6 +48,19 @@ from tqdm.auto import tqdm
 
 from .base import BaseReranker
 from .colbert import ColBERTReranker
+from .index_folder import (
+    MANIFEST_FILE,
+    CorruptIndexError,
+    IndexHit,
+    check_ids,
+    check_metadatas,
+    import_faiss,
+    read_documents,
+    read_manifest,
+    verify_checksums,
+    write_documents,
+    write_manifest,
+)
 from .inputs import check_docs, check_positive_int, check_query
 from .maxsim import maxsim_packed
 
@@ -60,7 +70,6 @@ FaissKind = Literal["auto", "ivf", "none"]
 
 INDEX_FORMAT = "rag-retrieval-colbert-index"
 INDEX_FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "token_vectors.npy"
 OFFSETS_FILE = "doc_offsets.npy"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -71,33 +80,6 @@ IVF_FROM_TOKENS = 100_000
 """``faiss_index="auto"`` builds the IVF index once the index holds this many token vectors."""
 _MIN_POINTS_PER_CENTROID = 39  # FAISS's minimum for k-means
 _TRAINING_POINTS_PER_CENTROID = 64  # the k-means sample
-
-
-class IndexNotFoundError(FileNotFoundError):
-    """The index folder does not exist."""
-
-
-class CorruptIndexError(ValueError):
-    """The folder is not a ColBERT index, or one of its files is missing, truncated or changed."""
-
-
-@dataclass(frozen=True)
-class IndexHit:
-    """One search result.
-
-    Attributes:
-        id: the document's id (given to :meth:`ColBERTIndex.add`, or generated).
-        text: the document text.
-        metadata: the document's metadata (a copy).
-        score: exact MaxSim of the query and the document (MeanMaxSim for such models).
-        rank: 1 for the best document.
-    """
-
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    score: float = 0.0
-    rank: int = 0
 
 
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
@@ -117,22 +99,6 @@ def _load_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None) -> Col
     loaded = Reranker(model, "colbert", **dict(model_kwargs or {}))
     assert isinstance(loaded, ColBERTReranker)
     return loaded
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the ColBERT index needs FAISS: pip install 'rag-retrieval[index]'") from err
-    return faiss
 
 
 class ColBERTIndex:
@@ -258,8 +224,8 @@ class ColBERTIndex:
             metadatas: one JSON-serializable dict (or ``None``) per document, returned with it.
         """
         texts = check_docs(texts, "texts")
-        ids = self._check_ids(ids, len(texts))
-        metadatas = self._check_metadatas(metadatas, len(texts))
+        ids = check_ids(ids, len(texts))
+        metadatas = check_metadatas(metadatas, len(texts))
         if not texts:
             return []
         return self._add(texts, ids, metadatas, self._encode(texts))
@@ -275,8 +241,8 @@ class ColBERTIndex:
         """Add documents whose token vectors are already computed (by this index's model's
         ``encode_documents``, e.g. on another machine): one ``(tokens, dim)`` array per text."""
         texts = check_docs(texts, "texts")
-        ids = self._check_ids(ids, len(texts))
-        metadatas = self._check_metadatas(metadatas, len(texts))
+        ids = check_ids(ids, len(texts))
+        metadatas = check_metadatas(metadatas, len(texts))
         if len(token_vectors) != len(texts):
             raise ValueError(f"token_vectors has {len(token_vectors)} entries for {len(texts)} texts")
         vectors = []
@@ -352,7 +318,7 @@ class ColBERTIndex:
                 [np.arange(self._doc_start[s], self._doc_start[s] + self._doc_len[s]) for s in slots]
             ).astype(np.int64)
             if self._faiss is not None:
-                self._faiss.remove_ids(_import_faiss().IDSelectorBatch(rows))
+                self._faiss.remove_ids(import_faiss("ColBERT index").IDSelectorBatch(rows))
             for s in slots:
                 self._alive[s] = False
             if len(self._vectors) > 2 * self.num_tokens:  # mostly dead rows: reclaim the memory
@@ -388,7 +354,7 @@ class ColBERTIndex:
 
     def _build_ivf(self) -> None:
         """Train the IVF index (k-means centroids, 8-bit quantizer) on the stored vectors and add them all."""
-        faiss = _import_faiss()
+        faiss = import_faiss("ColBERT index")
         if len(self._vectors) != self.num_tokens:
             self._compact()
         nlist = self.nlist or max(16, int(math.sqrt(len(self._vectors))))
@@ -404,40 +370,6 @@ class ColBERTIndex:
         self.nlist = nlist
         self._faiss = index
         self._faiss_add(self._vectors, 0)
-
-    def _check_ids(self, ids: Sequence[str] | None, n: int) -> list[str]:
-        if ids is None:
-            return [uuid.uuid4().hex for _ in range(n)]
-        ids = check_docs(ids, "ids")
-        if len(ids) != n:
-            raise ValueError(f"ids has {len(ids)} entries for {n} texts; give one id per text")
-        seen: set[str] = set()
-        for i, doc_id in enumerate(ids):
-            if doc_id in seen:
-                raise ValueError(f"ids[{i}] = {doc_id!r} is repeated; ids must be unique")
-            seen.add(doc_id)
-        return ids
-
-    @staticmethod
-    def _check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int) -> list[dict[str, Any]]:
-        if metadatas is None:
-            return [{} for _ in range(n)]
-        if isinstance(metadatas, (str, Mapping)) or not isinstance(metadatas, Sequence):
-            raise TypeError(f"metadatas must be a list of dicts, one per text, got {type(metadatas).__name__}")
-        if len(metadatas) != n:
-            raise ValueError(f"metadatas has {len(metadatas)} entries for {n} texts; give one per text")
-        out = []
-        for i, metadata in enumerate(metadatas):
-            if metadata is None:
-                metadata = {}
-            if not isinstance(metadata, Mapping):
-                raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(metadata).__name__}")
-            try:
-                json.dumps(dict(metadata))
-            except (TypeError, ValueError) as e:
-                raise TypeError(f"metadatas[{i}] must be JSON-serializable to be saved with the index: {e}") from None
-            out.append(dict(metadata))
-        return out
 
     # ---- search ---------------------------------------------------------------------------
 
@@ -539,7 +471,7 @@ class ColBERTIndex:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
-        faiss = _import_faiss()
+        faiss = import_faiss("ColBERT index")
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"cannot save the index to {str(folder)!r}: it is a file")
@@ -552,11 +484,7 @@ class ColBERTIndex:
             np.save(folder / VECTORS_FILE, self._vectors, allow_pickle=False)
             offsets = np.asarray(self._doc_start + [len(self._vectors)], dtype=np.int64)
             np.save(folder / OFFSETS_FILE, offsets, allow_pickle=False)
-            with open(folder / DOCUMENTS_FILE, "w", encoding="utf-8") as f:
-                f.writelines(
-                    json.dumps({"id": doc_id, "text": text, "metadata": metadata}, ensure_ascii=False) + "\n"
-                    for doc_id, text, metadata in zip(self._ids, self._texts, self._metadatas)
-                )
+            write_documents(folder / DOCUMENTS_FILE, self._ids, self._texts, self._metadatas)
             if self._faiss is not None:
                 faiss.write_index(self._faiss, str(folder / FAISS_FILE))
             else:
@@ -573,11 +501,8 @@ class ColBERTIndex:
                 "faiss": {"mode": self.faiss_index, "built": self._faiss is not None, "kind": "IVF-SQ8",
                           "nlist": self.nlist},
                 "search": {"nprobe": self.nprobe, "token_k": self.token_k, "max_candidates": self.max_candidates},
-                "files": {
-                    name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)} for name in files
-                },
             }
-            (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            write_manifest(folder, manifest, files)
         return folder
 
     @classmethod
@@ -606,7 +531,7 @@ class ColBERTIndex:
             IndexNotFoundError: ``folder`` does not exist.
             CorruptIndexError: no valid manifest, or a file missing, truncated or changed.
         """
-        faiss = _import_faiss()
+        faiss = import_faiss("ColBERT index")
         folder = Path(folder)
         manifest = _read_manifest(folder)
         settings = manifest["model"]
@@ -625,16 +550,11 @@ class ColBERTIndex:
             )
         _warn_on_setting_changes(index.model, settings, folder)
         if verify:
-            for name, expected in manifest["files"].items():
-                if _sha256(folder / name) != expected["sha256"]:
-                    raise CorruptIndexError(
-                        f"{folder / name} is corrupted: its SHA-256 differs from the one in {MANIFEST_FILE}"
-                    )
+            verify_checksums(folder, manifest)
         try:
             vectors = np.load(folder / VECTORS_FILE, mmap_mode="c", allow_pickle=False)  # copy-on-write: disk never changes
             offsets = np.load(folder / OFFSETS_FILE, allow_pickle=False)
-            with open(folder / DOCUMENTS_FILE, encoding="utf-8") as f:
-                documents = [json.loads(line) for line in f]
+            documents = read_documents(folder / DOCUMENTS_FILE)
             faiss_index = faiss.read_index(str(folder / FAISS_FILE)) if (folder / FAISS_FILE).is_file() else None
         except (ValueError, OSError, RuntimeError, json.JSONDecodeError) as e:
             raise CorruptIndexError(f"{folder} holds an unreadable index file: {e}") from None
@@ -659,42 +579,13 @@ class ColBERTIndex:
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
-    if not folder.exists():
-        raise IndexNotFoundError(f"ColBERT index folder {str(folder)!r} does not exist")
-    if not folder.is_dir():
-        raise CorruptIndexError(f"{str(folder)!r} is a file; a ColBERT index is a folder written by ColBERTIndex.save")
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise CorruptIndexError(
-            f"{str(folder)!r} is not a ColBERT index: it has no {MANIFEST_FILE} (an index is a folder written by "
-            "ColBERTIndex.save; a save that was cut short leaves none)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorruptIndexError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
-        raise CorruptIndexError(f"{path} is not the manifest of a ColBERT index (format != {INDEX_FORMAT!r})")
-    if manifest.get("format_version") != INDEX_FORMAT_VERSION:
-        raise CorruptIndexError(
-            f"{path} has format_version {manifest.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}"
-        )
-    for key in ("model", "dim", "num_documents", "num_tokens", "faiss", "files"):
-        if key not in manifest:
-            raise CorruptIndexError(f"{path} lacks the key {key!r}")
+    manifest = read_manifest(
+        folder, kind="a ColBERT", writer="ColBERTIndex.save", index_format=INDEX_FORMAT, version=INDEX_FORMAT_VERSION,
+        keys=("model", "dim", "num_documents", "num_tokens", "faiss"),
+        required_files=(VECTORS_FILE, OFFSETS_FILE, DOCUMENTS_FILE),
+    )
     if manifest["faiss"].get("mode") not in ("auto", "ivf", "none"):
-        raise CorruptIndexError(f"{path}: faiss.mode must be 'auto', 'ivf' or 'none'")
-    for name in (VECTORS_FILE, OFFSETS_FILE, DOCUMENTS_FILE):
-        if name not in manifest["files"]:
-            raise CorruptIndexError(f"{path} lists no {name}")
-    for name, expected in manifest["files"].items():
-        file = folder / name
-        if not file.is_file():
-            raise CorruptIndexError(f"{folder} is incomplete: {name} is missing")
-        if file.stat().st_size != expected["bytes"]:
-            raise CorruptIndexError(
-                f"{file} is corrupted: {file.stat().st_size} bytes, the manifest says {expected['bytes']}"
-            )
+        raise CorruptIndexError(f"{folder / MANIFEST_FILE}: faiss.mode must be 'auto', 'ivf' or 'none'")
     return manifest
 
 

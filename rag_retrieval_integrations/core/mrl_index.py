@@ -33,13 +33,11 @@ each document's metadata (:func:`vector_to_text`); the LangChain and LlamaIndex
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import math
 import os
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -49,8 +47,20 @@ from tqdm.auto import tqdm
 
 from .base import BaseReranker
 from .checkpoint import CheckpointInfo, read_checkpoint
-from .colbert_index import CorruptIndexError, IndexHit, IndexNotFoundError
 from .embedding import EmbeddingReranker
+from .index_folder import (
+    MANIFEST_FILE,
+    CorruptIndexError,
+    IndexHit,
+    check_ids,
+    check_metadatas,
+    import_faiss,
+    read_documents,
+    read_manifest,
+    verify_checksums,
+    write_documents,
+    write_manifest,
+)
 from .inputs import check_docs, check_positive_int, check_query
 
 logger = logging.getLogger(__name__)
@@ -72,7 +82,6 @@ once the funnel pays off (tens of thousands of documents and more)."""
 
 INDEX_FORMAT = "rag-retrieval-mrl-index"
 INDEX_FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "vectors.npy"
 DOCUMENTS_FILE = "documents.jsonl"
 FAISS_FILE = "faiss.index"
@@ -290,14 +299,6 @@ def check_search_dim(search_dim: Any, dim: int) -> int:
     return search_dim
 
 
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the MRL index needs FAISS: pip install 'rag-retrieval[index]'") from err
-    return faiss
-
-
 # ---- the index --------------------------------------------------------------------------------------
 
 
@@ -414,7 +415,7 @@ class MRLIndex:
         with self._lock:
             faiss_bytes = 0
             if self._faiss is not None:
-                faiss_bytes = int(_import_faiss().serialize_index(self._faiss).nbytes)
+                faiss_bytes = int(import_faiss("MRL index").serialize_index(self._faiss).nbytes)
             return {"vectors": int(self._count * self.dim * np.dtype(self.vector_dtype).itemsize), "faiss": faiss_bytes}
 
     def get(self, doc_id: str) -> IndexHit:
@@ -459,8 +460,8 @@ class MRLIndex:
                 ``texts`` (normalized here for cosine).
         """
         texts = check_docs(texts, "texts")
-        ids = _check_ids(ids, len(texts))
-        metadatas = _check_metadatas(metadatas, len(texts))
+        ids = check_ids(ids, len(texts))
+        metadatas = check_metadatas(metadatas, len(texts))
         if embeddings is None:
             vectors = self._require_encoder("encode texts (or pass embeddings=)").encode_documents(texts)
         else:
@@ -527,7 +528,7 @@ class MRLIndex:
         self._faiss.add(prefixes)
 
     def _new_faiss(self, sample: np.ndarray) -> Any:
-        faiss = _import_faiss()
+        faiss = import_faiss("MRL index")
         d = self.search_dim
         if self.index_type == "flat":
             return faiss.IndexFlatIP(d)
@@ -641,7 +642,7 @@ class MRLIndex:
         return scores, rows
 
     def _search_params(self, width: int) -> Any:
-        faiss = _import_faiss()
+        faiss = import_faiss("MRL index")
         if self.index_type == "hnsw":
             return faiss.SearchParametersHNSW(efSearch=max(self.hnsw_ef_search, width))
         if self.index_type == "ivf":
@@ -657,7 +658,7 @@ class MRLIndex:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
-        faiss = _import_faiss()
+        faiss = import_faiss("MRL index")
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"cannot save the index to {str(folder)!r}: it is a file")
@@ -666,11 +667,7 @@ class MRLIndex:
             # The manifest goes last: a save cut short leaves a folder that load() rejects by name.
             (folder / MANIFEST_FILE).unlink(missing_ok=True)
             np.save(folder / VECTORS_FILE, self._vectors[: self._count], allow_pickle=False)
-            with open(folder / DOCUMENTS_FILE, "w", encoding="utf-8") as f:
-                f.writelines(
-                    json.dumps({"id": doc_id, "text": text, "metadata": metadata}, ensure_ascii=False) + "\n"
-                    for doc_id, text, metadata in zip(self._ids, self._texts, self._metadatas)
-                )
+            write_documents(folder / DOCUMENTS_FILE, self._ids, self._texts, self._metadatas)
             files = [VECTORS_FILE, DOCUMENTS_FILE]
             (folder / FAISS_FILE).unlink(missing_ok=True)
             if self._faiss is not None:
@@ -691,11 +688,8 @@ class MRLIndex:
                 },
                 "search": {"shortlist_factor": self.shortlist_factor, "hnsw_ef_search": self.hnsw_ef_search,
                            "nprobe": self.nprobe},
-                "files": {
-                    name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)} for name in files
-                },
             }
-            (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            write_manifest(folder, manifest, files)
         return folder
 
     @classmethod
@@ -727,7 +721,7 @@ class MRLIndex:
             IndexNotFoundError: ``folder`` does not exist.
             CorruptIndexError: no valid manifest, or a file missing, truncated or changed.
         """
-        faiss = _import_faiss()
+        faiss = import_faiss("MRL index")
         folder = Path(folder)
         manifest = _read_manifest(folder)
         settings = manifest["model"]
@@ -753,15 +747,10 @@ class MRLIndex:
             _check_model_fits(loaded, manifest, folder)
             index = cls(loaded, **common)
         if verify:
-            for name, expected in manifest["files"].items():
-                if _sha256(folder / name) != expected["sha256"]:
-                    raise CorruptIndexError(
-                        f"{folder / name} is corrupted: its SHA-256 differs from the one in {MANIFEST_FILE}"
-                    )
+            verify_checksums(folder, manifest)
         try:
             vectors = np.load(folder / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
-            with open(folder / DOCUMENTS_FILE, encoding="utf-8") as f:
-                documents = [json.loads(line) for line in f]
+            documents = read_documents(folder / DOCUMENTS_FILE)
             faiss_index = faiss.read_index(str(folder / FAISS_FILE)) if FAISS_FILE in manifest["files"] else None
         except (ValueError, OSError, RuntimeError, json.JSONDecodeError) as e:
             raise CorruptIndexError(f"{folder} holds an unreadable index file: {e}") from None
@@ -807,86 +796,12 @@ def _check_model_fits(model: EmbeddingReranker, manifest: dict[str, Any], folder
         )
 
 
-def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
-    if ids is None:
-        return [uuid.uuid4().hex for _ in range(n)]
-    ids = check_docs(ids, "ids")
-    if len(ids) != n:
-        raise ValueError(f"ids has {len(ids)} entries for {n} texts; give one id per text")
-    seen: set[str] = set()
-    for i, doc_id in enumerate(ids):
-        if doc_id in seen:
-            raise ValueError(f"ids[{i}] = {doc_id!r} is repeated; ids must be unique")
-        seen.add(doc_id)
-    return ids
-
-
-def _check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int) -> list[dict[str, Any]]:
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    if isinstance(metadatas, (str, Mapping)) or not isinstance(metadatas, Sequence):
-        raise TypeError(f"metadatas must be a list of dicts, one per text, got {type(metadatas).__name__}")
-    if len(metadatas) != n:
-        raise ValueError(f"metadatas has {len(metadatas)} entries for {n} texts; give one per text")
-    out = []
-    for i, metadata in enumerate(metadatas):
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, Mapping):
-            raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(metadata).__name__}")
-        try:
-            json.dumps(dict(metadata))
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"metadatas[{i}] must be JSON-serializable to be saved with the index: {e}") from None
-        out.append(dict(metadata))
-    return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict[str, Any]:
-    if not folder.exists():
-        raise IndexNotFoundError(f"MRL index folder {str(folder)!r} does not exist")
-    if not folder.is_dir():
-        raise CorruptIndexError(f"{str(folder)!r} is a file; an MRL index is a folder written by MRLIndex.save")
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise CorruptIndexError(
-            f"{str(folder)!r} is not an MRL index: it has no {MANIFEST_FILE} (an index is a folder written by "
-            "MRLIndex.save; a save that was cut short leaves none)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorruptIndexError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
-        raise CorruptIndexError(f"{path} is not the manifest of an MRL index (format != {INDEX_FORMAT!r})")
-    if manifest.get("format_version") != INDEX_FORMAT_VERSION:
-        raise CorruptIndexError(
-            f"{path} has format_version {manifest.get('format_version')!r}; this version reads {INDEX_FORMAT_VERSION}"
-        )
-    for key in ("model", "num_documents", "dim", "search_dim", "similarity", "vector_dtype", "faiss", "search",
-                "files"):
-        if key not in manifest:
-            raise CorruptIndexError(f"{path} lacks the key {key!r}")
-    for name in (VECTORS_FILE, DOCUMENTS_FILE):
-        if name not in manifest["files"]:
-            raise CorruptIndexError(f"{path} lists no {name}")
-    for name, expected in manifest["files"].items():
-        file = folder / name
-        if not file.is_file():
-            raise CorruptIndexError(f"{folder} is incomplete: {name} is missing")
-        if file.stat().st_size != expected["bytes"]:
-            raise CorruptIndexError(
-                f"{file} is corrupted: {file.stat().st_size} bytes, the manifest says {expected['bytes']}"
-            )
-    return manifest
+    return read_manifest(
+        folder, kind="an MRL", writer="MRLIndex.save", index_format=INDEX_FORMAT, version=INDEX_FORMAT_VERSION,
+        keys=("model", "num_documents", "dim", "search_dim", "similarity", "vector_dtype", "faiss", "search"),
+        required_files=(VECTORS_FILE, DOCUMENTS_FILE),
+    )
 
 
 def _check_contents(

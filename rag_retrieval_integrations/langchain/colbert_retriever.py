@@ -14,7 +14,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from ..core.colbert_index import ColBERTIndex, IndexHit, ModelLike
+from ..core.colbert_index import ColBERTIndex, ModelLike
+from ..core.index_folder import IndexHit
 from ..core.inputs import check_query
 from ..core.shared_model import PositiveInt
 

@@ -23,7 +23,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ..core.colbert_index import IndexHit
+from ..core.index_folder import IndexHit
 from ..core.inputs import check_query
 from ..core.mrl_index import (
     DEFAULT_SHORTLIST_FACTOR,

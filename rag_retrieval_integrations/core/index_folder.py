@@ -1,0 +1,167 @@
+"""What the persistent indexes (``ColBERTIndex``, ``MRLIndex``) share: search results, id and
+metadata checks, and the folder layout: data files plus a ``manifest.json`` written last, with
+every file's size and SHA-256, so a save cut short or a changed file is refused by name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .inputs import check_docs
+
+MANIFEST_FILE = "manifest.json"
+
+
+class IndexNotFoundError(FileNotFoundError):
+    """The index folder does not exist."""
+
+
+class CorruptIndexError(ValueError):
+    """The folder is not an index of this kind, or one of its files is missing, truncated or changed."""
+
+
+@dataclass(frozen=True)
+class IndexHit:
+    """One search result.
+
+    Attributes:
+        id: the document's id (given to ``add``, or generated).
+        text: the document text.
+        metadata: the document's metadata (a copy).
+        score: the index's exact score of the query and the document (MaxSim, cosine, ...).
+        rank: 1 for the best document.
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    score: float = 0.0
+    rank: int = 0
+
+
+def import_faiss(what: str) -> Any:
+    try:
+        import faiss
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(f"the {what} needs FAISS: pip install 'rag-retrieval[index]'") from err
+    return faiss
+
+
+def check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
+    """``n`` unique ids: the given ones, checked, or new UUIDs."""
+    if ids is None:
+        return [uuid.uuid4().hex for _ in range(n)]
+    ids = check_docs(ids, "ids")
+    if len(ids) != n:
+        raise ValueError(f"ids has {len(ids)} entries for {n} texts; give one id per text")
+    seen: set[str] = set()
+    for i, doc_id in enumerate(ids):
+        if doc_id in seen:
+            raise ValueError(f"ids[{i}] = {doc_id!r} is repeated; ids must be unique")
+        seen.add(doc_id)
+    return ids
+
+
+def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int) -> list[dict[str, Any]]:
+    """``n`` JSON-serializable metadata dicts (``None`` entries become ``{}``), copied."""
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    if isinstance(metadatas, (str, Mapping)) or not isinstance(metadatas, Sequence):
+        raise TypeError(f"metadatas must be a list of dicts, one per text, got {type(metadatas).__name__}")
+    if len(metadatas) != n:
+        raise ValueError(f"metadatas has {len(metadatas)} entries for {n} texts; give one per text")
+    out = []
+    for i, metadata in enumerate(metadatas):
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(metadata).__name__}")
+        try:
+            json.dumps(dict(metadata))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"metadatas[{i}] must be JSON-serializable to be saved with the index: {e}") from None
+        out.append(dict(metadata))
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_documents(path: Path, ids: Iterable[str], texts: Iterable[str], metadatas: Iterable[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(
+            json.dumps({"id": doc_id, "text": text, "metadata": metadata}, ensure_ascii=False) + "\n"
+            for doc_id, text, metadata in zip(ids, texts, metadatas)
+        )
+
+
+def read_documents(path: Path) -> list[Any]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any], files: Iterable[str]) -> None:
+    """Write ``manifest`` plus the size and SHA-256 of each of ``files``; call it after the data files."""
+    entries = {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)} for name in files}
+    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "files": entries}, indent=2) + "\n", encoding="utf-8")
+
+
+def read_manifest(
+    folder: Path, *, kind: str, writer: str, index_format: str, version: int, keys: Sequence[str],
+    required_files: Sequence[str],
+) -> dict[str, Any]:
+    """The manifest of the ``kind`` index in ``folder``, after checking its format, its ``keys``,
+    that it lists ``required_files``, and that every file it lists has the recorded size."""
+    if not folder.exists():
+        raise IndexNotFoundError(f"{kind} index folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise CorruptIndexError(f"{str(folder)!r} is a file; {kind} index is a folder written by {writer}")
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise CorruptIndexError(
+            f"{str(folder)!r} is not {kind} index: it has no {MANIFEST_FILE} (an index is a folder written by "
+            f"{writer}; a save that was cut short leaves none)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptIndexError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != index_format:
+        raise CorruptIndexError(f"{path} is not the manifest of {kind} index (format != {index_format!r})")
+    if manifest.get("format_version") != version:
+        found = manifest.get("format_version")
+        raise CorruptIndexError(f"{path} has format_version {found!r}; this version reads {version}")
+    for key in (*keys, "files"):
+        if key not in manifest:
+            raise CorruptIndexError(f"{path} lacks the key {key!r}")
+    for name in required_files:
+        if name not in manifest["files"]:
+            raise CorruptIndexError(f"{path} lists no {name}")
+    for name, expected in manifest["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise CorruptIndexError(f"{folder} is incomplete: {name} is missing")
+        if file.stat().st_size != expected["bytes"]:
+            raise CorruptIndexError(
+                f"{file} is corrupted: {file.stat().st_size} bytes, the manifest says {expected['bytes']}"
+            )
+    return manifest
+
+
+def verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file's SHA-256 must equal the manifest's (reads the whole index once)."""
+    for name, expected in manifest["files"].items():
+        if sha256_file(folder / name) != expected["sha256"]:
+            raise CorruptIndexError(
+                f"{folder / name} is corrupted: its SHA-256 differs from the one in {MANIFEST_FILE}"
+            )
