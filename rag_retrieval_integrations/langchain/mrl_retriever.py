@@ -9,7 +9,6 @@ carrying its full vector in its metadata, and re-scores the store's shortlist wi
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,28 +35,12 @@ from ..core.mrl_index import (
     vector_to_text,
 )
 from ..core.shared_model import EmbeddingWrapper, PositiveInt
+from .index_retriever import SCORE_KEY, IndexRetriever, check_documents
 
-SCORE_KEY = "relevance_score"
 VECTOR_KEY = "mrl_vector"
 
 
-def _check_documents(documents: Sequence[Document]) -> list[Document]:
-    if isinstance(documents, (str, Document)) or not isinstance(documents, Sequence):
-        raise TypeError(f"documents must be a list of Documents, got {type(documents).__name__}")
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, Document):
-            raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}")
-    return list(documents)
-
-
-def _document_ids(documents: list[Document], ids: Sequence[str] | None) -> list[str]:
-    """``ids`` if given, else each document's own ``id``, else a new UUID."""
-    if ids is not None:
-        return list(ids)
-    return [doc.id if doc.id else uuid.uuid4().hex for doc in documents]
-
-
-class MRLRetriever(BaseRetriever):
+class MRLRetriever(IndexRetriever):
     """Coarse-to-fine retrieval over an :class:`~rag_retrieval_integrations.core.MRLIndex`.
 
     The index shortlists ``k * shortlist_factor`` documents by the first ``search_dim`` dims of
@@ -83,14 +66,9 @@ class MRLRetriever(BaseRetriever):
     """
 
     index: MRLIndex
-    k: PositiveInt = Field(default=4, description="How many documents to return.")
     shortlist_factor: PositiveInt | None = Field(
         default=None, description="Candidates re-scored per result (None: the index's own)."
     )
-    score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
-    score_key: str = Field(default=SCORE_KEY, description="Metadata key of the full-vector score.")
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     @classmethod
     def from_documents(
@@ -129,42 +107,10 @@ class MRLRetriever(BaseRetriever):
         documents = [Document(page_content=t, metadata=dict(m or {})) for t, m in zip(texts, metadatas)]
         return cls.from_documents(documents, model, ids=ids, **kwargs)
 
-    def add_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
-        """Encode and add documents (ids: ``ids``, else each ``Document.id``, else new UUIDs); returns the ids.
-
-        An id already in the index replaces that document.
-        """
-        documents = _check_documents(documents)
-        return self.index.add(
-            [doc.page_content for doc in documents],
-            ids=_document_ids(documents, ids),
-            metadatas=[doc.metadata for doc in documents],
-        )
-
-    async def aadd_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
-        """:meth:`add_documents` in a worker thread."""
-        return await asyncio.to_thread(self.add_documents, documents, ids=ids)
-
-    def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents by id (``KeyError`` for an id not in the index)."""
-        self.index.delete(ids)
-
-    def _search(self, query: str) -> list[Document]:
-        hits = self.index.search(
+    def _hits(self, query: str) -> list[IndexHit]:
+        return self.index.search(
             check_query(query), self.k, shortlist_factor=self.shortlist_factor, score_threshold=self.score_threshold
         )
-        return [self._document(hit) for hit in hits]
-
-    def _document(self, hit: IndexHit) -> Document:
-        return Document(id=hit.id, page_content=hit.text, metadata={**hit.metadata, self.score_key: hit.score})
-
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        return self._search(query)
-
-    async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        return await asyncio.to_thread(self._search, query)
 
 
 # Prefixes computed by MRLVectorStoreRetriever for the texts it is adding, so that the vector
@@ -329,7 +275,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
 
             vectorstore_cls = InMemoryVectorStore
         embeddings = MRLPrefixEmbeddings(model=model, search_dim=search_dim, model_kwargs=dict(model_kwargs or {}))
-        documents = _check_documents(documents)
+        documents = check_documents(documents)
         vector_dtype = kwargs.get("vector_dtype", "float16")
         vector_key = kwargs.get("vector_key", VECTOR_KEY)
         stored, prefixes = _with_full_vectors(embeddings.encoder, documents, vector_key, vector_dtype)
@@ -344,7 +290,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
         """Encode ``documents`` once and add them to the store, prefixes as vectors, full vectors in the
         metadata; ``kwargs`` (e.g. ``ids``) go to the store's ``add_documents``. Returns the store's ids."""
         assert self.embeddings is not None
-        documents = _check_documents(documents)
+        documents = check_documents(documents)
         stored, prefixes = _with_full_vectors(self.encoder, documents, self.vector_key, self.vector_dtype)
         with self.embeddings.precomputed([d.page_content for d in documents], prefixes):
             return self.vectorstore.add_documents(stored, **kwargs)
@@ -352,7 +298,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
     async def aadd_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[str]:
         """:meth:`add_documents` with the model in a worker thread and the store's async path."""
         assert self.embeddings is not None
-        documents = _check_documents(documents)
+        documents = check_documents(documents)
         stored, prefixes = await asyncio.to_thread(
             _with_full_vectors, self.encoder, documents, self.vector_key, self.vector_dtype
         )

@@ -1,0 +1,85 @@
+"""What the index-backed LangChain retrievers (``ColBERTRetriever``, ``MRLRetriever``) share:
+documents in and out, add/delete, sync and async retrieval. A subclass declares its ``index``
+field and says how to search it (:meth:`IndexRetriever._hits`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+
+from ..core.index_folder import IndexHit
+from ..core.shared_model import PositiveInt
+
+SCORE_KEY = "relevance_score"
+
+
+def check_documents(documents: Sequence[Document]) -> list[Document]:
+    if isinstance(documents, (str, Document)) or not isinstance(documents, Sequence):
+        raise TypeError(f"documents must be a list of Documents, got {type(documents).__name__}")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, Document):
+            raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}")
+    return list(documents)
+
+
+def unpack_documents(
+    documents: Sequence[Document], ids: Sequence[str] | None
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """Texts, ids and metadata of LangChain documents; ``ids`` (if given) override the documents'
+    own, and a document without an id gets a new UUID."""
+    documents = check_documents(documents)
+    if ids is None:
+        ids = [str(doc.id) if doc.id else uuid.uuid4().hex for doc in documents]
+    return [doc.page_content for doc in documents], list(ids), [dict(doc.metadata) for doc in documents]
+
+
+class IndexRetriever(BaseRetriever):
+    """Base of the retrievers over one of our persistent indexes (``self.index``)."""
+
+    k: PositiveInt = Field(default=4, description="How many documents to return.")
+    score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
+    score_key: str = Field(default=SCORE_KEY, description="Metadata key of the score.")
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    def _hits(self, query: str) -> list[IndexHit]:
+        raise NotImplementedError
+
+    def add_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
+        """Encode and index documents (ids: ``ids``, else each ``Document.id``, else new UUIDs);
+        returns their ids. A document with an id already indexed replaces it."""
+        texts, doc_ids, metadatas = unpack_documents(documents, ids)
+        return self.index.add(texts, ids=doc_ids, metadatas=metadatas)
+
+    async def aadd_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
+        """:meth:`add_documents` in a worker thread, off the event loop."""
+        return await asyncio.to_thread(self.add_documents, documents, ids=ids)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents by id (an unknown id is a ``KeyError`` and nothing is removed)."""
+        self.index.delete(ids)
+
+    async def adelete(self, ids: Sequence[str]) -> None:
+        """:meth:`delete` in a worker thread."""
+        await asyncio.to_thread(self.delete, ids)
+
+    def _search(self, query: str) -> list[Document]:
+        return [
+            Document(id=hit.id, page_content=hit.text, metadata={**hit.metadata, self.score_key: hit.score})
+            for hit in self._hits(query)
+        ]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self._search(query)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return await asyncio.to_thread(self._search, query)
