@@ -130,3 +130,20 @@ def test_llama_index_query_engine_with_mock_llm(colbert):
     assert [n.score for n in response.source_nodes] == pytest.approx(reranked.scores)
     assert isinstance(response.response, str) and response.response
     assert len(asyncio.run(engine.aquery(QUERY)).source_nodes) == 2
+
+
+def test_llama_index_retriever_returns_the_indexed_nodes_whole(colbert):
+    """Relationships and metadata exclusions survive indexing (they used to come back as a bare TextNode)."""
+    pytest.importorskip("llama_index.core")
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    from rag_retrieval_integrations.llama_index import ColBERTRetriever
+
+    node = TextNode(id_="n0", text=TEXTS[0], metadata={"src": "a", "secret": 1}, excluded_llm_metadata_keys=["secret"])
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id="doc-1")
+    retriever = ColBERTRetriever(ColBERTIndex(colbert), similarity_top_k=1)
+    retriever.add_nodes([node])
+    back = retriever.retrieve(QUERY)[0].node
+    assert back.node_id == "n0" and back.text == TEXTS[0] and back.metadata == {"src": "a", "secret": 1}
+    assert back.excluded_llm_metadata_keys == ["secret"]
+    assert back.source_node is not None and back.source_node.node_id == "doc-1"

@@ -10,10 +10,11 @@ from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
 from ..core.colbert_index import ColBERTIndex, ModelLike
 from ..core.inputs import check_positive_int
+from .index_nodes import index_entries, node_with_score
 
 
 class ColBERTRetriever(BaseRetriever):
@@ -21,9 +22,10 @@ class ColBERTRetriever(BaseRetriever):
 
     FAISS finds candidates among the indexed token vectors, and the candidates are ranked by their
     exact MaxSim score, the score ``Reranker(..., model_type="colbert")`` gives. Returns
-    ``NodeWithScore`` objects, best first, each a ``TextNode`` with the indexed node's id, text
-    and metadata, and the MaxSim score in ``score``. A node is indexed on its text
-    (``node.get_content(metadata_mode=MetadataMode.NONE)``); its metadata is stored and returned.
+    ``NodeWithScore`` objects, best first: the indexed node itself (stored with LlamaIndex's
+    ``node_to_metadata_dict``: its class, metadata, exclusions and relationships come back) with
+    the MaxSim score in ``score``. A node is indexed on its text
+    (``node.get_content(metadata_mode=MetadataMode.NONE)``).
 
     Args:
         index: the ColBERT index searched.
@@ -108,16 +110,8 @@ class ColBERTRetriever(BaseRetriever):
 
     def add_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Encode and index more nodes (a node whose id is indexed replaces it); returns their ids."""
-        if isinstance(nodes, BaseNode) or not isinstance(nodes, Sequence):
-            raise TypeError(f"nodes must be a list of nodes, got {type(nodes).__name__}")
-        for i, node in enumerate(nodes):
-            if not isinstance(node, BaseNode):
-                raise TypeError(f"nodes[{i}] must be a LlamaIndex node, got {type(node).__name__}: {node!r:.80}")
-        return self.index.add(
-            [node.get_content(metadata_mode=MetadataMode.NONE) for node in nodes],
-            ids=[node.node_id for node in nodes],
-            metadatas=[dict(node.metadata) for node in nodes],
-        )
+        entries = index_entries(nodes)
+        return self.index.add(entries["texts"], ids=entries["ids"], metadatas=entries["metadatas"])
 
     async def aadd_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """:meth:`add_nodes` in a worker thread, off the event loop."""
@@ -134,7 +128,7 @@ class ColBERTRetriever(BaseRetriever):
             query_bundle.query_str, self.similarity_top_k, exhaustive=self.exhaustive,
             score_threshold=self.score_threshold,
         )
-        return [NodeWithScore(node=TextNode(id_=h.id, text=h.text, metadata=h.metadata), score=h.score) for h in hits]
+        return [node_with_score(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)

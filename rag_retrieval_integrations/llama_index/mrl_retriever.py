@@ -21,7 +21,6 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.storage.storage_context import StorageContext
-from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from ..core.mrl_index import (
     DEFAULT_SHORTLIST_FACTOR,
@@ -35,17 +34,9 @@ from ..core.mrl_index import (
     vector_to_text,
 )
 from ..core.shared_model import EmbeddingWrapper, PositiveInt, model_name
+from .index_nodes import check_nodes, index_entries, node_with_score
 
 VECTOR_KEY = "mrl_vector"
-
-
-def _check_nodes(nodes: Sequence[BaseNode]) -> list[BaseNode]:
-    if isinstance(nodes, (str, BaseNode)) or not isinstance(nodes, Sequence):
-        raise TypeError(f"nodes must be a list of LlamaIndex nodes, got {type(nodes).__name__}")
-    for i, node in enumerate(nodes):
-        if not isinstance(node, BaseNode):
-            raise TypeError(f"nodes[{i}] must be a LlamaIndex node (TextNode, Document...), got {type(node).__name__}")
-    return list(nodes)
 
 
 def _positive(value: Any, name: str) -> int:
@@ -129,14 +120,9 @@ class MRLRetriever(BaseRetriever):
 
     def add_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Encode and add nodes under their ``node_id`` (one already in the index is replaced); returns the ids."""
-        nodes = _check_nodes(nodes)
+        nodes = check_nodes(nodes)
         vectors = self.index.encode_documents([n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes])
-        return self.index.add(
-            [n.get_content(metadata_mode=MetadataMode.NONE) for n in nodes],
-            ids=[n.node_id for n in nodes],
-            metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
-            embeddings=vectors,
-        )
+        return self.index.add(**index_entries(nodes), embeddings=vectors)
 
     def delete(self, node_ids: Sequence[str]) -> None:
         """Remove nodes by id (``KeyError`` for an id not in the index)."""
@@ -147,7 +133,7 @@ class MRLRetriever(BaseRetriever):
             _query_vector(self.encoder, query_bundle)[None, :], self.similarity_top_k,
             shortlist_factor=self.shortlist_factor, score_threshold=self.score_threshold,
         )[0]
-        return [NodeWithScore(node=metadata_dict_to_node(hit.metadata, text=hit.text), score=hit.score) for hit in hits]
+        return [node_with_score(hit) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return await asyncio.to_thread(self._retrieve, query_bundle)
@@ -307,7 +293,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
     def add_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Encode ``nodes`` once and insert copies into the index: prefix as the embedding, full vector in
         the metadata. Returns their ids."""
-        nodes = _check_nodes(nodes)
+        nodes = check_nodes(nodes)
         if not nodes:
             return []
         full = self.encoder.encode_documents([n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes])
