@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from rag_retrieval_integrations.core.base import BaseReranker
-from rag_retrieval_integrations.core.checkpoint import _is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, _is_decoder_only, read_checkpoint
 from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
 
 from .config import ConfigError, TrainConfig
@@ -72,11 +72,10 @@ class RerankerTrainConfig(TrainConfig):
             raise ConfigError(f"prompt_template: {e}") from None
 
 
-def resolve_backbone(config: RerankerTrainConfig) -> str:
+def resolve_backbone(config: RerankerTrainConfig, info: CheckpointInfo) -> str:
     """The family the model trains as (and is saved as)."""
     if config.backbone != "auto":
         return config.backbone
-    info = read_checkpoint(config.model_name_or_path)
     return "llm" if _is_decoder_only(info.config or {}) else "cross-encoder"
 
 
@@ -93,7 +92,7 @@ def build_reranker(config: RerankerTrainConfig) -> BaseReranker:
     from rag_retrieval_integrations.core import CrossEncoderReranker, LLMClassifierReranker, LLMReranker
 
     info = read_checkpoint(config.model_name_or_path)
-    backbone = resolve_backbone(config)
+    backbone = resolve_backbone(config, info)
     tokenizer = AutoTokenizer.from_pretrained(info.path)
     options: dict[str, Any] = {"max_length": config.max_length, "device": "cpu"}
     if backbone == "llm":
@@ -216,12 +215,9 @@ class RerankerTrainingRun(TrainingRun):
     name: ClassVar[str] = "reranker"
     config: RerankerTrainConfig
 
-    @property
-    def model_type(self) -> str:  # type: ignore[override]
-        return resolve_backbone(self.config)
-
     def build_model(self) -> torch.nn.Module:
         self.scorer = build_reranker(self.config)
+        self.model_type = self.scorer.model_type  # what Reranker(path) loads the result as
         return PairScorer(self.scorer)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:

@@ -56,7 +56,7 @@ class TrainingRun(ABC):
     """One training run: subclasses build the model, the training data and the loss."""
 
     name: ClassVar[str]  # the CLI sub-command
-    model_type: ClassVar[str]  # what ``Reranker`` loads the result as (written to our metadata)
+    model_type: str  # what ``Reranker`` loads the result as (written to our metadata); a class value or set in build_model
 
     def __init__(self, config: TrainConfig) -> None:
         config.validate()

@@ -108,7 +108,7 @@ def test_cutoff_at_last_layer_equals_full_model_and_earlier_layers_match_referen
     np.testing.assert_allclose(per_layer[1], full, atol=1e-5)
     assert not np.allclose(per_layer[0], full, atol=1e-3)
     model = AutoModelForCausalLM.from_pretrained(decoder_llm).eval()
-    encoded = ranker._encode([QUERY], [DOCS[0]])
+    encoded = ranker.encode_pairs([QUERY], [DOCS[0]])
     assert per_layer[0][0] == pytest.approx(_reference_yes_logit(model, encoded.input_ids[0], ranker.yes_id, 1), abs=1e-5)
     # a single cutoff gives a flat list, usable for ranking
     assert ranker.rank(QUERY, DOCS, cutoff_layers=[1]).scores == sorted(per_layer[0][:5], reverse=True)
@@ -167,7 +167,7 @@ def test_native_layerwise_model_gets_cutoff_layers_passed_through(tmp_path):
     scores = ranker.compute_score(PAIRS)
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
     for i, (q, d) in enumerate(PAIRS[:3]):
-        ids = torch.tensor([ranker._encode([q], [d]).input_ids[0]])
+        ids = torch.tensor([ranker.encode_pairs([q], [d]).input_ids[0]])
         with torch.inference_mode():
             logits = model(input_ids=ids, cutoff_layers=[1, 3]).logits
         assert [scores[0][i], scores[1][i]] == pytest.approx([logits[0][0, -1].item(), logits[1][0, -1].item()], abs=1e-5)
@@ -179,7 +179,7 @@ def test_decoder_classifier_head_scores_the_last_token(decoder_classifier):
     ranker = Reranker(decoder_classifier, batch_size=4)
     assert ranker.tokenizer.pad_token is not None  # set from eos: the tokenizer had none
     model = AutoModelForSequenceClassification.from_pretrained(decoder_classifier).eval()
-    encoded = ranker._encode([q for q, _ in PAIRS], [d for _, d in PAIRS])
+    encoded = ranker.encode_pairs([q for q, _ in PAIRS], [d for _, d in PAIRS])
     with torch.inference_mode():
         expected = [model(input_ids=torch.tensor([ids])).logits[0, 0].item() for ids in encoded.input_ids]
     np.testing.assert_allclose(ranker.compute_score(PAIRS), expected, atol=1e-5)

@@ -84,17 +84,11 @@ class DecoderReranker(BaseReranker):
     def _check_model(self, model: PreTrainedModel) -> None:
         """Validate (and adapt) a loaded model; called for models given to ``from_loaded`` too."""
 
-    def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+    def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         raise NotImplementedError
 
     def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
-        if self.long_doc == "truncate":
-            return self._encode(queries, docs)
-        mode, self.long_doc = self.long_doc, "truncate"
-        try:
-            return self._encode(queries, docs)
-        finally:
-            self.long_doc = mode
+        return self._encode(queries, docs, split_long_docs=False)
 
     def forward_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._full_scores(batch)
@@ -170,7 +164,7 @@ class DecoderReranker(BaseReranker):
         self, queries: list[str], docs: list[str], batch_size: int, cutoff_layers: Sequence[int] | int | None = None
     ) -> np.ndarray:
         layers = self._check_cutoff_layers(cutoff_layers) if cutoff_layers is not None else self.cutoff_layers
-        encoded = self._encode(queries, docs)
+        encoded = self._encode(queries, docs, split_long_docs=self.long_doc == "split-max")
         if layers is None:
             score_batch = self._full_scores
         else:

@@ -65,7 +65,7 @@ class LLMReranker(DecoderReranker):
     def _load_model(self) -> PreTrainedModel:
         return AutoModelForCausalLM.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
 
-    def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+    def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         assert self.max_length is not None
         return encode_flag_pairs(
             self.tokenizer,
@@ -74,7 +74,7 @@ class LLMReranker(DecoderReranker):
             docs,
             max_length=self.max_length,
             min_doc_share=self.min_doc_share,
-            split_long_docs=self.long_doc == "split-max",
+            split_long_docs=split_long_docs,
             overlap=self.overlap,
         )
 

@@ -87,7 +87,7 @@ class ZeroShotLLMReranker(DecoderReranker):
         ids = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]
         return ids(before.rstrip(" ")), ids(between.rstrip(" ")), ids(after)
 
-    def _encode(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+    def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         assert self.max_length is not None
         distinct, query_of_pair = unique(queries)
         query_ids = self.tokenizer([self._query_lead + q for q in distinct], add_special_tokens=False)["input_ids"]
@@ -99,7 +99,7 @@ class ZeroShotLLMReranker(DecoderReranker):
             bodies,
             [self._after_doc] * len(docs),
             max_length=self.max_length,
-            split_long_docs=self.long_doc == "split-max",
+            split_long_docs=split_long_docs,
             overlap=self.overlap,
         )
 
