@@ -35,7 +35,7 @@ from .errors import InvalidCheckpointError
 from .inputs import check_docs, check_positive_int
 from .maxsim import maxsim_pairwise
 from .pair_encoding import max_per_owner, unique
-from .text_windows import split_into_windows
+from .text_windows import document_windows, pair_windows
 
 logger = logging.getLogger(__name__)
 
@@ -389,12 +389,9 @@ class ColBERTReranker(BaseReranker):
         return encode(texts, batch_size=batch_size, show_progress_bar=self._show_progress())
 
     def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:
-        tokenizer = self.model.tokenizer
-        marker = self.model.prompts.get("document") or ""
-        marker_tokens = len(tokenizer(marker, add_special_tokens=False)["input_ids"])
         assert self.max_length is not None
-        window = self.max_length - tokenizer.num_special_tokens_to_add(pair=False) - marker_tokens
-        return split_into_windows(tokenizer, docs, window, self.overlap)
+        marker = self.model.prompts.get("document") or ""
+        return document_windows(self.model.tokenizer, docs, self.max_length, marker, self.overlap)
 
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
@@ -406,13 +403,7 @@ class ColBERTReranker(BaseReranker):
             texts, window_owner = distinct_docs, np.arange(len(distinct_docs))
         q = self._encode(distinct_queries, True, batch_size)
         d = self._encode(texts, False, batch_size)
-        # Each (query, document) pair meets every window of its document; the best window wins.
-        windows_per_doc = np.bincount(window_owner, minlength=len(distinct_docs))
-        first_window = np.cumsum(windows_per_doc) - windows_per_doc
-        per_pair = windows_per_doc[doc_of_pair]
-        pair_idx = np.repeat(np.arange(len(docs)), per_pair)
-        within = np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
-        window_idx = first_window[doc_of_pair][pair_idx] + within
+        pair_idx, window_idx = pair_windows(doc_of_pair, window_owner, len(distinct_docs))
         scores = maxsim_pairwise(
             [q[i] for i in query_of_pair[pair_idx]], [d[j] for j in window_idx], query_mean=self.query_mean
         )

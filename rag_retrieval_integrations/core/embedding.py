@@ -11,7 +11,7 @@ import torch
 from .base import BaseReranker, ModelPath, register_model_type
 from .inputs import check_docs, check_positive_int
 from .pair_encoding import max_per_owner, unique
-from .text_windows import split_into_windows
+from .text_windows import document_windows, pair_windows
 
 
 @register_model_type("embedding")
@@ -95,11 +95,8 @@ class EmbeddingReranker(BaseReranker):
         ).float()
 
     def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:
-        tokenizer = self.model.tokenizer
-        prompt_tokens = len(tokenizer(self.document_prompt or "", add_special_tokens=False)["input_ids"])
         assert self.max_length is not None
-        window = self.max_length - tokenizer.num_special_tokens_to_add(pair=False) - prompt_tokens
-        return split_into_windows(tokenizer, docs, window, self.overlap)
+        return document_windows(self.model.tokenizer, docs, self.max_length, self.document_prompt or "", self.overlap)
 
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
@@ -111,13 +108,6 @@ class EmbeddingReranker(BaseReranker):
             texts, window_owner = distinct_docs, np.arange(len(distinct_docs))
         q = self._encode(distinct_queries, True, batch_size)
         d = self._encode(texts, False, batch_size)
-        # Pair every (query, document) with each window of its document, then keep the best
-        # window; in truncate mode each document is one window and this is a plain gather.
-        windows_per_doc = np.bincount(window_owner, minlength=len(distinct_docs))
-        first_window = np.cumsum(windows_per_doc) - windows_per_doc
-        per_pair = windows_per_doc[doc_of_pair]
-        pair_idx = np.repeat(np.arange(len(docs)), per_pair)
-        within = np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
-        window_idx = first_window[doc_of_pair][pair_idx] + within
+        pair_idx, window_idx = pair_windows(doc_of_pair, window_owner, len(distinct_docs))
         sims = self.model.similarity_pairwise(q[query_of_pair[pair_idx]], d[window_idx])
         return max_per_owner(sims.cpu().numpy().astype(np.float64), pair_idx, len(docs))

@@ -75,3 +75,29 @@ def split_into_windows(
             windows.append(text[offsets[start][0] : offsets[end - 1][1]])
             owner.append(index)
     return windows, np.asarray(owner, dtype=np.int64)
+
+
+def document_windows(
+    tokenizer: PreTrainedTokenizerBase, docs: list[str], max_length: int, prefix: str, overlap: int
+) -> tuple[list[str], np.ndarray]:
+    """:func:`split_into_windows` with windows that fit ``max_length`` once the tokenizer's
+    special tokens and ``prefix`` (a document prompt or marker) are added."""
+    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+    window = max_length - tokenizer.num_special_tokens_to_add(pair=False) - prefix_tokens
+    return split_into_windows(tokenizer, docs, window, overlap)
+
+
+def pair_windows(doc_of_pair: np.ndarray, window_owner: np.ndarray, num_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (pair, window of the pair's document): ``(pair index, window index)`` arrays.
+
+    ``doc_of_pair[i]`` is pair ``i``'s document, ``window_owner[w]`` window ``w``'s document
+    (windows of a document consecutive). Scoring each row and keeping each pair's best
+    (``max_per_owner(scores, pair_idx, len(doc_of_pair))``) is split-and-take-the-max; with one
+    window per document it is a plain gather.
+    """
+    windows_per_doc = np.bincount(window_owner, minlength=num_docs)
+    first_window = np.cumsum(windows_per_doc) - windows_per_doc
+    per_pair = windows_per_doc[doc_of_pair]
+    pair_idx = np.repeat(np.arange(len(doc_of_pair)), per_pair)
+    within = np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+    return pair_idx, first_window[doc_of_pair][pair_idx] + within
