@@ -22,7 +22,7 @@ $(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
 	$(PIP) install $(PIP_QUIET) -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.installed-demo
+demo: $(VENV)/.installed-examples
 	HF_HUB_OFFLINE=1 $(PY) examples/demo.py
 
 test: $(VENV)/.installed-dev

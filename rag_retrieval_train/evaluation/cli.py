@@ -1,9 +1,12 @@
-"""``rag-retrieval-eval rerank``: measure rerankers on a reranking set, side by side.
+"""``rag-retrieval-eval``: measure rerankers on a reranking set, or retrievers on a corpus.
 
     rag-retrieval-eval rerank --data dev.tsv --model ./before --compare ./after \\
         [--model-type cross-encoder] [--option max_length=256] [--output-dir eval/]
+    rag-retrieval-eval retrieval --data squad.json --model ./embedder --compare ./colbert \\
+        [--retriever auto|embedding|colbert|mrl] [--option shortlist_factor=20] [--top-k 100] \\
+        [--split test] [--max-queries 1000] [--index DIR] [--output-dir eval/]
 
-Prints a Markdown table and writes ``eval_rerank.json`` and ``eval_rerank.md`` to
+Each prints a Markdown table and writes ``eval_<command>.json`` and ``eval_<command>.md`` to
 ``--output-dir``. Errors in the input (a missing model or file, a malformed line, a set where
 no query has a relevant candidate) end the command with a one-line message, exit status 2.
 """
@@ -18,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .metrics import RERANK_METRICS
+from .metrics import RERANK_METRICS, RETRIEVAL_METRICS
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -31,15 +34,18 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
-    lines = ["| model | " + " | ".join(metrics) + " | queries |", "|---" * (len(metrics) + 2) + "|"]
+def table(rows: list[dict[str, Any]], metrics: list[str], columns: tuple[str, ...] = ()) -> str:
+    """A Markdown table: one row per model, ``columns`` (text) then ``metrics`` (4 decimals) and the query count."""
+    head = ["model", *columns, *metrics, "queries"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row in rows:
-        values = " | ".join(f"{row[m]:.4f}" for m in metrics)
-        lines.append(f"| {row['model']} | {values} | {row['queries']} |")
+        cells = [str(row["model"]), *(str(row[c]) for c in columns), *(f"{row[m]:.4f}" for m in metrics)]
+        lines.append("| " + " | ".join([*cells, str(row["queries"])]) + " |")
     return "\n".join(lines)
 
 
 def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``rag-retrieval-eval rerank``: one row of metrics per model, on the set of ``--data``."""
     from rag_retrieval_integrations import Reranker
 
     from .rerank_data import load_rerank_set
@@ -56,26 +62,79 @@ def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``rag-retrieval-eval retrieval``: one row of metrics per model, on the set of ``--data``."""
+    from .retrieval_data import load_retrieval_set
+    from .retrieval_eval import evaluate_retriever, resolve_retriever, run_depth
+
+    depth = run_depth(args.top_k, args.metrics)  # a bad --top-k or metric fails before any loading
+    models = [args.model, *args.compare]
+    if args.index is not None and len(models) > 1:
+        raise ValueError("--index holds the index of one model; leave out --compare (or run once per model)")
+    data = load_retrieval_set(args.data, split=args.split, max_queries=args.max_queries)
+    left_out = [f"{n} {why} left out" for n, why in ((data.queries_without_relevant, "without a relevant document"),
+                                                     (data.queries_cut, "past --max-queries")) if n]
+    print(f"{data.source}: {len(data.doc_ids)} documents, {len(data)} queries"
+          + (f" ({'; '.join(left_out)})" if left_out else ""), file=sys.stderr, flush=True)
+    options = _options(args.option)
+    rows = []
+    for model in models:
+        kind = resolve_retriever(model, args.retriever, revision=options.get("revision"), token=options.get("token"))
+        print(f"retrieving the top {min(depth, len(data.doc_ids))} documents with {model} ({kind} retriever)",
+              file=sys.stderr, flush=True)
+        rows.append({"model": model, **evaluate_retriever(
+            model, data, retriever=kind, metrics=tuple(args.metrics), top_k=depth, options=options,
+            show_progress=not args.quiet, index_dir=args.index)})
+    return rows
+
+
+def _common_arguments(parser: argparse.ArgumentParser, data_help: str, metrics: tuple[str, ...]) -> None:
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    parser.add_argument("--compare", nargs="*", default=[], help="more models, evaluated on the same set")
+    parser.add_argument("--option", action="append", default=[], help="option key=value (repeatable)")
+    parser.add_argument("--metrics", nargs="+", default=list(metrics), help="ir_measures names (MRR for RR)")
+    parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``rag-retrieval-eval``; returns 0, or exits with status 2 on bad input."""
+    from .retrieval_eval import RETRIEVERS
+
     parser = argparse.ArgumentParser(prog="rag-retrieval-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rerank = sub.add_parser("rerank", help="MAP, MRR@10, nDCG@10 of rerankers on a reranking set")
-    rerank.add_argument("--data", required=True, help='JSONL {"query", "candidates": [{"content", "label"}]} or WikiQA .tsv')
-    rerank.add_argument("--model", required=True, help="checkpoint folder or hub id")
-    rerank.add_argument("--compare", nargs="*", default=[], help="more models, evaluated on the same set")
+    _common_arguments(rerank, 'JSONL {"query", "candidates": [{"content", "label"}]} or WikiQA .tsv', RERANK_METRICS)
     rerank.add_argument("--model-type", default=None, help="the family (default: detected from the checkpoint)")
-    rerank.add_argument("--option", action="append", default=[], help="Reranker option key=value (repeatable)")
-    rerank.add_argument("--metrics", nargs="+", default=list(RERANK_METRICS))
-    rerank.add_argument("--output-dir", type=Path, default=None)
-    rerank.add_argument("--quiet", action="store_true", help="no progress bars")
+    retrieval = sub.add_parser("retrieval", help="nDCG@10, MRR@10, R@10, R@100 of retrievers over a corpus")
+    _common_arguments(retrieval, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json",
+                      RETRIEVAL_METRICS)
+    retrieval.add_argument("--retriever", choices=RETRIEVERS, default="auto",
+                           help="auto: colbert for a ColBERT checkpoint, else embedding (exhaustive)")
+    retrieval.add_argument("--top-k", type=_positive_int, default=None,
+                           help="documents retrieved per query (default: the deepest metric cutoff)")
+    retrieval.add_argument("--split", default="test", help="which BEIR qrels/<split>.tsv to evaluate on")
+    retrieval.add_argument("--max-queries", type=_positive_int, default=None, help="evaluate the first N queries only")
+    retrieval.add_argument("--index", type=Path, default=None,
+                           help="load the index from this folder if it holds one, else save the built one there")
     args = parser.parse_args(argv)
+    runners = {"rerank": (run_rerank, ()), "retrieval": (run_retrieval, ("retriever",))}
+    run, columns = runners[args.command]
     try:
-        rows = run_rerank(args)
-    except (FileNotFoundError, ValueError, TypeError, OSError) as e:
+        rows = run(args)
+    except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as e:
         # a user's input error: one line, no traceback from deep inside the stack
         parser.exit(2, f"rag-retrieval-eval: error: {e}\n")
-    markdown = table(rows, args.metrics)
+    markdown = table(rows, args.metrics, columns)
     print(markdown)
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)

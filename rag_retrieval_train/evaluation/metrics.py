@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 RERANK_METRICS = ("MAP", "MRR@10", "nDCG@10")
+RETRIEVAL_METRICS = ("nDCG@10", "MRR@10", "R@10", "R@100")
 
 
 def _measure(name: str) -> Any:
@@ -23,6 +24,15 @@ def _measure(name: str) -> Any:
         return ir_measures.parse_measure(names.get(base, base) + (f"@{cutoff}" if cutoff else ""))
     except (NameError, ValueError, SyntaxError):
         raise ValueError(f"unknown metric {name!r}; use e.g. MAP, MRR@10, nDCG@10, R@100, P@5") from None
+
+
+def deepest_cutoff(metrics: Sequence[str]) -> int | None:
+    """The largest rank cutoff among ``metrics`` (``100`` for ``R@100``), ``None`` if none has one.
+
+    A run must be at least that deep for the metrics to mean what their names say.
+    """
+    cutoffs = [_measure(name).params.get("cutoff") for name in metrics]
+    return max((c for c in cutoffs if c is not None), default=None)
 
 
 def evaluate_run(

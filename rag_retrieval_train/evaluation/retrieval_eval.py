@@ -1,0 +1,250 @@
+"""Retrieving a corpus with the core layer's indexes, and measuring recall, nDCG and MRR.
+
+Every retriever is an index of :mod:`rag_retrieval_integrations.core`, so scores are the ones
+the integrations' retrievers give (nothing is pooled or scored here):
+
+- ``embedding``: exhaustive search by the model's similarity: an
+  :class:`~rag_retrieval_integrations.core.MRLIndex` whose FAISS flat inner-product shortlist
+  covers all dimensions and is exactly ``k`` deep, so it returns the exact top ``k``.
+- ``mrl``: an :class:`~rag_retrieval_integrations.core.MRLIndex` with its defaults: a shortlist on
+  the smallest Matryoshka dim the checkpoint was trained with, re-scored with full vectors.
+- ``colbert``: a :class:`~rag_retrieval_integrations.core.ColBERTIndex` (exact MaxSim; FAISS IVF
+  candidates once the corpus has 100,000 token vectors).
+
+``auto`` picks ``colbert`` for a ColBERT checkpoint and ``embedding`` for a sentence-transformers
+one, from the checkpoint's own files (as ``Reranker`` detects its family).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from rag_retrieval_integrations.core import (
+    ColBERTIndex,
+    IndexHit,
+    MRLIndex,
+    Reranker,
+    detect_model_type,
+    read_checkpoint,
+)
+from rag_retrieval_integrations.core.index_folder import MANIFEST_FILE
+
+from .metrics import RETRIEVAL_METRICS, deepest_cutoff, evaluate_run
+from .retrieval_data import RetrievalSet
+
+RETRIEVERS = ("auto", "embedding", "colbert", "mrl")
+DEFAULT_TOP_K = 100
+"""Run depth when no metric has a cutoff (``MAP``, ``R``)."""
+
+Index = MRLIndex | ColBERTIndex
+ModelPath = str | os.PathLike[str]
+
+# constructor arguments of the indexes that are not index settings: the model's own options
+# (batch_size, show_progress_bar: the index takes the model's) or fixed by the retriever
+_NOT_INDEX_OPTIONS = {"self", "model", "model_kwargs", "dim", "similarity", "batch_size", "show_progress_bar"}
+# index settings fixed when the index is built (the others are search settings, which a loaded index takes)
+_BUILD_SETTINGS = {
+    "mrl": {"search_dim", "index_type", "vector_dtype", "hnsw_m", "hnsw_ef_construction", "nlist"},
+    "colbert": {"faiss_index", "nlist"},
+}
+
+
+def resolve_retriever(model: ModelPath, retriever: str = "auto", *, revision: str | None = None,
+                      token: str | bool | None = None) -> str:
+    """The retriever to use for ``model``: ``retriever`` itself, or for ``"auto"`` the one its checkpoint calls for.
+
+    Raises:
+        ValueError: an unknown ``retriever``, or ``"auto"`` on a checkpoint that is neither an
+            embedding nor a ColBERT model (a cross-encoder, an LLM reranker).
+        FileNotFoundError: ``model`` does not exist.
+    """
+    if retriever not in RETRIEVERS:
+        raise ValueError(f"unknown retriever {retriever!r}; choose one of {list(RETRIEVERS)}")
+    if retriever != "auto":
+        return retriever
+    kind = detect_model_type(read_checkpoint(model, revision=revision, token=token))
+    if kind in ("colbert", "embedding"):
+        return kind
+    raise ValueError(
+        f"{os.fspath(model)!r} is a {kind!r} checkpoint, which scores pairs and cannot search a corpus; retrieval "
+        "needs an embedding or ColBERT model (--retriever embedding would use it as a bi-encoder anyway)"
+    )
+
+
+def split_options(retriever: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` split into the index's settings and the model's (``Reranker``) options.
+
+    Index settings are the arguments of :class:`MRLIndex` (``mrl``: ``search_dim``,
+    ``shortlist_factor``, ``index_type``...) or :class:`ColBERTIndex` (``colbert``: ``nprobe``,
+    ``max_candidates``...); everything else (``max_length``, ``batch_size``, ``device``...) goes to
+    the model. The ``embedding`` retriever takes no index settings: its search is exhaustive.
+    """
+    index_class = ColBERTIndex if retriever == "colbert" else MRLIndex
+    index_keys = set(inspect.signature(index_class.__init__).parameters) - _NOT_INDEX_OPTIONS
+    index_options = {k: v for k, v in options.items() if k in index_keys}
+    model_options = {k: v for k, v in options.items() if k not in index_keys}
+    if retriever == "embedding" and index_options:
+        raise ValueError(
+            f"option(s) {sorted(index_options)} are MRL index settings: use --retriever mrl "
+            "(the embedding retriever searches exhaustively)"
+        )
+    return index_options, model_options
+
+
+def build_index(
+    model: ModelPath,
+    retriever: str,
+    data: RetrievalSet,
+    *,
+    options: Mapping[str, Any] | None = None,
+    show_progress: bool | None = None,
+    index_dir: str | os.PathLike[str] | None = None,
+) -> Index:
+    """An index of ``data``'s corpus for ``model`` (``retriever`` as given by :func:`resolve_retriever`).
+
+    With ``index_dir``, an index already saved there is loaded (it must hold exactly this
+    corpus); otherwise the index is built and saved there.
+    """
+    if retriever not in RETRIEVERS[1:]:
+        raise ValueError(f"retriever must be one of {list(RETRIEVERS[1:])}, got {retriever!r}")
+    index_options, model_options = split_options(retriever, options or {})
+    if show_progress is not None:
+        model_options.setdefault("show_progress_bar", show_progress)
+    if index_dir is not None and (Path(index_dir) / MANIFEST_FILE).is_file():
+        return _load_index(Path(index_dir), model, retriever, data, index_options, model_options)
+    index: Index
+    if retriever == "colbert":
+        index = ColBERTIndex(model, model_kwargs=model_options, **index_options)
+    elif retriever == "mrl":
+        index = MRLIndex(model, model_kwargs=model_options, **index_options)
+    else:
+        encoder = Reranker(model, "embedding", **model_options)
+        dim = encoder.truncate_dim or encoder.model.get_embedding_dimension()  # type: ignore[attr-defined]
+        index = MRLIndex(encoder, search_dim=dim, shortlist_factor=1)  # all dims, k deep: exact top k
+    index.add(data.doc_texts, ids=data.doc_ids)
+    if index_dir is not None:
+        index.save(index_dir)
+    return index
+
+
+def _load_index(folder: Path, model: ModelPath, retriever: str, data: RetrievalSet,
+                index_options: dict[str, Any], model_options: dict[str, Any]) -> Index:
+    if retriever == "embedding":
+        index_options = {"shortlist_factor": 1}
+    kind = "colbert" if retriever == "colbert" else "mrl"
+    built = {k: v for k, v in index_options.items() if k in _BUILD_SETTINGS[kind]}
+    search = {k: v for k, v in index_options.items() if k not in built}
+    index: Index
+    if retriever == "colbert":
+        index = ColBERTIndex.load(folder, model, model_kwargs=model_options, **search)
+    else:
+        index = MRLIndex.load(folder, model, model_kwargs=model_options, **search)
+        if retriever == "embedding" and index.search_dim != index.dim:
+            raise ValueError(f"the index at {str(folder)!r} shortlists on {index.search_dim} of {index.dim} dims: "
+                             "it is an MRL index; use --retriever mrl")
+    differ = {k: getattr(index, k) for k, v in built.items() if getattr(index, k) != v}
+    if differ:
+        raise ValueError(f"the index at {str(folder)!r} was built with {differ}; leave out those options "
+                         "or pass another --index folder")
+    if len(index) != len(data.doc_ids) or any(
+        doc_id not in index or index.get(doc_id).text != text for doc_id, text in zip(data.doc_ids, data.doc_texts)
+    ):
+        raise ValueError(f"the index at {str(folder)!r} does not hold this set's corpus ({len(data.doc_ids)} "
+                         f"documents from {data.source}); pass another --index folder")
+    return index
+
+
+def retrieve(index: Index, queries: Sequence[str], k: int, *, show_progress: bool | None = None,
+             chunk_size: int = 256) -> list[list[IndexHit]]:
+    """The ``k`` best documents of ``index`` for each query, best first.
+
+    Queries are encoded in one batched pass, then searched ``chunk_size`` at a time under a
+    progress bar (shown when ``show_progress``, by default as the model's setting).
+    """
+    if isinstance(index, ColBERTIndex):
+        vectors: Any = index.model.encode_queries(queries, batch_size=index.batch_size)
+        model = index.model
+    else:
+        if index.encoder is None:
+            raise ValueError("this MRLIndex has no model to encode queries with")
+        vectors = index.encoder.encode_queries(queries)
+        model = index.encoder.model
+    show = model._show_progress() if show_progress is None else show_progress
+    hits: list[list[IndexHit]] = []
+    with tqdm(total=len(queries), desc="Searching", unit="query", disable=not show) as progress:
+        for start in range(0, len(queries), chunk_size):
+            hits.extend(index.search_by_vectors(vectors[start : start + chunk_size], k))
+            progress.update(min(chunk_size, len(queries) - start))
+    return hits
+
+
+def run_depth(top_k: int | None, metrics: Sequence[str]) -> int:
+    """How many documents to retrieve per query: ``top_k``, by default the deepest metric cutoff.
+
+    A ``top_k`` shallower than a metric's cutoff (``--top-k 10`` with ``R@100``) is an error.
+    """
+    cutoff = deepest_cutoff(metrics)
+    if top_k is None:
+        return cutoff or DEFAULT_TOP_K
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if cutoff is not None and top_k < cutoff:
+        raise ValueError(
+            f"top_k={top_k} is shallower than the metrics' deepest cutoff ({cutoff}); retrieve at least {cutoff}"
+        )
+    return top_k
+
+
+def evaluate_retriever(
+    model: ModelPath,
+    data: RetrievalSet,
+    *,
+    retriever: str = "auto",
+    metrics: Sequence[str] = RETRIEVAL_METRICS,
+    top_k: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    show_progress: bool | None = None,
+    index_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Index ``data``'s corpus with ``model``, retrieve for every query and score the run.
+
+    Args:
+        model: an embedding or ColBERT checkpoint (folder or hub id).
+        data: the set, from :func:`~rag_retrieval_train.evaluation.load_retrieval_set`.
+        retriever: ``"auto"``, ``"embedding"``, ``"colbert"`` or ``"mrl"`` (see the module docstring).
+        metrics: ``ir_measures`` names (``MRR`` stands for ``RR``), e.g. ``R@100``, ``nDCG@10``.
+        top_k: documents retrieved per query (default: the deepest metric cutoff), at most the corpus.
+        options: index settings and model options, see :func:`split_options`.
+        show_progress: progress bars while indexing and searching (default: the model's setting).
+        index_dir: load the index from this folder if it holds one, else build it and save it there.
+
+    Returns:
+        the metrics, ``queries`` (scored), ``queries_without_relevant``, ``retriever``,
+        ``documents``, ``top_k`` and the seconds spent indexing and searching.
+    """
+    depth = run_depth(top_k, metrics)
+    options = dict(options or {})
+    kind = resolve_retriever(model, retriever, revision=options.get("revision"), token=options.get("token"))
+    started = time.perf_counter()
+    index = build_index(model, kind, data, options=options, show_progress=show_progress, index_dir=index_dir)
+    indexed = time.perf_counter()
+    hits = retrieve(index, data.query_texts, min(depth, len(data.doc_ids)), show_progress=show_progress)
+    searched = time.perf_counter()
+    run = {qid: {hit.id: hit.score for hit in found} for qid, found in zip(data.query_ids, hits)}
+    scores = evaluate_run(run, data.qrels, metrics)
+    return {
+        "retriever": kind,
+        **scores,
+        "queries_without_relevant": data.queries_without_relevant,
+        "documents": len(data.doc_ids),
+        "top_k": depth,
+        "index_seconds": round(indexed - started, 3),
+        "search_seconds": round(searched - indexed, 3),
+    }
