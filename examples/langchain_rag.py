@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import time
 
-from demo import load_model_path, load_paragraphs, short  # examples/demo.py: the bundled data and model
+from excerpt import load_model_path, load_paragraphs, short  # examples/excerpt.py: the bundled data and model
 from transformers.utils import logging as hf_logging
 
 try:

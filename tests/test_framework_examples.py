@@ -1,4 +1,4 @@
-"""examples/langchain_rag.py and examples/llamaindex_rag.py run offline and print reranked sources."""
+"""The examples run offline: the LangChain and LlamaIndex ones print reranked sources, the demo the whole chain."""
 
 from __future__ import annotations
 
@@ -33,3 +33,21 @@ def test_example_prints_reranked_sources_with_scores(minilm_path, script, framew
         scores = [float(m.group(2)) for m in sources]
         assert scores == sorted(scores, reverse=True), block
     assert "\u2713 1." in run.stdout  # the reranker puts the right paragraph first for some questions
+
+
+@pytest.mark.slow
+def test_demo_fine_tunes_evaluates_and_answers(minilm_path, tmp_path):
+    """`make demo`'s script end to end (minutes on 2 cores, so out of the default run)."""
+    pytest.importorskip("langchain_classic")
+    pytest.importorskip("llama_index.core")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DEMO_OUT": str(tmp_path / "demo")}
+    run = subprocess.run(
+        [sys.executable, "examples/demo.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for number in range(1, 7):
+        assert f"[{number}/6]" in run.stdout
+    assert re.search(r"MAP 0\.\d{4} -> 0\.\d{4}", run.stdout), run.stdout
+    assert (tmp_path / "demo" / "eval" / "eval_rerank.json").exists()
+    assert (tmp_path / "demo" / "finetuned" / "rag_retrieval.json").exists()
+    assert run.stdout.count("    Q: ") == 6  # three questions answered through each framework
