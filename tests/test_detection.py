@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from rag_retrieval_integrations import InvalidCheckpointError, Reranker, UnknownModelTypeError, available_model_types
+from rag_retrieval_integrations import InvalidCheckpointError, Reranker, UnknownModelTypeError
 from rag_retrieval_integrations.core import (
     CrossEncoderReranker,
     EmbeddingReranker,
@@ -73,15 +73,20 @@ def test_decoder_checkpoints_load_as_llm_families(decoder_llm, decoder_classifie
     assert type(Reranker(decoder_classifier)) is LLMClassifierReranker
 
 
-def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp_path):
+def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp_path, monkeypatch):
+    """A checkpoint detected as a family that is not registered (e.g. a plugin family whose
+    package is not imported) names the family and says how to choose one, instead of failing later."""
+    from rag_retrieval_integrations.core import base
+
     folder = tmp_path / "multi-vector"
     shutil.copytree(bi_encoder, folder)
     st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
     (folder / "config_sentence_transformers.json").write_text(json.dumps({**st_config, "model_type": "MultiVectorEncoder"}))
-    if "colbert" in available_model_types():
-        pytest.skip("a colbert family is installed")
-    with pytest.raises(UnknownModelTypeError, match="'colbert'"):
+    monkeypatch.delitem(base._REGISTRY, "colbert")
+    with pytest.raises(UnknownModelTypeError, match="'colbert'") as error:
         Reranker(folder)
+    assert "no installed model family handles 'colbert'" in str(error.value)
+    assert "model_type=" in str(error.value)  # and says how to choose one
 
 
 def test_bare_encoder_asks_for_model_type(bi_encoder, tmp_path):
