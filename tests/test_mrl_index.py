@@ -95,6 +95,34 @@ def test_short_search_dim_rescores_with_full_vectors():
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(wider, want)]) >= agreement >= 0.8
 
 
+@pytest.mark.parametrize("vector_dtype", ["float32", "float16"])
+def test_a_shortlist_covering_the_index_is_exhaustive_search(vector_dtype):
+    docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
+    index = vector_index(docs, search_dim=4, shortlist_factor=1, vector_dtype=vector_dtype)
+    want_scores, want_rows = exhaustive(queries, docs.astype(vector_dtype).astype(np.float32), 10)
+    for size in (len(docs), 10 * len(docs)):  # capped at the documents there are
+        scores, rows = index.search_vectors(queries, 10, shortlist_size=size)
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+
+
+def test_shortlist_size_is_the_fewest_candidates():
+    """The shortlist is ``max(k * shortlist_factor, shortlist_size)`` documents."""
+    docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
+    index = vector_index(docs, search_dim=8, shortlist_factor=10)
+    by_factor = index.search_vectors(queries, 10)  # 100 candidates
+    for factor, size in ((1, 100), (10, 40), (10, 100)):
+        np.testing.assert_array_equal(index.search_vectors(queries, 10, shortlist_factor=factor, shortlist_size=size)[1],
+                                      by_factor[1])
+    with_size = vector_index(docs, search_dim=8, shortlist_factor=1, shortlist_size=100)
+    assert with_size.shortlist_size == 100
+    np.testing.assert_array_equal(with_size.search_vectors(queries, 10)[1], by_factor[1])
+    # more candidates than k * shortlist_factor: closer to exhaustive search
+    _, want = exhaustive(queries, docs, 10)
+    _, wider = index.search_vectors(queries, 10, shortlist_size=1000)
+    assert np.mean(wider == want) > np.mean(by_factor[1] == want)
+
+
 @pytest.mark.parametrize("index_type,options", [("hnsw", {"hnsw_ef_search": 256}), ("ivf", {"nlist": 16, "nprobe": 16})])
 def test_approximate_first_stages(index_type, options):
     docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
@@ -195,11 +223,19 @@ def test_save_load_round_trip(ranker, tmp_path, index_type):
 
 def test_vector_index_round_trip_and_search_options(tmp_path):
     docs = clustered_vectors(500)
-    index = vector_index(docs, search_dim=16, index_type="hnsw")
+    index = vector_index(docs, search_dim=16, index_type="hnsw", shortlist_size=200)
     index.save(tmp_path / "v")
-    loaded = MRLIndex.load(tmp_path / "v", shortlist_factor=20, hnsw_ef_search=300)
+    assert json.loads((tmp_path / "v" / "manifest.json").read_text())["search"]["shortlist_size"] == 200
+    assert MRLIndex.load(tmp_path / "v").shortlist_size == 200
+    loaded = MRLIndex.load(tmp_path / "v", mmap=True, shortlist_factor=20, shortlist_size=None, hnsw_ef_search=300)
     assert loaded.encoder is None and loaded.shortlist_factor == 20 and loaded.hnsw_ef_search == 300
+    assert loaded.shortlist_size is None and "shortlist_size=None" in repr(loaded)
     np.testing.assert_array_equal(loaded.search_vectors(docs[:5], 3)[1], index.search_vectors(docs[:5], 3)[1])
+    # an index saved before shortlist_size existed loads without it
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    del manifest["search"]["shortlist_size"]
+    (tmp_path / "v" / "manifest.json").write_text(json.dumps(manifest))
+    assert MRLIndex.load(tmp_path / "v").shortlist_size is None
     with pytest.raises(TypeError, match="nprob"):
         MRLIndex.load(tmp_path / "v", nprob=3)
     with pytest.raises(ValueError, match="no model to encode"):
@@ -250,6 +286,11 @@ def test_bad_arguments(ranker, bert_cross_encoder):
         MRLIndex(dim=8, index_type="lsh")
     with pytest.raises(ValueError, match="shortlist_factor must be a positive integer, got 0"):
         MRLIndex(dim=8, shortlist_factor=0)
+    for bad in (0, -5, 2.5, True, "100"):
+        with pytest.raises(ValueError, match=f"shortlist_size must be a positive integer, got {bad!r}"):
+            MRLIndex(dim=8, shortlist_size=bad)
+    with pytest.raises(ValueError, match="shortlist_size must be a positive integer, got 0"):
+        vector_index(clustered_vectors(20, dim=8)).search_vectors(np.ones((1, 8)), 3, shortlist_size=0)
     with pytest.raises(ValueError, match="needs dim="):
         MRLIndex()
     with pytest.raises(TypeError, match="must be an embedding model .* got a 'cross-encoder' model"):
