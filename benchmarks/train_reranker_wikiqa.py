@@ -10,18 +10,25 @@ size, learning rate, max length and seed:
 - peer: ``CrossEncoderTrainer`` + ``BinaryCrossEntropyLoss`` on every (question, sentence, label) pair;
 - ours, same recipe: ``rag-retrieval-train reranker`` with ``loss: bce`` on the same pairs;
 - ours, listwise: ``loss: listwise_ce`` over groups of ``--group-size`` candidates (one correct
-  sentence first), questions with a correct sentence only, drawn anew every epoch.
+  sentence first), drawn anew every epoch, ``batch_size / group_size`` groups per step (the same
+  pairs per step as the pointwise runs).
 
-Evaluation: MAP and MRR@10 on ``dev.tsv`` over questions with a correct candidate (121).
+Evaluation: MAP and MRR@10 on ``dev.tsv`` over questions with a correct candidate (121), as the
+mean and standard deviation over ``--seeds`` (the seed draws the new head, the data order and
+the groups; the peer's head is drawn after ``transformers.set_seed`` too, so the same seed gives
+both trainers the same starting point).
 Training throughput: ``--throughput-rounds`` interleaved short runs (ours bce, peer) of
-``--throughput-steps`` steps each on the same pairs, median pairs/s (the machine is shared
-and noisy; the ratio of medians from alternating runs is what is reported).
-Distillation: the better of our two models scores every candidate of every
-training question; a teacher needs no labels), and a student made of the first 3 of MiniLM's 6
-layers trains on those scores with ``distill_kl``; reported as the share of the teacher's MAP
-it keeps, next to the same 3-layer model trained on the labels directly.
+``--throughput-steps`` steps each on the same pairs, pairs/s over the steps after the first
+``SKIP_STEPS`` (start-up is not training), median of the rounds; the ratio of medians from
+alternating runs is what is reported (the machine is shared and noisy).
+Distillation: the best of our models scores every candidate of every training question (a
+teacher needs no labels), and a student made of the first 3 of MiniLM's 6 layers trains on those
+scores with ``distill_kl``; reported as the share of the teacher's MAP it keeps, next to the same
+3-layer model trained on the labels directly (``--student-baseline``).
 
-    python benchmarks/train_reranker_wikiqa.py [--epochs 1] [--batch-size 32] [--out benchmarks/results]
+``--parts`` runs a subset (results then go to ``train_reranker_wikiqa_<parts>.{json,md}``).
+
+    python benchmarks/train_reranker_wikiqa.py [--seeds 0 1 2] [--parts throughput peer bce listwise distill]
 """
 
 from __future__ import annotations
@@ -38,6 +45,29 @@ from typing import Any
 from common import WIKIQA, map_mrr, read_wikiqa
 
 MAX_LENGTH = 128
+SKIP_STEPS = 3  # the first steps pay for thread pools and allocator warm-up, in both trainers
+
+
+def step_timer() -> Any:
+    """A ``TrainerCallback`` that records when every optimizer step ends."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.ends.append(time.perf_counter())
+
+    return StepTimer()
+
+
+def steady_rate(timer: Any, batch_size: int) -> float:
+    """Pairs per second over the steps after the first ``SKIP_STEPS``."""
+    ends = timer.ends[SKIP_STEPS:]
+    if len(ends) < 2:
+        raise ValueError(f"time at least {SKIP_STEPS + 2} steps to measure throughput")
+    return batch_size * (len(ends) - 1) / (ends[-1] - ends[0])
 
 
 def write_hits_jsonl(groups: dict[str, list[tuple[str, int]]], path: Path) -> Path:
@@ -58,24 +88,32 @@ def evaluate(model_path: str, groups: dict[str, list[tuple[str, int]]]) -> dict[
     return map_mrr([[groups[q][r.index][1] for r in results] for q, results in zip(questions, ranked)])
 
 
-def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace, **overrides: Any) -> float:
+def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace, seed: int = 0, **overrides: Any) -> float:
+    """``rag-retrieval-train reranker`` with the benchmark's recipe; returns steady pairs/s."""
     from rag_retrieval_train.config import build_config
     from rag_retrieval_train.reranker import RerankerTrainConfig, RerankerTrainingRun
 
     values = {
         "model_name_or_path": base, "train_data": str(data), "output_dir": str(out), "epochs": args.epochs,
-        "batch_size": args.batch_size, "learning_rate": args.lr, "max_length": MAX_LENGTH, "seed": 0,
+        "batch_size": args.batch_size, "learning_rate": args.lr, "max_length": MAX_LENGTH, "seed": seed,
         "report_to": [], "logging_steps": 20, "save_total_limit": 1, "warmup_ratio": 0.1, "loss": "bce",
         "disable_progress_bar": True,
     }
     values.update(overrides)
-    run = RerankerTrainingRun(build_config(RerankerTrainConfig, values, {}))
-    run.run()
-    return run.trainer.state.log_history[-1]["train_samples_per_second"]
+    timer = step_timer()
+
+    class TimedRun(RerankerTrainingRun):
+        def callbacks(self) -> list[Any]:
+            return [*super().callbacks(), timer]
+
+    TimedRun(build_config(RerankerTrainConfig, values, {})).run()
+    pairs_per_step = values["batch_size"] * (1 if values["loss"] in ("bce", "mse") else values["train_group_size"])
+    return steady_rate(timer, pairs_per_step)
 
 
 def train_peer(base: str, groups: dict[str, list[tuple[str, int]]], out: Path, args: argparse.Namespace,
-               max_steps: int = -1) -> float:
+               seed: int = 0, max_steps: int = -1) -> float:
+    """sentence-transformers' ``CrossEncoderTrainer`` + ``BinaryCrossEntropyLoss``; returns steady pairs/s."""
     from datasets import Dataset
     from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
@@ -86,22 +124,27 @@ def train_peer(base: str, groups: dict[str, list[tuple[str, int]]], out: Path, a
             rows["question"].append(question)
             rows["sentence"].append(sentence)
             rows["label"].append(float(label))
+    import transformers
+
+    transformers.set_seed(seed)  # the new head is drawn before the trainer seeds anything
     model = CrossEncoder(base, num_labels=1, max_length=MAX_LENGTH, device="cpu")
+    timer = step_timer()
     trainer = CrossEncoderTrainer(
         model=model,
         args=CrossEncoderTrainingArguments(
             output_dir=str(out), num_train_epochs=args.epochs, max_steps=max_steps,
             per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=0.1,
-            weight_decay=0.01, seed=0, data_seed=0, report_to=[], logging_steps=20, save_strategy="no",
+            weight_decay=0.01, seed=seed, data_seed=seed, report_to=[], logging_steps=20, save_strategy="no",
             disable_tqdm=True,
         ),
         train_dataset=Dataset.from_dict(rows),
         loss=BinaryCrossEntropyLoss(model),
+        callbacks=[timer],
     )
     trainer.train()
     if max_steps < 0:
         model.save_pretrained(str(out))
-    return trainer.state.log_history[-1]["train_samples_per_second"]
+    return steady_rate(timer, args.batch_size)
 
 
 def make_student(base: str, layers: int, out: Path) -> str:
@@ -130,19 +173,32 @@ def throughput(base: str, data: Path, groups, tmp: Path, args: argparse.Namespac
     return statistics.median(ours), statistics.median(peer)
 
 
+def summarize(name: str, per_seed: list[dict[str, float]], seconds: list[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds, and the per-seed values."""
+    row: dict[str, Any] = {"model": name, "seeds": per_seed, "wall_time_s": statistics.mean(seconds)}
+    for metric in ("MAP", "MRR@10"):
+        values = [m[metric] for m in per_seed]
+        row[metric] = statistics.mean(values)
+        row[metric + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    print(f"{name}: MAP {row['MAP']:.4f} ± {row['MAP_std']:.4f} over {len(per_seed)} seed(s)", flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--listwise-epochs", type=float, default=2.0)
+    parser.add_argument("--listwise-epochs", type=float, default=1.0)
     parser.add_argument("--student-layers", type=int, default=3)
     parser.add_argument("--student-epochs", type=float, default=1.0)
-    parser.add_argument("--throughput-steps", type=int, default=30)
+    parser.add_argument("--throughput-steps", type=int, default=40)
     parser.add_argument("--throughput-rounds", type=int, default=3)
+    parser.add_argument("--parts", nargs="+", default=["throughput", "peer", "bce", "listwise", "distill"],
+                        choices=["throughput", "peer", "bce", "listwise", "distill"])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--skip-distill", action="store_true")
     parser.add_argument("--student-baseline", action="store_true",
                         help="also train the student architecture on the labels directly")
     args = parser.parse_args()
@@ -155,85 +211,101 @@ def main() -> None:
     train, dev = read_wikiqa(WIKIQA / "train.tsv"), read_wikiqa(WIKIQA / "dev.tsv")
     train = {q: c for q, c in train.items() if any(label for _, label in c)}
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
-    rows: list[tuple[str, dict[str, float], str]] = []
+    rows: list[dict[str, Any]] = []
+    group_batch = max(1, args.batch_size // args.group_size)  # the same pairs per step as the pointwise runs
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = write_hits_jsonl(train, tmp / "train.jsonl")
         n_pairs = sum(len(c) for c in train.values())
         print(f"train: {len(train)} questions, {n_pairs} pairs; dev: {len(dev)} questions", flush=True)
 
-        ours_rate, peer_rate = throughput(base, data, train, tmp, args)
-        results["throughput"] = {"ours_pairs_per_s": ours_rate, "peer_pairs_per_s": peer_rate,
-                                 "ratio": ours_rate / peer_rate}
+        if "throughput" in args.parts:
+            ours_rate, peer_rate = throughput(base, data, train, tmp, args)
+            results["throughput"] = {"ours_pairs_per_s": ours_rate, "peer_pairs_per_s": peer_rate,
+                                     "ratio": ours_rate / peer_rate}
 
-        start = time.perf_counter()
-        train_peer(base, train, tmp / "peer", args)
-        rows.append(("sentence-transformers CrossEncoderTrainer, BinaryCrossEntropyLoss",
-                     evaluate(str(tmp / "peer"), dev), f"{time.perf_counter() - start:.0f}s"))
-        print(rows[-1], flush=True)
-        start = time.perf_counter()
-        train_ours(base, data, tmp / "ours-bce", args)
-        rows.append(("rag-retrieval-train reranker, loss bce (same recipe)", evaluate(str(tmp / "ours-bce"), dev),
-                     f"{time.perf_counter() - start:.0f}s"))
-        print(rows[-1], flush=True)
-        start = time.perf_counter()
-        train_ours(base, data, tmp / "ours-listwise", args, loss="listwise_ce", train_group_size=args.group_size,
-                   epochs=args.listwise_epochs, batch_size=max(1, args.batch_size // args.group_size) * 2)
-        rows.append((f"rag-retrieval-train reranker, loss listwise_ce, group {args.group_size}, "
-                     f"{args.listwise_epochs:g} epochs", evaluate(str(tmp / "ours-listwise"), dev),
-                     f"{time.perf_counter() - start:.0f}s"))
-        print(rows[-1], flush=True)
+        recipes = {
+            "peer": ("sentence-transformers CrossEncoderTrainer, BinaryCrossEntropyLoss",
+                     lambda out, seed: train_peer(base, train, out, args, seed=seed)),
+            "bce": ("rag-retrieval-train reranker, loss bce (same recipe)",
+                    lambda out, seed: train_ours(base, data, out, args, seed=seed)),
+            "listwise": (f"rag-retrieval-train reranker, loss listwise_ce, group {args.group_size}, "
+                         f"{args.listwise_epochs:g} epoch(s)",
+                         lambda out, seed: train_ours(base, data, out, args, seed=seed, loss="listwise_ce",
+                                                      train_group_size=args.group_size,
+                                                      epochs=args.listwise_epochs, batch_size=group_batch)),
+        }
+        best_path, best_map = None, -1.0
+        for part, (name, train_fn) in recipes.items():
+            if part not in args.parts:
+                continue
+            per_seed, seconds = [], []
+            for seed in args.seeds:
+                out = tmp / f"{part}-{seed}"
+                start = time.perf_counter()
+                train_fn(out, seed)
+                seconds.append(time.perf_counter() - start)
+                per_seed.append(evaluate(str(out), dev))
+                print(f"{part} seed {seed}: {per_seed[-1]} in {seconds[-1]:.0f}s", flush=True)
+                if part != "peer" and per_seed[-1]["MAP"] > best_map:
+                    best_path, best_map = out, per_seed[-1]["MAP"]
+            rows.append(summarize(name, per_seed, seconds))
 
-        if not args.skip_distill:
-            best = "ours-listwise" if rows[2][1]["MAP"] >= rows[1][1]["MAP"] else "ours-bce"
-            teacher_map = rows[2 if best == "ours-listwise" else 1][1]["MAP"]
+        if "distill" in args.parts and best_path is not None:
             student = make_student(base, args.student_layers, tmp / "student-base")
             from rag_retrieval_train.config import build_config
             from rag_retrieval_train.distill import DistillTrainConfig, run_distill
 
             start = time.perf_counter()
             run_distill(build_config(DistillTrainConfig, {
-                "teacher_model": str(tmp / best), "teacher_options": {"max_length": MAX_LENGTH},
+                "teacher_model": str(best_path), "teacher_options": {"max_length": MAX_LENGTH},
                 "model_name_or_path": student, "train_data": str(data), "output_dir": str(tmp / "student"),
                 "loss": "distill_kl", "train_group_size": args.group_size, "epochs": args.student_epochs,
-                "batch_size": max(1, args.batch_size // args.group_size) * 2, "learning_rate": args.lr,
+                "batch_size": group_batch, "learning_rate": args.lr,
                 "max_length": MAX_LENGTH, "seed": 0, "report_to": [], "logging_steps": 20, "save_total_limit": 1,
                 "disable_progress_bar": True,
             }, {}))
             student_metrics = evaluate(str(tmp / "student"), dev)
-            rows.append((f"{args.student_layers}-layer student distilled from {best} (distill_kl)", student_metrics,
-                         f"{time.perf_counter() - start:.0f}s"))
-            print(rows[-1], flush=True)
-            results["distillation"] = {"teacher": best, "teacher_MAP": teacher_map,
+            rows.append(summarize(f"{args.student_layers}-layer student distilled from {best_path.name} (distill_kl)",
+                                  [student_metrics], [time.perf_counter() - start]))
+            results["distillation"] = {"teacher": best_path.name, "teacher_MAP": best_map,
                                        "student_MAP": student_metrics["MAP"],
-                                       "kept": student_metrics["MAP"] / teacher_map}
+                                       "kept": student_metrics["MAP"] / best_map}
             if args.student_baseline:
+                start = time.perf_counter()
                 train_ours(student, data, tmp / "student-labels", args, loss="listwise_ce",
-                           train_group_size=args.group_size, epochs=args.student_epochs,
-                           batch_size=max(1, args.batch_size // args.group_size) * 2)
-                rows.append((f"{args.student_layers}-layer model trained on the labels (listwise_ce)",
-                             evaluate(str(tmp / "student-labels"), dev), ""))
+                           train_group_size=args.group_size, epochs=args.student_epochs, batch_size=group_batch)
+                rows.append(summarize(f"{args.student_layers}-layer model trained on the labels (listwise_ce)",
+                                      [evaluate(str(tmp / "student-labels"), dev)], [time.perf_counter() - start]))
 
+    seeds = " ".join(map(str, args.seeds))
     lines = [
-        f"WikiQA dev (121 questions with a correct answer); train.tsv questions with a correct answer, batch {args.batch_size}, lr {args.lr:g}, "
-        f"max_length {MAX_LENGTH}, seed 0, {args.epochs:g} epoch(s) unless stated",
+        f"WikiQA dev (121 questions with a correct answer); train.tsv questions with a correct answer, batch "
+        f"{args.batch_size}, lr {args.lr:g}, max_length {MAX_LENGTH}, {args.epochs:g} epoch(s) unless stated; "
+        f"mean ± standard deviation over seeds {seeds} (the student: seed 0)",
         "",
-        "| model (from all-MiniLM-L6-v2) | MAP | MRR@10 | wall time |",
-        "|---|---|---|---|",
+        "| model (from all-MiniLM-L6-v2) | MAP | MRR@10 | MAP per seed | wall time per run |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {m['MAP']:.4f} | {m['MRR@10']:.4f} | {t} |" for name, m, t in rows]
-    tp = results["throughput"]
-    lines += ["", f"Training throughput (median of {args.throughput_rounds} interleaved runs of "
-              f"{args.throughput_steps} steps, same pairs and batch): ours {tp['ours_pairs_per_s']:.1f} pairs/s, "
-              f"peer {tp['peer_pairs_per_s']:.1f} pairs/s, ratio **{tp['ratio']:.2f}x**"]
+    for row in rows:
+        per_seed = ", ".join(f"{m['MAP']:.4f}" for m in row["seeds"])
+        lines.append(f"| {row['model']} | {row['MAP']:.4f} ± {row['MAP_std']:.4f} | "
+                     f"{row['MRR@10']:.4f} ± {row['MRR@10_std']:.4f} | {per_seed} | {row['wall_time_s']:.0f}s |")
+    if "throughput" in results:
+        tp = results["throughput"]
+        lines += ["", f"Training throughput (median of {args.throughput_rounds} interleaved runs of "
+                  f"{args.throughput_steps} steps, pairs/s after the first {SKIP_STEPS} steps, same pairs and "
+                  f"batch): ours {tp['ours_pairs_per_s']:.1f} pairs/s, peer {tp['peer_pairs_per_s']:.1f} pairs/s, "
+                  f"ratio **{tp['ratio']:.2f}x**"]
     if "distillation" in results:
         d = results["distillation"]
         lines.append(f"Distillation: the student keeps {100 * d['kept']:.1f}% of the teacher's MAP "
                      f"({d['student_MAP']:.4f} / {d['teacher_MAP']:.4f}).")
-    results["rows"] = [{"model": name, **m, "wall_time": t} for name, m, t in rows]
+    results["rows"] = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_reranker_wikiqa.json").write_text(json.dumps(results, indent=2))
-    (args.out / "train_reranker_wikiqa.md").write_text("\n".join(lines) + "\n")
+    suffix = "" if set(args.parts) == {"throughput", "peer", "bce", "listwise", "distill"} else "_" + "_".join(args.parts)
+    (args.out / f"train_reranker_wikiqa{suffix}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"train_reranker_wikiqa{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
 
 
