@@ -12,7 +12,8 @@ On the bundled real text (48 SQuAD v1.1 paragraphs of six Wikipedia articles, 27
 4. ``rag-retrieval-train embedding``: fine-tune it (InfoNCE over in-batch and hard negatives);
 5. ``rag-retrieval-eval rerank --compare``: before and after, side by side, on the held-out questions;
 6. the fine-tuned model as the reranker of a LangChain ``ContextualCompressionRetriever`` and of
-   a LlamaIndex query engine, answering held-out questions.
+   a LlamaIndex query engine, answering held-out questions (with the source each would answer from:
+   no LLM is available offline).
 
 all-MiniLM-L6-v2 is a bi-encoder, so the reranker fine-tuned here is a bi-encoder reranker
 (``Reranker(path)`` detects it as ``embedding``). With a cross-encoder or LLM checkpoint the
@@ -212,16 +213,15 @@ def answer_with_llama_index(base: str, finetuned: str, paragraphs: list[dict[str
 
     from rag_retrieval_integrations.llama_index import RagRetrievalEmbedding, RagRetrievalRerank
 
-    # No LLM is available offline, so the query engine returns its sources without writing an
-    # answer (response_mode="no_text"); with an LLM, the same engine answers from these sources.
+    # No LLM is available offline: MockLLM stands in for one (its "answer" is filler), and the demo
+    # prints the sources the engine would answer from; with a real LLM, pass it as llm=.
     print("\n  LlamaIndex: VectorStoreIndex (base model, 64 dims, 8 hits) -> query engine with "
           "RagRetrievalRerank(fine-tuned, 3 kept)")
     nodes = [TextNode(id_=str(i), text=p["context"], metadata={"title": p["title"]}) for i, p in enumerate(paragraphs)]
     embed_model = RagRetrievalEmbedding(model=base, truncate_dim=64, model_kwargs={"device": "cpu"})
     index = VectorStoreIndex(nodes, embed_model=embed_model)
     rerank = RagRetrievalRerank(model=finetuned, top_n=3, model_kwargs={"device": "cpu"})
-    engine = index.as_query_engine(similarity_top_k=8, node_postprocessors=[rerank], response_mode="no_text",
-                                   llm=MockLLM())  # passed so that LlamaIndex never reaches for its OpenAI default
+    engine = index.as_query_engine(similarity_top_k=8, node_postprocessors=[rerank], llm=MockLLM())
     for question, gold in shown_questions(paragraphs, held_out):
         response = engine.query(question)
         top = response.source_nodes[0].node
