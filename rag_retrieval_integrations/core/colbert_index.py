@@ -46,7 +46,6 @@ from typing import Any, Literal, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .base import BaseReranker
 from .colbert import ColBERTReranker
 from .index_folder import (
     MANIFEST_FILE,
@@ -55,6 +54,7 @@ from .index_folder import (
     check_ids,
     check_metadatas,
     import_faiss,
+    load_index_model,
     read_documents,
     read_manifest,
     verify_checksums,
@@ -85,20 +85,8 @@ _TRAINING_POINTS_PER_CENTROID = 64  # the k-means sample
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
 
 
-def _load_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None) -> ColBERTReranker:
-    if isinstance(model, BaseReranker):
-        if not isinstance(model, ColBERTReranker):
-            raise TypeError(f"model must be a ColBERT model (model_type='colbert'), got a {model.model_type!r} model")
-        if model_kwargs:
-            raise ValueError(f"model_kwargs={dict(model_kwargs)!r} only apply when loading the model from a path")
-        return model
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be a path, a hub id or a loaded ColBERT model, got {type(model).__name__}")
-    from .factory import Reranker
-
-    loaded = Reranker(model, "colbert", **dict(model_kwargs or {}))
-    assert isinstance(loaded, ColBERTReranker)
-    return loaded
+def _load_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None = None) -> ColBERTReranker:
+    return load_index_model(model, model_kwargs, ColBERTReranker, "ColBERT model")
 
 
 class ColBERTIndex:

@@ -10,8 +10,7 @@ import torch
 
 from .base import BaseReranker, ModelPath, register_model_type
 from .inputs import check_docs, check_positive_int
-from .pair_encoding import max_per_owner, unique
-from .text_windows import document_windows, pair_windows
+from .text_windows import document_windows, score_pairs_by_windows
 
 
 @register_model_type("embedding")
@@ -100,14 +99,9 @@ class EmbeddingReranker(BaseReranker):
 
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
-        distinct_queries, query_of_pair = unique(queries)
-        distinct_docs, doc_of_pair = unique(docs)
-        if self.long_doc == "split-max":
-            texts, window_owner = self._document_windows(distinct_docs)
-        else:
-            texts, window_owner = distinct_docs, np.arange(len(distinct_docs))
-        q = self._encode(distinct_queries, True, batch_size)
-        d = self._encode(texts, False, batch_size)
-        pair_idx, window_idx = pair_windows(doc_of_pair, window_owner, len(distinct_docs))
-        sims = self.model.similarity_pairwise(q[query_of_pair[pair_idx]], d[window_idx])
-        return max_per_owner(sims.cpu().numpy().astype(np.float64), pair_idx, len(docs))
+        return score_pairs_by_windows(
+            queries, docs,
+            windows=self._document_windows if self.long_doc == "split-max" else None,
+            encode=lambda texts, is_query: self._encode(texts, is_query, batch_size),
+            pair_scores=lambda q, d, q_rows, d_rows: self.model.similarity_pairwise(q[q_rows], d[d_rows]),
+        )

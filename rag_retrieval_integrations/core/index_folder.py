@@ -10,9 +10,12 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from .base import BaseReranker
 from .inputs import check_docs
+
+_Family = TypeVar("_Family", bound=BaseReranker)
 
 MANIFEST_FILE = "manifest.json"
 
@@ -165,3 +168,26 @@ def verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:
             raise CorruptIndexError(
                 f"{folder / name} is corrupted: its SHA-256 differs from the one in {MANIFEST_FILE}"
             )
+
+
+def load_index_model(model: Any, model_kwargs: Mapping[str, Any] | None, family: type[_Family], noun: str) -> _Family:
+    """The model an index encodes with: ``model`` itself if it is a loaded ``family`` model, else
+    ``Reranker(model, family.model_type, **model_kwargs)`` for a path or hub id. ``noun`` names
+    the family in errors ("embedding model")."""
+    import os
+
+    article = "an" if noun[0].lower() in "aeiou" else "a"
+    what = f"{article} {noun} (model_type={family.model_type!r})"
+    if isinstance(model, BaseReranker):
+        if not isinstance(model, family):
+            raise TypeError(f"model must be {what}, got a {model.model_type!r} model")
+        if model_kwargs:
+            raise ValueError(f"model_kwargs={dict(model_kwargs)!r} only apply when loading the model from a path")
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a path, a hub id or a loaded {noun}, got {type(model).__name__}")
+    from .factory import Reranker
+
+    loaded = Reranker(model, family.model_type, **dict(model_kwargs or {}))
+    assert isinstance(loaded, family)
+    return loaded

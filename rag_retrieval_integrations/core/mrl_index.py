@@ -70,6 +70,7 @@ from .index_folder import (
     check_ids,
     check_metadatas,
     import_faiss,
+    load_index_model,
     read_documents,
     read_manifest,
     verify_checksums,
@@ -235,20 +236,7 @@ def _check_shortlist_size(shortlist_size: Any) -> int | None:
 
 
 def _load_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None = None) -> EmbeddingReranker:
-    """A loaded embedding model: ``model`` itself, or ``Reranker(model, "embedding", **model_kwargs)``."""
-    if isinstance(model, BaseReranker):
-        if not isinstance(model, EmbeddingReranker):
-            raise TypeError(f"model must be an embedding model (model_type='embedding'), got a {model.model_type!r} model")
-        if model_kwargs:
-            raise ValueError(f"model_kwargs={dict(model_kwargs)!r} only apply when loading the model from a path")
-        return model
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be a path, a hub id or a loaded embedding model, got {type(model).__name__}")
-    from .factory import Reranker
-
-    loaded = Reranker(model, "embedding", **dict(model_kwargs or {}))
-    assert isinstance(loaded, EmbeddingReranker)
-    return loaded
+    return load_index_model(model, model_kwargs, EmbeddingReranker, "embedding model")
 
 
 class MRLEncoder:

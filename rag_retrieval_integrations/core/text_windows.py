@@ -13,9 +13,13 @@ word boundaries, words as the tokenizer's pre-tokenizer splits them.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
+
+from .pair_encoding import max_per_owner, unique
 
 
 def _window_spans(word_ids: list[int | None], window_tokens: int, overlap: int) -> list[tuple[int, int]]:
@@ -101,3 +105,31 @@ def pair_windows(doc_of_pair: np.ndarray, window_owner: np.ndarray, num_docs: in
     pair_idx = np.repeat(np.arange(len(doc_of_pair)), per_pair)
     within = np.arange(per_pair.sum()) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
     return pair_idx, first_window[doc_of_pair][pair_idx] + within
+
+
+def score_pairs_by_windows(
+    queries: list[str],
+    docs: list[str],
+    *,
+    windows: Callable[[list[str]], tuple[list[str], np.ndarray]] | None,
+    encode: Callable[[list[str], bool], Any],
+    pair_scores: Callable[[Any, Any, np.ndarray, np.ndarray], Any],
+) -> np.ndarray:
+    """``(query, document)`` pair scores of a family that encodes texts on their own (bi-encoder, ColBERT).
+
+    Every distinct query and document (or each window of it, when ``windows`` splits documents,
+    see :func:`document_windows`) is encoded once by ``encode(texts, is_query)``;
+    ``pair_scores(query_encodings, text_encodings, query_rows, text_rows)`` scores the rows'
+    pairs (a tensor); each pair keeps its best window (split-and-take-the-max).
+    """
+    distinct_queries, query_of_pair = unique(queries)
+    distinct_docs, doc_of_pair = unique(docs)
+    if windows is not None:
+        texts, window_owner = windows(distinct_docs)
+    else:
+        texts, window_owner = distinct_docs, np.arange(len(distinct_docs))
+    q = encode(distinct_queries, True)
+    d = encode(texts, False)
+    pair_idx, window_idx = pair_windows(doc_of_pair, window_owner, len(distinct_docs))
+    scores = pair_scores(q, d, query_of_pair[pair_idx], window_idx)
+    return max_per_owner(scores.cpu().numpy().astype(np.float64), pair_idx, len(docs))
