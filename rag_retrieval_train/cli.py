@@ -52,7 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     run(config)
+    # only on success: after a failure the other ranks may never reach the barrier
+    _close_process_group()
     return 0
+
+
+def _close_process_group() -> None:
+    """Wait for every rank, then tear the process group down before the interpreter exits.
+
+    A rank that exits with the group still open leaves gloo's threads running into the
+    interpreter's shutdown, which aborts the process ("terminate called without an active
+    exception") while rank 0 is still writing metadata; the launcher then kills rank 0 too.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -65,3 +65,20 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         assert diff < 1e-5, f"{key}: the 2-process weights differ from the 1-process ones by {diff:.2e}"
     metadata = json.loads((double / "rag_retrieval.json").read_text())
     assert metadata["training"]["steps"] == 3
+
+
+def test_cli_tears_the_process_group_down_before_exit():
+    """Regression: a rank that exited with its gloo group still open aborted at interpreter
+    shutdown ("terminate called without an active exception"), failing the whole launch."""
+    import torch.distributed as dist
+
+    from rag_retrieval_train.cli import _close_process_group
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        _close_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    _close_process_group()  # no group: nothing to do, no error
