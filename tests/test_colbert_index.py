@@ -162,6 +162,15 @@ def test_missing_or_corrupted_folder_is_a_clear_error(colbert, built, tmp_path):
             ColBERTIndex.load(broken(name, damage), colbert)
 
 
+
+def test_documents_file_with_a_repeated_id_is_refused(colbert, built, tmp_path):
+    """Past the size check (same length) and with checksums off, the records themselves are checked."""
+    folder = built.save(tmp_path / "index")
+    docs = folder / "documents.jsonl"
+    docs.write_text(docs.read_text().replace('"id": "doc-1",', '"id": "doc-0",', 1))
+    with pytest.raises(CorruptIndexError, match="is inconsistent: documents.jsonl repeats an id"):
+        ColBERTIndex.load(folder, colbert, verify=False)
+
 def test_loading_with_a_model_of_another_dim_fails(built, tmp_path):
     other = Reranker(tc.build_tiny_colbert(tmp_path / "dim8", dim=8))
     built.save(tmp_path / "index")

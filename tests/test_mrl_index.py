@@ -281,6 +281,15 @@ def test_missing_or_corrupt_folders(tmp_path):
         MRLIndex.load(folder)
 
 
+
+def test_documents_file_with_a_repeated_id_is_refused(tmp_path):
+    """Past the size check (same length) and with checksums off, the records themselves are checked."""
+    folder = vector_index(clustered_vectors(20)).save(tmp_path / "index")
+    docs = folder / "documents.jsonl"
+    docs.write_text(docs.read_text().replace('"id": "1",', '"id": "0",', 1))
+    with pytest.raises(CorruptIndexError, match="is inconsistent: documents.jsonl repeats an id"):
+        MRLIndex.load(folder, verify=False)
+
 def test_bad_arguments(ranker, bert_cross_encoder):
     with pytest.raises(ValueError, match="index_type must be one of"):
         MRLIndex(dim=8, index_type="lsh")

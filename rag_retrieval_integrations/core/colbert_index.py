@@ -48,15 +48,19 @@ from tqdm.auto import tqdm
 
 from .colbert import ColBERTReranker
 from .index_folder import (
+    DOCUMENTS_FILE,
     MANIFEST_FILE,
     CorruptIndexError,
     IndexHit,
     check_ids,
     check_metadatas,
+    documents_problem,
     import_faiss,
     load_index_model,
     read_documents,
     read_manifest,
+    save_folder,
+    split_documents,
     verify_checksums,
     write_documents,
     write_manifest,
@@ -72,7 +76,6 @@ INDEX_FORMAT = "rag-retrieval-colbert-index"
 INDEX_FORMAT_VERSION = 1
 VECTORS_FILE = "token_vectors.npy"
 OFFSETS_FILE = "doc_offsets.npy"
-DOCUMENTS_FILE = "documents.jsonl"
 FAISS_FILE = "faiss.index"
 DATA_FILES = (VECTORS_FILE, OFFSETS_FILE, DOCUMENTS_FILE, FAISS_FILE)
 
@@ -460,10 +463,7 @@ class ColBERTIndex:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
         faiss = import_faiss("ColBERT index")
-        folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"cannot save the index to {str(folder)!r}: it is a file")
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = save_folder(folder)
         with self._lock:
             if len(self._vectors) != self.num_tokens:
                 self._compact()
@@ -551,9 +551,7 @@ class ColBERTIndex:
         index._doc_start = [int(s) for s in offsets[:-1]]
         index._doc_len = [int(n) for n in np.diff(offsets)]
         index._token_doc = np.repeat(np.arange(len(documents)), index._doc_len)
-        index._ids = [d["id"] for d in documents]
-        index._texts = [d["text"] for d in documents]
-        index._metadatas = [d["metadata"] for d in documents]
+        index._ids, index._texts, index._metadatas = split_documents(documents)
         index._alive = [True] * len(documents)
         index._slot = {doc_id: slot for slot, doc_id in enumerate(index._ids)}
         index._faiss = faiss_index
@@ -587,10 +585,8 @@ def _check_shapes(
         problems.append(f"{VECTORS_FILE} is {vectors.dtype} {vectors.shape}, expected float16 ({n_tokens}, {dim})")
     if offsets.shape != (n_docs + 1,) or offsets[0] != 0 or offsets[-1] != n_tokens or np.any(np.diff(offsets) < 0):
         problems.append(f"{OFFSETS_FILE} does not hold {n_docs + 1} increasing offsets from 0 to {n_tokens}")
-    if len(documents) != n_docs or any(not isinstance(d, dict) or {"id", "text", "metadata"} - set(d) for d in documents):
-        problems.append(f"{DOCUMENTS_FILE} does not hold {n_docs} documents with id, text and metadata")
-    elif len({d["id"] for d in documents}) != n_docs:
-        problems.append(f"{DOCUMENTS_FILE} repeats an id")
+    if problem := documents_problem(documents, n_docs):
+        problems.append(problem)
     if manifest["faiss"].get("built") and faiss_index is None:
         problems.append(f"{FAISS_FILE} is missing, but the manifest says it was built")
     elif faiss_index is not None and (faiss_index.ntotal != n_tokens or faiss_index.d != dim):

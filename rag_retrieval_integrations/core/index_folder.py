@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .inputs import check_docs
 _Family = TypeVar("_Family", bound=BaseReranker)
 
 MANIFEST_FILE = "manifest.json"
+DOCUMENTS_FILE = "documents.jsonl"
 
 
 class IndexNotFoundError(FileNotFoundError):
@@ -113,6 +115,29 @@ def read_documents(path: Path) -> list[Any]:
         return [json.loads(line) for line in f]
 
 
+def documents_problem(documents: list[Any], n: int) -> str | None:
+    """What is wrong with the records read from the documents file, if anything, for an index of ``n``."""
+    if len(documents) != n or any(not isinstance(d, dict) or {"id", "text", "metadata"} - set(d) for d in documents):
+        return f"{DOCUMENTS_FILE} does not hold {n} documents with id, text and metadata"
+    if len({d["id"] for d in documents}) != n:
+        return f"{DOCUMENTS_FILE} repeats an id"
+    return None
+
+
+def split_documents(documents: list[dict[str, Any]]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """The ids, texts and metadatas of checked ``documents.jsonl`` records, as parallel lists."""
+    return [d["id"] for d in documents], [d["text"] for d in documents], [d["metadata"] for d in documents]
+
+
+def save_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder`` as a ``Path``, created if needed; an error if a file is in the way."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cannot save the index to {str(folder)!r}: it is a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any], files: Iterable[str]) -> None:
     """Write ``manifest`` plus the size and SHA-256 of each of ``files``; call it after the data files."""
     entries = {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)} for name in files}
@@ -174,8 +199,6 @@ def load_index_model(model: Any, model_kwargs: Mapping[str, Any] | None, family:
     """The model an index encodes with: ``model`` itself if it is a loaded ``family`` model, else
     ``Reranker(model, family.model_type, **model_kwargs)`` for a path or hub id. ``noun`` names
     the family in errors ("embedding model")."""
-    import os
-
     article = "an" if noun[0].lower() in "aeiou" else "a"
     what = f"{article} {noun} (model_type={family.model_type!r})"
     if isinstance(model, BaseReranker):

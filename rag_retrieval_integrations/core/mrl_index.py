@@ -64,15 +64,19 @@ from .base import BaseReranker
 from .checkpoint import CheckpointInfo, read_checkpoint
 from .embedding import EmbeddingReranker
 from .index_folder import (
+    DOCUMENTS_FILE,
     MANIFEST_FILE,
     CorruptIndexError,
     IndexHit,
     check_ids,
     check_metadatas,
+    documents_problem,
     import_faiss,
     load_index_model,
     read_documents,
     read_manifest,
+    save_folder,
+    split_documents,
     verify_checksums,
     write_documents,
     write_manifest,
@@ -100,7 +104,6 @@ once the funnel pays off (tens of thousands of documents and more)."""
 INDEX_FORMAT = "rag-retrieval-mrl-index"
 INDEX_FORMAT_VERSION = 1
 VECTORS_FILE = "vectors.npy"
-DOCUMENTS_FILE = "documents.jsonl"
 FAISS_FILE = "faiss.index"
 
 _RESCORE_BLOCK_FLOATS = 1 << 22  # float16 candidate vectors converted at once while re-scoring (16 MB of float32)
@@ -727,10 +730,7 @@ class MRLIndex:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
         faiss = import_faiss("MRL index")
-        folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"cannot save the index to {str(folder)!r}: it is a file")
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = save_folder(folder)
         with self._lock:
             # The manifest goes last: a save cut short leaves a folder that load() rejects by name.
             (folder / MANIFEST_FILE).unlink(missing_ok=True)
@@ -825,9 +825,7 @@ class MRLIndex:
         _check_contents(folder, manifest, vectors, documents, faiss_index)
         index._vectors = vectors
         index._count = len(vectors)
-        index._ids = [d["id"] for d in documents]
-        index._texts = [d["text"] for d in documents]
-        index._metadatas = [d["metadata"] for d in documents]
+        index._ids, index._texts, index._metadatas = split_documents(documents)
         index._row = {doc_id: r for r, doc_id in enumerate(index._ids)}
         index._faiss = faiss_index
         return index
@@ -881,10 +879,8 @@ def _check_contents(
     if vectors.dtype != np.dtype(manifest["vector_dtype"]) or vectors.shape != (n, dim):
         problems.append(f"{VECTORS_FILE} is {vectors.dtype} {vectors.shape}, expected {manifest['vector_dtype']} "
                         f"({n}, {dim})")
-    if len(documents) != n or any(not isinstance(d, dict) or {"id", "text", "metadata"} - set(d) for d in documents):
-        problems.append(f"{DOCUMENTS_FILE} does not hold {n} documents with id, text and metadata")
-    elif len({d["id"] for d in documents}) != n:
-        problems.append(f"{DOCUMENTS_FILE} repeats an id")
+    if problem := documents_problem(documents, n):
+        problems.append(problem)
     if n and (faiss_index is None or faiss_index.ntotal != n or faiss_index.d != search_dim):
         problems.append(f"{FAISS_FILE} does not index the {n} {search_dim}-dim prefixes")
     if problems:
