@@ -37,6 +37,9 @@ def test_truncate_dim_equals_sentence_transformers(bi_encoder):
     ours = ranker.compute_score([(QUERIES[0], d) for d in DOCS])
     np.testing.assert_allclose(ours, reference(bi_encoder, [QUERIES[0]] * 3, DOCS, truncate_dim=8), atol=1e-5)
     assert not np.allclose(ours, reference(bi_encoder, [QUERIES[0]] * 3, DOCS), atol=1e-3)
+    assert ranker.embedding_dim == 8 == ranker.encode_queries(QUERIES[:1]).shape[1]
+    full = Reranker(bi_encoder)
+    assert full.embedding_dim == full.encode_documents(DOCS).shape[1] > 8
 
 
 def test_truncate_dim_larger_than_model(bi_encoder):

@@ -21,6 +21,7 @@ from rag_retrieval_integrations.core import CorruptIndexError, IndexNotFoundErro
 from rag_retrieval_integrations.core.mrl_index import (
     prefix_vectors,
     rescore,
+    rescore_stored,
     trained_matryoshka_dims,
     vector_from_text,
     vector_to_text,
@@ -332,6 +333,21 @@ def test_vector_text_round_trip_and_errors():
     order, scores = rescore(np.array([1.0, 0.0]), np.array([[0.1, 1], [0.9, 0], [0.9, 0.1]]), 2)
     assert order.tolist() == [1, 2] and scores.tolist() == [0.9, 0.9]
 
+
+
+def test_rescore_stored_orders_by_full_vector_and_drops_below_threshold():
+    """The vector-store retrievers' second stage: the best k by the full vectors in the metadata."""
+    stored = [{"v": vector_to_text(np.array(v, dtype=np.float32), "float32"), "n": i}
+              for i, v in enumerate([[0.1, 1.0], [0.9, 0.0], [0.5, 0.5]])]
+    names = [f"doc {i}" for i in range(3)]
+    query = np.array([1.0, 0.0])
+    kwargs = {"vector_key": "v", "dim": 2, "how_to_add": "add them with vectors"}
+    assert rescore_stored(query, stored, names, 2, **kwargs) == [(1, pytest.approx(0.9)), (2, pytest.approx(0.5))]
+    assert rescore_stored(query, stored, names, 3, score_threshold=0.3, **kwargs) == [
+        (1, pytest.approx(0.9)), (2, pytest.approx(0.5))]
+    assert rescore_stored(query, [], [], 3, **kwargs) == []
+    with pytest.raises(ValueError, match=r"doc 1 from the vector store has no full vector in metadata\['v'\]: add them"):
+        rescore_stored(query, [stored[0], {"n": 1}], names[:2], 2, **kwargs)
 
 def load_benchmark(name: str):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

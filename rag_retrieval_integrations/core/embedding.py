@@ -62,6 +62,14 @@ class EmbeddingReranker(BaseReranker):
         else:
             self.model.max_seq_length = self.max_length
 
+    @property
+    def embedding_dim(self) -> int:
+        """Dimension of the vectors it gives (``truncate_dim`` when loaded with one)."""
+        dim = self.model.get_embedding_dimension()  # sentence-transformers applies truncate_dim
+        if not dim:
+            raise ValueError(f"cannot tell the embedding dimension of {self.model_name_or_path!r}")
+        return int(dim)
+
     def encode_queries(self, queries: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Embed queries as ranking does (query prompt, ``truncate_dim``): a float32 array, one row each."""
         return self._encode_texts(check_docs(queries, "queries"), True, batch_size)
@@ -78,7 +86,7 @@ class EmbeddingReranker(BaseReranker):
     def _encode_texts(self, texts: list[str], is_query: bool, batch_size: int | None) -> np.ndarray:
         batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
         if not texts:
-            return np.zeros((0, self.truncate_dim or self.model.get_embedding_dimension() or 0), dtype=np.float32)
+            return np.zeros((0, self.model.get_embedding_dimension() or 0), dtype=np.float32)
         with self._lock:
             return self._encode(texts, is_query, batch_size).cpu().numpy()
 

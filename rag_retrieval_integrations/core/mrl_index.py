@@ -211,6 +211,37 @@ def rescore(query: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarr
     return order, scores[order]
 
 
+
+def rescore_stored(
+    query: np.ndarray,
+    metadatas: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    k: int,
+    *,
+    vector_key: str,
+    dim: int,
+    score_threshold: float | None = None,
+    how_to_add: str,
+) -> list[tuple[int, float]]:
+    """The second stage over a vector store's shortlist: ``(position, score)`` of the ``k`` results
+    whose full vectors, stored as text in ``metadata[vector_key]`` (:func:`vector_to_text`), score
+    best for the full ``query``; best first, those below ``score_threshold`` dropped.
+
+    ``names`` say which result lacks its vector in the error ("document 'x'"), and ``how_to_add``
+    how to add documents that carry one.
+    """
+    vectors = []
+    for metadata, name in zip(metadatas, names):
+        if vector_key not in metadata:
+            raise ValueError(
+                f"{name} from the vector store has no full vector in metadata[{vector_key!r}]: {how_to_add}"
+            )
+        vectors.append(vector_from_text(metadata[vector_key], dim, f"{name} metadata[{vector_key!r}]"))
+    if not vectors:
+        return []
+    order, scores = rescore(query, np.stack(vectors), k)
+    return [(int(i), float(s)) for i, s in zip(order, scores) if score_threshold is None or s >= score_threshold]
+
 def _best_of_subset(
     queries: np.ndarray, vectors: np.ndarray, subset: np.ndarray, scores: np.ndarray, rows: np.ndarray
 ) -> None:
@@ -265,7 +296,7 @@ class MRLEncoder:
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.model = _load_model(model, model_kwargs)
-        self.dim = _model_dim(self.model)
+        self.dim = self.model.embedding_dim
         self.similarity = check_similarity(self.model.model.similarity_fn_name)
         self.matryoshka_dims = trained_matryoshka_dims(self.model)
         self.search_dim = self._resolve_search_dim(search_dim)
@@ -839,17 +870,9 @@ class MRLIndex:
         )
 
 
-def _model_dim(model: EmbeddingReranker) -> int:
-    """The dimension of the vectors ``model`` gives (its ``truncate_dim``, if loaded with one)."""
-    dim = model.truncate_dim or model.model.get_embedding_dimension()
-    if not dim:
-        raise ValueError(f"cannot tell the embedding dimension of {model.model_name_or_path!r}")
-    return int(dim)
-
-
 def _check_model_fits(model: EmbeddingReranker, manifest: dict[str, Any], folder: Path) -> None:
     """A model loading an index must give vectors of the index's dimension and similarity."""
-    dim, similarity = _model_dim(model), model.model.similarity_fn_name
+    dim, similarity = model.embedding_dim, model.model.similarity_fn_name
     built_with = (manifest["model"] or {}).get("model")
     if dim != manifest["dim"]:
         raise ValueError(

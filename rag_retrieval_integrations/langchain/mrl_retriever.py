@@ -30,8 +30,7 @@ from ..core.mrl_index import (
     MRLEncoder,
     MRLIndex,
     VectorDtype,
-    rescore,
-    vector_from_text,
+    rescore_stored,
     vector_to_text,
 )
 from ..core.shared_model import EmbeddingWrapper, PositiveInt
@@ -322,28 +321,17 @@ class MRLVectorStoreRetriever(BaseRetriever):
         return self._rescore(full, shortlist)
 
     def _rescore(self, query: np.ndarray, shortlist: list[Document]) -> list[Document]:
-        if not shortlist:
-            return []
-        candidates = np.stack([self._full_vector(doc) for doc in shortlist])
-        order, scores = rescore(query, candidates, self.k)
+        best = rescore_stored(
+            query, [doc.metadata for doc in shortlist], [f"document {doc.id!r}" for doc in shortlist], self.k,
+            vector_key=self.vector_key, dim=self.encoder.dim, score_threshold=self.score_threshold,
+            how_to_add="add documents through MRLVectorStoreRetriever.add_documents (or from_documents)",
+        )
         out = []
-        for i, score in zip(order, scores):
-            if self.score_threshold is not None and score < self.score_threshold:
-                continue
+        for i, score in best:
             doc = shortlist[i]
             metadata = {key: value for key, value in doc.metadata.items() if key != self.vector_key}
-            out.append(doc.model_copy(update={"metadata": {**metadata, self.score_key: float(score)}}))
+            out.append(doc.model_copy(update={"metadata": {**metadata, self.score_key: score}}))
         return out
-
-    def _full_vector(self, doc: Document) -> np.ndarray:
-        if self.vector_key not in doc.metadata:
-            raise ValueError(
-                f"document {doc.id!r} from the vector store has no full vector in metadata[{self.vector_key!r}]: "
-                "add documents through MRLVectorStoreRetriever.add_documents (or from_documents)"
-            )
-        where = f"document {doc.id!r} metadata[{self.vector_key!r}]"
-        return vector_from_text(doc.metadata[self.vector_key], self.encoder.dim, where)
-
 
 def _with_full_vectors(
     encoder: MRLEncoder, documents: list[Document], vector_key: str, vector_dtype: VectorDtype

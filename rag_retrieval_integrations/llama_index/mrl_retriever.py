@@ -29,8 +29,7 @@ from ..core.mrl_index import (
     MRLIndex,
     VectorDtype,
     full_vectors,
-    rescore,
-    vector_from_text,
+    rescore_stored,
     vector_to_text,
 )
 from ..core.shared_model import EmbeddingWrapper, PositiveInt, model_name
@@ -329,24 +328,13 @@ class MRLVectorStoreRetriever(BaseRetriever):
         return self._rescore(full, await self._shortlist_retriever().aretrieve(first_stage))
 
     def _rescore(self, query: np.ndarray, shortlist: list[NodeWithScore]) -> list[NodeWithScore]:
-        if not shortlist:
-            return []
-        candidates = np.stack([self._full_vector(n.node) for n in shortlist])
-        order, scores = rescore(query, candidates, self.similarity_top_k)
-        return [
-            NodeWithScore(node=self._without_vector(shortlist[i].node), score=float(score))
-            for i, score in zip(order, scores)
-            if self.score_threshold is None or score >= self.score_threshold
-        ]
-
-    def _full_vector(self, node: BaseNode) -> np.ndarray:
-        if self.vector_key not in node.metadata:
-            raise ValueError(
-                f"node {node.node_id!r} from the vector store has no full vector in metadata[{self.vector_key!r}]: "
-                "add nodes through MRLVectorStoreRetriever.add_nodes (or from_nodes)"
-            )
-        where = f"node {node.node_id!r} metadata[{self.vector_key!r}]"
-        return vector_from_text(node.metadata[self.vector_key], self.encoder.dim, where)
+        best = rescore_stored(
+            query, [n.node.metadata for n in shortlist], [f"node {n.node.node_id!r}" for n in shortlist],
+            self.similarity_top_k, vector_key=self.vector_key, dim=self.encoder.dim,
+            score_threshold=self.score_threshold,
+            how_to_add="add nodes through MRLVectorStoreRetriever.add_nodes (or from_nodes)",
+        )
+        return [NodeWithScore(node=self._without_vector(shortlist[i].node), score=score) for i, score in best]
 
     def _without_vector(self, node: BaseNode) -> BaseNode:
         key = self.vector_key

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from rag_retrieval_integrations.core import (
     ColBERTIndex,
+    EmbeddingReranker,
     IndexHit,
     MRLIndex,
     Reranker,
@@ -126,8 +127,8 @@ def build_index(
         index = MRLIndex(model, model_kwargs=model_options, **index_options)
     else:
         encoder = Reranker(model, "embedding", **model_options)
-        dim = encoder.truncate_dim or encoder.model.get_embedding_dimension()  # type: ignore[attr-defined]
-        index = MRLIndex(encoder, search_dim=dim, shortlist_factor=1)  # all dims, k deep: exact top k
+        assert isinstance(encoder, EmbeddingReranker)
+        index = MRLIndex(encoder, search_dim=encoder.embedding_dim, shortlist_factor=1)  # all dims, k deep: exact top k
     index.add(data.doc_texts, ids=data.doc_ids)
     if index_dir is not None:
         index.save(index_dir)
