@@ -103,9 +103,11 @@ def main() -> None:
 
         runners = {
             "ColBERTIndex.search (IVF + exact MaxSim)": lambda: one_at_a_time(
-                lambda q: [h.score for h in index.search_by_vectors([q], K)[0]]),
+                lambda q: [h.score for h in index.search_by_vectors([q], K)[0]]
+            ),
             "exhaustive exact MaxSim (ours)": lambda: one_at_a_time(
-                lambda q: [h.score for h in index.search_by_vectors([q], K, exhaustive=True)[0]]),
+                lambda q: [h.score for h in index.search_by_vectors([q], K, exhaustive=True)[0]]
+            ),
             "MultiVectorEncoder.similarity (sentence-transformers)": lambda: one_at_a_time(st_search),
         }
         seconds, scores = interleaved(runners, args.rounds)
@@ -120,9 +122,11 @@ def main() -> None:
     tokens = index.num_tokens
     n = len(query_vectors)
     names = list(runners)
-    print(f"\nSQuAD: {len(paragraphs)} paragraphs, {tokens} token vectors (dim {index.dim}, IVF "
-          f"{'on, nlist ' + str(index.nlist) if index.uses_faiss else 'off'}), {n} queries, one at a time, "
-          f"median of {args.rounds} interleaved rounds\n")
+    print(
+        f"\nSQuAD: {len(paragraphs)} paragraphs, {tokens} token vectors (dim {index.dim}, IVF "
+        f"{'on, nlist ' + str(index.nlist) if index.uses_faiss else 'off'}), {n} queries, one at a time, "
+        f"median of {args.rounds} interleaved rounds\n"
+    )
     print("| search | ms/query | index speed-up | max abs diff of top-10 scores vs exhaustive |")
     print("|---|---|---|---|")
     index_ms = seconds[names[0]] / n * 1000
@@ -130,30 +134,49 @@ def main() -> None:
         ms = seconds[name] / n * 1000
         diff = float(np.max(np.abs(scores[name] - scores[names[1]])))
         print(f"| {name} | {ms:.1f} | {ms / index_ms:.2f}x | {diff:.1e} |")
-    print(f"\nindex top-10 agreement with exhaustive search (recall@10): {agreement:.4f}; query encoding "
-          f"{encode_ms:.1f} ms/query on top of every method")
+    print(
+        f"\nindex top-10 agreement with exhaustive search (recall@10): {agreement:.4f}; query encoding "
+        f"{encode_ms:.1f} ms/query on top of every method"
+    )
     ours_build = args.build_docs / build_seconds["ColBERTIndex.add"]
     st_encode = args.build_docs / build_seconds["MultiVectorEncoder.encode_document"]
-    print(f"\nbuild ({args.build_docs} paragraphs, median of {args.build_rounds} interleaved rounds): ColBERTIndex.add "
-          f"{ours_build:.1f} docs/s, MultiVectorEncoder.encode_document alone {st_encode:.1f} docs/s "
-          f"(ratio {ours_build / st_encode:.2f}x); the full index: {len(paragraphs) / full_build:.1f} docs/s")
+    print(
+        f"\nbuild ({args.build_docs} paragraphs, median of {args.build_rounds} interleaved rounds): ColBERTIndex.add "
+        f"{ours_build:.1f} docs/s, MultiVectorEncoder.encode_document alone {st_encode:.1f} docs/s "
+        f"(ratio {ours_build / st_encode:.2f}x); the full index: {len(paragraphs) / full_build:.1f} docs/s"
+    )
     per_token = {name: size / tokens for name, size in files.items()}
-    print("bytes per token on disk: " + ", ".join(f"{k} {v:.1f}" for k, v in per_token.items())
-          + f"; total {sum(per_token.values()):.1f}")
-    command = (f"python benchmarks/colbert_index_speed.py --queries {args.queries} --rounds {args.rounds} "
-               f"--build-docs {args.build_docs} --build-rounds {args.build_rounds}"
-               + (f" --model {args.model}" if args.model else ""))
+    print(
+        "bytes per token on disk: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in per_token.items())
+        + f"; total {sum(per_token.values()):.1f}"
+    )
+    command = (
+        f"python benchmarks/colbert_index_speed.py --queries {args.queries} --rounds {args.rounds} "
+        f"--build-docs {args.build_docs} --build-rounds {args.build_rounds}"
+        + (f" --model {args.model}" if args.model else "")
+    )
     print(f"\ncommand: {command}")
     RESULTS.mkdir(exist_ok=True)
     payload = {
-        "date": date.today().isoformat(), "command": command, "paragraphs": len(paragraphs), "tokens": tokens,
-        "queries": n, "ivf": index.uses_faiss, "nlist": index.nlist,
+        "date": date.today().isoformat(),
+        "command": command,
+        "paragraphs": len(paragraphs),
+        "tokens": tokens,
+        "queries": n,
+        "ivf": index.uses_faiss,
+        "nlist": index.nlist,
         "ms_per_query": {name: seconds[name] / n * 1000 for name in names},
         "speedup_of_index": {name: seconds[name] / seconds[names[0]] for name in names},
-        "top10_agreement_with_exhaustive": agreement, "query_encoding_ms": encode_ms,
-        "build_docs_per_second": {"ColBERTIndex.add": ours_build, "MultiVectorEncoder.encode_document": st_encode,
-                                  "full_index": len(paragraphs) / full_build},
-        "bytes_per_token": per_token, "rounds": args.rounds,
+        "top10_agreement_with_exhaustive": agreement,
+        "query_encoding_ms": encode_ms,
+        "build_docs_per_second": {
+            "ColBERTIndex.add": ours_build,
+            "MultiVectorEncoder.encode_document": st_encode,
+            "full_index": len(paragraphs) / full_build,
+        },
+        "bytes_per_token": per_token,
+        "rounds": args.rounds,
     }
     (RESULTS / "colbert_index_speed.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"saved {RESULTS / 'colbert_index_speed.json'}")

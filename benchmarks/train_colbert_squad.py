@@ -62,8 +62,14 @@ def ir_metrics(ranked_ids: list[list[int]], ranked_scores: list[list[float]], re
     queries = {str(i): "" for i in range(len(relevant))}
     corpus = {str(i): "" for i in range(max(relevant) + 1)}
     evaluator = InformationRetrievalEvaluator(
-        queries, corpus, {str(i): {str(r)} for i, r in enumerate(relevant)},
-        mrr_at_k=[K], ndcg_at_k=[K], accuracy_at_k=[K], precision_recall_at_k=[K], map_at_k=[K],
+        queries,
+        corpus,
+        {str(i): {str(r)} for i, r in enumerate(relevant)},
+        mrr_at_k=[K],
+        ndcg_at_k=[K],
+        accuracy_at_k=[K],
+        precision_recall_at_k=[K],
+        map_at_k=[K],
     )
     results = [
         [{"corpus_id": str(c), "score": float(s)} for c, s in zip(ids, scores)]
@@ -109,10 +115,21 @@ def train(base: str, data: Path, out: Path, args: argparse.Namespace) -> tuple[f
     config = build_config(
         ColBERTTrainConfig,
         {
-            "model_name_or_path": base, "train_data": str(data), "output_dir": str(out), "epochs": args.epochs,
-            "batch_size": args.batch_size, "learning_rate": args.lr, "temperature": args.temperature,
-            "train_group_size": args.group_size, "query_length": 32, "max_length": args.doc_length, "seed": 0, "report_to": [],
-            "logging_steps": 10, "save_total_limit": 1, "warmup_ratio": 0.1,
+            "model_name_or_path": base,
+            "train_data": str(data),
+            "output_dir": str(out),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "temperature": args.temperature,
+            "train_group_size": args.group_size,
+            "query_length": 32,
+            "max_length": args.doc_length,
+            "seed": 0,
+            "report_to": [],
+            "logging_steps": 10,
+            "save_total_limit": 1,
+            "warmup_ratio": 0.1,
         },
         {},
     )
@@ -130,7 +147,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--doc-length", type=int, default=128, help="document tokens in training")
     parser.add_argument(
-        "--group-size", type=int, default=1,
+        "--group-size",
+        type=int,
+        default=1,
         help="documents per question in training: 1 = in-batch negatives only; 2 adds a hard negative from the "
         "same article (about 1.8x the training time)",
     )
@@ -148,8 +167,11 @@ def main() -> None:
     train_q = [q for q in questions if q[2] < n_articles // 2]
     eval_q = [q for q in questions if q[2] >= n_articles // 2]
     queries, relevant = [q for q, _, _ in eval_q], [p for _, p, _ in eval_q]
-    print(f"{len(train_q)} training questions (articles 1-{n_articles // 2}); {len(eval_q)} evaluation questions "
-          f"(articles {n_articles // 2 + 1}-{n_articles}) over all {len(paragraphs)} paragraphs", flush=True)
+    print(
+        f"{len(train_q)} training questions (articles 1-{n_articles // 2}); {len(eval_q)} evaluation questions "
+        f"(articles {n_articles // 2 + 1}-{n_articles}) over all {len(paragraphs)} paragraphs",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -167,26 +189,38 @@ def main() -> None:
         ("+ rag-retrieval-train colbert, ColBERTIndex search", colbert["index"]),
         ("+ rag-retrieval-train colbert, exhaustive MaxSim", colbert["exhaustive"]),
     ]
-    print(f"\nSQuAD v1.1 dev part 1: {len(eval_q)} questions of the last {n_articles - n_articles // 2} articles, "
-          f"{len(paragraphs)} paragraphs; ColBERT trained {args.epochs:g} epoch(s), batch {args.batch_size}, "
-          f"lr {args.lr:g}, seed 0\n")
+    print(
+        f"\nSQuAD v1.1 dev part 1: {len(eval_q)} questions of the last {n_articles - n_articles // 2} articles, "
+        f"{len(paragraphs)} paragraphs; ColBERT trained {args.epochs:g} epoch(s), batch {args.batch_size}, "
+        f"lr {args.lr:g}, seed 0\n"
+    )
     print("| model | recall@10 | nDCG@10 | MRR@10 |")
     print("|---|---|---|---|")
     for name, m in rows:
         print(f"| {name} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} |")
-    print(f"\ntraining: {train_s:.0f} s ({samples_per_s:.1f} samples/s); index: {colbert['index_tokens']} token "
-          f"vectors, built in {colbert['index_build_s']:.0f} s, IVF {'on' if colbert['index_uses_faiss'] else 'off'}; "
-          f"index top-10 vs exhaustive: {colbert['index_recall_vs_exhaustive']:.4f}; evaluation: bi-encoder "
-          f"{zero_shot_s:.0f} s, ColBERT {colbert_s:.0f} s")
-    command = (f"python benchmarks/train_colbert_squad.py --epochs {args.epochs:g} --batch-size {args.batch_size} "
-               f"--lr {args.lr:g} --temperature {args.temperature:g} --doc-length {args.doc_length} "
-               f"--group-size {args.group_size}")
+    print(
+        f"\ntraining: {train_s:.0f} s ({samples_per_s:.1f} samples/s); index: {colbert['index_tokens']} token "
+        f"vectors, built in {colbert['index_build_s']:.0f} s, IVF {'on' if colbert['index_uses_faiss'] else 'off'}; "
+        f"index top-10 vs exhaustive: {colbert['index_recall_vs_exhaustive']:.4f}; evaluation: bi-encoder "
+        f"{zero_shot_s:.0f} s, ColBERT {colbert_s:.0f} s"
+    )
+    command = (
+        f"python benchmarks/train_colbert_squad.py --epochs {args.epochs:g} --batch-size {args.batch_size} "
+        f"--lr {args.lr:g} --temperature {args.temperature:g} --doc-length {args.doc_length} "
+        f"--group-size {args.group_size}"
+    )
     print(f"\ncommand: {command}")
     RESULTS.mkdir(exist_ok=True)
     payload = {
-        "date": date.today().isoformat(), "command": command, "train_questions": len(train_q),
-        "eval_questions": len(eval_q), "paragraphs": len(paragraphs), "zero_shot_bi_encoder": zero_shot,
-        "colbert": colbert, "train_seconds": train_s, "train_samples_per_second": samples_per_s,
+        "date": date.today().isoformat(),
+        "command": command,
+        "train_questions": len(train_q),
+        "eval_questions": len(eval_q),
+        "paragraphs": len(paragraphs),
+        "zero_shot_bi_encoder": zero_shot,
+        "colbert": colbert,
+        "train_seconds": train_s,
+        "train_samples_per_second": samples_per_s,
     }
     (RESULTS / "train_colbert_squad.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"saved {RESULTS / 'train_colbert_squad.json'}")

@@ -54,9 +54,19 @@ def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace) -> fl
     config = build_config(
         EmbeddingTrainConfig,
         {
-            "model_name_or_path": base, "train_data": str(data), "output_dir": str(out), "epochs": args.epochs,
-            "batch_size": args.batch_size, "learning_rate": args.lr, "temperature": 0.05, "train_group_size": 2,
-            "max_length": 128, "seed": 0, "report_to": [], "logging_steps": 5, "save_total_limit": 1,
+            "model_name_or_path": base,
+            "train_data": str(data),
+            "output_dir": str(out),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "temperature": 0.05,
+            "train_group_size": 2,
+            "max_length": 128,
+            "seed": 0,
+            "report_to": [],
+            "logging_steps": 5,
+            "save_total_limit": 1,
             "warmup_ratio": 0.1,
         },
         {},
@@ -87,9 +97,17 @@ def train_peer(base: str, data: Path, out: Path, args: argparse.Namespace) -> fl
     trainer = SentenceTransformerTrainer(
         model=model,
         args=SentenceTransformerTrainingArguments(
-            output_dir=str(out), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-            learning_rate=args.lr, warmup_steps=0.1, weight_decay=0.01, seed=0, data_seed=0, report_to=[],
-            logging_steps=5, save_strategy="no",
+            output_dir=str(out),
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            warmup_steps=0.1,
+            weight_decay=0.01,
+            seed=0,
+            data_seed=0,
+            report_to=[],
+            logging_steps=5,
+            save_strategy="no",
         ),
         train_dataset=Dataset.from_dict(rows),
         loss=MultipleNegativesRankingLoss(model, scale=20.0),
@@ -129,12 +147,18 @@ def main() -> None:
     print("| model | MAP | MRR@10 | train samples/s | throughput vs peer | wall time |")
     print("|---|---|---|---|---|---|")
     print(f"| all-MiniLM-L6-v2 zero-shot | {zero_shot['MAP']:.4f} | {zero_shot['MRR@10']:.4f} | | | |")
-    print(f"| + rag-retrieval-train embedding (InfoNCE) | {ours['MAP']:.4f} | {ours['MRR@10']:.4f} | "
-          f"{ours_rate:.1f} | {ours_rate / peer_rate:.2f}x | {ours_time:.0f}s |")
-    print(f"| + sentence-transformers MNRL | {peer['MAP']:.4f} | {peer['MRR@10']:.4f} | {peer_rate:.1f} | 1.00x | "
-          f"{peer_time:.0f}s |")
-    print(f"\ncommand: python benchmarks/train_embedding_wikiqa.py --epochs {args.epochs:g} "
-          f"--batch-size {args.batch_size} --lr {args.lr:g}")
+    print(
+        f"| + rag-retrieval-train embedding (InfoNCE) | {ours['MAP']:.4f} | {ours['MRR@10']:.4f} | "
+        f"{ours_rate:.1f} | {ours_rate / peer_rate:.2f}x | {ours_time:.0f}s |"
+    )
+    print(
+        f"| + sentence-transformers MNRL | {peer['MAP']:.4f} | {peer['MRR@10']:.4f} | {peer_rate:.1f} | 1.00x | "
+        f"{peer_time:.0f}s |"
+    )
+    print(
+        f"\ncommand: python benchmarks/train_embedding_wikiqa.py --epochs {args.epochs:g} "
+        f"--batch-size {args.batch_size} --lr {args.lr:g}"
+    )
 
 
 if __name__ == "__main__":

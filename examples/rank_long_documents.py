@@ -21,9 +21,8 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything needed is on disk
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from transformers.utils import logging as hf_logging
-
 from excerpt import load_model_path, load_paragraphs, short  # the bundled data and model
+from transformers.utils import logging as hf_logging
 
 from rag_retrieval_integrations import RankedResults, Reranker
 

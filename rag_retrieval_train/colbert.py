@@ -149,11 +149,17 @@ class ColBERTTrainingRun(TrainingRun):
         c = self.config
         if c.loss == "contrastive":
             return ColBERTContrastiveLoss(
-                model, c.temperature, chunk_elements=c.score_chunk_elements, mini_batch_size=c.mini_batch_size,
+                model,
+                c.temperature,
+                chunk_elements=c.score_chunk_elements,
+                mini_batch_size=c.mini_batch_size,
                 gather_across_devices=c.gather_across_devices,
             )
         return ColBERTDistillKLLoss(
-            model, c.temperature, c.teacher_temperature, chunk_elements=c.score_chunk_elements,
+            model,
+            c.temperature,
+            c.teacher_temperature,
+            chunk_elements=c.score_chunk_elements,
             mini_batch_size=c.mini_batch_size,
         )
 

@@ -47,7 +47,7 @@ class TrainConfig:
     save_steps: int = 0  # 0: save at the end of every epoch; N > 0: every N steps
     save_total_limit: int = 2
     logging_steps: int = 10
-    resume: Union[bool, str] = False  # True: from the latest checkpoint in output_dir; or a checkpoint path
+    resume: bool | str = False  # True: from the latest checkpoint in output_dir; or a checkpoint path
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     dataloader_num_workers: int = 0
     disable_progress_bar: bool = False

@@ -127,7 +127,7 @@ def score_with_teacher(
     last_written = ""
     if done:
         with open(output, encoding="utf-8") as f:
-            for last_written in f:
+            for last_written in f:  # noqa: B007 (the loop is for its last value)
                 pass
         logger.info("resuming teacher scoring after %d of %d lines", done, total)
     examples = iter_jsonl(candidates, validate=_with_layout)
@@ -135,12 +135,17 @@ def score_with_teacher(
         line_number, example = next(examples)
     if done and json.loads(last_written)["query"] != example["query"]:
         raise DataFormatError(
-            candidates, line_number, f"the query differs from line {done} of {output}: that file holds another "
-            "input's teacher scores (delete it, or pass resume=False)"
+            candidates,
+            line_number,
+            f"the query differs from line {done} of {output}: that file holds another "
+            "input's teacher scores (delete it, or pass resume=False)",
         )
-    with open(output, "a" if done else "w", encoding="utf-8") as out, tqdm(
-        total=total, initial=done, desc="Teacher scoring", unit="query", disable=not show_progress_bar
-    ) as progress:
+    with (
+        open(output, "a" if done else "w", encoding="utf-8") as out,
+        tqdm(
+            total=total, initial=done, desc="Teacher scoring", unit="query", disable=not show_progress_bar
+        ) as progress,
+    ):
 
         def flush(chunk: list[dict[str, Any]]) -> None:
             flat = [(ex["query"], doc) for ex in chunk for doc in ex["docs"]]
@@ -200,7 +205,10 @@ def run_distill(config: DistillTrainConfig) -> Path:
     if config.step in ("all", "teacher-scores"):
         teacher = Reranker(config.teacher_model, model_type=config.teacher_model_type, **config.teacher_options)
         score_with_teacher(
-            teacher, config.train_data, scores_path, batch_size=config.teacher_batch_size,
+            teacher,
+            config.train_data,
+            scores_path,
+            batch_size=config.teacher_batch_size,
             show_progress_bar=not config.disable_progress_bar,
         )
         del teacher

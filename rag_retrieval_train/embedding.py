@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -27,7 +27,7 @@ class EmbeddingTrainConfig(TrainConfig):
     train_group_size: int = 2  # documents per query: 1 positive + (n - 1) hard negatives, or n scored ones
     mrl_dims: list[int] = field(default_factory=list)
     mrl_weights: list[float] = field(default_factory=list)
-    pooling: Optional[Literal["mean", "cls", "lasttoken"]] = None  # None: mean for encoders, lasttoken for LLMs
+    pooling: Literal["mean", "cls", "lasttoken"] | None = None  # None: mean for encoders, lasttoken for LLMs
     query_prompt: str = ""
     passage_prompt: str = ""
     gather_across_devices: bool = False
@@ -84,7 +84,9 @@ def build_embedding_model(config: EmbeddingTrainConfig) -> Any:
         model.__dict__["_rag_retrieval_peft"] = get_peft_model(
             transformer.auto_model,
             LoraConfig(
-                task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=config.lora_alpha,
+                task_type=TaskType.FEATURE_EXTRACTION,
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
                 lora_dropout=config.lora_dropout,
             ),
         )
@@ -145,7 +147,9 @@ class EmbeddingTrainingRun(TrainingRun):
             loss = PreferenceKLLoss(model, temperature=c.temperature, teacher_temperature=c.teacher_temperature)
         else:
             cosine, matrix, margin = c.distill_weights
-            loss = EmbeddingDistillationLoss(model, cosine_weight=cosine, similarity_weight=matrix, margin_weight=margin)
+            loss = EmbeddingDistillationLoss(
+                model, cosine_weight=cosine, similarity_weight=matrix, margin_weight=margin
+            )
         if c.mrl_dims:
             loss = MatryoshkaLoss(model, loss, matryoshka_dims=c.mrl_dims, matryoshka_weights=c.mrl_weights or None)
         return loss

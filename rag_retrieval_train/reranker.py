@@ -121,7 +121,10 @@ def _add_lora(scorer: BaseReranker, config: RerankerTrainConfig, backbone: str) 
 
     task = TaskType.CAUSAL_LM if backbone == "llm" else TaskType.SEQ_CLS
     lora = LoraConfig(
-        task_type=task, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        task_type=task,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
         target_modules=config.lora_target_modules or None,
     )
     # get_peft_model injects the LoRA layers into scorer.model in place (and, for SEQ_CLS, makes

@@ -56,7 +56,8 @@ class TrainingRun(ABC):
     """One training run: subclasses build the model, the training data and the loss."""
 
     name: ClassVar[str]  # the CLI sub-command
-    model_type: str  # what ``Reranker`` loads the result as (written to our metadata); a class value or set in build_model
+    # what ``Reranker`` loads the result as (written to our metadata); a class value or set in build_model
+    model_type: str
 
     def __init__(self, config: TrainConfig) -> None:
         config.validate()
@@ -174,8 +175,11 @@ class TrainingRun(ABC):
                 self.output_dir,
                 self.model_type,
                 **self.metadata(model, loss),
-                training={"trainer": self.name, "steps": trainer.state.global_step,
-                          "epochs": _round(trainer.state.epoch)},
+                training={
+                    "trainer": self.name,
+                    "steps": trainer.state.global_step,
+                    "epochs": _round(trainer.state.epoch),
+                },
             )
             save_config(self.config, self.output_dir, self.name)
             plot_loss_curve(trainer.state.log_history, self.output_dir / LOSS_CURVE_FILE, f"{self.name} training loss")

@@ -64,7 +64,10 @@ def test_scores_land_at_their_inputs_and_rows_of_scores_are_kept():
     out = score_in_batches(encoded, lengths, batch_size=2, pad_token_id=0, device=torch.device("cpu"))
     assert out.tolist() == [3, 9, 1, 5]
     two = score_in_batches(
-        encoded, lambda b: torch.stack([lengths(b), -lengths(b)], 1), batch_size=3, pad_token_id=0,
+        encoded,
+        lambda b: torch.stack([lengths(b), -lengths(b)], 1),
+        batch_size=3,
+        pad_token_id=0,
         device=torch.device("cpu"),
     )
     assert two.tolist() == [[3, -3], [9, -9], [1, -1], [5, -5]]

@@ -51,7 +51,9 @@ def test_maxsim_equals_hand_computed_values():
     np.testing.assert_allclose(maxsim([q], [d1, d2], query_mean=True).numpy(), [[0.9, 0.5]], atol=1e-6)
     np.testing.assert_allclose(maxsim_pairwise([q, q[:1]], [d1, d2]).numpy(), [1.8, 0.0], atol=1e-6)
     # float16 storage (0.8 -> 0.7998) scores like float32, and a tiny memory budget changes nothing
-    np.testing.assert_allclose(maxsim([q], [d1.astype(np.float16), d2], chunk_elements=1).numpy(), [[1.8, 1.0]], atol=1e-3)
+    np.testing.assert_allclose(
+        maxsim([q], [d1.astype(np.float16), d2], chunk_elements=1).numpy(), [[1.8, 1.0]], atol=1e-3
+    )
 
 
 def test_maxsim_masks_padding_instead_of_scoring_it():
@@ -183,7 +185,8 @@ def test_query_options(colbert_path, colbert):
     assert longer.encode_queries([QUERY])[0].shape[0] == 20
     mean = Reranker(colbert_path, query_mean=True)
     np.testing.assert_allclose(
-        mean.compute_score([(QUERY, d) for d in DOCS]), np.asarray(colbert.compute_score([(QUERY, d) for d in DOCS])) / 12,
+        mean.compute_score([(QUERY, d) for d in DOCS]),
+        np.asarray(colbert.compute_score([(QUERY, d) for d in DOCS])) / 12,
         atol=1e-5,
     )
 

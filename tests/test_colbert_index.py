@@ -151,8 +151,10 @@ def test_missing_or_corrupted_folder_is_a_clear_error(colbert, built, tmp_path):
         file.write_bytes(bytes(data))
 
     cases = {
-        "truncated": (lambda f: (f / "token_vectors.npy").write_bytes((f / "token_vectors.npy").read_bytes()[:-64]),
-                      r"token_vectors.npy is corrupted: \d+ bytes, the manifest says"),
+        "truncated": (
+            lambda f: (f / "token_vectors.npy").write_bytes((f / "token_vectors.npy").read_bytes()[:-64]),
+            r"token_vectors.npy is corrupted: \d+ bytes, the manifest says",
+        ),
         "flipped": (lambda f: flip_byte(f / "token_vectors.npy"), "token_vectors.npy is corrupted: its SHA-256"),
         "missing": (lambda f: (f / "faiss.index").unlink(), "incomplete: faiss.index is missing"),
         "manifest": (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON"),
@@ -162,7 +164,6 @@ def test_missing_or_corrupted_folder_is_a_clear_error(colbert, built, tmp_path):
             ColBERTIndex.load(broken(name, damage), colbert)
 
 
-
 def test_documents_file_with_a_repeated_id_is_refused(colbert, built, tmp_path):
     """Past the size check (same length) and with checksums off, the records themselves are checked."""
     folder = built.save(tmp_path / "index")
@@ -170,6 +171,7 @@ def test_documents_file_with_a_repeated_id_is_refused(colbert, built, tmp_path):
     docs.write_text(docs.read_text().replace('"id": "doc-1",', '"id": "doc-0",', 1))
     with pytest.raises(CorruptIndexError, match="is inconsistent: documents.jsonl repeats an id"):
         ColBERTIndex.load(folder, colbert, verify=False)
+
 
 def test_loading_with_a_model_of_another_dim_fails(built, tmp_path):
     other = Reranker(tc.build_tiny_colbert(tmp_path / "dim8", dim=8))

@@ -48,7 +48,9 @@ def test_langchain_retriever_sync_async_and_changes(colbert, expected, tmp_path)
     everything = ColBERTRetriever(index=retriever.index, k=30).invoke(QUERY)
     added = next(d for d in everything if d.id == ids[0])
     assert added.page_content == new.page_content and added.metadata["n"] == -1
-    assert added.metadata["relevance_score"] == pytest.approx(colbert.compute_score((QUERY, new.page_content))[0], abs=1e-2)
+    assert added.metadata["relevance_score"] == pytest.approx(
+        colbert.compute_score((QUERY, new.page_content))[0], abs=1e-2
+    )
     retriever.delete(ids)
     assert len(ColBERTRetriever(index=retriever.index, k=30).invoke(QUERY)) == len(TEXTS)
     assert retriever.invoke(QUERY) == found
@@ -66,9 +68,7 @@ def test_langchain_retriever_in_contextual_compression_with_our_reranker(colbert
 
     from rag_retrieval_integrations.langchain import ColBERTRetriever, RagRetrievalReranker
 
-    retriever = ColBERTRetriever.from_texts(
-        TEXTS, colbert, metadatas=[{"n": i} for i in range(len(TEXTS))], k=6
-    )
+    retriever = ColBERTRetriever.from_texts(TEXTS, colbert, metadatas=[{"n": i} for i in range(len(TEXTS))], k=6)
     reranker = RagRetrievalReranker(model=bi_encoder, top_n=2)
     pipeline = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=retriever)
     first_stage = retriever.invoke(QUERY)

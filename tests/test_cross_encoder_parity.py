@@ -58,9 +58,7 @@ def test_long_query_is_truncated_like_flag_reranker(bert_cross_encoder):
     long_query = "who wrote hamlet and how tall is everest and when was the tower built " * 8
     pairs = [(long_query, d) for d in DOCS]
     ranker = Reranker(bert_cross_encoder, max_length=MAX_LENGTH)
-    np.testing.assert_allclose(
-        ranker.compute_score(pairs), flag_scores(bert_cross_encoder, pairs), atol=1e-5, rtol=0
-    )
+    np.testing.assert_allclose(ranker.compute_score(pairs), flag_scores(bert_cross_encoder, pairs), atol=1e-5, rtol=0)
 
 
 def test_two_logit_head_normalizes_to_softmax_of_positive_label(bert_cross_encoder_2logit):
@@ -107,7 +105,9 @@ def test_split_max_is_the_max_over_reference_windows(fixture, request):
                         k: torch.tensor([v])
                         for k, v in prepare_for_model_compat(tokenizer, q_ids, w, truncation=False).items()
                     }
-                ).logits[0, 0].item()
+                )
+                .logits[0, 0]
+                .item()
                 for w in windows
             )
         assert len(windows) > 1

@@ -81,7 +81,9 @@ def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp
     folder = tmp_path / "multi-vector"
     shutil.copytree(bi_encoder, folder)
     st_config = json.loads((folder / "config_sentence_transformers.json").read_text())
-    (folder / "config_sentence_transformers.json").write_text(json.dumps({**st_config, "model_type": "MultiVectorEncoder"}))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({**st_config, "model_type": "MultiVectorEncoder"})
+    )
     monkeypatch.delitem(base._REGISTRY, "colbert")
     with pytest.raises(UnknownModelTypeError, match="'colbert'") as error:
         Reranker(folder)

@@ -31,12 +31,20 @@ def test_metrics_by_hand():
 
 def write_set(tmp_path):
     rows = [
-        {"query": "what is a panda?", "candidates": [
-            {"content": "Paris is the capital of France.", "label": 0},
-            {"content": "The giant panda is a bear native to China.", "label": 1}]},
-        {"query": "capital of france", "candidates": [
-            {"content": "Paris is the capital and most populous city of France.", "label": 1},
-            {"content": "Python is a programming language.", "label": 0}]},
+        {
+            "query": "what is a panda?",
+            "candidates": [
+                {"content": "Paris is the capital of France.", "label": 0},
+                {"content": "The giant panda is a bear native to China.", "label": 1},
+            ],
+        },
+        {
+            "query": "capital of france",
+            "candidates": [
+                {"content": "Paris is the capital and most populous city of France.", "label": 1},
+                {"content": "Python is a programming language.", "label": 0},
+            ],
+        },
         {"query": "no answer here", "candidates": [{"content": "Pandas eat bamboo.", "label": 0}]},
     ]
     path = tmp_path / "set.jsonl"
@@ -46,8 +54,22 @@ def write_set(tmp_path):
 
 def test_cli_compares_two_models_and_writes_json_and_markdown(bert_cross_encoder, bi_encoder, tmp_path, capsys):
     data = write_set(tmp_path)
-    code = main(["rerank", "--data", str(data), "--model", str(bert_cross_encoder), "--compare", str(bi_encoder),
-                 "--output-dir", str(tmp_path / "eval"), "--quiet", "--option", "max_length=64"])
+    code = main(
+        [
+            "rerank",
+            "--data",
+            str(data),
+            "--model",
+            str(bert_cross_encoder),
+            "--compare",
+            str(bi_encoder),
+            "--output-dir",
+            str(tmp_path / "eval"),
+            "--quiet",
+            "--option",
+            "max_length=64",
+        ]
+    )
     assert code == 0
     rows = json.loads((tmp_path / "eval" / "eval_rerank.json").read_text())
     assert [r["model"] for r in rows] == [str(bert_cross_encoder), str(bi_encoder)]

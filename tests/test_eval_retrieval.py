@@ -60,16 +60,23 @@ def write_beir(folder: Path, *, qrels: str | None = None, corpus_lines: list[str
 def write_squad(path: Path) -> Path:
     """Two articles, four paragraph entries of which one repeats a context: 3 documents, 5 questions."""
     paragraphs = [
-        {"context": DOCS[0], "qas": [{"id": "a", "question": DOCS[0], "answers": []},
-                                     {"id": "b", "question": "what do pandas eat?", "answers": []}]},
+        {
+            "context": DOCS[0],
+            "qas": [
+                {"id": "a", "question": DOCS[0], "answers": []},
+                {"id": "b", "question": "what do pandas eat?", "answers": []},
+            ],
+        },
         {"context": DOCS[3], "qas": [{"id": "c", "question": DOCS[3], "answers": []}]},
     ]
     second = [
         {"context": DOCS[5], "qas": [{"id": "d", "question": DOCS[5], "answers": []}]},
         {"context": DOCS[3], "qas": [{"id": "e", "question": "capital of France", "answers": []}]},
     ]
-    squad = {"version": "1.1", "data": [{"title": "One", "paragraphs": paragraphs},
-                                        {"title": "Two", "paragraphs": second}]}
+    squad = {
+        "version": "1.1",
+        "data": [{"title": "One", "paragraphs": paragraphs}, {"title": "Two", "paragraphs": second}],
+    }
     path.write_text(json.dumps(squad, indent=1))
     return path
 
@@ -139,8 +146,23 @@ def test_embedding_on_beir_ranks_each_exact_copy_first(bi_encoder, tmp_path, cap
 
 def test_mrl_on_squad_with_a_saved_index(bi_encoder, tmp_path):
     data, index = str(write_squad(tmp_path / "squad.json")), tmp_path / "index"
-    args = ["--data", data, "--model", str(bi_encoder), "--retriever", "mrl", "--option", "shortlist_factor=2",
-            "--option", "search_dim=8", "--metrics", "MRR@10", "R@1", "--index", str(index)]
+    args = [
+        "--data",
+        data,
+        "--model",
+        str(bi_encoder),
+        "--retriever",
+        "mrl",
+        "--option",
+        "shortlist_factor=2",
+        "--option",
+        "search_dim=8",
+        "--metrics",
+        "MRR@10",
+        "R@1",
+        "--index",
+        str(index),
+    ]
     assert run_cli(*args, "--output-dir", str(tmp_path / "built")) == 0
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["search_dim"] == 8 and manifest["search"]["shortlist_factor"] == 2  # the options reached MRLIndex
@@ -156,8 +178,21 @@ def test_mrl_on_squad_with_a_saved_index(bi_encoder, tmp_path):
 def test_a_saved_index_must_fit_the_options_and_the_corpus(bi_encoder, tmp_path, capsys):
     index = tmp_path / "index"
     squad = str(write_squad(tmp_path / "squad.json"))
-    assert run_cli("--data", squad, "--model", str(bi_encoder), "--retriever", "mrl", "--option", "search_dim=8",
-                   "--index", str(index)) == 0
+    assert (
+        run_cli(
+            "--data",
+            squad,
+            "--model",
+            str(bi_encoder),
+            "--retriever",
+            "mrl",
+            "--option",
+            "search_dim=8",
+            "--index",
+            str(index),
+        )
+        == 0
+    )
     for data, extra, message in [
         (squad, ["--option", "search_dim=16"], r"was built with \{'search_dim': 8\}"),
         (str(write_beir(tmp_path / "beir")), [], "does not hold this set's corpus"),
@@ -185,12 +220,24 @@ def test_colbert_on_squad_and_beir(tiny_colbert, tmp_path):
 
 def test_compare_runs_each_model_on_the_same_set(bi_encoder, tiny_colbert, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = run_cli("--data", str(write_beir(tmp_path / "beir")), "--model", str(bi_encoder),
-                   "--compare", str(tiny_colbert), "--max-queries", "4", "--output-dir", str(out))
+    code = run_cli(
+        "--data",
+        str(write_beir(tmp_path / "beir")),
+        "--model",
+        str(bi_encoder),
+        "--compare",
+        str(tiny_colbert),
+        "--max-queries",
+        "4",
+        "--output-dir",
+        str(out),
+    )
     assert code == 0
     rows = read_rows(out)
     assert [(r["model"], r["retriever"], r["queries"]) for r in rows] == [
-        (str(bi_encoder), "embedding", 4), (str(tiny_colbert), "colbert", 4)]
+        (str(bi_encoder), "embedding", 4),
+        (str(tiny_colbert), "colbert", 4),
+    ]
     table = capsys.readouterr().out
     assert f"| {bi_encoder} | embedding |" in table and f"| {tiny_colbert} | colbert |" in table
 
@@ -230,8 +277,11 @@ def bad_corpus(folder: Path) -> Path:
         (lambda p: write_beir(p), ["--split", "dev"], r"no qrels/dev\.tsv; --split can be one of \['test'\]"),
         (lambda p: write_beir(p), ["--option", "shortlist_factor=4"], "use --retriever mrl"),
         (lambda p: write_beir(p), ["--top-k", "10"], "shallower than the metrics' deepest cutoff"),
-        (lambda p: write_squad(p.with_suffix(".json")), ["--retriever", "mrl", "--option", "index_type=bogus"],
-         "index_type must be one of"),
+        (
+            lambda p: write_squad(p.with_suffix(".json")),
+            ["--retriever", "mrl", "--option", "index_type=bogus"],
+            "index_type must be one of",
+        ),
     ],
 )
 def test_bad_input_is_a_one_line_error(bi_encoder, tmp_path, capsys, make_data, extra, message):

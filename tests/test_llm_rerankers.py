@@ -109,7 +109,9 @@ def test_cutoff_at_last_layer_equals_full_model_and_earlier_layers_match_referen
     assert not np.allclose(per_layer[0], full, atol=1e-3)
     model = AutoModelForCausalLM.from_pretrained(decoder_llm).eval()
     encoded = ranker.encode_pairs([QUERY], [DOCS[0]])
-    assert per_layer[0][0] == pytest.approx(_reference_yes_logit(model, encoded.input_ids[0], ranker.yes_id, 1), abs=1e-5)
+    assert per_layer[0][0] == pytest.approx(
+        _reference_yes_logit(model, encoded.input_ids[0], ranker.yes_id, 1), abs=1e-5
+    )
     # a single cutoff gives a flat list, usable for ranking
     assert ranker.rank(QUERY, DOCS, cutoff_layers=[1]).scores == sorted(per_layer[0][:5], reverse=True)
 
@@ -170,7 +172,9 @@ def test_native_layerwise_model_gets_cutoff_layers_passed_through(tmp_path):
         ids = torch.tensor([ranker.encode_pairs([q], [d]).input_ids[0]])
         with torch.inference_mode():
             logits = model(input_ids=ids, cutoff_layers=[1, 3]).logits
-        assert [scores[0][i], scores[1][i]] == pytest.approx([logits[0][0, -1].item(), logits[1][0, -1].item()], abs=1e-5)
+        assert [scores[0][i], scores[1][i]] == pytest.approx(
+            [logits[0][0, -1].item(), logits[1][0, -1].item()], abs=1e-5
+        )
     # detected as a causal LM, the plain "llm" family scores it through its own last-layer head
     np.testing.assert_allclose(Reranker(path, trust_remote_code=True).compute_score(PAIRS), scores[1], atol=1e-5)
 

@@ -113,8 +113,9 @@ def test_shortlist_size_is_the_fewest_candidates():
     index = vector_index(docs, search_dim=8, shortlist_factor=10)
     by_factor = index.search_vectors(queries, 10)  # 100 candidates
     for factor, size in ((1, 100), (10, 40), (10, 100)):
-        np.testing.assert_array_equal(index.search_vectors(queries, 10, shortlist_factor=factor, shortlist_size=size)[1],
-                                      by_factor[1])
+        np.testing.assert_array_equal(
+            index.search_vectors(queries, 10, shortlist_factor=factor, shortlist_size=size)[1], by_factor[1]
+        )
     with_size = vector_index(docs, search_dim=8, shortlist_factor=1, shortlist_size=100)
     assert with_size.shortlist_size == 100
     np.testing.assert_array_equal(with_size.search_vectors(queries, 10)[1], by_factor[1])
@@ -124,7 +125,9 @@ def test_shortlist_size_is_the_fewest_candidates():
     assert np.mean(wider == want) > np.mean(by_factor[1] == want)
 
 
-@pytest.mark.parametrize("index_type,options", [("hnsw", {"hnsw_ef_search": 256}), ("ivf", {"nlist": 16, "nprobe": 16})])
+@pytest.mark.parametrize(
+    "index_type,options", [("hnsw", {"hnsw_ef_search": 256}), ("ivf", {"nlist": 16, "nprobe": 16})]
+)
 def test_approximate_first_stages(index_type, options):
     docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
     scores, rows = vector_index(docs, search_dim=64, index_type=index_type, **options).search_vectors(queries, 10)
@@ -282,7 +285,6 @@ def test_missing_or_corrupt_folders(tmp_path):
         MRLIndex.load(folder)
 
 
-
 def test_documents_file_with_a_repeated_id_is_refused(tmp_path):
     """Past the size check (same length) and with checksums off, the records themselves are checked."""
     folder = vector_index(clustered_vectors(20)).save(tmp_path / "index")
@@ -290,6 +292,7 @@ def test_documents_file_with_a_repeated_id_is_refused(tmp_path):
     docs.write_text(docs.read_text().replace('"id": "1",', '"id": "0",', 1))
     with pytest.raises(CorruptIndexError, match="is inconsistent: documents.jsonl repeats an id"):
         MRLIndex.load(folder, verify=False)
+
 
 def test_bad_arguments(ranker, bert_cross_encoder):
     with pytest.raises(ValueError, match="index_type must be one of"):
@@ -334,20 +337,26 @@ def test_vector_text_round_trip_and_errors():
     assert order.tolist() == [1, 2] and scores.tolist() == [0.9, 0.9]
 
 
-
 def test_rescore_stored_orders_by_full_vector_and_drops_below_threshold():
     """The vector-store retrievers' second stage: the best k by the full vectors in the metadata."""
-    stored = [{"v": vector_to_text(np.array(v, dtype=np.float32), "float32"), "n": i}
-              for i, v in enumerate([[0.1, 1.0], [0.9, 0.0], [0.5, 0.5]])]
+    stored = [
+        {"v": vector_to_text(np.array(v, dtype=np.float32), "float32"), "n": i}
+        for i, v in enumerate([[0.1, 1.0], [0.9, 0.0], [0.5, 0.5]])
+    ]
     names = [f"doc {i}" for i in range(3)]
     query = np.array([1.0, 0.0])
     kwargs = {"vector_key": "v", "dim": 2, "how_to_add": "add them with vectors"}
     assert rescore_stored(query, stored, names, 2, **kwargs) == [(1, pytest.approx(0.9)), (2, pytest.approx(0.5))]
     assert rescore_stored(query, stored, names, 3, score_threshold=0.3, **kwargs) == [
-        (1, pytest.approx(0.9)), (2, pytest.approx(0.5))]
+        (1, pytest.approx(0.9)),
+        (2, pytest.approx(0.5)),
+    ]
     assert rescore_stored(query, [], [], 3, **kwargs) == []
-    with pytest.raises(ValueError, match=r"doc 1 from the vector store has no full vector in metadata\['v'\]: add them"):
+    with pytest.raises(
+        ValueError, match=r"doc 1 from the vector store has no full vector in metadata\['v'\]: add them"
+    ):
         rescore_stored(query, [stored[0], {"n": 1}], names[:2], 2, **kwargs)
+
 
 def load_benchmark(name: str):
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

@@ -54,8 +54,11 @@ def documents() -> list[Document]:
 def make_nodes() -> list[TextNode]:
     return [
         TextNode(
-            id_=f"node-{i}", text=text, metadata={"topic": text.split()[1], "file_path": f"/data/{i}.txt"},
-            excluded_embed_metadata_keys=["file_path"], excluded_llm_metadata_keys=["file_path"],
+            id_=f"node-{i}",
+            text=text,
+            metadata={"topic": text.split()[1], "file_path": f"/data/{i}.txt"},
+            excluded_embed_metadata_keys=["file_path"],
+            excluded_llm_metadata_keys=["file_path"],
         )
         for i, text in enumerate(TEXTS)
     ]
@@ -112,8 +115,9 @@ def test_langchain_retriever_in_a_compression_retriever(embedder, cross_encoder)
 
 
 def test_langchain_from_texts(embedder):
-    retriever = MRLRetriever.from_texts(TEXTS, embedder, metadatas=[{"i": i} for i in range(len(TEXTS))],
-                                        search_dim=SEARCH_DIM, k=2)
+    retriever = MRLRetriever.from_texts(
+        TEXTS, embedder, metadatas=[{"i": i} for i in range(len(TEXTS))], search_dim=SEARCH_DIM, k=2
+    )
     assert [d.metadata["i"] for d in retriever.invoke(QUERY)] == [i for i, _ in ranked(embedder, QUERY, TEXTS, 2)]
     with pytest.raises(ValueError, match="metadatas has 1 entries for 8 texts"):
         MRLRetriever.from_texts(TEXTS, embedder, metadatas=[{}])

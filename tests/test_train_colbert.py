@@ -57,8 +57,13 @@ def test_contrastive_loss_equals_cross_entropy_over_every_document_of_the_batch(
     model.eval()  # no dropout: the loss's forward pass and the reference encode alike
     queries, positives, negatives = (list(c) for c in zip(*ROWS))
     loss = ColBERTContrastiveLoss(model, temperature=0.5)
-    value = loss([_features(model, queries, "query"), _features(model, positives, "document"),
-                  _features(model, negatives, "document")])
+    value = loss(
+        [
+            _features(model, queries, "query"),
+            _features(model, positives, "document"),
+            _features(model, negatives, "document"),
+        ]
+    )
     q = _vectors(model, queries, "query")
     docs = _vectors(model, positives, "document") + _vectors(model, negatives, "document")
     scores = maxsim(q, docs) / 0.5  # candidates: all 3 positives and all 3 hard negatives
@@ -76,8 +81,9 @@ def test_distillation_loss_equals_kl_to_the_teacher(model):
     loss = ColBERTDistillKLLoss(model, temperature=2.0, teacher_temperature=0.5)
     value = loss([_features(model, queries, "query")] + [_features(model, c, "document") for c in columns], teacher)
     q = _vectors(model, queries, "query")
-    student = torch.stack([maxsim([q[i]], [_vectors(model, [c[i]], "document")[0] for c in columns])[0]
-                           for i in range(3)])
+    student = torch.stack(
+        [maxsim([q[i]], [_vectors(model, [c[i]], "document")[0] for c in columns])[0] for i in range(3)]
+    )
     p = F.softmax(teacher / 0.5, dim=-1)
     expected = 4.0 * (p * (p.log() - F.log_softmax(student / 2.0, dim=-1))).sum(-1).mean()  # T^2 * mean KL
     assert value.item() == pytest.approx(expected.item(), abs=1e-4)
@@ -90,8 +96,11 @@ def test_scoring_is_chunked_and_chunking_changes_nothing(model, monkeypatch):
 
     model.eval()
     queries, positives, negatives = (list(c) for c in zip(*ROWS))
-    batch = [_features(model, queries, "query"), _features(model, positives, "document"),
-             _features(model, negatives, "document")]
+    batch = [
+        _features(model, queries, "query"),
+        _features(model, positives, "document"),
+        _features(model, negatives, "document"),
+    ]
     largest = []
     einsum = torch.einsum
 
@@ -123,11 +132,19 @@ def test_scoring_is_chunked_and_chunking_changes_nothing(model, monkeypatch):
 
 def _write_data(folder: Path) -> tuple[Path, Path]:
     triples = folder / "triples.jsonl"
-    triples.write_text("".join(json.dumps({"query": q, "pos": [p], "neg": [n, "Water boils at 100 degrees."]}) + "\n"
-                               for q, p, n in ROWS * 2))
+    triples.write_text(
+        "".join(
+            json.dumps({"query": q, "pos": [p], "neg": [n, "Water boils at 100 degrees."]}) + "\n"
+            for q, p, n in ROWS * 2
+        )
+    )
     scored = folder / "scored.jsonl"
-    scored.write_text("".join(json.dumps({"query": q, "pos": [p, n, "Water boils."], "scores": [4.0, -1.0, 0.5]}) + "\n"
-                              for q, p, n in ROWS))
+    scored.write_text(
+        "".join(
+            json.dumps({"query": q, "pos": [p, n, "Water boils."], "scores": [4.0, -1.0, 0.5]}) + "\n"
+            for q, p, n in ROWS
+        )
+    )
     return triples, scored
 
 
@@ -141,14 +158,30 @@ def test_cli_trains_a_checkpoint_that_loads_everywhere(tmp_path, model_path):
     triples, scored = _write_data(tmp_path)
     backbone = model_path.with_name(model_path.name + "-backbone")
     out = tmp_path / "out"
-    flags = {"model_name_or_path": str(backbone), "train_data": str(triples), "output_dir": str(out), "max_steps": "2",
-             "batch_size": "3", "dim": "8", "query_length": "10", "max_length": "32", "report_to": "none",
-             "learning_rate": "1e-3", "train_group_size": "3", "logging_steps": "1", "save_steps": "2"}
+    flags = {
+        "model_name_or_path": str(backbone),
+        "train_data": str(triples),
+        "output_dir": str(out),
+        "max_steps": "2",
+        "batch_size": "3",
+        "dim": "8",
+        "query_length": "10",
+        "max_length": "32",
+        "report_to": "none",
+        "learning_rate": "1e-3",
+        "train_group_size": "3",
+        "logging_steps": "1",
+        "save_steps": "2",
+    }
     run = ColBERTTrainingRun(build_config(ColBERTTrainConfig, {}, flags))
     run.run()
     # the markers were put before every column of the training batches
-    assert run.trainer.data_collator.prompts == {"query": "[Q] ", "positive": "[D] ", "negative_1": "[D] ",
-                                                 "negative_2": "[D] "}
+    assert run.trainer.data_collator.prompts == {
+        "query": "[Q] ",
+        "positive": "[D] ",
+        "negative_1": "[D] ",
+        "negative_2": "[D] ",
+    }
     metadata = json.loads((out / "rag_retrieval.json").read_text())
     assert metadata["model_type"] == "colbert" and metadata["embedding_dim"] == 8 and metadata["query_length"] == 10
     assert metadata["training"]["steps"] == 2
@@ -158,17 +191,40 @@ def test_cli_trains_a_checkpoint_that_loads_everywhere(tmp_path, model_path):
     st = MultiVectorEncoder(str(out), device="cpu")
     ours = Reranker(out)  # no arguments: the kind comes from the checkpoint
     assert isinstance(ours, ColBERTReranker) and ours.embedding_dim == 8
-    for a, b, c in zip(trained.encode_query(texts[:1]) + trained.encode_document(texts[1:]),
-                       st.encode_query(texts[:1]) + st.encode_document(texts[1:]),
-                       ours.encode_queries(texts[:1]) + ours.encode_documents(texts[1:])):
+    for a, b, c in zip(
+        trained.encode_query(texts[:1]) + trained.encode_document(texts[1:]),
+        st.encode_query(texts[:1]) + st.encode_document(texts[1:]),
+        ours.encode_queries(texts[:1]) + ours.encode_documents(texts[1:]),
+    ):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5)
         np.testing.assert_allclose(c, a.numpy(), atol=1e-5)
     assert trained.encode_query(texts[:1])[0].shape == (10, 8)
 
     # continued training from that checkpoint with teacher scores, through the CLI
-    assert main(["colbert", "--model_name_or_path", str(out), "--train_data", str(scored), "--output_dir",
-                 str(tmp_path / "distilled"), "--loss", "distill", "--train_group_size", "3", "--max_steps", "1",
-                 "--batch_size", "3", "--report_to", "none"]) == 0
+    assert (
+        main(
+            [
+                "colbert",
+                "--model_name_or_path",
+                str(out),
+                "--train_data",
+                str(scored),
+                "--output_dir",
+                str(tmp_path / "distilled"),
+                "--loss",
+                "distill",
+                "--train_group_size",
+                "3",
+                "--max_steps",
+                "1",
+                "--batch_size",
+                "3",
+                "--report_to",
+                "none",
+            ]
+        )
+        == 0
+    )
     distilled = Reranker(tmp_path / "distilled")
     assert distilled.embedding_dim == 8 and distilled.query_length == 10  # the checkpoint's settings are kept
 

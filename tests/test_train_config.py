@@ -24,15 +24,33 @@ def test_flags_override_yaml_which_overrides_defaults():
 
 def test_flag_syntaxes():
     assert parse_flags(["--a=1", "--b", "x y", "--c", "--d", "[1, 2]", "--e", "true"]) == {
-        "a": "1", "b": "x y", "c": "true", "d": "[1, 2]", "e": "true",
+        "a": "1",
+        "b": "x y",
+        "c": "true",
+        "d": "[1, 2]",
+        "e": "true",
     }
 
 
 def test_flag_values_are_typed_by_their_field():
-    flags = parse_flags([
-        "--query_prompt", "Instruct: find it\nQuery: ", "--mixed_precision", "no", "--mrl_dims", "[8, 16]",
-        "--resume", "true", "--pooling", "none", "--learning_rate", "3e-4", "--output_dir", "123",
-    ])
+    flags = parse_flags(
+        [
+            "--query_prompt",
+            "Instruct: find it\nQuery: ",
+            "--mixed_precision",
+            "no",
+            "--mrl_dims",
+            "[8, 16]",
+            "--resume",
+            "true",
+            "--pooling",
+            "none",
+            "--learning_rate",
+            "3e-4",
+            "--output_dir",
+            "123",
+        ]
+    )
     config = build_config(EmbeddingTrainConfig, REQUIRED, flags)
     assert config.query_prompt == "Instruct: find it\nQuery: "  # text stays text, not a YAML mapping
     assert config.mixed_precision == "no" and config.mrl_dims == [8, 16] and config.resume is True
@@ -46,8 +64,9 @@ def test_flag_values_are_typed_by_their_field():
 def test_unknown_key_lists_the_valid_ones(source):
     bad = {"batch_sise": 3}
     with pytest.raises(ConfigError, match="unknown key 'batch_sise'") as excinfo:
-        build_config(EmbeddingTrainConfig, {**REQUIRED, **(bad if source == "file" else {})},
-                     bad if source == "flag" else {})
+        build_config(
+            EmbeddingTrainConfig, {**REQUIRED, **(bad if source == "file" else {})}, bad if source == "flag" else {}
+        )
     assert "batch_size" in str(excinfo.value) and "mrl_dims" in str(excinfo.value)
 
 

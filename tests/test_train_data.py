@@ -128,14 +128,28 @@ def test_lines_are_normalized(tmp_path, cache):
         ],
     )
     rows = [example for _, example in iter_jsonl(path)]
-    assert rows[0] == {"query": "pair", "pos": ["a"], "neg": [], "scores": [],
-                       "prompt_for_query": None, "prompt_for_passage": None}
+    assert rows[0] == {
+        "query": "pair",
+        "pos": ["a"],
+        "neg": [],
+        "scores": [],
+        "prompt_for_query": None,
+        "prompt_for_passage": None,
+    }
     assert rows[1]["neg"] == ["b", "c"] and rows[1]["prompt_for_query"] == ""
     assert rows[2]["scores"] == [1.0, 0.5] and isinstance(rows[2]["scores"][0], float)
     assert rows[3] == {**rows[0], "query": "nulls"}
     dataset = load_examples(path, cache_dir=cache)
-    assert dataset.column_names == ["query", "pos", "neg", "scores", "prompt_for_query", "prompt_for_passage",
-                                    "source_file", "line_number"]
+    assert dataset.column_names == [
+        "query",
+        "pos",
+        "neg",
+        "scores",
+        "prompt_for_query",
+        "prompt_for_passage",
+        "source_file",
+        "line_number",
+    ]
     assert [{k: row[k] for k in rows[0]} for row in dataset] == rows
     assert dataset["line_number"] == [1, 2, 3, 4] and set(dataset["source_file"]) == {str(path)}
 
@@ -153,8 +167,17 @@ def test_large_file_is_streamed_and_backed_by_arrow_on_disk(tmp_path, cache):
         f.write('{"query": "last", "pos": "not a list"}\n')
 
     stream = iter_jsonl(path)
-    assert next(stream) == (1, {"query": "q0", "pos": ["p0"], "neg": ["n0"], "scores": [],
-                                "prompt_for_query": None, "prompt_for_passage": None})
+    assert next(stream) == (
+        1,
+        {
+            "query": "q0",
+            "pos": ["p0"],
+            "neg": ["n0"],
+            "scores": [],
+            "prompt_for_query": None,
+            "prompt_for_passage": None,
+        },
+    )
     seen = 1
     with pytest.raises(DataFormatError, match=rf":{n}: 'pos' must be a list of strings, got a bare string"):
         for _ in stream:
@@ -202,8 +225,11 @@ def negatives(row: dict) -> list[str]:
 def test_infonce_columns_and_resampling_per_epoch(triplets):
     view = training_view(triplets, "infonce", group_size=5, seed=7)
     callback = EpochResampleCallback(view)
-    assert list(view[0]) == training_columns("infonce", 5) == ["query", "positive"] + [
-        f"negative_{i}" for i in range(1, 5)]
+    assert (
+        list(view[0])
+        == training_columns("infonce", 5)
+        == ["query", "positive"] + [f"negative_{i}" for i in range(1, 5)]
+    )
 
     epoch0 = [view[i] for i in range(len(view))]
     assert [view[i] for i in range(len(view))] == epoch0  # same epoch twice: the same draw
@@ -241,8 +267,9 @@ def test_callback_follows_the_trainer_epoch(triplets):
     assert sampler.epoch == 3
     with pytest.raises(TypeError, match="training_view"):
         EpochResampleCallback(triplets)
-    persistent = TrainingArguments(output_dir="unused", report_to=[], dataloader_num_workers=2,
-                                   dataloader_persistent_workers=True)
+    persistent = TrainingArguments(
+        output_dir="unused", report_to=[], dataloader_num_workers=2, dataloader_persistent_workers=True
+    )
     with pytest.raises(ValueError, match="persistent"):
         callback.on_train_begin(persistent, TrainerState(), TrainerControl())
 
@@ -272,8 +299,9 @@ def test_sampling_does_not_depend_on_the_hash_seed(triplets):
     )
     source, cache = triplets["source_file"][0], Path(triplets.cache_files[0]["filename"]).parents[3]
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code, source, str(cache)], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, source, str(cache)], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == here
 
 
@@ -411,12 +439,18 @@ def test_trainer_resamples_every_epoch(bi_encoder, triplets, tmp_path, monkeypat
     resampler = EpochResampleCallback()  # as the embedding trainer wires it
     view = training_view(triplets, kind="infonce", group_size=3, seed=0, epochs=resampler)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=4, save_strategy="no",
-        report_to=[], use_cpu=True, batch_sampler=BatchSamplers.NO_DUPLICATES, logging_strategy="no",
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=2,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        logging_strategy="no",
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=view,
-                                         loss=MultipleNegativesRankingLoss(model),
-                                         callbacks=[resampler])
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=view, loss=MultipleNegativesRankingLoss(model), callbacks=[resampler]
+    )
     trainer.train()
     assert seen_epochs == {0, 1}
 
@@ -453,7 +487,8 @@ def test_distillation_texts_get_their_teacher_vector_lazily(tmp_path, cache, tea
     from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 
     batch = SentenceTransformerDataCollator(preprocess_fn=lambda texts, **_: {"n": len(texts)})(
-        [dataset[i] for i in range(3)])
+        [dataset[i] for i in range(3)]
+    )
     assert batch["label"].shape == (3, 4)
 
 

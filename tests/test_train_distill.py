@@ -54,15 +54,17 @@ def test_teacher_scores_are_the_teachers_and_keep_the_layout(bert_cross_encoder,
     rows = groups(0, 5) + [{"query": "capital of france", "content": SENTENCES[3], "label": 1}]
     source = write(tmp_path / "cands.jsonl", rows)
     teacher = Reranker(bert_cross_encoder)
-    out = score_with_teacher(teacher, source, tmp_path / "scores.jsonl", batch_size=4, pairs_per_chunk=7,
-                             show_progress_bar=False)
+    out = score_with_teacher(
+        teacher, source, tmp_path / "scores.jsonl", batch_size=4, pairs_per_chunk=7, show_progress_bar=False
+    )
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 6
     for row, line in zip(rows[:5], lines[:5]):
         docs = row["pos"] + row["neg"]
         assert [h["content"] for h in line["hits"]] == docs
-        np.testing.assert_allclose([h["score"] for h in line["hits"]],
-                                   teacher.compute_score([(row["query"], d) for d in docs]), atol=1e-6)
+        np.testing.assert_allclose(
+            [h["score"] for h in line["hits"]], teacher.compute_score([(row["query"], d) for d in docs]), atol=1e-6
+        )
         assert [h["label"] for h in line["hits"]] == [1.0] + [0.0] * 5
     assert set(lines[5]) == {"query", "content", "score", "label"}
 
@@ -83,8 +85,9 @@ def test_teacher_scoring_resumes_after_an_interruption(bert_cross_encoder, tmp_p
     resumed = [json.loads(x) for x in partial.read_text().splitlines()]
     expected = [json.loads(x) for x in lines]
     assert [[h["content"] for h in r["hits"]] for r in resumed] == [[h["content"] for h in r["hits"]] for r in expected]
-    np.testing.assert_allclose([h["score"] for r in resumed for h in r["hits"]],
-                               [h["score"] for r in expected for h in r["hits"]], atol=1e-6)
+    np.testing.assert_allclose(
+        [h["score"] for r in resumed for h in r["hits"]], [h["score"] for r in expected for h in r["hits"]], atol=1e-6
+    )
 
     other = write(tmp_path / "other.jsonl", groups(2, 6))
     with pytest.raises(ValueError, match="holds another input's teacher scores"):
@@ -103,10 +106,32 @@ def test_student_learns_the_teachers_ranking_on_held_out_groups(tmp_path):
     before = agreement(Reranker(student_path), teacher, held_out)
 
     argv = [
-        "distill", "--teacher_model", str(teacher_path), "--model_name_or_path", str(student_path),
-        "--train_data", str(train_file), "--output_dir", str(tmp_path / "student-out"), "--loss", "distill_kl",
-        "--train_group_size", "6", "--batch_size", "8", "--epochs", "4", "--learning_rate", "2e-3",
-        "--report_to", "[]", "--disable_progress_bar", "--max_length", "64", "--logging_steps", "5",
+        "distill",
+        "--teacher_model",
+        str(teacher_path),
+        "--model_name_or_path",
+        str(student_path),
+        "--train_data",
+        str(train_file),
+        "--output_dir",
+        str(tmp_path / "student-out"),
+        "--loss",
+        "distill_kl",
+        "--train_group_size",
+        "6",
+        "--batch_size",
+        "8",
+        "--epochs",
+        "4",
+        "--learning_rate",
+        "2e-3",
+        "--report_to",
+        "[]",
+        "--disable_progress_bar",
+        "--max_length",
+        "64",
+        "--logging_steps",
+        "5",
     ]
     assert main(argv) == 0
     out = tmp_path / "student-out"
@@ -134,9 +159,18 @@ def test_other_distillation_losses_run_from_teacher_scores(bert_cross_encoder, t
     source = write(tmp_path / "cands.jsonl", groups(5, 8))
     scores = score_with_teacher(Reranker(bert_cross_encoder), source, tmp_path / "t.jsonl", show_progress_bar=False)
     config = DistillTrainConfig(
-        step="student", model_name_or_path=str(bert_cross_encoder), teacher_scores=str(scores),
-        train_data=str(source), output_dir=str(tmp_path / "out"), loss=loss, train_group_size=4, max_steps=2,
-        batch_size=4, report_to=[], disable_progress_bar=True, max_length=64,
+        step="student",
+        model_name_or_path=str(bert_cross_encoder),
+        teacher_scores=str(scores),
+        train_data=str(source),
+        output_dir=str(tmp_path / "out"),
+        loss=loss,
+        train_group_size=4,
+        max_steps=2,
+        batch_size=4,
+        report_to=[],
+        disable_progress_bar=True,
+        max_length=64,
     )
     out = run_distill(config)
     assert json.loads((Path(out) / "rag_retrieval.json").read_text())["loss"] == loss
@@ -146,5 +180,6 @@ def test_distill_config_errors():
     with pytest.raises(ConfigError, match="teacher_model is required for step=teacher-scores"):
         DistillTrainConfig(step="teacher-scores", train_data="x.jsonl").validate()
     with pytest.raises(ConfigError, match="distill trains with one of"):
-        DistillTrainConfig(model_name_or_path="m", train_data="x", output_dir="o", teacher_model="t",
-                           loss="bce").validate()
+        DistillTrainConfig(
+            model_name_or_path="m", train_data="x", output_dir="o", teacher_model="t", loss="bce"
+        ).validate()

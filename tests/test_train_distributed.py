@@ -25,15 +25,24 @@ def _train(config: dict, processes: int, tmp_path: Path) -> Path:
     config_file = tmp_path / f"cfg-{processes}.yaml"
     config_file.write_text(yaml.safe_dump(config))
     launcher = (
-        [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
-         f"--master-port={_free_port()}", "--master-addr=127.0.0.1"]
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={processes}",
+            f"--master-port={_free_port()}",
+            "--master-addr=127.0.0.1",
+        ]
         if processes > 1
         else [sys.executable]
     )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [*launcher, "-m", "rag_retrieval_train", "embedding", "--config", str(config_file)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return Path(config["output_dir"])
@@ -49,10 +58,18 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     common = {
         # SGD: Adam's update m/sqrt(v) turns round-off in near-zero gradients into full-size steps,
         # which would hide whether the two runs computed the same gradients.
-        "model_name_or_path": str(model), "train_data": str(data), "max_steps": 3, "learning_rate": 0.5,
-        "optim": "sgd", "weight_decay": 0.0,
-        "report_to": [], "logging_steps": 1, "max_length": 32, "disable_progress_bar": True,
-        "gather_across_devices": True, "warmup_ratio": 0.0,
+        "model_name_or_path": str(model),
+        "train_data": str(data),
+        "max_steps": 3,
+        "learning_rate": 0.5,
+        "optim": "sgd",
+        "weight_decay": 0.0,
+        "report_to": [],
+        "logging_steps": 1,
+        "max_length": 32,
+        "disable_progress_bar": True,
+        "gather_across_devices": True,
+        "warmup_ratio": 0.0,
     }
     # every step holds the whole data set (8 rows): 1 process x 8 rows, or 2 processes x 4 rows
     single = _train({**common, "batch_size": 8, "output_dir": str(tmp_path / "one")}, 1, tmp_path)

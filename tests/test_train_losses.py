@@ -495,7 +495,9 @@ def test_distillation_no_ordered_triples_gives_zero():
 
 def test_distillation_validates_inputs():
     loss = EmbeddingDistillationLoss(None)
-    with pytest.raises(ValueError, match="student embedding dim 8 != teacher dim 16.*Dense\\(8, 16, activation_function"):
+    with pytest.raises(
+        ValueError, match="student embedding dim 8 != teacher dim 16.*Dense\\(8, 16, activation_function"
+    ):
         loss.compute_loss_from_embeddings([torch.randn(4, 8)], torch.randn(4, 16))
     with pytest.raises(ValueError, match="labels=None"):
         loss.compute_loss_from_embeddings([torch.randn(4, 8)], None)

@@ -76,8 +76,9 @@ def test_cross_encoder_from_a_bi_encoder_loads_in_sentence_transformers_and_flag
 
     argv = ["reranker"] + [
         token
-        for key, value in options(bi_encoder, tmp_path, loss="bce",
-                                  train_data=str(write_pointwise(tmp_path / "p.jsonl"))).items()
+        for key, value in options(
+            bi_encoder, tmp_path, loss="bce", train_data=str(write_pointwise(tmp_path / "p.jsonl"))
+        ).items()
         for token in (f"--{key}", value if isinstance(value, str) else json.dumps(value))
     ]
     assert main(argv) == 0
@@ -114,15 +115,30 @@ def test_yes_token_llm_reranker_loads_in_flag_llm_reranker_with_its_template(dec
     ranker = Reranker(out)  # no arguments: template and yes token come from the metadata
     assert ranker.prompt_template.query_instruction == "Q: "
     ours = np.array(ranker.compute_score(PAIRS))
-    flag = FlagLLMReranker(str(out), use_fp16=False, devices="cpu", query_instruction_for_rerank="Q: ",
-                           passage_instruction_for_rerank="B: ")
+    flag = FlagLLMReranker(
+        str(out),
+        use_fp16=False,
+        devices="cpu",
+        query_instruction_for_rerank="Q: ",
+        passage_instruction_for_rerank="B: ",
+    )
     theirs = flag.compute_score(PAIRS, prompt=template["prompt"], max_length=512)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
 def test_llm_classifier_backbone_with_lora_merged(decoder_classifier, tmp_path):
-    out = train(**options(decoder_classifier, tmp_path, backbone="llm-classifier", loss="listwise_ce", lora=True, max_length=256,
-                          lora_r=4, lora_alpha=8))
+    out = train(
+        **options(
+            decoder_classifier,
+            tmp_path,
+            backbone="llm-classifier",
+            loss="listwise_ce",
+            lora=True,
+            max_length=256,
+            lora_r=4,
+            lora_alpha=8,
+        )
+    )
     metadata = json.loads((out / "rag_retrieval.json").read_text())
     assert metadata["model_type"] == "llm-classifier" and metadata["lora"]["merged"]
     assert not any("lora" in name for name in json.loads((out / "config.json").read_text()))
@@ -150,8 +166,9 @@ def test_training_scores_are_inference_scores(bert_cross_encoder, tmp_path):
     assert labels.shape == (4,)
     with torch.no_grad():
         trained_view = module(**batch).numpy()
-    np.testing.assert_allclose(trained_view, Reranker(bert_cross_encoder, max_length=64).compute_score(PAIRS),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        trained_view, Reranker(bert_cross_encoder, max_length=64).compute_score(PAIRS), atol=1e-5
+    )
 
 
 def test_group_loss_on_pointwise_only_data_without_positives_is_a_clear_error(bert_cross_encoder, tmp_path):
@@ -171,8 +188,17 @@ def test_yes_token_llm_with_lora_resumes_and_merges(decoder_llm, tmp_path):
     the merged result scores like FlagLLMReranker."""
     from FlagEmbedding import FlagLLMReranker
 
-    values = options(decoder_llm, tmp_path, loss="listwise_ce", max_length=256, lora=True, lora_r=4, lora_alpha=8,
-                     save_steps=2, max_steps=2)
+    values = options(
+        decoder_llm,
+        tmp_path,
+        loss="listwise_ce",
+        max_length=256,
+        lora=True,
+        lora_r=4,
+        lora_alpha=8,
+        save_steps=2,
+        max_steps=2,
+    )
     train(**values)
     assert (tmp_path / "out" / "checkpoint-2").is_dir()
     out = train(**{**values, "max_steps": 3, "resume": True})

@@ -70,29 +70,45 @@ def build_pylate_colbert(path: Path, *, dim: int = 16, query_length: int = 10, s
     config = kit._tiny_bert_config(len(tokenizer))
     BertModel(config, add_pooling_layer=False).save_pretrained(path)
     tokenizer.save_pretrained(path)
-    (path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
-    ]))
+    (path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+            ]
+        )
+    )
     (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 40, "do_lower_case": False}))
-    (path / "config_sentence_transformers.json").write_text(json.dumps({
-        "model_type": "ColBERT",
-        "prompts": {},
-        "default_prompt_name": None,
-        "similarity_fn_name": "MaxSim",
-        "query_prefix": "[Q] ",
-        "document_prefix": "[D] ",
-        "query_length": query_length,
-        "document_length": 40,
-        "attend_to_expansion_tokens": False,
-        "skiplist_words": [".", ",", "?"],
-    }))
+    (path / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "model_type": "ColBERT",
+                "prompts": {},
+                "default_prompt_name": None,
+                "similarity_fn_name": "MaxSim",
+                "query_prefix": "[Q] ",
+                "document_prefix": "[D] ",
+                "query_length": query_length,
+                "document_length": 40,
+                "attend_to_expansion_tokens": False,
+                "skiplist_words": [".", ",", "?"],
+            }
+        )
+    )
     (path / "1_Dense").mkdir()
-    (path / "1_Dense" / "config.json").write_text(json.dumps({
-        "in_features": config.hidden_size, "out_features": dim, "bias": False,
-        "activation_function": "torch.nn.modules.linear.Identity",
-    }))
-    save_file({"linear.weight": torch.randn(dim, config.hidden_size) * 0.2}, str(path / "1_Dense" / "model.safetensors"))
+    (path / "1_Dense" / "config.json").write_text(
+        json.dumps(
+            {
+                "in_features": config.hidden_size,
+                "out_features": dim,
+                "bias": False,
+                "activation_function": "torch.nn.modules.linear.Identity",
+            }
+        )
+    )
+    save_file(
+        {"linear.weight": torch.randn(dim, config.hidden_size) * 0.2}, str(path / "1_Dense" / "model.safetensors")
+    )
     return path
 
 
@@ -102,14 +118,27 @@ def build_bge_m3(path: Path, *, colbert_dim: int = 24, seed: int = 2) -> Path:
 
     tokenizer = XLMRobertaTokenizerFast(
         tokenizer_object=kit._unigram_tokenizer(),
-        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=254,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=254,
     )
     torch.manual_seed(seed)
     config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=258, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, type_vocab_size=1,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=258,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        type_vocab_size=1,
     )
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(path)
     tokenizer.save_pretrained(path)

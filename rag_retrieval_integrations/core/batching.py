@@ -100,8 +100,9 @@ def score_in_batches(
             del batch
             _empty_cache(device)
             half = len(rows) // 2
-            logger.warning("out of memory on a batch of %d inputs; retrying as two of %d and %d", len(rows), half,
-                           len(rows) - half)
+            logger.warning(
+                "out of memory on a batch of %d inputs; retrying as two of %d and %d", len(rows), half, len(rows) - half
+            )
             pending.extend([rows[half:], rows[:half]])
             continue
         if scores is None:

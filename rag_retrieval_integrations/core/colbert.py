@@ -155,8 +155,12 @@ def build_colbert_model(
     )
     skiplist = _punctuation_tokens(transformer.tokenizer) if skip_punctuation else []
     return MultiVectorEncoder(
-        modules=[transformer, projection, MultiVectorMask(skiplist_words=skiplist),
-                 Normalize(module_input_name="token_embeddings")],
+        modules=[
+            transformer,
+            projection,
+            MultiVectorMask(skiplist_words=skiplist),
+            Normalize(module_input_name="token_embeddings"),
+        ],
         prompts={"query": query_marker, "document": document_marker},
         similarity_fn_name="meanmaxsim" if query_mean else "maxsim",
         device=device,
@@ -245,8 +249,10 @@ def load_colbert_model(
     """
     from sentence_transformers import MultiVectorEncoder
 
-    info = checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint(
-        checkpoint, revision=hf_kwargs.get("revision"), token=hf_kwargs.get("token")
+    info = (
+        checkpoint
+        if isinstance(checkpoint, CheckpointInfo)
+        else read_checkpoint(checkpoint, revision=hf_kwargs.get("revision"), token=hf_kwargs.get("token"))
     )
     layout = colbert_format(info)
     if layout == "multi-vector":
@@ -395,7 +401,8 @@ class ColBERTReranker(BaseReranker):
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
         return score_pairs_by_windows(
-            queries, docs,
+            queries,
+            docs,
             windows=self._document_windows if self.long_doc == "split-max" else None,
             encode=lambda texts, is_query: self._encode(texts, is_query, batch_size),
             pair_scores=lambda q, d, q_rows, d_rows: maxsim_pairwise(

@@ -341,7 +341,9 @@ class ColBERTIndex:
     def _faiss_add(self, vectors: np.ndarray, first_row: int) -> None:
         rows = np.arange(first_row, first_row + len(vectors), dtype=np.int64)
         for start in range(0, len(vectors), 65_536):  # FAISS takes float32: converted in slices
-            self._faiss.add_with_ids(np.asarray(vectors[start : start + 65_536], np.float32), rows[start : start + 65_536])
+            self._faiss.add_with_ids(
+                np.asarray(vectors[start : start + 65_536], np.float32), rows[start : start + 65_536]
+            )
 
     def _build_ivf(self) -> None:
         """Train the IVF index (k-means centroids, 8-bit quantizer) on the stored vectors and add them all."""
@@ -486,8 +488,12 @@ class ColBERTIndex:
                 "num_tokens": len(self._vectors),
                 "dim": self.dim,
                 "vector_dtype": "float16",
-                "faiss": {"mode": self.faiss_index, "built": self._faiss is not None, "kind": "IVF-SQ8",
-                          "nlist": self.nlist},
+                "faiss": {
+                    "mode": self.faiss_index,
+                    "built": self._faiss is not None,
+                    "kind": "IVF-SQ8",
+                    "nlist": self.nlist,
+                },
                 "search": {"nprobe": self.nprobe, "token_k": self.token_k, "max_candidates": self.max_candidates},
             }
             write_manifest(folder, manifest, files)
@@ -524,13 +530,22 @@ class ColBERTIndex:
         manifest = _read_manifest(folder)
         settings = manifest["model"]
         if model is None:
-            kwargs = {"max_length": settings.get("document_length"), "query_length": settings.get("query_length"),
-                      "query_expansion": settings.get("query_expansion"), "query_mean": settings.get("query_mean")}
+            kwargs = {
+                "max_length": settings.get("document_length"),
+                "query_length": settings.get("query_length"),
+                "query_expansion": settings.get("query_expansion"),
+                "query_mean": settings.get("query_mean"),
+            }
             model_kwargs = {**{k: v for k, v in kwargs.items() if v is not None}, **dict(model_kwargs or {})}
             model = settings["model"]
         search = {**manifest.get("search", {}), **options}
-        index = cls(model, faiss_index=manifest["faiss"]["mode"], nlist=manifest["faiss"].get("nlist"),
-                    model_kwargs=model_kwargs, **search)
+        index = cls(
+            model,
+            faiss_index=manifest["faiss"]["mode"],
+            nlist=manifest["faiss"].get("nlist"),
+            model_kwargs=model_kwargs,
+            **search,
+        )
         if index.dim != manifest["dim"]:
             raise ValueError(
                 f"the model gives {index.dim}-dim token vectors but the index at {str(folder)!r} holds "
@@ -540,7 +555,9 @@ class ColBERTIndex:
         if verify:
             verify_checksums(folder, manifest)
         try:
-            vectors = np.load(folder / VECTORS_FILE, mmap_mode="c", allow_pickle=False)  # copy-on-write: disk never changes
+            vectors = np.load(
+                folder / VECTORS_FILE, mmap_mode="c", allow_pickle=False
+            )  # copy-on-write: disk never changes
             offsets = np.load(folder / OFFSETS_FILE, allow_pickle=False)
             documents = read_documents(folder / DOCUMENTS_FILE)
             faiss_index = faiss.read_index(str(folder / FAISS_FILE)) if (folder / FAISS_FILE).is_file() else None
@@ -566,7 +583,11 @@ class ColBERTIndex:
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
     manifest = read_manifest(
-        folder, kind="a ColBERT", writer="ColBERTIndex.save", index_format=INDEX_FORMAT, version=INDEX_FORMAT_VERSION,
+        folder,
+        kind="a ColBERT",
+        writer="ColBERTIndex.save",
+        index_format=INDEX_FORMAT,
+        version=INDEX_FORMAT_VERSION,
         keys=("model", "dim", "num_documents", "num_tokens", "faiss"),
         required_files=(VECTORS_FILE, OFFSETS_FILE, DOCUMENTS_FILE),
     )
@@ -576,7 +597,11 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def _check_shapes(
-    folder: Path, manifest: dict[str, Any], vectors: np.ndarray, offsets: np.ndarray, documents: list[Any],
+    folder: Path,
+    manifest: dict[str, Any],
+    vectors: np.ndarray,
+    offsets: np.ndarray,
+    documents: list[Any],
     faiss_index: Any,
 ) -> None:
     n_docs, n_tokens, dim = manifest["num_documents"], manifest["num_tokens"], manifest["dim"]
@@ -605,5 +630,7 @@ def _warn_on_setting_changes(model: ColBERTReranker, saved: dict[str, Any], fold
     if changed:
         logger.warning(
             "the model encodes differently from the one that built the index at %s (%s): scores of new and old "
-            "documents may not compare", folder, "; ".join(changed)
+            "documents may not compare",
+            folder,
+            "; ".join(changed),
         )

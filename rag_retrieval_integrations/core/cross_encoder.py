@@ -50,7 +50,8 @@ class CrossEncoderReranker(BaseReranker):
         path = self.checkpoint.path
         self.tokenizer = self._preloaded_or("tokenizer", lambda: AutoTokenizer.from_pretrained(path, **self.hf_kwargs))
         self.model = self._preloaded_or(
-            "model", lambda: AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, **self.hf_kwargs)
+            "model",
+            lambda: AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, **self.hf_kwargs),
         )
         num_labels = self.model.config.num_labels
         if num_labels not in (1, 2):

@@ -108,7 +108,8 @@ class EmbeddingReranker(BaseReranker):
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
         return score_pairs_by_windows(
-            queries, docs,
+            queries,
+            docs,
             windows=self._document_windows if self.long_doc == "split-max" else None,
             encode=lambda texts, is_query: self._encode(texts, is_query, batch_size),
             pair_scores=lambda q, d, q_rows, d_rows: self.model.similarity_pairwise(q[q_rows], d[d_rows]),

@@ -145,7 +145,13 @@ def write_manifest(folder: Path, manifest: dict[str, Any], files: Iterable[str])
 
 
 def read_manifest(
-    folder: Path, *, kind: str, writer: str, index_format: str, version: int, keys: Sequence[str],
+    folder: Path,
+    *,
+    kind: str,
+    writer: str,
+    index_format: str,
+    version: int,
+    keys: Sequence[str],
     required_files: Sequence[str],
 ) -> dict[str, Any]:
     """The manifest of the ``kind`` index in ``folder``, after checking its format, its ``keys``,

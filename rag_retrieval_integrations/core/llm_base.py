@@ -184,6 +184,9 @@ class DecoderReranker(BaseReranker):
         if window_scores.ndim == 1:
             return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
         return np.stack(
-            [max_per_owner(window_scores[:, k], encoded.owner, encoded.num_pairs) for k in range(window_scores.shape[1])],
+            [
+                max_per_owner(window_scores[:, k], encoded.owner, encoded.num_pairs)
+                for k in range(window_scores.shape[1])
+            ],
             axis=1,
         )

@@ -35,7 +35,9 @@ class LLMClassifierReranker(LLMReranker):
         super().__init__(model_name_or_path, prompt_template=prompt_template, yes_token="", **options)
 
     def _load_model(self) -> PreTrainedModel:
-        return AutoModelForSequenceClassification.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
+        return AutoModelForSequenceClassification.from_pretrained(
+            self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs
+        )
 
     def _check_model(self, model: PreTrainedModel) -> None:
         if model.config.num_labels not in (1, 2):

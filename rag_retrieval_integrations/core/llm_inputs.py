@@ -71,7 +71,9 @@ def split_prefix(
     """Tokenize ``instruction + doc`` as one text (as FlagEmbedding does) and split off the
     tokens that lie wholly inside the instruction: those start every window of the document."""
     encoded = tokenizer(
-        [instruction + d for d in docs], add_special_tokens=False, return_offsets_mapping=True,
+        [instruction + d for d in docs],
+        add_special_tokens=False,
+        return_offsets_mapping=True,
         return_attention_mask=False,
     )
     prefixes, bodies = [], []

@@ -120,7 +120,10 @@ class LayerwiseLLMReranker(LLMReranker):
     """
 
     def __init__(
-        self, model_name_or_path: ModelPath, *, cutoff_layers: Sequence[int] | int | None = None,
+        self,
+        model_name_or_path: ModelPath,
+        *,
+        cutoff_layers: Sequence[int] | int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(model_name_or_path, cutoff_layers=cutoff_layers, **options)

@@ -14,7 +14,7 @@ from .pair_encoding import EncodedPairs, unique
 
 DEFAULT_ZERO_SHOT_INSTRUCTION = (
     "Judge whether the document is relevant to the query, that is, whether it contains information that "
-    "answers it. Answer only \"Yes\" or \"No\"."
+    'answers it. Answer only "Yes" or "No".'
 )
 DEFAULT_USER_TEMPLATE = "Query: {query}\n\nDocument: {document}\n\nIs the document relevant to the query?"
 
@@ -70,12 +70,12 @@ class ZeroShotLLMReranker(DecoderReranker):
     def _template_parts(self) -> tuple[list[int], list[int], list[int]]:
         """Token ids of the rendered template before the query, between query and document, after it."""
         messages = [] if self.instruction is None else [{"role": "system", "content": self.instruction}]
-        messages.append(
-            {"role": "user", "content": self.user_template.format(query=_QUERY_MARK, document=_DOC_MARK)}
-        )
+        messages.append({"role": "user", "content": self.user_template.format(query=_QUERY_MARK, document=_DOC_MARK)})
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if text.count(_QUERY_MARK) != 1 or text.count(_DOC_MARK) != 1 or text.index(_QUERY_MARK) > text.index(
-            _DOC_MARK
+        if (
+            text.count(_QUERY_MARK) != 1
+            or text.count(_DOC_MARK) != 1
+            or text.index(_QUERY_MARK) > text.index(_DOC_MARK)
         ):
             raise ValueError("the chat template must render the query once, before the document")
         before, rest = text.split(_QUERY_MARK)

@@ -129,7 +129,9 @@ def trained_matryoshka_dims(model: EmbeddingReranker | CheckpointInfo | str | os
         info = read_checkpoint(model)
     dims = info.metadata.get("matryoshka_dims") or []
     if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-        raise ValueError(f"{info.path!r}: matryoshka_dims in rag_retrieval.json must be positive integers, got {dims!r}")
+        raise ValueError(
+            f"{info.path!r}: matryoshka_dims in rag_retrieval.json must be positive integers, got {dims!r}"
+        )
     return sorted(set(dims))
 
 
@@ -211,7 +213,6 @@ def rescore(query: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarr
     return order, scores[order]
 
 
-
 def rescore_stored(
     query: np.ndarray,
     metadatas: Sequence[Mapping[str, Any]],
@@ -242,6 +243,7 @@ def rescore_stored(
     order, scores = rescore(query, np.stack(vectors), k)
     return [(int(i), float(s)) for i, s in zip(order, scores) if score_threshold is None or s >= score_threshold]
 
+
 def _best_of_subset(
     queries: np.ndarray, vectors: np.ndarray, subset: np.ndarray, scores: np.ndarray, rows: np.ndarray
 ) -> None:
@@ -257,8 +259,17 @@ def _best_of_subset(
     queries, vectors, subset = (np.ascontiguousarray(a) for a in (queries, vectors, subset))
     nq, width = subset.shape
     faiss.knn_inner_products_by_idx(
-        faiss.swig_ptr(queries), faiss.swig_ptr(vectors), faiss.swig_ptr(subset), queries.shape[1], nq,
-        len(vectors), width, scores.shape[1], faiss.swig_ptr(scores), faiss.swig_ptr(rows), width,
+        faiss.swig_ptr(queries),
+        faiss.swig_ptr(vectors),
+        faiss.swig_ptr(subset),
+        queries.shape[1],
+        nq,
+        len(vectors),
+        width,
+        scores.shape[1],
+        faiss.swig_ptr(scores),
+        faiss.swig_ptr(rows),
+        width,
     )
 
 
@@ -312,7 +323,9 @@ class MRLEncoder:
         logger.warning(
             "%r records no Matryoshka dims (rag_retrieval.json has no matryoshka_dims: not trained with mrl_dims); "
             "the shortlist uses all %d dims, which makes the funnel an exhaustive search: pass search_dim= to "
-            "search a prefix", self.model.model_name_or_path, self.dim,
+            "search a prefix",
+            self.model.model_name_or_path,
+            self.dim,
         )
         return self.dim
 
@@ -428,15 +441,22 @@ class MRLIndex:
         self.encoder: MRLEncoder | None = None
         if model is not None:
             self.encoder = MRLEncoder(
-                model, search_dim=search_dim, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                model,
+                search_dim=search_dim,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
                 model_kwargs=model_kwargs,
             )
             if dim is not None and dim != self.encoder.dim:
-                raise ValueError(f"dim={dim} differs from the {self.encoder.dim} dims that model "
-                                 f"{self.encoder.model.model_name_or_path!r} gives; leave dim unset")
+                raise ValueError(
+                    f"dim={dim} differs from the {self.encoder.dim} dims that model "
+                    f"{self.encoder.model.model_name_or_path!r} gives; leave dim unset"
+                )
             if similarity is not None and similarity != self.encoder.similarity:
-                raise ValueError(f"similarity={similarity!r} differs from model "
-                                 f"{self.encoder.model.model_name_or_path!r}'s {self.encoder.similarity!r}")
+                raise ValueError(
+                    f"similarity={similarity!r} differs from model "
+                    f"{self.encoder.model.model_name_or_path!r}'s {self.encoder.similarity!r}"
+                )
             dim, search_dim, similarity = self.encoder.dim, self.encoder.search_dim, self.encoder.similarity
         elif dim is None:
             raise ValueError("an MRLIndex without a model needs dim= (the dimension of the vectors you will add)")
@@ -639,7 +659,10 @@ class MRLIndex:
             score_threshold: drop documents scoring below this (a document scoring exactly it is kept).
         """
         return self.search_many(
-            [check_query(query)], k, shortlist_factor=shortlist_factor, shortlist_size=shortlist_size,
+            [check_query(query)],
+            k,
+            shortlist_factor=shortlist_factor,
+            shortlist_size=shortlist_size,
             score_threshold=score_threshold,
         )[0]
 
@@ -658,7 +681,10 @@ class MRLIndex:
             return []
         vectors = self._require_encoder("encode queries").encode_queries(queries)
         return self.search_by_vectors(
-            vectors, k, shortlist_factor=shortlist_factor, shortlist_size=shortlist_size,
+            vectors,
+            k,
+            shortlist_factor=shortlist_factor,
+            shortlist_size=shortlist_size,
             score_threshold=score_threshold,
         )
 
@@ -700,8 +726,10 @@ class MRLIndex:
         pads the results of an index holding fewer than ``k`` documents.
         """
         k = check_positive_int(k, "k")
-        factor = self.shortlist_factor if shortlist_factor is None else check_positive_int(
-            shortlist_factor, "shortlist_factor"
+        factor = (
+            self.shortlist_factor
+            if shortlist_factor is None
+            else check_positive_int(shortlist_factor, "shortlist_factor")
         )
         floor = self.shortlist_size if shortlist_size is None else _check_shortlist_size(shortlist_size)
         queries = full_vectors(query_vectors, self.dim, self.similarity, "query_vectors")
@@ -782,11 +810,17 @@ class MRLIndex:
                 "similarity": self.similarity,
                 "vector_dtype": self.vector_dtype,
                 "faiss": {
-                    "index_type": self.index_type, "hnsw_m": self.hnsw_m,
-                    "hnsw_ef_construction": self.hnsw_ef_construction, "nlist": self.nlist,
+                    "index_type": self.index_type,
+                    "hnsw_m": self.hnsw_m,
+                    "hnsw_ef_construction": self.hnsw_ef_construction,
+                    "nlist": self.nlist,
                 },
-                "search": {"shortlist_factor": self.shortlist_factor, "shortlist_size": self.shortlist_size,
-                           "hnsw_ef_search": self.hnsw_ef_search, "nprobe": self.nprobe},
+                "search": {
+                    "shortlist_factor": self.shortlist_factor,
+                    "shortlist_size": self.shortlist_size,
+                    "hnsw_ef_search": self.hnsw_ef_search,
+                    "nprobe": self.nprobe,
+                },
             }
             write_manifest(folder, manifest, files)
         return folder
@@ -825,8 +859,12 @@ class MRLIndex:
         manifest = _read_manifest(folder)
         settings = manifest["model"]
         if model is None and settings is not None:
-            saved = {"max_length": settings.get("max_length"), "truncate_dim": settings.get("truncate_dim"),
-                     "query_prompt": settings.get("query_prompt"), "document_prompt": settings.get("document_prompt")}
+            saved = {
+                "max_length": settings.get("max_length"),
+                "truncate_dim": settings.get("truncate_dim"),
+                "query_prompt": settings.get("query_prompt"),
+                "document_prompt": settings.get("document_prompt"),
+            }
             model_kwargs = {**{k: v for k, v in saved.items() if v is not None}, **dict(model_kwargs or {})}
             model = settings["model"]
         unknown = sorted(set(options) - set(_LOAD_OPTIONS))
@@ -834,10 +872,14 @@ class MRLIndex:
             raise TypeError(f"MRLIndex.load got unexpected option(s) {unknown}; it takes {list(_LOAD_OPTIONS)}")
         faiss_settings = manifest["faiss"]
         common = {
-            "search_dim": manifest["search_dim"], "vector_dtype": manifest["vector_dtype"],
-            "index_type": faiss_settings["index_type"], "hnsw_m": faiss_settings["hnsw_m"],
-            "hnsw_ef_construction": faiss_settings["hnsw_ef_construction"], "nlist": faiss_settings["nlist"],
-            **manifest["search"], **options,
+            "search_dim": manifest["search_dim"],
+            "vector_dtype": manifest["vector_dtype"],
+            "index_type": faiss_settings["index_type"],
+            "hnsw_m": faiss_settings["hnsw_m"],
+            "hnsw_ef_construction": faiss_settings["hnsw_ef_construction"],
+            "nlist": faiss_settings["nlist"],
+            **manifest["search"],
+            **options,
         }
         if model is None:
             index = cls(None, dim=manifest["dim"], similarity=manifest["similarity"], **common)
@@ -888,7 +930,11 @@ def _check_model_fits(model: EmbeddingReranker, manifest: dict[str, Any], folder
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
     return read_manifest(
-        folder, kind="an MRL", writer="MRLIndex.save", index_format=INDEX_FORMAT, version=INDEX_FORMAT_VERSION,
+        folder,
+        kind="an MRL",
+        writer="MRLIndex.save",
+        index_format=INDEX_FORMAT,
+        version=INDEX_FORMAT_VERSION,
         keys=("model", "num_documents", "dim", "search_dim", "similarity", "vector_dtype", "faiss", "search"),
         required_files=(VECTORS_FILE, DOCUMENTS_FILE),
     )
@@ -900,8 +946,9 @@ def _check_contents(
     n, dim, search_dim = manifest["num_documents"], manifest["dim"], manifest["search_dim"]
     problems = []
     if vectors.dtype != np.dtype(manifest["vector_dtype"]) or vectors.shape != (n, dim):
-        problems.append(f"{VECTORS_FILE} is {vectors.dtype} {vectors.shape}, expected {manifest['vector_dtype']} "
-                        f"({n}, {dim})")
+        problems.append(
+            f"{VECTORS_FILE} is {vectors.dtype} {vectors.shape}, expected {manifest['vector_dtype']} ({n}, {dim})"
+        )
     if problem := documents_problem(documents, n):
         problems.append(problem)
     if n and (faiss_index is None or faiss_index.ntotal != n or faiss_index.d != search_dim):

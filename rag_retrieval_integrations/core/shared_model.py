@@ -18,7 +18,7 @@ import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
@@ -28,10 +28,11 @@ from .embedding import EmbeddingReranker
 from .factory import Reranker
 from .results import RankResult
 
-ModelSpec = Union[str, Path, BaseReranker]
+ModelSpec = str | Path | BaseReranker
 """What the wrappers' ``model`` field takes: a local folder, a hub id, or a loaded model."""
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
 
 def model_name(model: ModelSpec) -> str:
     """The path or hub id of ``model``, for serialization and instrumentation."""
@@ -150,15 +151,15 @@ class _ModelField(BaseModel):
 class RerankerWrapper(_ModelField):
     """The fields and model calls of the framework rerankers (LangChain compressor, LlamaIndex postprocessor)."""
 
-    model_type: Optional[str] = Field(
+    model_type: str | None = Field(
         default=None, description="The model family when loading from a path (None: detected from the checkpoint)."
     )
-    top_n: Optional[PositiveInt] = Field(default=3, description="How many to return, best first (None: all).")
-    score_threshold: Optional[float] = Field(
+    top_n: PositiveInt | None = Field(default=3, description="How many to return, best first (None: all).")
+    score_threshold: float | None = Field(
         default=None, description="Drop what scores below this (the score as reported: after the sigmoid if normalize)."
     )
     normalize: bool = Field(default=False, description="Report sigmoid(raw score), in (0, 1), not the raw score.")
-    batch_size: Optional[PositiveInt] = Field(
+    batch_size: PositiveInt | None = Field(
         default=None, description="Model inputs per forward pass (None: the model's own batch_size)."
     )
 
@@ -191,13 +192,13 @@ class RerankerWrapper(_ModelField):
 class EmbeddingWrapper(_ModelField):
     """The fields and model calls of the framework embeddings (LangChain's and LlamaIndex's)."""
 
-    query_prompt: Optional[str] = Field(
+    query_prompt: str | None = Field(
         default=None, description="Text put before each query (None: the checkpoint's own 'query' prompt, if any)."
     )
-    document_prompt: Optional[str] = Field(
+    document_prompt: str | None = Field(
         default=None, description="Text put before each document (None: the checkpoint's 'document' prompt, if any)."
     )
-    truncate_dim: Optional[PositiveInt] = Field(
+    truncate_dim: PositiveInt | None = Field(
         default=None, description="Keep the first truncate_dim dimensions (Matryoshka models); None: all."
     )
 

@@ -87,7 +87,12 @@ class ColBERTRetriever(IndexRetriever):
         """Index LangChain ``Document``\\ s (their ``id``, ``page_content`` and metadata); see :meth:`from_texts`."""
         texts, doc_ids, metadatas = unpack_documents(documents, ids)
         return cls.from_texts(
-            texts, model, metadatas=metadatas, ids=doc_ids, model_kwargs=model_kwargs, index_kwargs=index_kwargs,
+            texts,
+            model,
+            metadatas=metadatas,
+            ids=doc_ids,
+            model_kwargs=model_kwargs,
+            index_kwargs=index_kwargs,
             **kwargs,
         )
 
@@ -110,5 +115,6 @@ class ColBERTRetriever(IndexRetriever):
         return self.index.save(folder)
 
     def _hits(self, query: str) -> list[IndexHit]:
-        return self.index.search(check_query(query), self.k, exhaustive=self.exhaustive,
-                                 score_threshold=self.score_threshold)
+        return self.index.search(
+            check_query(query), self.k, exhaustive=self.exhaustive, score_threshold=self.score_threshold
+        )

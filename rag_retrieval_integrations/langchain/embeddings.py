@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from langchain_core.embeddings import Embeddings
 from pydantic import Field
 
@@ -40,7 +38,7 @@ class RagRetrievalEmbeddings(EmbeddingWrapper, Embeddings):
             store = InMemoryVectorStore.from_texts(texts, embeddings)
     """
 
-    batch_size: Optional[PositiveInt] = Field(default=None, description="Texts per forward pass (None: the model's).")
+    batch_size: PositiveInt | None = Field(default=None, description="Texts per forward pass (None: the model's).")
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents, with the document prompt."""

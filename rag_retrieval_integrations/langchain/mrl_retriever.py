@@ -322,8 +322,13 @@ class MRLVectorStoreRetriever(BaseRetriever):
 
     def _rescore(self, query: np.ndarray, shortlist: list[Document]) -> list[Document]:
         best = rescore_stored(
-            query, [doc.metadata for doc in shortlist], [f"document {doc.id!r}" for doc in shortlist], self.k,
-            vector_key=self.vector_key, dim=self.encoder.dim, score_threshold=self.score_threshold,
+            query,
+            [doc.metadata for doc in shortlist],
+            [f"document {doc.id!r}" for doc in shortlist],
+            self.k,
+            vector_key=self.vector_key,
+            dim=self.encoder.dim,
+            score_threshold=self.score_threshold,
             how_to_add="add documents through MRLVectorStoreRetriever.add_documents (or from_documents)",
         )
         out = []
@@ -332,6 +337,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
             metadata = {key: value for key, value in doc.metadata.items() if key != self.vector_key}
             out.append(doc.model_copy(update={"metadata": {**metadata, self.score_key: score}}))
         return out
+
 
 def _with_full_vectors(
     encoder: MRLEncoder, documents: list[Document], vector_key: str, vector_dtype: VectorDtype

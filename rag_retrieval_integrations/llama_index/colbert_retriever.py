@@ -125,7 +125,9 @@ class ColBERTRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self.index.search(
-            query_bundle.query_str, self.similarity_top_k, exhaustive=self.exhaustive,
+            query_bundle.query_str,
+            self.similarity_top_k,
+            exhaustive=self.exhaustive,
             score_threshold=self.score_threshold,
         )
         return [node_with_score(hit) for hit in hits]

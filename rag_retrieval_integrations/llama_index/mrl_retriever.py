@@ -111,7 +111,9 @@ class MRLRetriever(BaseRetriever):
         """A new ``MRLIndex`` over ``nodes`` (``Document`` objects too); ``index_options`` go to
         ``MRLIndex(model, ...)`` (``search_dim``, ``index_type``, ``shortlist_factor``, ``vector_dtype``, ...)."""
         retriever = cls(
-            MRLIndex(model, **index_options), similarity_top_k=similarity_top_k, score_threshold=score_threshold,
+            MRLIndex(model, **index_options),
+            similarity_top_k=similarity_top_k,
+            score_threshold=score_threshold,
             callback_manager=callback_manager,
         )
         retriever.add_nodes(nodes)
@@ -129,8 +131,10 @@ class MRLRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self.index.search_by_vectors(
-            _query_vector(self.encoder, query_bundle)[None, :], self.similarity_top_k,
-            shortlist_factor=self.shortlist_factor, score_threshold=self.score_threshold,
+            _query_vector(self.encoder, query_bundle)[None, :],
+            self.similarity_top_k,
+            shortlist_factor=self.shortlist_factor,
+            score_threshold=self.score_threshold,
         )[0]
         return [node_with_score(hit) for hit in hits]
 
@@ -329,8 +333,12 @@ class MRLVectorStoreRetriever(BaseRetriever):
 
     def _rescore(self, query: np.ndarray, shortlist: list[NodeWithScore]) -> list[NodeWithScore]:
         best = rescore_stored(
-            query, [n.node.metadata for n in shortlist], [f"node {n.node.node_id!r}" for n in shortlist],
-            self.similarity_top_k, vector_key=self.vector_key, dim=self.encoder.dim,
+            query,
+            [n.node.metadata for n in shortlist],
+            [f"node {n.node.node_id!r}" for n in shortlist],
+            self.similarity_top_k,
+            vector_key=self.vector_key,
+            dim=self.encoder.dim,
             score_threshold=self.score_threshold,
             how_to_add="add nodes through MRLVectorStoreRetriever.add_nodes (or from_nodes)",
         )

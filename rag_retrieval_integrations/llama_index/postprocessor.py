@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -62,7 +62,7 @@ class RagRetrievalRerank(RerankerWrapper, BaseNodePostprocessor):
 
     @dispatcher.span
     def _postprocess_nodes(
-        self, nodes: list[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         query, texts = self._start(nodes, query_bundle)
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
@@ -70,7 +70,7 @@ class RagRetrievalRerank(RerankerWrapper, BaseNodePostprocessor):
 
     @dispatcher.span
     async def _apostprocess_nodes(
-        self, nodes: list[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         query, texts = self._start(nodes, query_bundle)
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
@@ -79,7 +79,7 @@ class RagRetrievalRerank(RerankerWrapper, BaseNodePostprocessor):
     def _top_n(self, nodes: list[NodeWithScore]) -> int:
         return len(nodes) if self.top_n is None else self.top_n
 
-    def _start(self, nodes: list[NodeWithScore], query_bundle: Optional[QueryBundle]) -> tuple[str, list[str]]:
+    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str, list[str]]:
         """Emit ``ReRankStartEvent``; the query and the node texts to score."""
         if query_bundle is None:
             raise ValueError("RagRetrievalRerank needs the query: pass query_bundle= or query_str=")

@@ -34,7 +34,7 @@ DISTILLATION_FEATURES = Features({"text": Value("string"), "row": Value("int64")
 
 def _validate_text_record(record: Any) -> str:
     if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object {{\"text\": ...}}, got {type(record).__name__}")
+        raise ValueError(f'expected a JSON object {{"text": ...}}, got {type(record).__name__}')
     if set(record) != {"text"}:
         raise ValueError(f"expected exactly the key 'text', got keys {sorted(record)}")
     if not isinstance(record["text"], str):
@@ -51,8 +51,10 @@ def _iter_texts(path: str) -> Iterator[str]:
     for line_number, text in iter_lines(path):
         if not text.strip():
             raise DataFormatError(
-                path, line_number, "blank line: in a .txt file every line is one text, aligned with "
-                "one row of the teacher vectors (remove it, or use JSONL {\"text\": ...} lines)"
+                path,
+                line_number,
+                "blank line: in a .txt file every line is one text, aligned with "
+                'one row of the teacher vectors (remove it, or use JSONL {"text": ...} lines)',
             )
         n_texts += 1
         yield text
@@ -131,7 +133,9 @@ def load_distillation_data(
     )
     if len(dataset) != vectors.shape[0]:
         raise DataFormatError(
-            text_path, None, f"{len(dataset)} texts, but {vectors_path} has {vectors.shape[0]} rows of teacher "
-            "vectors; they must be aligned one to one (row i of the .npy is the vector of text i)"
+            text_path,
+            None,
+            f"{len(dataset)} texts, but {vectors_path} has {vectors.shape[0]} rows of teacher "
+            "vectors; they must be aligned one to one (row i of the .npy is the vector of text i)",
         )
     return dataset.with_transform(TeacherVectors(vectors_path), columns=["text", "row"])

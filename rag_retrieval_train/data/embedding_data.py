@@ -230,8 +230,10 @@ def _check_rows(dataset: Dataset, kind: Kind, group_size: int) -> None:
         if kind == "preference":
             if not n_scores:
                 raise DataFormatError(
-                    source, line, "no 'scores': kind='preference' needs the scored format "
-                    '({"query", "pos": [...], "scores": [...]}) on every line'
+                    source,
+                    line,
+                    "no 'scores': kind='preference' needs the scored format "
+                    '({"query", "pos": [...], "scores": [...]}) on every line',
                 )
             if n_pos < group_size:
                 raise DataFormatError(
@@ -240,13 +242,16 @@ def _check_rows(dataset: Dataset, kind: Kind, group_size: int) -> None:
             continue
         if n_scores:
             raise DataFormatError(
-                source, line, "a scored line ('scores' given) in kind='infonce' data; "
-                "train scored data with kind='preference'"
+                source,
+                line,
+                "a scored line ('scores' given) in kind='infonce' data; train scored data with kind='preference'",
             )
         if need and n_neg == 0:
             raise DataFormatError(
-                source, line, f"no 'neg': group_size={group_size} needs {need} hard negative(s) per query; "
-                "add 'neg' to every line, or train with group_size=1 (in-batch negatives only)"
+                source,
+                line,
+                f"no 'neg': group_size={group_size} needs {need} hard negative(s) per query; "
+                "add 'neg' to every line, or train with group_size=1 (in-batch negatives only)",
             )
         if n_neg < need:
             short += 1
@@ -254,7 +259,11 @@ def _check_rows(dataset: Dataset, kind: Kind, group_size: int) -> None:
     if short:
         logger.warning(
             "%d example(s) (the first at %s) have fewer than the %d hard negatives group_size=%d needs; "
-            "their negatives are repeated to fill the group.", short, first_short, need, group_size,
+            "their negatives are repeated to fill the group.",
+            short,
+            first_short,
+            need,
+            group_size,
         )
 
 

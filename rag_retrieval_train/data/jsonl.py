@@ -85,7 +85,7 @@ def _string_list(record: dict, key: str, *, required: bool) -> list[str]:
         return []
     if isinstance(value, str):
         raise ValueError(
-            f"{key!r} must be a list of strings, got a bare string; write {key!r}: [\"...\"] "
+            f'{key!r} must be a list of strings, got a bare string; write {key!r}: ["..."] '
             "(a bare string is not wrapped silently)"
         )
     if not isinstance(value, list):
@@ -176,9 +176,7 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             yield line_number, text.rstrip("\r\n")
 
 
-def iter_jsonl(
-    path: str | os.PathLike, validate: Callable[[Any], T] = validate_example
-) -> Iterator[tuple[int, T]]:
+def iter_jsonl(path: str | os.PathLike, validate: Callable[[Any], T] = validate_example) -> Iterator[tuple[int, T]]:
     """Stream ``(line_number, validate(parsed_line))`` over a JSONL file, lazily.
 
     Blank lines are skipped but counted. Invalid JSON, or a line that ``validate`` rejects with a

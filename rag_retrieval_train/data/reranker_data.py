@@ -140,7 +140,9 @@ def validate_reranker_line(record: Any) -> dict[str, Any]:
         if not hit_keys:
             raise ValueError(f"hits[{i}] needs 'label' or 'score'")
         if keys is not None and hit_keys != keys:
-            raise ValueError(f"hits[{i}] has {list(hit_keys)} but hits[0] has {list(keys)}; give the same keys on every hit")
+            raise ValueError(
+                f"hits[{i}] has {list(hit_keys)} but hits[0] has {list(keys)}; give the same keys on every hit"
+            )
         keys = hit_keys
         if "label" in hit_keys:
             labels.append(_number(hit["label"], f"hits[{i}].label", label=True))
@@ -191,9 +193,13 @@ def _require(dataset: Dataset, target: Target) -> None:
     for row in dataset.select_columns([target, "source_file", "line_number"]).iter(batch_size=10_000):
         for values, source, line in zip(row[target], row["source_file"], row["line_number"]):
             if not values:
-                what = "labels ('label', 'pos'/'neg' or hits with 'label')" if target == "labels" else (
-                    "teacher scores ('score' on the line or on every hit; make them with `rag-retrieval-train "
-                    "distill --step teacher-scores`)"
+                what = (
+                    "labels ('label', 'pos'/'neg' or hits with 'label')"
+                    if target == "labels"
+                    else (
+                        "teacher scores ('score' on the line or on every hit; make them with `rag-retrieval-train "
+                        "distill --step teacher-scores`)"
+                    )
                 )
                 raise DataFormatError(source, line, f"this loss trains on {what}, and the line has none")
 
@@ -312,14 +318,20 @@ def group_view(
             if not usable({target: [r[target]]})[0]
         )
         reason = "no document labelled above another" if target == "labels" else "a single scored document"
-        logger.warning("%d of %d line(s) (the first at %s) have %s and are left out of group training",
-                       dropped, len(dataset), first, reason)
+        logger.warning(
+            "%d of %d line(s) (the first at %s) have %s and are left out of group training",
+            dropped,
+            len(dataset),
+            first,
+            reason,
+        )
     if len(kept) == 0:
         raise DataFormatError(dataset[0]["source_file"], None, "no line can form a training group (see the warning)")
     short = sum(1 for docs in kept["docs"] if len(docs) < group_size)
     if short:
-        logger.warning("%d line(s) have fewer than group_size=%d documents; their documents are repeated",
-                       short, group_size)
+        logger.warning(
+            "%d line(s) have fewer than group_size=%d documents; their documents are repeated", short, group_size
+        )
     drawer = GroupDrawer(target, group_size, seed=seed, scale=scale)
     if epochs is not None:
         epochs.add(drawer)

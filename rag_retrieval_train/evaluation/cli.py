@@ -72,19 +72,44 @@ def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.index is not None and len(models) > 1:
         raise ValueError("--index holds the index of one model; leave out --compare (or run once per model)")
     data = load_retrieval_set(args.data, split=args.split, max_queries=args.max_queries)
-    left_out = [f"{n} {why} left out" for n, why in ((data.queries_without_relevant, "without a relevant document"),
-                                                     (data.queries_cut, "past --max-queries")) if n]
-    print(f"{data.source}: {len(data.doc_ids)} documents, {len(data)} queries"
-          + (f" ({'; '.join(left_out)})" if left_out else ""), file=sys.stderr, flush=True)
+    left_out = [
+        f"{n} {why} left out"
+        for n, why in (
+            (data.queries_without_relevant, "without a relevant document"),
+            (data.queries_cut, "past --max-queries"),
+        )
+        if n
+    ]
+    print(
+        f"{data.source}: {len(data.doc_ids)} documents, {len(data)} queries"
+        + (f" ({'; '.join(left_out)})" if left_out else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     options = _options(args.option)
     rows = []
     for model in models:
         kind = resolve_retriever(model, args.retriever, revision=options.get("revision"), token=options.get("token"))
-        print(f"retrieving the top {min(depth, len(data.doc_ids))} documents with {model} ({kind} retriever)",
-              file=sys.stderr, flush=True)
-        rows.append({"model": model, **evaluate_retriever(
-            model, data, retriever=kind, metrics=tuple(args.metrics), top_k=depth, options=options,
-            show_progress=not args.quiet, index_dir=args.index)})
+        print(
+            f"retrieving the top {min(depth, len(data.doc_ids))} documents with {model} ({kind} retriever)",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows.append(
+            {
+                "model": model,
+                **evaluate_retriever(
+                    model,
+                    data,
+                    retriever=kind,
+                    metrics=tuple(args.metrics),
+                    top_k=depth,
+                    options=options,
+                    show_progress=not args.quiet,
+                    index_dir=args.index,
+                ),
+            }
+        )
     return rows
 
 
@@ -109,23 +134,37 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``rag-retrieval-eval``; returns 0, or exits with status 2 on bad input."""
     from .retrieval_eval import RETRIEVERS
 
-    parser = argparse.ArgumentParser(prog="rag-retrieval-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="rag-retrieval-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rerank = sub.add_parser("rerank", help="MAP, MRR@10, nDCG@10 of rerankers on a reranking set")
     _common_arguments(rerank, 'JSONL {"query", "candidates": [{"content", "label"}]} or WikiQA .tsv', RERANK_METRICS)
     rerank.add_argument("--model-type", default=None, help="the family (default: detected from the checkpoint)")
     retrieval = sub.add_parser("retrieval", help="nDCG@10, MRR@10, R@10, R@100 of retrievers over a corpus")
-    _common_arguments(retrieval, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json",
-                      RETRIEVAL_METRICS)
-    retrieval.add_argument("--retriever", choices=RETRIEVERS, default="auto",
-                           help="auto: colbert for a ColBERT checkpoint, else embedding (exhaustive)")
-    retrieval.add_argument("--top-k", type=_positive_int, default=None,
-                           help="documents retrieved per query (default: the deepest metric cutoff)")
+    _common_arguments(
+        retrieval, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json", RETRIEVAL_METRICS
+    )
+    retrieval.add_argument(
+        "--retriever",
+        choices=RETRIEVERS,
+        default="auto",
+        help="auto: colbert for a ColBERT checkpoint, else embedding (exhaustive)",
+    )
+    retrieval.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=None,
+        help="documents retrieved per query (default: the deepest metric cutoff)",
+    )
     retrieval.add_argument("--split", default="test", help="which BEIR qrels/<split>.tsv to evaluate on")
     retrieval.add_argument("--max-queries", type=_positive_int, default=None, help="evaluate the first N queries only")
-    retrieval.add_argument("--index", type=Path, default=None,
-                           help="load the index from this folder if it holds one, else save the built one there")
+    retrieval.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="load the index from this folder if it holds one, else save the built one there",
+    )
     args = parser.parse_args(argv)
     runners = {"rerank": (run_rerank, ()), "retrieval": (run_retrieval, ("retriever",))}
     run, columns = runners[args.command]

@@ -42,7 +42,7 @@ def _validate(record: Any) -> tuple[str, list[str], list[int]]:
         raise ValueError(f"'query' must be a non-empty string, got {query!r}")
     candidates = record.get("candidates")
     if not isinstance(candidates, list) or not candidates:
-        raise ValueError("'candidates' must be a non-empty list of {\"content\", \"label\"} objects")
+        raise ValueError('\'candidates\' must be a non-empty list of {"content", "label"} objects')
     docs, labels = [], []
     for i, c in enumerate(candidates):
         if not isinstance(c, dict) or not isinstance(c.get("content"), str) or "label" not in c:
@@ -75,7 +75,9 @@ def load_rerank_set(path: str | os.PathLike) -> RerankSet:
             reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
             missing = {"question", "sentence", "label"} - set(reader.fieldnames or [])
             if missing:
-                raise DataFormatError(path, 1, f"the header lacks {sorted(missing)}; expected question, sentence, label")
+                raise DataFormatError(
+                    path, 1, f"the header lacks {sorted(missing)}; expected question, sentence, label"
+                )
             for line, row in enumerate(reader, start=2):
                 try:
                     add(row["question"], [row["sentence"]], [_label(int(row["label"]), "label")])

@@ -191,9 +191,13 @@ def _keep_judged(
     if not kept:
         raise DataFormatError(where, None, "no query has a relevant document (a score > 0): nothing to evaluate")
     return RetrievalSet(
-        doc_ids=list(corpus), doc_texts=list(corpus.values()),
-        query_ids=kept, query_texts=[queries[q] for q in kept], qrels={q: qrels[q] for q in kept},
-        source=source, queries_without_relevant=len(queries) - len(kept),
+        doc_ids=list(corpus),
+        doc_texts=list(corpus.values()),
+        query_ids=kept,
+        query_texts=[queries[q] for q in kept],
+        qrels={q: qrels[q] for q in kept},
+        source=source,
+        queries_without_relevant=len(queries) - len(kept),
     )
 
 

@@ -57,8 +57,9 @@ _BUILD_SETTINGS = {
 }
 
 
-def resolve_retriever(model: ModelPath, retriever: str = "auto", *, revision: str | None = None,
-                      token: str | bool | None = None) -> str:
+def resolve_retriever(
+    model: ModelPath, retriever: str = "auto", *, revision: str | None = None, token: str | bool | None = None
+) -> str:
     """The retriever to use for ``model``: ``retriever`` itself, or for ``"auto"`` the one its checkpoint calls for.
 
     Raises:
@@ -135,8 +136,14 @@ def build_index(
     return index
 
 
-def _load_index(folder: Path, model: ModelPath, retriever: str, data: RetrievalSet,
-                index_options: dict[str, Any], model_options: dict[str, Any]) -> Index:
+def _load_index(
+    folder: Path,
+    model: ModelPath,
+    retriever: str,
+    data: RetrievalSet,
+    index_options: dict[str, Any],
+    model_options: dict[str, Any],
+) -> Index:
     if retriever == "embedding":
         index_options = {"shortlist_factor": 1}
     kind = "colbert" if retriever == "colbert" else "mrl"
@@ -148,22 +155,29 @@ def _load_index(folder: Path, model: ModelPath, retriever: str, data: RetrievalS
     else:
         index = MRLIndex.load(folder, model, model_kwargs=model_options, **search)
         if retriever == "embedding" and index.search_dim != index.dim:
-            raise ValueError(f"the index at {str(folder)!r} shortlists on {index.search_dim} of {index.dim} dims: "
-                             "it is an MRL index; use --retriever mrl")
+            raise ValueError(
+                f"the index at {str(folder)!r} shortlists on {index.search_dim} of {index.dim} dims: "
+                "it is an MRL index; use --retriever mrl"
+            )
     differ = {k: getattr(index, k) for k, v in built.items() if getattr(index, k) != v}
     if differ:
-        raise ValueError(f"the index at {str(folder)!r} was built with {differ}; leave out those options "
-                         "or pass another --index folder")
+        raise ValueError(
+            f"the index at {str(folder)!r} was built with {differ}; leave out those options "
+            "or pass another --index folder"
+        )
     if len(index) != len(data.doc_ids) or any(
         doc_id not in index or index.get(doc_id).text != text for doc_id, text in zip(data.doc_ids, data.doc_texts)
     ):
-        raise ValueError(f"the index at {str(folder)!r} does not hold this set's corpus ({len(data.doc_ids)} "
-                         f"documents from {data.source}); pass another --index folder")
+        raise ValueError(
+            f"the index at {str(folder)!r} does not hold this set's corpus ({len(data.doc_ids)} "
+            f"documents from {data.source}); pass another --index folder"
+        )
     return index
 
 
-def retrieve(index: Index, queries: Sequence[str], k: int, *, show_progress: bool | None = None,
-             chunk_size: int = 256) -> list[list[IndexHit]]:
+def retrieve(
+    index: Index, queries: Sequence[str], k: int, *, show_progress: bool | None = None, chunk_size: int = 256
+) -> list[list[IndexHit]]:
     """The ``k`` best documents of ``index`` for each query, best first.
 
     Queries are encoded in one batched pass, then searched ``chunk_size`` at a time under a

@@ -98,9 +98,7 @@ class MatryoshkaLoss(EmbeddingLoss):
         if full_dim is not None:
             for dim in dims:
                 if dim > full_dim:
-                    raise ValueError(
-                        f"matryoshka dim {dim} is larger than the model's embedding dimension {full_dim}"
-                    )
+                    raise ValueError(f"matryoshka dim {dim} is larger than the model's embedding dimension {full_dim}")
         if matryoshka_weights is None:
             weights = [1.0] * len(dims)
         else:
