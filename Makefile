@@ -1,35 +1,76 @@
-# Each target bootstraps .venv itself: a fresh machine needs nothing but Python 3.11.
-# The CPU build of torch is installed first so that no CUDA wheels are pulled in; on a GPU
-# machine, override it: make test TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url ..."
+# Each target bootstraps its venv itself: a fresh machine needs nothing but Python 3.11.
+#
+# Installs are locked: `make demo`, `make test`, `make bench` and `make lint` install with the
+# constraints in requirements/lock.txt, the exact versions the suite last passed with. The
+# package's own requirements (pyproject.toml) stay ranges; the lock is for this repo's commands.
+#   make lock         regenerate the lock from pyproject.toml + requirements/lock-pins.txt (uv)
+#   make test-latest  the suite on the newest releases the ranges allow, in .venv-latest, no lock
+#
+# torch is installed first, at the version the lock pins (the CPU build on this project's
+# machines), so that no CUDA wheels are pulled in; on a GPU machine pick your build:
+#   make test TORCH_PIP_ARGS="--index-url <your CUDA wheel index>"
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
+LATEST_VENV ?= .venv-latest
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-TORCH_SPEC ?= torch==2.13.0
+LOCK ?= requirements/lock.txt
+LOCK_PINS := requirements/lock-pins.txt
+# the extras this repo's commands install; the lock covers all of them
+LOCK_EXTRAS := dev bench examples all
+TORCH_SPEC ?= $(shell sed -n 's/^\(torch==[^ ;]*\).*/\1/p' $(LOCK))
 TORCH_PIP_ARGS ?=
-PIP_QUIET ?= -q
+# not PIP_QUIET: pip reads that name from the environment, and make exports command-line variables
+PIP_FLAGS ?= -q
+# ruff check + ruff format --check over the tree (CI runs it before the tests)
+RUFF := $(VENV)/bin/ruff
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench lint lock test-latest clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.torch: | $(PY)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(PIP_QUIET) $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+$(VENV)/.torch: $(LOCK) | $(PY)
+	$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_SPEC)'.split('==')[1])" 2>/dev/null \
+		|| $(PIP) install $(PIP_FLAGS) $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	touch $@
 
-$(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
-	$(PIP) install $(PIP_QUIET) -e ".[$*]"
+$(VENV)/.installed-%: pyproject.toml $(LOCK) $(VENV)/.torch
+	$(PIP) install $(PIP_FLAGS) -c $(LOCK) -e ".[$*]"
 	touch $@
 
 demo: $(VENV)/.installed-examples
 	HF_HUB_OFFLINE=1 $(PY) examples/demo.py
 
+# RAG_RETRIEVAL_LOCKED=1: every test must run here (tests/conftest.py turns a skip into a
+# failure, GPU-only tests excepted), so a missing peer or data set cannot pass unnoticed
 test: $(VENV)/.installed-dev
-	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+	RAG_RETRIEVAL_LOCKED=1 HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/rerank_speed.py
 
+lint: $(VENV)/.installed-dev
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+lock: | $(PY)
+	$(PIP) install $(PIP_FLAGS) "uv>=0.5,<1"
+	$(VENV)/bin/uv pip compile pyproject.toml $(addprefix --extra ,$(LOCK_EXTRAS)) \
+		--constraint $(LOCK_PINS) --universal --python-version 3.10 \
+		--custom-compile-command "make lock" --output-file $(LOCK)
+
+# Newest releases, no lock, a venv of its own (upgraded eagerly on every run). torch stays at
+# TORCH_SPEC (a newer one is a CUDA build here); pass TORCH_SPEC="torch==X" to try another.
+# A peer that cannot import there (FlagEmbedding on transformers 5.24) is a skip naming it.
+test-latest:
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	echo "$(TORCH_SPEC)" > $(LATEST_VENV)/torch-pin.txt
+	$(LATEST_VENV)/bin/python -m pip install $(PIP_FLAGS) $(TORCH_PIP_ARGS) -c $(LATEST_VENV)/torch-pin.txt torch
+	$(LATEST_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade --upgrade-strategy eager \
+		-c $(LATEST_VENV)/torch-pin.txt -e ".[dev]"
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
+	RAG_RETRIEVAL_TEST_LATEST=1 HF_HUB_OFFLINE=1 $(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST_VENV)

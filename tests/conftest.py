@@ -19,6 +19,8 @@ import tiny_checkpoints as kit
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+pytest_plugins = ["locked_run"]  # a skip is a failure under make test (see locked_run.py)
+
 
 @pytest.fixture(scope="session")
 def bert_cross_encoder(tmp_path_factory) -> Path:

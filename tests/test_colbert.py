@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tiny_colbert as tc
 import torch
+from peers import import_peer
 
 from rag_retrieval_integrations import InvalidCheckpointError, Reranker
 from rag_retrieval_integrations.core import ColBERTReranker, detect_model_type, read_checkpoint
@@ -134,8 +135,7 @@ def test_pylate_settings_are_read(pylate_path):
 
 
 def test_bge_m3_matches_flagembedding(tmp_path):
-    pytest.importorskip("FlagEmbedding")
-    from FlagEmbedding import BGEM3FlagModel
+    BGEM3FlagModel = import_peer("FlagEmbedding").BGEM3FlagModel
 
     path = tc.build_bge_m3(tmp_path / "bge-m3", colbert_dim=24)
     assert detect_model_type(read_checkpoint(path)) == "colbert"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from peers import import_peer
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import CrossEncoderReranker
@@ -30,7 +31,7 @@ def st_scores(path, pairs, max_length=MAX_LENGTH) -> np.ndarray:
 
 
 def flag_scores(path, pairs, max_length=MAX_LENGTH) -> np.ndarray:
-    from FlagEmbedding import FlagReranker
+    FlagReranker = import_peer("FlagEmbedding").FlagReranker
 
     model = FlagReranker(str(path), use_fp16=False, devices="cpu", max_length=max_length)
     return np.asarray(model.compute_score(pairs, batch_size=4), dtype=np.float64)
@@ -83,7 +84,7 @@ def test_split_max_equals_truncate_on_short_documents(fixture, request):
 @pytest.mark.parametrize("fixture", ["bert_cross_encoder", "xlmr_cross_encoder"])
 def test_split_max_is_the_max_over_reference_windows(fixture, request):
     """Reference: windows cut by hand from the document's token ids, each scored by the bare model."""
-    from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
+    prepare_for_model_compat = import_peer("FlagEmbedding.utils.tokenizer_compat").prepare_for_model_compat
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = request.getfixturevalue(fixture)

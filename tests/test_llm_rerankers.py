@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tiny_checkpoints as kit
 import torch
+from peers import import_peer
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from rag_retrieval_integrations import Reranker
@@ -35,7 +36,7 @@ def n_tokens(tokenizer, text: str) -> int:
 
 
 def flag_llm_scores(path, pairs, flag_max_length: int) -> np.ndarray:
-    from FlagEmbedding import FlagLLMReranker
+    FlagLLMReranker = import_peer("FlagEmbedding").FlagLLMReranker
 
     model = FlagLLMReranker(str(path), use_fp16=False, devices="cpu", max_length=flag_max_length)
     return np.asarray(model.compute_score(pairs, batch_size=4), dtype=np.float64)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from peers import import_peer
 from tiny_checkpoints import CORPUS
 
 from rag_retrieval_integrations import Reranker
@@ -70,7 +71,7 @@ def train(**values) -> Path:
 
 
 def test_cross_encoder_from_a_bi_encoder_loads_in_sentence_transformers_and_flag(bi_encoder, tmp_path):
-    from FlagEmbedding import FlagReranker
+    FlagReranker = import_peer("FlagEmbedding").FlagReranker
     from sentence_transformers import CrossEncoder
     from torch import nn
 
@@ -104,7 +105,7 @@ def test_group_and_pointwise_losses_train_a_cross_encoder(bert_cross_encoder, tm
 
 
 def test_yes_token_llm_reranker_loads_in_flag_llm_reranker_with_its_template(decoder_llm, tmp_path):
-    from FlagEmbedding import FlagLLMReranker
+    FlagLLMReranker = import_peer("FlagEmbedding").FlagLLMReranker
 
     template = {"prompt": "Is the passage relevant? Answer Yes or No.", "query_instruction": "Q: "}
     out = train(**options(decoder_llm, tmp_path, loss="listwise_ce", prompt_template=template))
@@ -186,7 +187,7 @@ def test_distill_loss_needs_teacher_scores(bert_cross_encoder, tmp_path):
 def test_yes_token_llm_with_lora_resumes_and_merges(decoder_llm, tmp_path):
     """Intermediate checkpoints (the LoRA-wrapped model, tied embeddings) save and resume, and
     the merged result scores like FlagLLMReranker."""
-    from FlagEmbedding import FlagLLMReranker
+    FlagLLMReranker = import_peer("FlagEmbedding").FlagLLMReranker
 
     values = options(
         decoder_llm,
