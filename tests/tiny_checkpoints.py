@@ -117,7 +117,7 @@ def _byte_bpe_tokenizer(vocab_size: int = 600) -> Tokenizer:
     return tok
 
 
-def _tiny_bert_config(vocab_size: int, **kwargs):
+def _tiny_bert_config(vocab_size: int, max_positions: int = 256, **kwargs):
     from transformers import BertConfig
 
     return BertConfig(
@@ -126,12 +126,12 @@ def _tiny_bert_config(vocab_size: int, **kwargs):
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         **kwargs,
     )
 
 
-def _bert_tokenizer():
+def _bert_tokenizer(max_positions: int = 256):
     from transformers import BertTokenizerFast
 
     return BertTokenizerFast(
@@ -141,17 +141,19 @@ def _bert_tokenizer():
         pad_token="[PAD]",
         cls_token="[CLS]",
         mask_token="[MASK]",
-        model_max_length=256,
+        model_max_length=max_positions,
     )
 
 
-def build_bert_cross_encoder(path: Path, num_labels: int = 1, seed: int = 0) -> Path:
+def build_bert_cross_encoder(path: Path, num_labels: int = 1, seed: int = 0, max_positions: int = 256) -> Path:
     """A 2-layer BERT ``BertForSequenceClassification`` with ``num_labels`` logits."""
     from transformers import BertForSequenceClassification
 
-    tokenizer = _bert_tokenizer()
+    tokenizer = _bert_tokenizer(max_positions)
     torch.manual_seed(seed)
-    model = BertForSequenceClassification(_tiny_bert_config(len(tokenizer), num_labels=num_labels))
+    model = BertForSequenceClassification(
+        _tiny_bert_config(len(tokenizer), max_positions=max_positions, num_labels=num_labels)
+    )
     model.eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

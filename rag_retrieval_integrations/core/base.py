@@ -11,7 +11,7 @@ import inspect
 import logging
 import os
 import threading
-from abc import ABC, abstractmethod
+from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
@@ -68,7 +68,20 @@ def sigmoid(scores: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-scores))
 
 
-class BaseReranker(ABC):
+DEFAULT_OVERLAP = 32
+
+
+class _FamilyMeta(ABCMeta):
+    """Checks the long-document options once the most derived ``__init__`` has loaded the model:
+    only then are ``max_length`` and the tokenizer known (see ``_check_long_doc_options``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__call__(*args, **kwargs)
+        self._check_long_doc_options()
+        return self
+
+
+class BaseReranker(ABC, metaclass=_FamilyMeta):
     """Scores (query, document) pairs and ranks documents; one subclass per model family.
 
     Args:
@@ -81,7 +94,10 @@ class BaseReranker(ABC):
         batch_size: model inputs per forward pass.
         long_doc: ``"truncate"`` cuts a document to what fits; ``"split-max"`` cuts it into
             overlapping token windows and scores it with its best window.
-        overlap: tokens shared by consecutive windows in ``"split-max"`` mode.
+        overlap: tokens shared by consecutive windows in ``"split-max"`` mode (default 32).
+            Windows share at most half their tokens: where a short ``max_length`` or a long
+            query leaves a window too small for the default, the overlap is reduced for that
+            window; an explicit value above half the largest window is an error.
         min_doc_share: share of ``max_length`` always left to the document; a query is
             truncated only when it alone would leave less than that.
         show_progress_bar: show a progress bar while scoring; default: when logging is at INFO.
@@ -114,6 +130,7 @@ class BaseReranker(ABC):
             self.__init__(model_name_or_path, **options)  # type: ignore[misc]
         finally:
             del self._preloaded
+        self._check_long_doc_options()
         return self
 
     def _preloaded_or(self, which: Literal["model", "tokenizer"], load: Callable[[], Any]) -> Any:
@@ -132,7 +149,7 @@ class BaseReranker(ABC):
         max_length: int | None = None,
         batch_size: int = 32,
         long_doc: LongDocMode = "truncate",
-        overlap: int = 32,
+        overlap: int | None = None,
         min_doc_share: float = 0.25,
         show_progress_bar: bool | None = None,
         trust_remote_code: bool = False,
@@ -144,7 +161,7 @@ class BaseReranker(ABC):
             check_positive_int(max_length, "max_length")
         if long_doc not in LONG_DOC_MODES:
             raise ValueError(f"long_doc must be one of {list(LONG_DOC_MODES)}, got {long_doc!r}")
-        if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
+        if overlap is not None and (not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0):
             raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
         if not 0.0 < min_doc_share < 1.0:
             raise ValueError(f"min_doc_share must be between 0 and 1 (exclusive), got {min_doc_share!r}")
@@ -157,7 +174,8 @@ class BaseReranker(ABC):
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_length = max_length
         self.long_doc: LongDocMode = long_doc
-        self.overlap = overlap
+        self._overlap_given = overlap is not None
+        self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
         self.min_doc_share = float(min_doc_share)
         self.show_progress_bar = show_progress_bar
         self.hf_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token}
@@ -174,6 +192,29 @@ class BaseReranker(ABC):
         A family may return one row of scores per pair (shape ``(pairs, k)``, e.g. one per
         layer); ``kwargs`` are the family's per-call options (e.g. ``cutoff_layers``).
         """
+
+    def _document_window_limit(self) -> int | None:
+        """The most document tokens one model input holds, beside a one-token query and the
+        prompt or special tokens at ``max_length``; ``None`` where there is no such limit."""
+        return None
+
+    def _check_long_doc_options(self) -> None:
+        """Refuse, at construction, a ``max_length`` with no room for a document and an explicit
+        ``overlap`` that no window can hold (the default one is reduced where it does not fit)."""
+        limit = self._document_window_limit()
+        if limit is None:
+            return
+        if limit < 1:
+            raise ValueError(
+                f"max_length={self.max_length} leaves no room for a document once the special tokens, the prompt "
+                "and a one-token query are in; raise max_length"
+            )
+        if self.long_doc == "split-max" and self._overlap_given and self.overlap > limit // 2:
+            raise ValueError(
+                f"overlap={self.overlap} never fits: at max_length={self.max_length} a window holds at most {limit} "
+                f"document tokens and windows share at most half of them ({limit // 2}); lower overlap, raise "
+                "max_length, or leave overlap unset to get the default reduced where it does not fit"
+            )
 
     # ---- differentiable scoring, for trainers -------------------------------------------------
 

@@ -34,7 +34,7 @@ from .cross_encoder import model_max_length
 from .errors import InvalidCheckpointError
 from .inputs import check_docs, check_positive_int
 from .maxsim import maxsim_pairwise
-from .text_windows import document_windows, score_pairs_by_windows
+from .text_windows import document_windows, score_pairs_by_windows, text_window_limit
 
 logger = logging.getLogger(__name__)
 
@@ -392,6 +392,10 @@ class ColBERTReranker(BaseReranker):
     def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> list[Tensor]:
         encode = self.model.encode_query if is_query else self.model.encode_document
         return encode(texts, batch_size=batch_size, show_progress_bar=self._show_progress())
+
+    def _document_window_limit(self) -> int | None:
+        assert self.max_length is not None
+        return text_window_limit(self.model.tokenizer, self.max_length, self.model.prompts.get("document") or "")
 
     def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:
         assert self.max_length is not None

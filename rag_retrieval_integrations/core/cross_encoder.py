@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .base import BaseReranker, ModelPath, register_model_type
 from .batching import score_in_batches
 from .errors import InvalidCheckpointError
-from .pair_encoding import EncodedPairs, encode_pairs, max_per_owner
+from .pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -63,6 +63,10 @@ class CrossEncoderReranker(BaseReranker):
             raise InvalidCheckpointError(f"the tokenizer of {path!r} has no pad token")
         if self.max_length is None:
             self.max_length = model_max_length(self.tokenizer, self.model.config)
+
+    def _document_window_limit(self) -> int | None:
+        assert self.max_length is not None
+        return pair_window_limit(self.tokenizer, self.max_length)
 
     def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         assert self.max_length is not None

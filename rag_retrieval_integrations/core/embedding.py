@@ -10,7 +10,7 @@ import torch
 
 from .base import BaseReranker, ModelPath, register_model_type
 from .inputs import check_docs, check_positive_int
-from .text_windows import document_windows, score_pairs_by_windows
+from .text_windows import document_windows, score_pairs_by_windows, text_window_limit
 
 
 @register_model_type("embedding")
@@ -100,6 +100,10 @@ class EmbeddingReranker(BaseReranker):
             convert_to_tensor=True,
             show_progress_bar=self._show_progress(),
         ).float()
+
+    def _document_window_limit(self) -> int | None:
+        assert self.max_length is not None
+        return text_window_limit(self.model.tokenizer, self.max_length, self.document_prompt or "")
 
     def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:
         assert self.max_length is not None

@@ -90,6 +90,13 @@ class DecoderReranker(BaseReranker):
     def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
         return self._encode(queries, docs, split_long_docs=False)
 
+    def _document_window_limit(self) -> int | None:
+        assert self.max_length is not None
+        # One probe pair, encoded as scoring does: what is not its query or document token is
+        # the prompt. A prompt that alone overflows max_length fails here, at construction.
+        probe = self._encode(["q"], ["d"], split_long_docs=False)
+        return self.max_length - len(probe.input_ids[0]) + 1
+
     def forward_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._full_scores(batch)
 

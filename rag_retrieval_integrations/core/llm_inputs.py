@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from .pair_encoding import EncodedPairs, query_token_budget, unique
+from .pair_encoding import EncodedPairs, query_token_budget, unique, window_overlap
 
 FLAG_RERANK_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
@@ -60,8 +60,12 @@ def token_id(tokenizer: PreTrainedTokenizerBase, token: str, role: str) -> int:
     return int(ids[0])
 
 
-def truncate_query_ids(query_ids: list[list[int]], max_length: int, min_doc_share: float) -> list[list[int]]:
-    budget = query_token_budget(max_length, min_doc_share)
+def truncate_query_ids(
+    query_ids: list[list[int]], max_length: int, min_doc_share: float, prompt_tokens: int
+) -> list[list[int]]:
+    """Queries cut to their share of ``max_length``, and, where ``prompt_tokens`` (every token of an
+    input but the query's and the document's) leave less, so that one document token still fits."""
+    budget = max(1, min(query_token_budget(max_length, min_doc_share), max_length - prompt_tokens - 1))
     return [ids[:budget] for ids in query_ids]
 
 
@@ -101,13 +105,13 @@ def assemble_inputs(
     owner: list[int] = []
     for i, (head, body, tail) in enumerate(zip(heads, bodies, tails)):
         room = max_length - len(head) - len(tail)
-        if room < 1 or (split_long_docs and room <= overlap and len(body) > room):
+        if room < 1:
             raise ValueError(
                 f"max_length={max_length} leaves {room} tokens for the document after the query and prompt "
-                f"({len(head) + len(tail)} tokens){f' and overlap={overlap}' if split_long_docs else ''}; "
-                "raise max_length, shorten the prompt or lower overlap"
+                f"({len(head) + len(tail)} tokens); raise max_length or shorten the prompt"
             )
-        starts = range(0, max(len(body) - overlap, 1), room - overlap) if split_long_docs else [0]
+        step_overlap = window_overlap(overlap, room)
+        starts = range(0, max(len(body) - step_overlap, 1), room - step_overlap) if split_long_docs else [0]
         for start in starts:
             input_ids.append(head + body[start : start + room] + tail)
             owner.append(i)
@@ -128,12 +132,14 @@ def encode_flag_pairs(
     """Inputs in the FlagEmbedding LLM-reranker format (see :class:`PairPromptTemplate`)."""
     distinct, query_of_pair = unique(queries)
     query_ids = tokenizer([template.query_instruction + q for q in distinct], add_special_tokens=False)["input_ids"]
-    query_ids = truncate_query_ids(query_ids, max_length, min_doc_share)
     prefixes, bodies = split_prefix(tokenizer, template.passage_instruction, docs)
     sep = tokenizer(template.separator, add_special_tokens=False)["input_ids"]
     prompt = tokenizer(template.prompt, add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     lead = [bos] if template.add_bos and bos is not None and bos != tokenizer.pad_token_id else []
+    longest_prefix = max((len(p) for p in prefixes), default=0)
+    prompt_tokens = len(lead) + 2 * len(sep) + longest_prefix + len(prompt)
+    query_ids = truncate_query_ids(query_ids, max_length, min_doc_share, prompt_tokens)
     heads = [lead + query_ids[q] + sep + prefix for q, prefix in zip(query_of_pair, prefixes)]
     tail = sep + prompt
     return assemble_inputs(

@@ -91,7 +91,8 @@ class ZeroShotLLMReranker(DecoderReranker):
         assert self.max_length is not None
         distinct, query_of_pair = unique(queries)
         query_ids = self.tokenizer([self._query_lead + q for q in distinct], add_special_tokens=False)["input_ids"]
-        query_ids = truncate_query_ids(query_ids, self.max_length, self.min_doc_share)
+        prompt_tokens = len(self._before_query) + len(self._between) + len(self._after_doc)
+        query_ids = truncate_query_ids(query_ids, self.max_length, self.min_doc_share, prompt_tokens)
         heads = [self._before_query + query_ids[q] + self._between for q in query_of_pair]
         bodies = self.tokenizer([self._doc_lead + d for d in docs], add_special_tokens=False)["input_ids"]
         return assemble_inputs(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -45,16 +46,35 @@ def query_token_budget(max_length: int, min_doc_share: float) -> int:
     return max_length - int(max_length * min_doc_share + 0.5)
 
 
-def truncate_queries(tokenizer: PreTrainedTokenizerBase, queries: list[str], max_tokens: int) -> list[str]:
-    """Cut queries longer than ``max_tokens`` tokens at a token boundary (text in, text out)."""
+def window_overlap(overlap: int, window: int) -> int:
+    """The overlap used between windows of ``window`` document tokens: ``overlap``, at most half the window.
+
+    A window then always moves on by at least half its length, so an overlap chosen for long
+    windows (the default 32 tokens) still works where a short ``max_length`` or a long query
+    leaves few document tokens, instead of failing, or of scoring every token in dozens of
+    windows when the overlap is just under the window.
+    """
+    return max(0, min(overlap, window // 2))
+
+
+def truncate_queries(
+    tokenizer: PreTrainedTokenizerBase, queries: list[str], max_tokens: int
+) -> tuple[list[str], list[int]]:
+    """Cut queries longer than ``max_tokens`` tokens at a token boundary (text in, text out), and their token counts."""
     encoded = tokenizer(queries, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-    out = []
+    out, lengths = [], []
     for query, offsets in zip(queries, encoded["offset_mapping"]):
         if len(offsets) > max_tokens:
             logger.warning("a query of %d tokens was truncated to %d tokens", len(offsets), max_tokens)
             query = query[: offsets[max_tokens - 1][1]]
         out.append(query)
-    return out
+        lengths.append(min(len(offsets), max_tokens))
+    return out, lengths
+
+
+def pair_window_limit(tokenizer: PreTrainedTokenizerBase, max_length: int) -> int:
+    """The most document tokens one ``max_length`` input can hold: what a one-token query leaves."""
+    return max_length - tokenizer.num_special_tokens_to_add(pair=True) - 1
 
 
 def encode_pairs(
@@ -67,46 +87,76 @@ def encode_pairs(
     overlap: int,
     min_doc_share: float,
 ) -> EncodedPairs:
-    """Token ids for each pair: one input per pair, or one per window with ``split_long_docs``."""
+    """Token ids for each pair: one input per pair, or one per window with ``split_long_docs``.
+
+    A query is cut to its share of ``max_length`` (``min_doc_share``) and, at a very short
+    ``max_length``, further so that at least one document token fits. Windows of one pair's
+    document hold what its query leaves, and share :func:`window_overlap` tokens.
+    """
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(
             f"{type(tokenizer).__name__} is not a fast (Rust) tokenizer; cross-encoders need one for batched "
             "pair encoding and document windows"
         )
     specials = tokenizer.num_special_tokens_to_add(pair=True)
-    query_budget = query_token_budget(max_length, min_doc_share)
-    min_doc_room = max_length - specials - query_budget
-    if min_doc_room < 1:
+    if pair_window_limit(tokenizer, max_length) < 1:
         raise ValueError(
-            f"max_length={max_length} leaves no room for the document after {specials} special tokens and a "
-            f"query of up to {query_budget} tokens; raise max_length or min_doc_share"
+            f"max_length={max_length} cannot hold {specials} special tokens, a query token and a document token; "
+            f"raise max_length to at least {specials + 2}"
         )
-    if split_long_docs and overlap >= min_doc_room:
-        raise ValueError(
-            f"overlap={overlap} must be smaller than the smallest document window ({min_doc_room} tokens at "
-            f"max_length={max_length}, min_doc_share={min_doc_share}); lower overlap or raise max_length"
-        )
+    query_budget = min(query_token_budget(max_length, min_doc_share), max_length - specials - 1)
     distinct, inverse = unique(queries)
-    distinct = truncate_queries(tokenizer, distinct, query_budget)
+    distinct, query_lengths = truncate_queries(tokenizer, distinct, query_budget)
+    pair_queries = [distinct[i] for i in inverse]
     wants_token_types = "token_type_ids" in tokenizer.model_input_names
-    encoded = tokenizer(
-        [distinct[i] for i in inverse],
-        docs,
-        truncation="only_second",
-        max_length=max_length,
-        stride=overlap if split_long_docs else 0,
-        return_overflowing_tokens=split_long_docs,
-        return_attention_mask=False,
-        return_token_type_ids=wants_token_types,
-    )
-    if split_long_docs:
-        owner = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
-    else:
-        owner = np.arange(len(docs), dtype=np.int64)
+
+    def tokenize(rows: np.ndarray, stride: int) -> Any:
+        return tokenizer(
+            [pair_queries[i] for i in rows],
+            [docs[i] for i in rows],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=split_long_docs,
+            return_attention_mask=False,
+            return_token_type_ids=wants_token_types,
+        )
+
+    if not split_long_docs:
+        encoded = tokenize(np.arange(len(docs)), 0)
+        return EncodedPairs(
+            input_ids=encoded["input_ids"],
+            token_type_ids=encoded["token_type_ids"] if wants_token_types else None,
+            owner=np.arange(len(docs), dtype=np.int64),
+            num_pairs=len(docs),
+        )
+    # The tokenizer takes one stride per call: pairs whose query leaves a window too short for
+    # `overlap` are encoded in a call of their own, with the overlap their window allows.
+    rooms = max_length - specials - np.asarray(query_lengths, dtype=np.int64)[inverse]
+    strides = np.array([window_overlap(overlap, int(room)) for room in rooms], dtype=np.int64)
+    if len(strides) and strides.min() < overlap:
+        logger.debug(
+            "overlap=%d reduced to %d tokens for %d of %d pairs, whose query leaves windows of %d document tokens",
+            overlap,
+            strides.min(),
+            int((strides < overlap).sum()),
+            len(strides),
+            int(rooms.min()),
+        )
+    input_ids: list[list[int]] = []
+    token_type_ids: list[list[int]] = []
+    owners: list[np.ndarray] = []
+    for stride in np.unique(strides):
+        rows = np.flatnonzero(strides == stride)
+        encoded = tokenize(rows, int(stride))
+        input_ids += encoded["input_ids"]
+        if wants_token_types:
+            token_type_ids += encoded["token_type_ids"]
+        owners.append(rows[np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)])
     return EncodedPairs(
-        input_ids=encoded["input_ids"],
-        token_type_ids=encoded["token_type_ids"] if wants_token_types else None,
-        owner=owner,
+        input_ids=input_ids,
+        token_type_ids=token_type_ids if wants_token_types else None,
+        owner=np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64),
         num_pairs=len(docs),
     )
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from .pair_encoding import max_per_owner, unique
+from .pair_encoding import max_per_owner, unique, window_overlap
 
 
 def _window_spans(word_ids: list[int | None], window_tokens: int, overlap: int) -> list[tuple[int, int]]:
@@ -81,14 +81,25 @@ def split_into_windows(
     return windows, np.asarray(owner, dtype=np.int64)
 
 
+def text_window_limit(tokenizer: PreTrainedTokenizerBase, max_length: int, prefix: str) -> int:
+    """Document tokens that fit ``max_length`` once the special tokens and ``prefix`` (a prompt or marker) are added."""
+    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+    return max_length - tokenizer.num_special_tokens_to_add(pair=False) - prefix_tokens
+
+
 def document_windows(
     tokenizer: PreTrainedTokenizerBase, docs: list[str], max_length: int, prefix: str, overlap: int
 ) -> tuple[list[str], np.ndarray]:
     """:func:`split_into_windows` with windows that fit ``max_length`` once the tokenizer's
-    special tokens and ``prefix`` (a document prompt or marker) are added."""
-    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
-    window = max_length - tokenizer.num_special_tokens_to_add(pair=False) - prefix_tokens
-    return split_into_windows(tokenizer, docs, window, overlap)
+    special tokens and ``prefix`` (a document prompt or marker) are added, sharing
+    :func:`window_overlap` tokens (``overlap``, at most half a window)."""
+    window = text_window_limit(tokenizer, max_length, prefix)
+    if window < 1:
+        raise ValueError(
+            f"max_length={max_length} leaves no room for document tokens after the special tokens and the "
+            f"document prefix {prefix!r}; raise max_length"
+        )
+    return split_into_windows(tokenizer, docs, window, window_overlap(overlap, window))
 
 
 def pair_windows(doc_of_pair: np.ndarray, window_owner: np.ndarray, num_docs: int) -> tuple[np.ndarray, np.ndarray]:
