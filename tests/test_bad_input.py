@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from rag_retrieval_integrations import (
     CheckpointNotFoundError,
@@ -124,3 +125,29 @@ def test_overlap_larger_than_window_is_refused_at_load(bert_cross_encoder):
 def test_unknown_option_is_a_type_error(bert_cross_encoder):
     with pytest.raises(TypeError, match="max_len"):
         Reranker(bert_cross_encoder, max_len=64)
+
+
+# ---- bad options and text: input, expected error, message fragment --------------------------
+
+BAD_CALLS = [
+    # (case, options for Reranker, (query, docs) to rank or None, error type, message fragment)
+    ("misspelled option", {"max_lenght": 128}, None, TypeError, r"'max_lenght' \(did you mean 'max_length'\?\)"),
+    ("misspelled per-call option", {}, ("q", ["d"], {"normalise": True}), TypeError, r"did you mean 'normalize'"),
+    ("min_doc_share not a number", {"min_doc_share": "x"}, None, TypeError, r"min_doc_share must be a number.*'x'"),
+    ("cuda without a GPU", {"device": "cuda"}, None, ValueError, r"device='cuda' but CUDA is not available"),
+    ("mps without MPS", {"device": "mps"}, None, ValueError, r"device='mps' but MPS is not available"),
+    ("lone surrogate in a document", {}, ("q", ["fine", "a\udcff"]), ValueError, r"docs\[1\].*lone surrogate"),
+    ("lone surrogate in the query", {}, ("q\udcff", ["fine"]), ValueError, r"query.*lone surrogate.*character 1"),
+]
+
+
+@pytest.mark.parametrize("options, call, error, fragment", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+def test_bad_options_and_text_are_typed_errors_naming_the_argument(bert_cross_encoder, options, call, error, fragment):
+    if options.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("needs a GPU-less machine")
+    if options.get("device") == "mps" and torch.backends.mps.is_available():
+        pytest.skip("needs a machine without MPS")
+    with pytest.raises(error, match=fragment):
+        ranker = Reranker(bert_cross_encoder, **options)
+        query, docs, *per_call = call
+        ranker.rank(query, docs, **(per_call[0] if per_call else {}))

@@ -118,3 +118,13 @@ def test_llm_defaults_work_at_every_max_length_that_holds_the_prompt(decoder_llm
 def test_llm_max_length_below_its_prompt_is_refused_at_load(decoder_llm):
     with pytest.raises(ValueError, match="max_length=16"):
         Reranker(decoder_llm, long_doc="split-max", max_length=16)
+
+
+def test_llm_scores_do_not_depend_on_the_other_documents_of_the_call(decoder_llm):
+    """A document whose passage prefix tokenizes differently (leading spaces) once shortened the
+    query of every pair in the call at a short max_length."""
+    ranker = Reranker(decoder_llm, max_length=64)
+    doc, odd = LONG_DOC, " " * 300 + "The giant panda is a bear."
+    together = ranker.compute_score([(SHORT_QUERY, doc), (SHORT_QUERY, odd)])
+    alone = [ranker.compute_score([(SHORT_QUERY, d)])[0] for d in (doc, odd)]
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)

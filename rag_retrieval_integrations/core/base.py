@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointInfo, read_checkpoint
 from .device import resolve_device, resolve_dtype
 from .errors import UnknownModelTypeError
-from .inputs import check_docs, check_pairs, check_positive_int, check_query
+from .inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
+from .loading import corrupt_weights_error
 from .pair_encoding import EncodedPairs
 from .results import RankedResults
 
@@ -72,11 +73,19 @@ DEFAULT_OVERLAP = 32
 
 
 class _FamilyMeta(ABCMeta):
-    """Checks the long-document options once the most derived ``__init__`` has loaded the model:
-    only then are ``max_length`` and the tokenizer known (see ``_check_long_doc_options``)."""
+    """Wraps every family's construction: a weights file safetensors cannot read becomes an
+    error naming the file, and the long-document options are checked once the most derived
+    ``__init__`` has loaded the model (only then are ``max_length`` and the tokenizer known)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        self = super().__call__(*args, **kwargs)
+        from safetensors import SafetensorError
+
+        try:
+            self = super().__call__(*args, **kwargs)
+        except SafetensorError as err:
+            target = args[0] if args else kwargs.get("model_name_or_path")
+            path = target.path if isinstance(target, CheckpointInfo) else os.fspath(target or "")
+            raise corrupt_weights_error(path, err) from err
         self._check_long_doc_options()
         return self
 
@@ -163,6 +172,8 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
             raise ValueError(f"long_doc must be one of {list(LONG_DOC_MODES)}, got {long_doc!r}")
         if overlap is not None and (not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0):
             raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+        if isinstance(min_doc_share, bool) or not isinstance(min_doc_share, (int, float)):
+            raise TypeError(f"min_doc_share must be a number between 0 and 1, got {min_doc_share!r}")
         if not 0.0 < min_doc_share < 1.0:
             raise ValueError(f"min_doc_share must be between 0 and 1 (exclusive), got {min_doc_share!r}")
         if isinstance(model_name_or_path, CheckpointInfo):
@@ -309,8 +320,8 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             raise TypeError(
-                f"{type(self).__name__} got unexpected per-call option(s) {unknown}; "
-                f"it accepts {sorted(accepted) or 'none'}"
+                f"{type(self).__name__} got unexpected per-call option(s): "
+                f"{unknown_options(unknown, accepted | {'normalize', 'batch_size', 'top_k'})}"
             )
         if not docs:
             return np.zeros(0, dtype=np.float64)

@@ -57,14 +57,29 @@ class CheckpointInfo:
         return ", ".join(found) if found else "none of config.json, modules.json, " + METADATA_FILE
 
 
+# What each file we read must hold at its top level: anything else is a broken checkpoint.
+_JSON_SHAPES: dict[str, type] = {"modules.json": list}
+
+
+def _checked_shape(data: Any, name: str, where: str) -> Any:
+    expected = _JSON_SHAPES.get(name, dict)
+    if not isinstance(data, expected):
+        raise InvalidCheckpointError(
+            f"{where} holds a JSON {type(data).__name__}, not the JSON {'list' if expected is list else 'object'} "
+            "a checkpoint has there"
+        )
+    return data
+
+
 def _read_local_json(folder: Path, name: str) -> Any | None:
     file = folder / name
     if not file.is_file():
         return None
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidCheckpointError(f"{file} is not valid JSON: {e}") from None
+    return _checked_shape(data, name, str(file))
 
 
 def _read_hub_json(repo_id: str, name: str, revision: str | None, token: str | bool | None) -> Any | None:
@@ -83,7 +98,7 @@ def _read_hub_json(repo_id: str, name: str, revision: str | None, token: str | b
             "(or it is private or gated: pass token=)"
         ) from None
     with open(file, encoding="utf-8") as f:
-        return json.load(f)
+        return _checked_shape(json.load(f), name, f"{name} of {repo_id!r}")
 
 
 def read_checkpoint(

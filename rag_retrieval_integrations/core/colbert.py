@@ -33,6 +33,8 @@ from .checkpoint import BGE_M3_COLBERT_FILE, CheckpointInfo, colbert_format, rea
 from .cross_encoder import model_max_length
 from .errors import InvalidCheckpointError
 from .inputs import check_docs, check_positive_int
+from .loading import capped_max_length, check_tokenizer_files, position_limit, transformer_folder
+from .long_text import clip_for_truncation
 from .maxsim import maxsim_pairwise
 from .text_windows import document_windows, score_pairs_by_windows, text_window_limit
 
@@ -254,6 +256,7 @@ def load_colbert_model(
         if isinstance(checkpoint, CheckpointInfo)
         else read_checkpoint(checkpoint, revision=hf_kwargs.get("revision"), token=hf_kwargs.get("token"))
     )
+    check_tokenizer_files(transformer_folder(info))
     layout = colbert_format(info)
     if layout == "multi-vector":
         load_kwargs = {k: v for k, v in hf_kwargs.items() if v is not None}
@@ -316,6 +319,8 @@ class ColBERTReranker(BaseReranker):
             self.max_length = transformer.document_length or model_max_length(
                 transformer.tokenizer, transformer.auto_model.config
             )
+        limit = position_limit(transformer.auto_model.config)
+        self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
         transformer.document_length = self.max_length
 
     @staticmethod
@@ -391,6 +396,8 @@ class ColBERTReranker(BaseReranker):
     @torch.inference_mode()
     def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> list[Tensor]:
         encode = self.model.encode_query if is_query else self.model.encode_document
+        if not is_query:  # see long_text.py: a huge document is cut far past what is kept
+            texts = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
         return encode(texts, batch_size=batch_size, show_progress_bar=self._show_progress())
 
     def _document_window_limit(self) -> int | None:

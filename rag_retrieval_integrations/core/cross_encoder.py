@@ -11,17 +11,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .base import BaseReranker, ModelPath, register_model_type
 from .batching import score_in_batches
 from .errors import InvalidCheckpointError
+from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
 from .pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 
 DEFAULT_MAX_LENGTH = 512
 
 
 def model_max_length(tokenizer: Any, config: Any, cap: int = DEFAULT_MAX_LENGTH) -> int:
-    """The longest input a checkpoint takes, capped: the tokenizer's limit when it has a real one."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    if not isinstance(limit, int) or limit > 1_000_000:
-        limit = getattr(config, "max_position_embeddings", None) or cap
-    return min(int(limit), cap)
+    """The default ``max_length`` of an encoder checkpoint (see :func:`default_max_length`)."""
+    return default_max_length(tokenizer, config, cap)
 
 
 def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
@@ -48,10 +46,16 @@ class CrossEncoderReranker(BaseReranker):
     def __init__(self, model_name_or_path: ModelPath, **options: Any) -> None:
         super().__init__(model_name_or_path, **options)
         path = self.checkpoint.path
-        self.tokenizer = self._preloaded_or("tokenizer", lambda: AutoTokenizer.from_pretrained(path, **self.hf_kwargs))
+        self.tokenizer = self._preloaded_or("tokenizer", lambda: self._load_tokenizer(path))
         self.model = self._preloaded_or(
             "model",
-            lambda: AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, **self.hf_kwargs),
+            lambda: load_pretrained(
+                AutoModelForSequenceClassification,
+                self.checkpoint,
+                "sequence-classification head (a cross-encoder)",
+                dtype=self.dtype,
+                **self.hf_kwargs,
+            ),
         )
         num_labels = self.model.config.num_labels
         if num_labels not in (1, 2):
@@ -63,6 +67,13 @@ class CrossEncoderReranker(BaseReranker):
             raise InvalidCheckpointError(f"the tokenizer of {path!r} has no pad token")
         if self.max_length is None:
             self.max_length = model_max_length(self.tokenizer, self.model.config)
+        else:
+            limit = position_limit(self.model.config)
+            self.max_length = capped_max_length(self.max_length, limit, path)
+
+    def _load_tokenizer(self, path: str) -> Any:
+        check_tokenizer_files(path)
+        return AutoTokenizer.from_pretrained(path, **self.hf_kwargs)
 
     def _document_window_limit(self) -> int | None:
         assert self.max_length is not None

@@ -23,14 +23,32 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """The requested device, or the best available one: cuda, then mps, then cpu."""
     if device is not None:
         try:
-            return torch.device(device)
+            resolved = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise ValueError(f"device={device!r} is not a valid torch device: {e}") from None
+        _check_available(resolved, device)
+        return resolved
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_available(resolved: torch.device, asked: str | torch.device) -> None:
+    """A device torch cannot use is refused here, not by an assertion deep inside the first forward pass."""
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(asked)!r} but CUDA is not available (no GPU, or a CPU-only torch build: "
+                f"torch {torch.__version__}); use device='cpu' or leave device unset"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(asked)!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif resolved.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={str(asked)!r} but MPS is not available; use device='cpu' or leave device unset")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -10,6 +10,8 @@ import torch
 
 from .base import BaseReranker, ModelPath, register_model_type
 from .inputs import check_docs, check_positive_int
+from .loading import capped_max_length, check_tokenizer_files, encoder_position_limit, transformer_folder
+from .long_text import clip_for_truncation
 from .text_windows import document_windows, score_pairs_by_windows, text_window_limit
 
 
@@ -43,6 +45,7 @@ class EmbeddingReranker(BaseReranker):
         super().__init__(model_name_or_path, **options)
         if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        check_tokenizer_files(transformer_folder(self.checkpoint))
         self.model = SentenceTransformer(
             self.checkpoint.path,
             device=str(self.device),
@@ -57,10 +60,12 @@ class EmbeddingReranker(BaseReranker):
         self.truncate_dim = truncate_dim
         self.query_prompt = query_prompt
         self.document_prompt = document_prompt
+        limit = encoder_position_limit(self.model)
         if self.max_length is None:
-            self.max_length = self.model.max_seq_length or 512
+            self.max_length = min(self.model.max_seq_length or 512, limit or 512)
         else:
-            self.model.max_seq_length = self.max_length
+            self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
+        self.model.max_seq_length = self.max_length
 
     @property
     def embedding_dim(self) -> int:
@@ -93,6 +98,8 @@ class EmbeddingReranker(BaseReranker):
     def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> torch.Tensor:
         encode = self.model.encode_query if is_query else self.model.encode_document
         prompt = self.query_prompt if is_query else self.document_prompt
+        if not is_query:  # windows of split-max are far shorter than the cut: this only bites on huge texts
+            texts = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
         return encode(
             texts,
             prompt=prompt,

@@ -11,6 +11,7 @@ import torch
 from .base import BaseReranker, get_model_class
 from .checkpoint import detect_model_type, read_checkpoint
 from .errors import UnknownModelTypeError
+from .inputs import unknown_options
 
 
 def Reranker(
@@ -54,6 +55,9 @@ def Reranker(
             ) from None
     saved = checkpoint.metadata.get("reranker_options") or {}
     accepted = _accepted_options(cls)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"{cls.__name__} got unexpected option(s): {unknown_options(unknown, accepted)}")
     merged = {**{k: v for k, v in saved.items() if k in accepted}, **options}
     return cls(checkpoint, device=device, dtype=dtype, **merged)
 

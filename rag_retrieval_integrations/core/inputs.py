@@ -6,6 +6,7 @@ document in a list of thousands.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,13 +20,29 @@ def check_docs(docs: Any, name: str = "docs") -> list[str]:
     for i, doc in enumerate(docs):
         if not isinstance(doc, str):
             raise TypeError(f"{name}[{i}] must be a str, got {type(doc).__name__}: {doc!r:.80}")
+        _check_encodable(doc, f"{name}[{i}]")
     return list(docs)
 
 
 def check_query(query: Any, name: str = "query") -> str:
     if not isinstance(query, str):
         raise TypeError(f"{name} must be a str, got {type(query).__name__}: {query!r:.80}")
+    _check_encodable(query, name)
     return query
+
+
+def _check_encodable(text: str, name: str) -> None:
+    """A lone surrogate (``"\\udcff"``, what ``surrogateescape`` decoding leaves of invalid bytes) is
+    not text the tokenizer can take: name the position here instead of letting it fail inside Rust."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{name} is not valid Unicode text: a lone surrogate {text[e.start]!r} at character {e.start}; "
+            "decode the source with errors='replace' or drop the character"
+        ) from None
 
 
 def check_pairs(pairs: Any) -> tuple[list[str], list[str]]:
@@ -47,3 +64,12 @@ def check_positive_int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def unknown_options(unknown: list[str], accepted: set[str]) -> str:
+    """``'max_lenght' (did you mean 'max_length'?)``, for each unknown name, and what is accepted."""
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
+        named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    return f"{', '.join(named)}; it accepts {sorted(accepted) or 'none'}"

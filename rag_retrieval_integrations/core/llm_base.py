@@ -14,6 +14,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from .base import BaseReranker, ModelPath
 from .batching import score_in_batches
 from .errors import InvalidCheckpointError
+from .loading import capped_max_length, check_tokenizer_files, position_limit
 from .pair_encoding import EncodedPairs, max_per_owner
 
 DEFAULT_LLM_MAX_LENGTH = 1024
@@ -57,9 +58,7 @@ class DecoderReranker(BaseReranker):
         if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
             raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
-        self.tokenizer = self._preloaded_or(
-            "tokenizer", lambda: AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
-        )
+        self.tokenizer = self._preloaded_or("tokenizer", self._load_tokenizer)
         if self.tokenizer.pad_token_id is None:
             # Decoder tokenizers often have no pad token; any id works under the attention mask.
             if self.tokenizer.eos_token is None:
@@ -68,11 +67,11 @@ class DecoderReranker(BaseReranker):
         self.model: PreTrainedModel = self._preloaded_or("model", self._load_model)
         self._check_model(self.model)
         self.model.to(self.device).eval()
+        limit = position_limit(self.model.config)
         if self.max_length is None:
-            self.max_length = min(
-                getattr(self.model.config, "max_position_embeddings", None) or DEFAULT_LLM_MAX_LENGTH,
-                DEFAULT_LLM_MAX_LENGTH,
-            )
+            self.max_length = min(limit or DEFAULT_LLM_MAX_LENGTH, DEFAULT_LLM_MAX_LENGTH)
+        else:
+            self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
         self._forward_params = set(inspect.signature(self.model.forward).parameters)
         self.cutoff_layers = self._check_cutoff_layers(cutoff_layers)
 
@@ -80,6 +79,10 @@ class DecoderReranker(BaseReranker):
 
     def _load_model(self) -> PreTrainedModel:
         raise NotImplementedError
+
+    def _load_tokenizer(self) -> Any:
+        check_tokenizer_files(self.checkpoint.path)
+        return AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
 
     def _check_model(self, model: PreTrainedModel) -> None:
         """Validate (and adapt) a loaded model; called for models given to ``from_loaded`` too."""

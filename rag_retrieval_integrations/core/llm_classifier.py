@@ -12,6 +12,7 @@ from .cross_encoder import logits_to_scores
 from .errors import InvalidCheckpointError
 from .llm_inputs import PairPromptTemplate
 from .llm_yes_token import LLMReranker
+from .loading import load_pretrained
 
 
 @register_model_type("llm-classifier")
@@ -35,8 +36,12 @@ class LLMClassifierReranker(LLMReranker):
         super().__init__(model_name_or_path, prompt_template=prompt_template, yes_token="", **options)
 
     def _load_model(self) -> PreTrainedModel:
-        return AutoModelForSequenceClassification.from_pretrained(
-            self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs
+        return load_pretrained(
+            AutoModelForSequenceClassification,
+            self.checkpoint,
+            "sequence-classification head (an llm-classifier)",
+            dtype=self.dtype,
+            **self.hf_kwargs,
         )
 
     def _check_model(self, model: PreTrainedModel) -> None:

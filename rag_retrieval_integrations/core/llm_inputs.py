@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from .long_text import clip_for_truncation
 from .pair_encoding import EncodedPairs, query_token_budget, unique, window_overlap
 
 FLAG_RERANK_PROMPT = (
@@ -132,15 +133,20 @@ def encode_flag_pairs(
     """Inputs in the FlagEmbedding LLM-reranker format (see :class:`PairPromptTemplate`)."""
     distinct, query_of_pair = unique(queries)
     query_ids = tokenizer([template.query_instruction + q for q in distinct], add_special_tokens=False)["input_ids"]
+    if not split_long_docs:
+        docs = clip_for_truncation(tokenizer, docs, max_length)
     prefixes, bodies = split_prefix(tokenizer, template.passage_instruction, docs)
     sep = tokenizer(template.separator, add_special_tokens=False)["input_ids"]
     prompt = tokenizer(template.prompt, add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     lead = [bos] if template.add_bos and bos is not None and bos != tokenizer.pad_token_id else []
-    longest_prefix = max((len(p) for p in prefixes), default=0)
-    prompt_tokens = len(lead) + 2 * len(sep) + longest_prefix + len(prompt)
-    query_ids = truncate_query_ids(query_ids, max_length, min_doc_share, prompt_tokens)
-    heads = [lead + query_ids[q] + sep + prefix for q, prefix in zip(query_of_pair, prefixes)]
+    fixed = len(lead) + 2 * len(sep) + len(prompt)
+    # Each pair's own prompt length (its document's prefix can differ by a token): a query is
+    # never cut by what another document in the call needs, so a score does not depend on the batch.
+    heads = [
+        lead + truncate_query_ids([query_ids[q]], max_length, min_doc_share, fixed + len(prefix))[0] + sep + prefix
+        for q, prefix in zip(query_of_pair, prefixes)
+    ]
     tail = sep + prompt
     return assemble_inputs(
         heads, bodies, [tail] * len(docs), max_length=max_length, split_long_docs=split_long_docs, overlap=overlap

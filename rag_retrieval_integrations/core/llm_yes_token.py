@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from .base import ModelPath, register_model_type
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
+from .loading import load_pretrained
 from .pair_encoding import EncodedPairs
 
 
@@ -63,7 +64,13 @@ class LLMReranker(DecoderReranker):
         return not self.native_layerwise
 
     def _load_model(self) -> PreTrainedModel:
-        return AutoModelForCausalLM.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
+        return load_pretrained(
+            AutoModelForCausalLM,
+            self.checkpoint,
+            "causal-LM head (an LLM reranker)",
+            dtype=self.dtype,
+            **self.hf_kwargs,
+        )
 
     def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         assert self.max_length is not None

@@ -10,6 +10,8 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from .base import ModelPath, register_model_type
 from .llm_base import DecoderReranker
 from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
+from .loading import load_pretrained
+from .long_text import clip_for_truncation
 from .pair_encoding import EncodedPairs, unique
 
 DEFAULT_ZERO_SHOT_INSTRUCTION = (
@@ -65,7 +67,9 @@ class ZeroShotLLMReranker(DecoderReranker):
         self._before_query, self._between, self._after_doc = self._template_parts()
 
     def _load_model(self) -> PreTrainedModel:
-        return AutoModelForCausalLM.from_pretrained(self.checkpoint.path, dtype=self.dtype, **self.hf_kwargs)
+        return load_pretrained(
+            AutoModelForCausalLM, self.checkpoint, "causal-LM head (a chat LLM)", dtype=self.dtype, **self.hf_kwargs
+        )
 
     def _template_parts(self) -> tuple[list[int], list[int], list[int]]:
         """Token ids of the rendered template before the query, between query and document, after it."""
@@ -94,6 +98,8 @@ class ZeroShotLLMReranker(DecoderReranker):
         prompt_tokens = len(self._before_query) + len(self._between) + len(self._after_doc)
         query_ids = truncate_query_ids(query_ids, self.max_length, self.min_doc_share, prompt_tokens)
         heads = [self._before_query + query_ids[q] + self._between for q in query_of_pair]
+        if not split_long_docs:
+            docs = clip_for_truncation(self.tokenizer, docs, self.max_length)
         bodies = self.tokenizer([self._doc_lead + d for d in docs], add_special_tokens=False)["input_ids"]
         return assemble_inputs(
             heads,

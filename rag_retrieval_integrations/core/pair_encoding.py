@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from .long_text import clip_for_truncation
+
 logger = logging.getLogger(__name__)
 
 
@@ -123,6 +125,7 @@ def encode_pairs(
         )
 
     if not split_long_docs:
+        docs = clip_for_truncation(tokenizer, docs, max_length)  # a 50 MB document costs what it keeps
         encoded = tokenize(np.arange(len(docs)), 0)
         return EncodedPairs(
             input_ids=encoded["input_ids"],
