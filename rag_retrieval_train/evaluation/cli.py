@@ -8,14 +8,18 @@
 
 Each prints a Markdown table and writes ``eval_<command>.json`` and ``eval_<command>.md`` to
 ``--output-dir``. Errors in the input (a missing model or file, a malformed line, a set where
-no query has a relevant candidate) end the command with a one-line message, exit status 2.
+no query has a relevant candidate, unreadable weights, an ``--output-dir`` that is a file) end the command
+with a one-line message, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,36 @@ def table(rows: list[dict[str, Any]], metrics: list[str], columns: tuple[str, ..
     return "\n".join(lines)
 
 
+@contextmanager
+def _loading(model: str, errors: tuple[type[BaseException], ...] = (OSError,)) -> Iterator[None]:
+    """Turn a failure to read ``model``'s files (a corrupt ``model.safetensors``, ``errors``) into a
+    ``ValueError`` naming the model path, which :func:`main` reports in one line."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, *errors) as e:
+        # SafetensorError is no ValueError and its message names no file: without this, a traceback
+        if isinstance(e, SafetensorError) or model not in str(e):
+            raise ValueError(f"cannot load the model {model!r}: {e}") from None
+        raise
+
+
+def check_output_dir(path: Path | None) -> None:
+    """Raise ``ValueError`` if ``path`` cannot become a writable folder, before the models are
+    loaded and run (rather than once their scores are in)."""
+    if path is None:
+        return
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is an existing file" if existing == path else f"cannot be created: {str(existing)!r} is a file"
+        raise ValueError(f"--output-dir {str(path)!r} {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output-dir {str(path)!r} cannot be written: {str(existing)!r} is not writable")
+
+
 def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``rag-retrieval-eval rerank``: one row of metrics per model, on the set of ``--data``."""
     from rag_retrieval_integrations import Reranker
@@ -56,7 +90,8 @@ def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
     options.setdefault("show_progress_bar", not args.quiet)
     rows = []
     for model in [args.model, *args.compare]:
-        ranker = Reranker(model, model_type=args.model_type, **options)
+        with _loading(model):
+            ranker = Reranker(model, model_type=args.model_type, **options)
         print(f"scoring {len(data)} queries with {model} ({ranker.model_type})", file=sys.stderr, flush=True)
         rows.append({"model": model, **evaluate_reranker(ranker, data, tuple(args.metrics))})
     return rows
@@ -95,21 +130,19 @@ def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
             file=sys.stderr,
             flush=True,
         )
-        rows.append(
-            {
-                "model": model,
-                **evaluate_retriever(
-                    model,
-                    data,
-                    retriever=kind,
-                    metrics=tuple(args.metrics),
-                    top_k=depth,
-                    options=options,
-                    show_progress=not args.quiet,
-                    index_dir=args.index,
-                ),
-            }
-        )
+        # the model is loaded inside, next to --index reads and writes: only a weights error names the model
+        with _loading(model, errors=()):
+            scores = evaluate_retriever(
+                model,
+                data,
+                retriever=kind,
+                metrics=tuple(args.metrics),
+                top_k=depth,
+                options=options,
+                show_progress=not args.quiet,
+                index_dir=args.index,
+            )
+        rows.append({"model": model, **scores})
     return rows
 
 
@@ -169,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"rerank": (run_rerank, ()), "retrieval": (run_retrieval, ("retriever",))}
     run, columns = runners[args.command]
     try:
+        check_output_dir(args.output_dir)
         rows = run(args)
     except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as e:
         # a user's input error: one line, no traceback from deep inside the stack
@@ -176,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     markdown = table(rows, args.metrics, columns)
     print(markdown)
     if args.output_dir is not None:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-        (args.output_dir / f"eval_{args.command}.json").write_text(json.dumps(rows, indent=2))
-        (args.output_dir / f"eval_{args.command}.md").write_text(markdown + "\n")
+        try:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+            (args.output_dir / f"eval_{args.command}.json").write_text(json.dumps(rows, indent=2))
+            (args.output_dir / f"eval_{args.command}.md").write_text(markdown + "\n")
+        except OSError as e:  # the folder changed since the check (or a result name is taken by a folder)
+            parser.exit(2, f"rag-retrieval-eval: error: cannot write the results to {str(args.output_dir)!r}: {e}\n")
     return 0
 
 
