@@ -137,6 +137,7 @@ def train_squad_model(
             "save_total_limit": 1,
             "warmup_ratio": 0.1,
             "mrl_dims": mrl_dims,
+            "overwrite_output_dir": True,  # --retrain, or a run killed before it finished
         },
         {},
     )

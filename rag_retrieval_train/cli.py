@@ -1,7 +1,10 @@
-"""``rag-retrieval-train <trainer> --config cfg.yaml [--key value ...]``.
+"""``rag-retrieval-train <trainer> --config cfg.yaml [--key value ...] [--debug]``.
 
 Flags override the YAML file; unknown keys are errors listing the valid ones. Also runs as
-``python -m rag_retrieval_train``.
+``python -m rag_retrieval_train``. An error in the user's input (a config key or value, the YAML
+file, a data line, a missing model or file) ends the command with one line on stderr naming the
+key or ``file:line``, exit status 2, as ``rag-retrieval-eval`` does; ``--debug`` shows its full
+traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,9 +13,18 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from .config import ConfigError, TrainConfig, build_config, config_keys, load_yaml, parse_flags
+import yaml
+
+from .config import TrainConfig, build_config, config_keys, load_yaml, parse_flags
+
+PROG = "rag-retrieval-train"
+
+# Errors in the user's input: ours (ConfigError, DataFormatError and the core layer's checkpoint
+# errors subclass ValueError or FileNotFoundError) and what validation raises. OSError covers a
+# missing file or folder, and transformers' "can't load this checkpoint".
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, yaml.YAMLError)
 
 # trainer name -> (module, config class, run function); imported only when that trainer runs,
 # so one trainer's optional dependencies are not needed by another.
@@ -30,16 +42,29 @@ def _load_trainer(name: str) -> tuple[type[TrainConfig], Callable[[Any], Any]]:
     return getattr(module, config_name), getattr(module, run_name)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors (a bad sub-command, a missing value) on one line too, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``rag-retrieval-train``; returns 0, or exits with status 2 on an error in the user's input."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="rag-retrieval-train",
+    parser = _Parser(
+        prog=PROG,
         description="Train a ranking model; every option is a --key value flag that overrides the YAML file.",
         epilog="Valid keys per trainer: rag-retrieval-train <trainer> --list-keys",
     )
     parser.add_argument("trainer", choices=sorted(TRAINERS))
     parser.add_argument("--config", help="YAML file of options")
     parser.add_argument("--list-keys", action="store_true", help="print the valid keys and their defaults")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error in the input")
     args, rest = parser.parse_known_args(argv)
     config_cls, run = _load_trainer(args.trainer)
     if args.list_keys:
@@ -49,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config = build_config(config_cls, load_yaml(args.config) if args.config else {}, parse_flags(rest))
-    except ConfigError as e:
-        parser.error(str(e))
-    run(config)
+        run(config)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        # one line, no traceback from deep inside the stack; --debug shows it
+        parser.exit(2, f"{PROG}: error: {_one_line(e) or type(e).__name__}\n")
     # only on success: after a failure the other ranks may never reach the barrier
     _close_process_group()
     return 0

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -23,9 +23,61 @@ class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names the key and the valid choices."""
 
 
+def require(
+    config: Any,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    what: str = "",
+) -> None:
+    """Raise a :class:`ConfigError` naming ``name`` and its value unless it lies in the range; NaN never does.
+
+    A list value is checked item by item (``mrl_weights[1]`` names the item); ``what`` says what the key means.
+    """
+    value = getattr(config, name)
+    for key, item in [(f"{name}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(name, value)]:
+        low_ok = (above is None or item > above) and (at_least is None or item >= at_least)
+        if not (low_ok and (below is None or item < below)):
+            if at_least is not None and below is not None:
+                bounds = f"in [{at_least:g}, {below:g})"
+            elif above == 0 and below is None:
+                bounds = "positive"
+            else:
+                limits = ((">", above), (">=", at_least), ("<", below))
+                bounds = " and ".join(f"{op} {bound:g}" for op, bound in limits if bound is not None)
+            raise ConfigError(f"{key} must be {bounds}{f' ({what})' if what else ''}, got {item!r}")
+
+
 @dataclass
 class TrainConfig:
-    """Options every trainer shares. Each maps onto ``transformers.TrainingArguments``."""
+    """Options every trainer shares. Each maps onto ``transformers.TrainingArguments``.
+
+    ``RESUME_FREE_KEYS`` are the keys that may differ between a run and its resumption: they do not
+    change the weights it trains to (where it writes, logging, saving, data loader workers, memory
+    knobs). ``epochs`` and ``max_steps`` are among them so that a finished or stopped run can be
+    continued for longer (raising either trains on from the checkpoint; the learning-rate schedule
+    is then stretched to the new total). Every other key, model, data and seed included, must match
+    the config saved in ``output_dir`` for ``resume`` to continue it.
+    """
+
+    RESUME_FREE_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "output_dir",
+            "resume",
+            "overwrite_output_dir",
+            "epochs",
+            "max_steps",
+            "save_steps",
+            "save_total_limit",
+            "logging_steps",
+            "report_to",
+            "dataloader_num_workers",
+            "disable_progress_bar",
+            "gradient_checkpointing",
+        }
+    )
 
     model_name_or_path: str = ""
     train_data: str = ""
@@ -47,7 +99,8 @@ class TrainConfig:
     save_steps: int = 0  # 0: save at the end of every epoch; N > 0: every N steps
     save_total_limit: int = 2
     logging_steps: int = 10
-    resume: bool | str = False  # True: from the latest checkpoint in output_dir; or a checkpoint path
+    resume: bool | str = False  # True: from the latest complete checkpoint in output_dir; or a checkpoint path
+    overwrite_output_dir: bool = False  # True: a new run replaces an earlier run's files in output_dir
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     dataloader_num_workers: int = 0
     disable_progress_bar: bool = False
@@ -61,6 +114,15 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("set epochs > 0 or max_steps > 0")
+        require(self, "learning_rate", above=0)
+        # transformers reads a warmup >= 1 as a step count: 1.0 would mean one step, not the whole run
+        require(self, "warmup_ratio", at_least=0, below=1, what="the fraction of the steps spent warming up")
+        for name in ("weight_decay", "max_grad_norm", "save_steps", "dataloader_num_workers"):
+            require(self, name, at_least=0)
+        if self.overwrite_output_dir and self.resume is True:
+            raise ConfigError(
+                "overwrite_output_dir: true deletes the checkpoints that resume: true would continue; set one of them"
+            )
 
 
 C = TypeVar("C", bound=TrainConfig)
@@ -151,10 +213,13 @@ def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[st
     merged: dict[str, Any] = {}
     for source, values in (("config file", file_values), ("command line", flag_values)):
         for key, value in values.items():
-            if key not in hints:
+            if key not in valid:  # not `hints`: those include class variables
                 raise ConfigError(f"unknown key {key!r} ({source}); valid keys: {', '.join(valid)}")
             if source == "command line" and isinstance(value, str):
-                value = _from_flag(value, hints[key])
+                try:
+                    value = _from_flag(value, hints[key])
+                except yaml.YAMLError as e:
+                    raise ConfigError(f"--{key}: {value!r} is not a valid value ({_yaml_problem(e)})") from None
             merged[key] = _coerce(key, value, hints[key])
     config = cls(**merged)
     config.validate()
@@ -182,20 +247,36 @@ def parse_flags(argv: list[str]) -> dict[str, str]:
     return values
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The gist of a YAML error, on one line."""
+    problem = getattr(error, "problem", None) or str(error)
+    return " ".join(str(problem).split())
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file; a syntax error is a :class:`ConfigError` ``"{path}:{line}: ..."``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {_yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return data
+
+
+def config_payload(config: TrainConfig, trainer: str) -> dict[str, Any]:
+    """The config as :func:`save_config` writes it (and as reading that file back gives it)."""
+    return yaml.safe_load(yaml.safe_dump({"trainer": trainer, **dataclasses.asdict(config)}, sort_keys=False))
 
 
 def save_config(config: TrainConfig, folder: str | Path, trainer: str) -> Path:
     """Write the resolved config, as trained, next to the checkpoint."""
     path = Path(folder) / RESOLVED_CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"trainer": trainer, **dataclasses.asdict(config)}
-    path.write_text(yaml.safe_dump(payload, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(config_payload(config, trainer), sort_keys=False), encoding="utf-8")
     return path

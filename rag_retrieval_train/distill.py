@@ -30,6 +30,7 @@ from .config import ConfigError
 from .data.jsonl import DataFormatError, iter_jsonl, iter_lines
 from .data.reranker_data import validate_reranker_line
 from .reranker import DISTILL_LOSSES, RerankerTrainConfig, RerankerTrainingRun
+from .trainer import naming_key
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ TEACHER_SCORES_FILE = "teacher_scores.jsonl"
 @dataclass
 class DistillTrainConfig(RerankerTrainConfig):
     """Options of ``rag-retrieval-train distill``: the reranker trainer's, plus the teacher's."""
+
+    # a step=all run may be resumed as step=student; the teacher's batch size does not change its scores
+    RESUME_FREE_KEYS: ClassVar[frozenset[str]] = RerankerTrainConfig.RESUME_FREE_KEYS | {"step", "teacher_batch_size"}
 
     step: Literal["all", "teacher-scores", "student"] = "all"
     loss: Literal["bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse"] = (
@@ -185,9 +189,12 @@ class DistillTrainingRun(RerankerTrainingRun):
     name: ClassVar[str] = "distill"
     config: DistillTrainConfig
 
-    def build_train_dataset(self, model: Any) -> Any:
-        self.config.train_data = str(self.config.teacher_scores_path)
-        return super().build_train_dataset(model)
+    def training_file(self) -> str:
+        # not by rewriting config.train_data: the saved config must stay the one a resume compares with
+        return str(self.config.teacher_scores_path)
+
+    def own_files(self) -> list[Path]:
+        return [self.config.teacher_scores_path]  # written by the teacher step, maybe into output_dir
 
     def metadata(self, model: Any, loss: Any) -> dict[str, Any]:
         return {
@@ -202,8 +209,13 @@ def run_distill(config: DistillTrainConfig) -> Path:
 
     config.validate()
     scores_path = config.teacher_scores_path
+    if config.step == "all":  # before the teacher writes into output_dir, and spends its time scoring
+        early = DistillTrainingRun(config)
+        early.resume_checkpoint()
+        early.check_output_dir()
     if config.step in ("all", "teacher-scores"):
-        teacher = Reranker(config.teacher_model, model_type=config.teacher_model_type, **config.teacher_options)
+        with naming_key("teacher_model"):
+            teacher = Reranker(config.teacher_model, model_type=config.teacher_model_type, **config.teacher_options)
         score_with_teacher(
             teacher,
             config.train_data,

@@ -11,7 +11,7 @@ import torch
 
 from rag_retrieval_integrations.core.checkpoint import _is_decoder_only, read_checkpoint
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, require
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,11 @@ class EmbeddingTrainConfig(TrainConfig):
             )
         if self.loss == "distill" and not self.teacher_vectors:
             raise ConfigError("loss=distill needs teacher_vectors (an .npy file aligned with train_data)")
-        if self.temperature <= 0 or self.teacher_temperature <= 0:
-            raise ConfigError("temperature and teacher_temperature must be positive")
+        for name in ("temperature", "teacher_temperature", "mrl_dims", "lora_r", "lora_alpha"):
+            require(self, name, above=0)
+        for name in ("mrl_weights", "distill_weights"):
+            require(self, name, at_least=0)
+        require(self, "lora_dropout", at_least=0, below=1, what="the probability of dropping a LoRA input")
         if len(self.distill_weights) != 3:
             raise ConfigError("distill_weights takes three weights: cosine, similarity matrix, margin")
 

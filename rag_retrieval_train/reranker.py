@@ -22,7 +22,7 @@ from rag_retrieval_integrations.core.base import BaseReranker
 from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, _is_decoder_only, read_checkpoint
 from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, require
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -60,12 +60,11 @@ class RerankerTrainConfig(TrainConfig):
         super().validate()
         if self.loss not in POINTWISE_LOSSES and self.train_group_size < 2:
             raise ConfigError(f"loss={self.loss} compares documents of a query: train_group_size must be >= 2")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be positive, got {self.temperature}")
-        if self.pos_weight <= 0:
-            raise ConfigError(f"pos_weight must be positive, got {self.pos_weight}")
-        if self.max_label is not None and self.max_label <= 0:
-            raise ConfigError(f"max_label must be positive, got {self.max_label}")
+        for name in ("temperature", "pos_weight", "lora_r", "lora_alpha"):
+            require(self, name, above=0)
+        if self.max_label is not None:
+            require(self, "max_label", above=0)
+        require(self, "lora_dropout", at_least=0, below=1, what="the probability of dropping a LoRA input")
         try:
             PairPromptTemplate.from_dict(self.prompt_template)
         except (TypeError, ValueError) as e:
@@ -228,7 +227,7 @@ class RerankerTrainingRun(TrainingRun):
         from .data.reranker_data import group_view, label_scale, load_reranker_examples, pointwise_view
 
         c = self.config
-        examples = load_reranker_examples(c.train_data)
+        examples = load_reranker_examples(self.training_file())
         target = "scores" if c.loss in DISTILL_LOSSES else "labels"
         self.label_scale = label_scale(examples, c.max_label) if target == "labels" else None
         if c.loss in POINTWISE_LOSSES:
@@ -237,6 +236,10 @@ class RerankerTrainingRun(TrainingRun):
         return group_view(
             examples, target, c.train_group_size, seed=c.seed, scale=self.label_scale or 1.0, epochs=self._resampler
         )
+
+    def training_file(self) -> str:
+        """The file the model trains on: ``train_data`` (the distill student trains on the teacher's scores)."""
+        return self.config.train_data
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
         return build_reranker_loss(self.config)

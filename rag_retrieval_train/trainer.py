@@ -13,16 +13,23 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from rag_retrieval_integrations.core.checkpoint import write_metadata
+from rag_retrieval_integrations.core.errors import (
+    CheckpointNotFoundError,
+    InvalidCheckpointError,
+    UnknownModelTypeError,
+)
 
-from .config import TrainConfig, save_config
+from . import run_folder
+from .config import RESOLVED_CONFIG_FILE, ConfigError, TrainConfig, config_payload, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +106,10 @@ class TrainingRun(ABC):
         """Extra fields of the training-arguments class."""
         return {}
 
+    def own_files(self) -> list[Path]:
+        """Files in ``output_dir`` this run writes before training (not another run's: kept, not refused)."""
+        return []
+
     # ---- the run --------------------------------------------------------------------------
 
     def training_arguments(self, args_class: type) -> Any:
@@ -140,23 +151,97 @@ class TrainingRun(ABC):
         fields = getattr(args_class, "__dataclass_fields__", {})
         return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": True}
 
+    def _resumes_in_output_dir(self) -> bool:
+        resume = self.config.resume
+        return resume is True or (resume is not False and Path(resume).parent.resolve() == self.output_dir.resolve())
+
     def resume_checkpoint(self) -> str | None:
+        """The checkpoint to resume from (``None``: start afresh), checked to belong to this run.
+
+        ``resume: true`` takes the newest complete ``checkpoint-*`` in ``output_dir`` (a warning names
+        the newer, incomplete ones skipped) and needs the config saved there to match this one;
+        ``resume: <path>`` takes that checkpoint, checked against the config saved next to it if any.
+        """
         resume = self.config.resume
         if resume is False:
             return None
+        current = config_payload(self.config, self.name)
+        free = type(self.config).RESUME_FREE_KEYS
         if resume is True:
-            last = get_last_checkpoint(str(self.output_dir)) if self.output_dir.is_dir() else None
-            if last is None:
-                raise FileNotFoundError(f"resume=true but {str(self.output_dir)!r} holds no checkpoint-* folder")
-            return last
-        if not Path(resume).is_dir():
+            last, skipped = run_folder.latest_complete_checkpoint(self.output_dir)
+            saved = run_folder.saved_config(self.output_dir)
+            if saved is None:
+                if last is None:
+                    also = f" ({'; '.join(skipped)})" if skipped else ""
+                    raise FileNotFoundError(
+                        f"resume=true but {str(self.output_dir)!r} holds no checkpoint-* folder{also}"
+                    )
+                raise ConfigError(
+                    f"resume: {str(self.output_dir)!r} holds checkpoints but no {RESOLVED_CONFIG_FILE}, "
+                    f"so whether they are this run's cannot be checked; name one to resume from it anyway "
+                    f"(resume: {last}), or choose another output_dir"
+                )
+            run_folder.check_same_run(self.output_dir, saved, current, free)
+            if last is None:  # killed before its first checkpoint was complete
+                logger.warning(
+                    "resume: %s holds no complete checkpoint yet%s: training from the start",
+                    self.output_dir,
+                    f" ({'; '.join(skipped)})" if skipped else "",
+                )
+                return None
+            return str(last)
+        checkpoint = Path(resume)
+        if not checkpoint.is_dir():
             raise FileNotFoundError(f"resume checkpoint {resume!r} does not exist")
-        return str(resume)
+        reason = run_folder.incomplete_reason(checkpoint)
+        if reason is not None:
+            raise ConfigError(f"resume: {resume!r} cannot be resumed from: {reason}; name an earlier checkpoint")
+        if self.config.overwrite_output_dir and self._resumes_in_output_dir():
+            raise ConfigError(f"overwrite_output_dir: true would delete the checkpoint resume: {resume!r} names")
+        saved = run_folder.saved_config(checkpoint.parent)
+        if saved is None:
+            logger.warning(
+                "resume: %s has no saved config; not checking the checkpoint is this run's", checkpoint.parent
+            )
+        else:
+            run_folder.check_same_run(checkpoint.parent, saved, current, free)
+        return str(checkpoint)
+
+    def check_output_dir(self) -> None:
+        """Refuse a new run into an ``output_dir`` that holds another run's files (``overwrite_output_dir``
+        lets it replace them). Read-only: every process of a launch runs it before any writes."""
+        if self._resumes_in_output_dir():
+            return  # resume_checkpoint checked that the folder holds this run
+        entries = run_folder.earlier_entries(self.output_dir, self.own_files())
+        if entries and not self.config.overwrite_output_dir:
+            raise run_folder.refuse_earlier_run(self.output_dir, entries)
+
+    def _claim_output_dir(self, trainer: Any) -> None:
+        """Clear an earlier run (``overwrite_output_dir``) and save this run's config before the first step,
+        so that the folder says whose it is even if the run is killed."""
+        # every process checked the folder before the main one changes it
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            if self.config.overwrite_output_dir and not self._resumes_in_output_dir():
+                run_folder.clear_earlier_run(self.output_dir, self.own_files())
+            save_config(self.config, self.output_dir, self.name)
+        trainer.accelerator.wait_for_everyone()
 
     def run(self) -> Path:
-        """Train, then write the model, our metadata, the resolved config and the loss curve."""
+        """Train, then write the model, our metadata, the resolved config and the loss curve.
+
+        Before any model loads, the run checks ``output_dir`` is its own (see :meth:`check_output_dir`
+        and :meth:`resume_checkpoint`). ``disable_progress_bar`` silences model and data loading bars too.
+        """
+        with _progress_bars(not self.config.disable_progress_bar):
+            return self._run()
+
+    def _run(self) -> Path:
+        resume_from = self.resume_checkpoint()
+        self.check_output_dir()
         set_seed(self.config.seed)
-        model = self.build_model()
+        with naming_key("model_name_or_path"):
+            model = self.build_model()
         train_dataset = self.build_train_dataset(model)
         loss = self.build_loss(model)
         trainer_class, args_class = self.trainer_classes()
@@ -168,7 +253,8 @@ class TrainingRun(ABC):
             callbacks=self.callbacks(),
             **self.trainer_kwargs(model),
         )
-        trainer.train(resume_from_checkpoint=self.resume_checkpoint())
+        self._claim_output_dir(trainer)
+        trainer.train(resume_from_checkpoint=resume_from)
         self.save_model(trainer, model)
         if trainer.is_world_process_zero():
             write_metadata(
@@ -185,6 +271,42 @@ class TrainingRun(ABC):
             plot_loss_curve(trainer.state.log_history, self.output_dir / LOSS_CURVE_FILE, f"{self.name} training loss")
         self.trainer = trainer
         return self.output_dir
+
+
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """Without ``show``, no progress bars from transformers (model loading) or datasets (the Arrow cache)."""
+    if show:
+        yield
+        return
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:  # a global switch: put it back as it was for whoever runs next in this process
+        if shown[0]:
+            transformers_logging.enable_progress_bar()
+        if shown[1]:
+            datasets.enable_progress_bars()
+
+
+@contextmanager
+def naming_key(key: str) -> Iterator[None]:
+    """Prefix a model-loading error with the config key that named the model, for a one-line CLI error."""
+    try:
+        yield
+    except (CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError) as e:
+        if len(e.args) != 1 or str(e).startswith(f"{key}: "):
+            raise
+        try:
+            named = type(e)(f"{key}: {e}")
+        except TypeError:  # a subclass with other constructor arguments: leave it as it is
+            raise e from None
+        raise named from e
 
 
 def _round(value: float | None) -> float | None:

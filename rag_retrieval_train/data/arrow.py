@@ -2,8 +2,9 @@
 
 ``Dataset.from_generator`` writes the rows to an Arrow file in the datasets cache and maps it,
 so the examples live on disk, not twice in memory. The cache key is built from each source
-file's resolved path, size and modification time, so an edited file is read (and validated)
-again, and an unchanged one is reused without re-reading it.
+file's path and a hash of its content, so an edited file is read (and validated) again, even a
+same-size edit whose modification time was kept (``cp -p``, ``rsync -t``), and an unchanged one is
+reused without being parsed again (hashing it reads it once, far faster than parsing and writing).
 """
 
 from __future__ import annotations
@@ -21,15 +22,24 @@ from datasets.exceptions import DatasetGenerationError
 from .jsonl import DataFormatError
 
 # Bump when the rows written for the same file change, so older caches are not reused.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+
+_CHUNK = 1 << 20
+
+
+def content_hash(path: Path) -> str:
+    """A hash of the file's bytes, read in 1 MiB chunks (constant memory, whatever its size)."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fingerprint(kind: str, paths: Sequence[Path], features: Features) -> str:
-    stats = []
-    for path in paths:
-        stat = path.stat()
-        stats.append([str(path), str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    key = json.dumps([_FORMAT_VERSION, kind, stats, repr(features)])
+    # the path is part of the rows (source_file), the content is what they are parsed from
+    sources = [[str(path), str(path.resolve()), content_hash(path)] for path in paths]
+    key = json.dumps([_FORMAT_VERSION, kind, sources, repr(features)])
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
