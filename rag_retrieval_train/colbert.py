@@ -3,8 +3,10 @@ as sentence-transformers ``MultiVectorEncoder`` folders that ``Reranker(path)`` 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -18,9 +20,11 @@ from rag_retrieval_integrations.core.colbert import (
     build_colbert_model,
     load_colbert_model,
 )
+from rag_retrieval_integrations.core.cross_encoder import DEFAULT_MAX_LENGTH
+from rag_retrieval_integrations.core.loading import default_max_length, position_limit, transformer_folder
 from rag_retrieval_integrations.core.maxsim import DEFAULT_CHUNK_ELEMENTS
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, require
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -30,11 +34,23 @@ logger = logging.getLogger(__name__)
 class ColBERTTrainConfig(TrainConfig):
     """Options of ``rag-retrieval-train colbert`` (see README.md for each).
 
-    ``max_length`` is the document length (tokens, markers and special tokens included);
-    ``query_length`` the query length. ``dim``, the markers, the lengths, ``query_expansion``,
+    ``max_length`` is the document length in training (tokens, markers and special tokens
+    included); ``inference_document_length`` the one the checkpoint is saved with, which every
+    inference path (``Reranker``, the indexes, the retrievers, ``rag-retrieval-eval``) uses by
+    default. Unset, it is the longer of ``max_length`` and the base model's own length (its
+    sentence-transformers ``max_seq_length``, else its tokenizer's limit, at most 512), within
+    the base model's positions: training at 128 tokens for speed no longer cuts documents at 128
+    at inference (SQuAD held-out R@10 0.9158 at 128, 0.9456 at 256). ``query_length`` is the
+    query length. ``dim``, the markers, the lengths, ``query_expansion``,
     ``skip_punctuation`` and ``query_mean`` shape a new model; a ColBERT checkpoint given as
     ``model_name_or_path`` keeps its own (a warning names any that differ).
     """
+
+    # how the scores are chunked in memory, not what they are
+    RESUME_FREE_KEYS: ClassVar[frozenset[str]] = TrainConfig.RESUME_FREE_KEYS | {
+        "score_chunk_elements",
+        "mini_batch_size",
+    }
 
     loss: Literal["contrastive", "distill"] = "contrastive"
     temperature: float = 1.0
@@ -51,16 +67,21 @@ class ColBERTTrainConfig(TrainConfig):
     score_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     mini_batch_size: int | None = None
     gather_across_devices: bool = False
+    inference_document_length: int | None = None
 
     def validate(self) -> None:
         super().validate()
         for name in ("dim", "query_length", "score_chunk_elements"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.inference_document_length is not None and self.inference_document_length <= 0:
+            raise ConfigError(
+                f"inference_document_length must be positive or null, got {self.inference_document_length!r}"
+            )
         if self.mini_batch_size is not None and self.mini_batch_size <= 0:
             raise ConfigError(f"mini_batch_size must be positive or null, got {self.mini_batch_size!r}")
-        if self.temperature <= 0 or self.teacher_temperature <= 0:
-            raise ConfigError("temperature and teacher_temperature must be positive")
+        for name in ("temperature", "teacher_temperature"):
+            require(self, name, above=0)
         if self.train_group_size < 1:
             raise ConfigError(f"train_group_size must be at least 1, got {self.train_group_size}")
         if self.loss == "distill" and self.train_group_size < 2:
@@ -178,6 +199,8 @@ class ColBERTTrainingRun(TrainingRun):
         return [resampler] if resampler is not None else []
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
+        # the checkpoint carries the inference length, so every inference path uses it by default
+        model[0].document_length = inference_document_length(self.config, model)
         if trainer.is_world_process_zero():
             model.save(str(self.output_dir))
 
@@ -189,11 +212,38 @@ class ColBERTTrainingRun(TrainingRun):
             "query_length": expansion["length"] if expansion else transformer.query_length,
             "query_expansion": expansion is not None,
             "document_length": transformer.document_length,
+            "training_document_length": self.config.max_length,
             "similarity": model.similarity_fn_name,
             "prompts": dict(model.prompts),
             "base_model": self.config.model_name_or_path,
             "loss": self.config.loss,
         }
+
+
+def base_document_length(base: str) -> int:
+    """The length a base checkpoint was made for: its sentence-transformers ``max_seq_length``,
+    else its tokenizer's limit, at most 512 and within its position embeddings."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    info = read_checkpoint(base)
+    folder = transformer_folder(info)
+    config = AutoConfig.from_pretrained(folder)
+    st_config = Path(folder) / "sentence_bert_config.json" if info.is_local else None
+    if st_config is not None and st_config.is_file():
+        length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(length, int) and length > 0:
+            return min(length, position_limit(config) or length)
+    return default_max_length(AutoTokenizer.from_pretrained(folder), config, DEFAULT_MAX_LENGTH)
+
+
+def inference_document_length(config: ColBERTTrainConfig, model: Any) -> int:
+    """``inference_document_length``, or the longer of the training length and the base model's own."""
+    limit = position_limit(model[0].auto_model.config)
+    if config.inference_document_length is not None:
+        length = config.inference_document_length
+    else:
+        length = max(config.max_length, base_document_length(config.model_name_or_path))
+    return min(length, limit) if limit else length
 
 
 def train_colbert(config: ColBERTTrainConfig) -> Any:

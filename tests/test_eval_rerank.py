@@ -76,7 +76,7 @@ def test_cli_compares_two_models_and_writes_json_and_markdown(bert_cross_encoder
     for row in rows:
         assert row["queries"] == 2 and row["queries_without_relevant"] == 1
         assert 0.5 <= row["MAP"] <= 1.0  # two candidates, one relevant: AP is 1 or 1/2
-    assert "| model | MAP | MRR@10 | nDCG@10 | queries |" in capsys.readouterr().out
+    assert "| model | MAP | MRR@10 | nDCG@10 | queries | truncated |" in capsys.readouterr().out
     assert (tmp_path / "eval" / "eval_rerank.md").exists()
 
 

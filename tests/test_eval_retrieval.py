@@ -140,7 +140,7 @@ def test_embedding_on_beir_ranks_each_exact_copy_first(bi_encoder, tmp_path, cap
     assert row["MRR@10"] == pytest.approx(1.0) and row["R@10"] == pytest.approx(1.0)
     assert row["nDCG@10"] == pytest.approx(1.0)
     captured = capsys.readouterr()
-    assert "| model | retriever | nDCG@10 | MRR@10 | R@10 | R@100 | queries |" in captured.out
+    assert "| model | retriever | nDCG@10 | MRR@10 | R@10 | R@100 | queries | truncated |" in captured.out
     assert "2 without a relevant document left out" in captured.err
 
 

@@ -185,12 +185,17 @@ def test_cli_trains_a_checkpoint_that_loads_everywhere(tmp_path, model_path):
     metadata = json.loads((out / "rag_retrieval.json").read_text())
     assert metadata["model_type"] == "colbert" and metadata["embedding_dim"] == 8 and metadata["query_length"] == 10
     assert metadata["training"]["steps"] == 2
+    # trained at 32 document tokens; saved for inference at the backbone's own 256 (its tokenizer's limit)
+    assert metadata["training_document_length"] == 32 and metadata["document_length"] == 256
 
     texts = ["what is a panda?", "The giant panda is a bear, native to China."]
     trained = run.trainer.model.eval()
     st = MultiVectorEncoder(str(out), device="cpu")
     ours = Reranker(out)  # no arguments: the kind comes from the checkpoint
     assert isinstance(ours, ColBERTReranker) and ours.embedding_dim == 8
+    long_doc = "The giant panda is a bear native to China and it eats bamboo. " * 20
+    assert ours.max_length == st[0].document_length == 256
+    assert len(ours.encode_documents([long_doc])[0]) > 200  # not cut at the 32 tokens of training
     for a, b, c in zip(
         trained.encode_query(texts[:1]) + trained.encode_document(texts[1:]),
         st.encode_query(texts[:1]) + st.encode_document(texts[1:]),
@@ -240,3 +245,23 @@ def test_config_errors_name_the_key():
         build_config(ColBERTTrainConfig, {**base, "loss": "mse"}, {})
     with pytest.raises(ConfigError, match="dim must be positive"):
         build_config(ColBERTTrainConfig, base, {"dim": "0"})
+
+
+def test_inference_document_length_can_be_set(tmp_path, model_path):
+    from rag_retrieval_train.colbert import ColBERTTrainConfig, ColBERTTrainingRun
+    from rag_retrieval_train.config import build_config
+
+    triples, _ = _write_data(tmp_path)
+    flags = {
+        "model_name_or_path": str(model_path.with_name(model_path.name + "-backbone")),
+        "train_data": str(triples),
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": "1",
+        "batch_size": "3",
+        "dim": "8",
+        "max_length": "32",
+        "inference_document_length": "64",
+        "report_to": "none",
+    }
+    ColBERTTrainingRun(build_config(ColBERTTrainConfig, {}, flags)).run()
+    assert Reranker(tmp_path / "out").max_length == 64

@@ -12,7 +12,8 @@ import logging
 import os
 import threading
 from abc import ABC, ABCMeta, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import numpy as np
@@ -26,6 +27,7 @@ from .inputs import check_docs, check_pairs, check_positive_int, check_query, un
 from .loading import corrupt_weights_error
 from .pair_encoding import EncodedPairs
 from .results import RankedResults
+from .truncation import TruncationStats, warn_if_noticeable
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +193,9 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         self.show_progress_bar = show_progress_bar
         self.hf_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token}
         self._lock = threading.RLock()
+        self.position_limit: int | None = None  # the longest input the weights take, where the family knows it
+        self.truncation_totals = TruncationStats()  # what truncation cut since loading (the eval CLI reports it)
+        self._truncation: TruncationStats | None = None  # the open truncation_scope
 
     # ---- what a family implements -------------------------------------------------------
 
@@ -226,6 +231,31 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
                 f"document tokens and windows share at most half of them ({limit // 2}); lower overlap, raise "
                 "max_length, or leave overlap unset to get the default reduced where it does not fit"
             )
+
+    # ---- truncation that users can see ------------------------------------------------------
+
+    @contextmanager
+    def truncation_scope(self, what: str) -> Iterator[TruncationStats]:
+        """Count what truncation cuts over a block and warn once at its end (see ``truncation.py``).
+
+        Every scoring call is a scope of its own; an index wraps a whole build (many encoding
+        calls) in one, so that it warns once. Nested scopes count into the outermost.
+        """
+        if self._truncation is not None:
+            yield self._truncation
+            return
+        stats = self._truncation = TruncationStats()
+        try:
+            yield stats
+        finally:
+            self._truncation = None
+            self.truncation_totals.merge(stats)
+            warn_if_noticeable(stats, what, self.max_length, self.position_limit)
+
+    def _note_truncation(self, full_tokens: np.ndarray, kept_tokens: np.ndarray) -> None:
+        """Record documents of ``full_tokens`` tokens of which ``kept_tokens`` were scored."""
+        with self.truncation_scope("encoding") as stats:
+            stats.add(full_tokens, kept_tokens)
 
     # ---- differentiable scoring, for trainers -------------------------------------------------
 
@@ -325,7 +355,7 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
             )
         if not docs:
             return np.zeros(0, dtype=np.float64)
-        with self._lock:
+        with self._lock, self.truncation_scope("scoring"):
             scores = np.asarray(self._score(queries, docs, batch_size, **kwargs), dtype=np.float64)
         if scores.ndim == 2 and scores.shape[1] == 1:
             scores = scores[:, 0]

@@ -36,7 +36,7 @@ from .inputs import check_docs, check_positive_int
 from .loading import capped_max_length, check_tokenizer_files, position_limit, transformer_folder
 from .long_text import clip_for_truncation
 from .maxsim import maxsim_pairwise
-from .text_windows import document_windows, score_pairs_by_windows, text_window_limit
+from .text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 
 logger = logging.getLogger(__name__)
 
@@ -319,8 +319,8 @@ class ColBERTReranker(BaseReranker):
             self.max_length = transformer.document_length or model_max_length(
                 transformer.tokenizer, transformer.auto_model.config
             )
-        limit = position_limit(transformer.auto_model.config)
-        self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
+        self.position_limit = position_limit(transformer.auto_model.config)
+        self.max_length = capped_max_length(self.max_length, self.position_limit, self.checkpoint.path)
         transformer.document_length = self.max_length
 
     @staticmethod
@@ -394,10 +394,14 @@ class ColBERTReranker(BaseReranker):
             return [v.float().cpu().numpy() for v in self._encode(texts, is_query, batch_size)]
 
     @torch.inference_mode()
-    def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> list[Tensor]:
+    def _encode(self, texts: list[str], is_query: bool, batch_size: int, count_truncation: bool = True) -> list[Tensor]:
         encode = self.model.encode_query if is_query else self.model.encode_document
         if not is_query:  # see long_text.py: a huge document is cut far past what is kept
-            texts = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
+            clipped = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
+            if count_truncation:
+                full, kept = text_truncation(self.model.tokenizer, texts, clipped, self._document_window_limit() or 0)
+                self._note_truncation(full, kept)
+            texts = clipped
         return encode(texts, batch_size=batch_size, show_progress_bar=self._show_progress())
 
     def _document_window_limit(self) -> int | None:
@@ -415,7 +419,7 @@ class ColBERTReranker(BaseReranker):
             queries,
             docs,
             windows=self._document_windows if self.long_doc == "split-max" else None,
-            encode=lambda texts, is_query: self._encode(texts, is_query, batch_size),
+            encode=lambda texts, is_query: self._encode(texts, is_query, batch_size, self.long_doc == "truncate"),
             pair_scores=lambda q, d, q_rows, d_rows: maxsim_pairwise(
                 [q[i] for i in q_rows], [d[j] for j in d_rows], query_mean=self.query_mean
             ),

@@ -263,7 +263,11 @@ class ColBERTIndex:
         chunk = max(256, 8 * (self.batch_size or self.model.batch_size))
         show = self.model._show_progress() if self.show_progress_bar is None else self.show_progress_bar
         out: list[np.ndarray] = []
-        with tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show) as progress:
+        # one truncation warning for the whole build, not one per chunk
+        with (
+            self.model.truncation_scope("index build"),
+            tqdm(total=len(texts), desc="Indexing", unit="doc", disable=not show) as progress,
+        ):
             for start in range(0, len(texts), chunk):
                 vectors = self.model.encode_documents(texts[start : start + chunk], batch_size=self.batch_size)
                 out.extend(v.astype(np.float16) for v in vectors)

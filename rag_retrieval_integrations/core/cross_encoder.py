@@ -65,11 +65,11 @@ class CrossEncoderReranker(BaseReranker):
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:
             raise InvalidCheckpointError(f"the tokenizer of {path!r} has no pad token")
+        self.position_limit = position_limit(self.model.config)
         if self.max_length is None:
             self.max_length = model_max_length(self.tokenizer, self.model.config)
         else:
-            limit = position_limit(self.model.config)
-            self.max_length = capped_max_length(self.max_length, limit, path)
+            self.max_length = capped_max_length(self.max_length, self.position_limit, path)
 
     def _load_tokenizer(self, path: str) -> Any:
         check_tokenizer_files(path)
@@ -100,6 +100,8 @@ class CrossEncoderReranker(BaseReranker):
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
         encoded = self._encode(queries, docs, split_long_docs=self.long_doc == "split-max")
+        if encoded.doc_tokens is not None and encoded.kept_doc_tokens is not None:
+            self._note_truncation(encoded.doc_tokens, encoded.kept_doc_tokens)
         with self._progress(len(encoded), "Scoring", unit="input") as progress:
             window_scores = score_in_batches(
                 encoded,

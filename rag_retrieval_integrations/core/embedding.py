@@ -12,7 +12,7 @@ from .base import BaseReranker, ModelPath, register_model_type
 from .inputs import check_docs, check_positive_int
 from .loading import capped_max_length, check_tokenizer_files, encoder_position_limit, transformer_folder
 from .long_text import clip_for_truncation
-from .text_windows import document_windows, score_pairs_by_windows, text_window_limit
+from .text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 
 
 @register_model_type("embedding")
@@ -60,7 +60,7 @@ class EmbeddingReranker(BaseReranker):
         self.truncate_dim = truncate_dim
         self.query_prompt = query_prompt
         self.document_prompt = document_prompt
-        limit = encoder_position_limit(self.model)
+        limit = self.position_limit = encoder_position_limit(self.model)
         if self.max_length is None:
             self.max_length = min(self.model.max_seq_length or 512, limit or 512)
         else:
@@ -95,11 +95,15 @@ class EmbeddingReranker(BaseReranker):
         with self._lock:
             return self._encode(texts, is_query, batch_size).cpu().numpy()
 
-    def _encode(self, texts: list[str], is_query: bool, batch_size: int) -> torch.Tensor:
+    def _encode(self, texts: list[str], is_query: bool, batch_size: int, count_truncation: bool = True) -> torch.Tensor:
         encode = self.model.encode_query if is_query else self.model.encode_document
         prompt = self.query_prompt if is_query else self.document_prompt
         if not is_query:  # windows of split-max are far shorter than the cut: this only bites on huge texts
-            texts = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
+            clipped = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
+            if count_truncation:
+                full, kept = text_truncation(self.model.tokenizer, texts, clipped, self._document_window_limit() or 0)
+                self._note_truncation(full, kept)
+            texts = clipped
         return encode(
             texts,
             prompt=prompt,
@@ -122,6 +126,6 @@ class EmbeddingReranker(BaseReranker):
             queries,
             docs,
             windows=self._document_windows if self.long_doc == "split-max" else None,
-            encode=lambda texts, is_query: self._encode(texts, is_query, batch_size),
+            encode=lambda texts, is_query: self._encode(texts, is_query, batch_size, self.long_doc == "truncate"),
             pair_scores=lambda q, d, q_rows, d_rows: self.model.similarity_pairwise(q[q_rows], d[d_rows]),
         )

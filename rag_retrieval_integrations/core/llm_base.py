@@ -67,7 +67,7 @@ class DecoderReranker(BaseReranker):
         self.model: PreTrainedModel = self._preloaded_or("model", self._load_model)
         self._check_model(self.model)
         self.model.to(self.device).eval()
-        limit = position_limit(self.model.config)
+        limit = self.position_limit = position_limit(self.model.config)
         if self.max_length is None:
             self.max_length = min(limit or DEFAULT_LLM_MAX_LENGTH, DEFAULT_LLM_MAX_LENGTH)
         else:
@@ -175,6 +175,8 @@ class DecoderReranker(BaseReranker):
     ) -> np.ndarray:
         layers = self._check_cutoff_layers(cutoff_layers) if cutoff_layers is not None else self.cutoff_layers
         encoded = self._encode(queries, docs, split_long_docs=self.long_doc == "split-max")
+        if encoded.doc_tokens is not None and encoded.kept_doc_tokens is not None:
+            self._note_truncation(encoded.doc_tokens, encoded.kept_doc_tokens)
         if layers is None:
             score_batch = self._full_scores
         else:

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .long_text import clip_for_truncation
 from .pair_encoding import EncodedPairs, query_token_budget, unique, window_overlap
+from .truncation import estimate_clipped
 
 FLAG_RERANK_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
@@ -104,6 +105,7 @@ def assemble_inputs(
     ``split_long_docs``, overlapping windows covering the whole body."""
     input_ids: list[list[int]] = []
     owner: list[int] = []
+    rooms: list[int] = []
     for i, (head, body, tail) in enumerate(zip(heads, bodies, tails)):
         room = max_length - len(head) - len(tail)
         if room < 1:
@@ -111,12 +113,17 @@ def assemble_inputs(
                 f"max_length={max_length} leaves {room} tokens for the document after the query and prompt "
                 f"({len(head) + len(tail)} tokens); raise max_length or shorten the prompt"
             )
+        rooms.append(room)
         step_overlap = window_overlap(overlap, room)
         starts = range(0, max(len(body) - step_overlap, 1), room - step_overlap) if split_long_docs else [0]
         for start in starts:
             input_ids.append(head + body[start : start + room] + tail)
             owner.append(i)
-    return EncodedPairs(input_ids, None, np.asarray(owner, dtype=np.int64), len(heads))
+    encoded = EncodedPairs(input_ids, None, np.asarray(owner, dtype=np.int64), len(heads))
+    if not split_long_docs:
+        encoded.doc_tokens = np.array([len(body) for body in bodies], dtype=np.int64)
+        encoded.kept_doc_tokens = np.minimum(encoded.doc_tokens, np.array(rooms, dtype=np.int64))
+    return encoded
 
 
 def encode_flag_pairs(
@@ -133,6 +140,7 @@ def encode_flag_pairs(
     """Inputs in the FlagEmbedding LLM-reranker format (see :class:`PairPromptTemplate`)."""
     distinct, query_of_pair = unique(queries)
     query_ids = tokenizer([template.query_instruction + q for q in distinct], add_special_tokens=False)["input_ids"]
+    originals = docs
     if not split_long_docs:
         docs = clip_for_truncation(tokenizer, docs, max_length)
     prefixes, bodies = split_prefix(tokenizer, template.passage_instruction, docs)
@@ -148,6 +156,9 @@ def encode_flag_pairs(
         for q, prefix in zip(query_of_pair, prefixes)
     ]
     tail = sep + prompt
-    return assemble_inputs(
+    encoded = assemble_inputs(
         heads, bodies, [tail] * len(docs), max_length=max_length, split_long_docs=split_long_docs, overlap=overlap
     )
+    if encoded.doc_tokens is not None:
+        encoded.doc_tokens = estimate_clipped(encoded.doc_tokens, originals, docs)
+    return encoded

@@ -13,6 +13,7 @@ from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
 from .loading import load_pretrained
 from .long_text import clip_for_truncation
 from .pair_encoding import EncodedPairs, unique
+from .truncation import estimate_clipped
 
 DEFAULT_ZERO_SHOT_INSTRUCTION = (
     "Judge whether the document is relevant to the query, that is, whether it contains information that "
@@ -98,10 +99,11 @@ class ZeroShotLLMReranker(DecoderReranker):
         prompt_tokens = len(self._before_query) + len(self._between) + len(self._after_doc)
         query_ids = truncate_query_ids(query_ids, self.max_length, self.min_doc_share, prompt_tokens)
         heads = [self._before_query + query_ids[q] + self._between for q in query_of_pair]
+        originals = docs
         if not split_long_docs:
             docs = clip_for_truncation(self.tokenizer, docs, self.max_length)
         bodies = self.tokenizer([self._doc_lead + d for d in docs], add_special_tokens=False)["input_ids"]
-        return assemble_inputs(
+        encoded = assemble_inputs(
             heads,
             bodies,
             [self._after_doc] * len(docs),
@@ -109,6 +111,9 @@ class ZeroShotLLMReranker(DecoderReranker):
             split_long_docs=split_long_docs,
             overlap=self.overlap,
         )
+        if encoded.doc_tokens is not None:
+            encoded.doc_tokens = estimate_clipped(encoded.doc_tokens, originals, docs)
+        return encoded
 
     def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_params else {}

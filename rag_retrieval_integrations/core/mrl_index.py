@@ -335,7 +335,11 @@ class MRLEncoder:
         chunk = max(256, 8 * (self.batch_size or self.model.batch_size))
         show = self.model._show_progress() if self.show_progress_bar is None else self.show_progress_bar
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with tqdm(total=len(texts), desc="Encoding", unit="doc", disable=not show) as progress:
+        # one truncation warning for the whole build, not one per chunk
+        with (
+            self.model.truncation_scope("index build"),
+            tqdm(total=len(texts), desc="Encoding", unit="doc", disable=not show) as progress,
+        ):
             for start in range(0, len(texts), chunk):
                 batch = self.model.encode_documents(texts[start : start + chunk], batch_size=self.batch_size)
                 out[start : start + len(batch)] = full_vectors(batch, self.dim, self.similarity, "the model's vectors")

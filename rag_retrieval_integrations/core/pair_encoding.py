@@ -16,6 +16,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from .long_text import clip_for_truncation
+from .truncation import estimate_clipped
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ class EncodedPairs:
     token_type_ids: list[list[int]] | None
     owner: np.ndarray  # owner[i] = index of the pair that input i is a window of
     num_pairs: int
+    # in truncate mode: each pair's document tokens, in all and kept (see truncation.py)
+    doc_tokens: np.ndarray | None = None
+    kept_doc_tokens: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -125,13 +129,20 @@ def encode_pairs(
         )
 
     if not split_long_docs:
-        docs = clip_for_truncation(tokenizer, docs, max_length)  # a 50 MB document costs what it keeps
+        originals, docs = docs, clip_for_truncation(tokenizer, docs, max_length)  # a 50 MB document costs what it keeps
         encoded = tokenize(np.arange(len(docs)), 0)
+        # what was cut: the document tokens of the overflowing encodings the tokenizer keeps anyway
+        per_input = specials + np.asarray(query_lengths, dtype=np.int64)[inverse]
+        kept = np.array([len(e.ids) for e in encoded.encodings], dtype=np.int64) - per_input
+        cut = np.array([sum(len(o.ids) for o in e.overflowing) for e in encoded.encodings], dtype=np.int64)
+        cut -= np.array([len(e.overflowing) for e in encoded.encodings], dtype=np.int64) * per_input
         return EncodedPairs(
             input_ids=encoded["input_ids"],
             token_type_ids=encoded["token_type_ids"] if wants_token_types else None,
             owner=np.arange(len(docs), dtype=np.int64),
             num_pairs=len(docs),
+            doc_tokens=estimate_clipped(kept + cut, originals, docs),
+            kept_doc_tokens=kept,
         )
     # The tokenizer takes one stride per call: pairs whose query leaves a window too short for
     # `overlap` are encoded in a call of their own, with the overlap their window allows.

@@ -20,6 +20,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from .pair_encoding import max_per_owner, unique, window_overlap
+from .truncation import estimate_clipped
 
 
 def _window_spans(word_ids: list[int | None], window_tokens: int, overlap: int) -> list[tuple[int, int]]:
@@ -85,6 +86,16 @@ def text_window_limit(tokenizer: PreTrainedTokenizerBase, max_length: int, prefi
     """Document tokens that fit ``max_length`` once the special tokens and ``prefix`` (a prompt or marker) are added."""
     prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
     return max_length - tokenizer.num_special_tokens_to_add(pair=False) - prefix_tokens
+
+
+def text_truncation(
+    tokenizer: PreTrainedTokenizerBase, originals: list[str], clipped: list[str], room: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's tokens in all and kept when cut at ``room`` tokens (``clipped``: the texts as
+    cut before tokenizing, see ``long_text``), for the truncation report."""
+    lengths = tokenizer(clipped, add_special_tokens=False, return_attention_mask=False, return_length=True)["length"]
+    full = estimate_clipped(np.asarray(lengths, dtype=np.int64), originals, clipped)
+    return full, np.minimum(full, max(room, 0))
 
 
 def document_windows(

@@ -39,12 +39,13 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]], metrics: list[str], columns: tuple[str, ...] = ()) -> str:
-    """A Markdown table: one row per model, ``columns`` (text) then ``metrics`` (4 decimals) and the query count."""
-    head = ["model", *columns, *metrics, "queries"]
+    """A Markdown table: one row per model, ``columns`` (text), ``metrics`` (4 decimals), the query
+    count, and what truncation cut of the documents (see ``core/truncation.py``)."""
+    head = ["model", *columns, *metrics, "queries", "truncated"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row in rows:
         cells = [str(row["model"]), *(str(row[c]) for c in columns), *(f"{row[m]:.4f}" for m in metrics)]
-        lines.append("| " + " | ".join([*cells, str(row["queries"])]) + " |")
+        lines.append("| " + " | ".join([*cells, str(row["queries"]), str(row.get("truncated", "-"))]) + " |")
     return "\n".join(lines)
 
 
@@ -93,7 +94,8 @@ def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
         with _loading(model):
             ranker = Reranker(model, model_type=args.model_type, **options)
         print(f"scoring {len(data)} queries with {model} ({ranker.model_type})", file=sys.stderr, flush=True)
-        rows.append({"model": model, **evaluate_reranker(ranker, data, tuple(args.metrics))})
+        scores = evaluate_reranker(ranker, data, tuple(args.metrics))
+        rows.append({"model": model, **scores, "truncated": ranker.truncation_totals.summary(ranker.max_length)})
     return rows
 
 

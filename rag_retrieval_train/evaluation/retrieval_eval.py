@@ -262,4 +262,13 @@ def evaluate_retriever(
         "top_k": depth,
         "index_seconds": round(indexed - started, 3),
         "search_seconds": round(searched - indexed, 3),
+        # what the index build cut (documents are truncated at the model's max_length in every index)
+        "truncated": _truncation_summary(index),
     }
+
+
+def _truncation_summary(index: Any) -> str:
+    """What truncation cut while ``index`` encoded its documents (``-``: loaded, nothing encoded)."""
+    encoder = getattr(index, "encoder", None)  # an MRLIndex holds its model in its encoder
+    model = encoder.model if encoder is not None else getattr(index, "model", None)
+    return "-" if model is None else model.truncation_totals.summary(model.max_length)

@@ -1,0 +1,87 @@
+"""Truncation users can see: one warning per call or index build when a noticeable share is cut."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from transformers import AutoTokenizer
+
+from rag_retrieval_integrations import Reranker
+from rag_retrieval_integrations.core.colbert_index import ColBERTIndex
+from rag_retrieval_integrations.core.mrl_index import MRLIndex
+from rag_retrieval_integrations.core.truncation import TruncationStats
+
+faiss = pytest.importorskip("faiss")
+
+QUERY = "what is a panda?"
+SHORT = ["The giant panda is a bear.", "Pandas eat bamboo.", "Paris is in France."]
+LONG = "The giant panda is a bear native to south central China and it eats bamboo. " * 12
+LOGGER = "rag_retrieval_integrations.core.truncation"
+
+
+def truncation_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+
+
+@pytest.fixture(scope="module")
+def colbert_path(tmp_path_factory):
+    import tiny_colbert as tc
+
+    return tc.build_tiny_colbert(tmp_path_factory.mktemp("colbert") / "tiny-colbert")
+
+
+FAMILIES = ["bert_cross_encoder", "xlmr_cross_encoder", "bi_encoder", "decoder_llm", "colbert_path"]
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_cut_documents_warn_once_per_call_naming_share_length_and_remedies(request, caplog, fixture):
+    max_length = 128 if fixture == "decoder_llm" else 32  # the LLM prompt alone takes about 60 tokens
+    ranker = Reranker(request.getfixturevalue(fixture), max_length=max_length)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        ranker.rank(QUERY, [LONG, LONG + " Bamboo.", *SHORT])
+    (message,) = truncation_warnings(caplog)
+    assert "2 of 5 documents (40.0%) were cut" in message and f"max_length={max_length}" in message
+    assert "long_doc='split-max'" in message and "raise max_length" in message
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_no_warning_when_nothing_is_cut_or_split_max_scores_every_part(request, caplog, fixture):
+    path = request.getfixturevalue(fixture)
+    max_length = 128 if fixture == "decoder_llm" else 32
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        Reranker(path, max_length=max_length).rank(QUERY, SHORT)
+        Reranker(path, max_length=max_length, long_doc="split-max").rank(QUERY, [LONG, *SHORT])
+    assert truncation_warnings(caplog) == []
+
+
+def test_a_small_share_cut_is_not_noticeable(bert_cross_encoder, caplog):
+    """One long document among twenty (5%, and a small share of the tokens) is no reason to warn."""
+    ranker = Reranker(bert_cross_encoder, max_length=64)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        ranker.rank(QUERY, ["The giant panda is a bear native to China, eating bamboo all day."] * 19 + [LONG[:300]])
+    assert truncation_warnings(caplog) == []
+    assert ranker.truncation_totals.truncated == 1 and ranker.truncation_totals.documents == 20
+
+
+def test_counts_are_the_tokens_the_tokenizer_cuts(bert_cross_encoder):
+    ranker = Reranker(bert_cross_encoder, max_length=32)
+    tokenizer = AutoTokenizer.from_pretrained(bert_cross_encoder)
+    ranker.compute_score([(QUERY, LONG), (QUERY, SHORT[0])])
+    q = len(tokenizer(QUERY, add_special_tokens=False)["input_ids"])
+    long_tokens = len(tokenizer(LONG, add_special_tokens=False)["input_ids"])
+    short_tokens = len(tokenizer(SHORT[0], add_special_tokens=False)["input_ids"])
+    room = 32 - 3 - q
+    assert ranker.truncation_totals == TruncationStats(
+        documents=2, truncated=1, tokens=long_tokens + short_tokens, kept_tokens=room + short_tokens
+    )
+
+
+def test_an_index_build_warns_once_for_all_its_chunks(bi_encoder, colbert_path, caplog):
+    docs = [LONG] * 150 + SHORT * 50  # 300 documents: more than one 256-document encoding chunk
+    for index in (MRLIndex(Reranker(bi_encoder, max_length=32)), ColBERTIndex(Reranker(colbert_path, max_length=32))):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            index.add(docs)
+        (message,) = truncation_warnings(caplog)
+        assert message.startswith("truncation in index build: 150 of 300 documents (50.0%)")
