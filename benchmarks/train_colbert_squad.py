@@ -11,8 +11,10 @@ sentence-transformers' ``InformationRetrievalEvaluator.compute_metrics`` from ea
 
 - zero-shot: all-MiniLM-L6-v2 as a bi-encoder (cosine, exact search over all paragraphs);
 - ColBERT: ``rag-retrieval-train colbert`` from all-MiniLM-L6-v2 (new 128-dim projection, [Q]/[D]
-  markers, [MASK] query expansion to 32 tokens, documents cut at 128 tokens in training and
-  256 in evaluation, contrastive loss over in-batch and hard negatives), searched through ``ColBERTIndex`` (IVF candidates + exact MaxSim) and exhaustively.
+  markers, [MASK] query expansion to 32 tokens, documents cut at ``--doc-length`` tokens in
+  training, contrastive loss over in-batch and hard negatives), searched through ``ColBERTIndex``
+  (IVF candidates + exact MaxSim) and exhaustively, at the checkpoint's own inference document
+  length (what ``Reranker(path)`` uses unless told otherwise) and at each ``--eval-lengths``.
 
     python benchmarks/train_colbert_squad.py [--epochs 1] [--batch-size 32] [--lr 1e-4]
 """
@@ -89,16 +91,25 @@ def evaluate_bi_encoder(model_path: str, paragraphs: list[str], queries: list[st
     return ir_metrics(top.tolist(), np.take_along_axis(scores, top, axis=1).tolist(), relevant)
 
 
-def evaluate_colbert(model_path: str, paragraphs: list[str], queries: list[str], relevant: list[int]) -> dict:
+def evaluate_colbert(
+    model_path: str, paragraphs: list[str], queries: list[str], relevant: list[int], max_length: int | None = None
+) -> dict:
     from rag_retrieval_integrations import Reranker
     from rag_retrieval_integrations.core import ColBERTIndex
 
-    model = Reranker(model_path, device="cpu", max_length=256, batch_size=64)
+    options = {} if max_length is None else {"max_length": max_length}  # None: the checkpoint's own
+    model = Reranker(model_path, device="cpu", batch_size=64, **options)
     index = ColBERTIndex(model)
     start = time.perf_counter()
     index.add(paragraphs, ids=[str(i) for i in range(len(paragraphs))])
     build = time.perf_counter() - start
-    out = {"index_tokens": index.num_tokens, "index_uses_faiss": index.uses_faiss, "index_build_s": build}
+    out = {
+        "max_length": model.max_length,
+        "truncated": model.truncation_totals.summary(model.max_length),
+        "index_tokens": index.num_tokens,
+        "index_uses_faiss": index.uses_faiss,
+        "index_build_s": build,
+    }
     for name, exhaustive in (("index", False), ("exhaustive", True)):
         hits = index.search_many(queries, k=K, exhaustive=exhaustive)
         out[name] = ir_metrics([[int(h.id) for h in q] for q in hits], [[h.score for h in q] for q in hits], relevant)
@@ -147,6 +158,11 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--doc-length", type=int, default=128, help="document tokens in training")
     parser.add_argument(
+        "--eval-lengths",
+        default="128,256,512",
+        help="document lengths to evaluate the trained ColBERT at, besides its own default",
+    )
+    parser.add_argument(
         "--group-size",
         type=int,
         default=1,
@@ -183,17 +199,26 @@ def main() -> None:
         start = time.perf_counter()
         colbert = evaluate_colbert(str(tmp_path / "colbert"), paragraphs, queries, relevant)
         colbert_s = time.perf_counter() - start
+        lengths = [int(n) for n in args.eval_lengths.split(",") if n.strip()]
+        at_length = {n: evaluate_colbert(str(tmp_path / "colbert"), paragraphs, queries, relevant, n) for n in lengths}
 
+    default = colbert["max_length"]
     rows = [
         ("all-MiniLM-L6-v2 bi-encoder, zero-shot (cosine, exact)", zero_shot),
-        ("+ rag-retrieval-train colbert, ColBERTIndex search", colbert["index"]),
-        ("+ rag-retrieval-train colbert, exhaustive MaxSim", colbert["exhaustive"]),
+        (f"+ rag-retrieval-train colbert, ColBERTIndex search, default ({default})", colbert["index"]),
+        (f"+ rag-retrieval-train colbert, exhaustive MaxSim, default ({default})", colbert["exhaustive"]),
+        *(
+            (f"+ rag-retrieval-train colbert, ColBERTIndex search, max_length={n}", m["index"])
+            for n, m in at_length.items()
+        ),
     ]
+    truncation = {"default": colbert["truncated"], **{str(n): m["truncated"] for n, m in at_length.items()}}
     print(
         f"\nSQuAD v1.1 dev part 1: {len(eval_q)} questions of the last {n_articles - n_articles // 2} articles, "
         f"{len(paragraphs)} paragraphs; ColBERT trained {args.epochs:g} epoch(s), batch {args.batch_size}, "
         f"lr {args.lr:g}, seed 0\n"
     )
+    print(f"documents truncated at indexing: {truncation}\n")
     print("| model | recall@10 | nDCG@10 | MRR@10 |")
     print("|---|---|---|---|")
     for name, m in rows:
@@ -207,7 +232,7 @@ def main() -> None:
     command = (
         f"python benchmarks/train_colbert_squad.py --epochs {args.epochs:g} --batch-size {args.batch_size} "
         f"--lr {args.lr:g} --temperature {args.temperature:g} --doc-length {args.doc_length} "
-        f"--group-size {args.group_size}"
+        f"--group-size {args.group_size} --eval-lengths {args.eval_lengths}"
     )
     print(f"\ncommand: {command}")
     RESULTS.mkdir(exist_ok=True)
@@ -219,6 +244,7 @@ def main() -> None:
         "paragraphs": len(paragraphs),
         "zero_shot_bi_encoder": zero_shot,
         "colbert": colbert,
+        "colbert_at_length": {str(n): m for n, m in at_length.items()},
         "train_seconds": train_s,
         "train_samples_per_second": samples_per_s,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +23,7 @@ from rag_retrieval_integrations.core.colbert import (
 )
 from rag_retrieval_integrations.core.cross_encoder import DEFAULT_MAX_LENGTH
 from rag_retrieval_integrations.core.loading import default_max_length, position_limit, transformer_folder
+from rag_retrieval_integrations.core.long_text import clip_for_truncation
 from rag_retrieval_integrations.core.maxsim import DEFAULT_CHUNK_ELEMENTS
 
 from .config import ConfigError, TrainConfig, require
@@ -161,7 +163,13 @@ class ColBERTTrainingRun(TrainingRun):
         }
         self._resampler = EpochResampleCallback()
         return training_view(
-            load_examples(c.train_data), kind=kind, group_size=c.train_group_size, seed=c.seed, epochs=self._resampler
+            load_examples(c.train_data),
+            kind=kind,
+            group_size=c.train_group_size,
+            seed=c.seed,
+            epochs=self._resampler,
+            # a huge document is cut before the collator tokenizes it whole (the same tokens kept)
+            clip=partial(clip_for_truncation, model.tokenizer, max_tokens=max(c.max_length, c.query_length)),
         )
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:

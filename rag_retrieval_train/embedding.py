@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from rag_retrieval_integrations.core.checkpoint import _is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.long_text import clip_for_truncation
 
 from .config import ConfigError, TrainConfig, require
 from .trainer import TrainingRun
@@ -138,6 +140,7 @@ class EmbeddingTrainingRun(TrainingRun):
             query_prompt=c.query_prompt,
             passage_prompt=c.passage_prompt,
             epochs=self._resampler,
+            clip=partial(clip_for_truncation, model.tokenizer, max_tokens=c.max_length),
         )
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:

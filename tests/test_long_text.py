@@ -54,3 +54,22 @@ def test_clip_keeps_every_token_that_truncation_keeps(bert_cross_encoder):
     for original, cut in zip(texts, clipped):
         full = tokenizer(original, add_special_tokens=False)["input_ids"][:100]
         assert tokenizer(cut, add_special_tokens=False)["input_ids"][:100] == full
+
+
+def test_training_rows_are_cut_before_the_collator_tokenizes_them(tmp_path, bi_encoder):
+    """The embedding and ColBERT trainers pass ``clip_for_truncation`` to ``training_view``."""
+    import json
+    from functools import partial
+
+    pytest.importorskip("datasets")
+    from rag_retrieval_train.data import load_examples, training_view
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"query": "what is a panda?", "pos": [HUGE], "neg": ["Paris is in France."]}) + "\n")
+    tokenizer = Reranker(bi_encoder).model.tokenizer
+    clip = partial(clip_for_truncation, tokenizer, max_tokens=64)
+    row = training_view(load_examples(data), kind="infonce", group_size=2, clip=clip)[0]
+    assert len(row["positive"]) <= 64 * long_text.CHARS_PER_TOKEN + 256
+    assert row["negative_1"] == "Paris is in France." and row["query"] == "what is a panda?"
+    full = tokenizer(HUGE, add_special_tokens=False)["input_ids"][:64]
+    assert tokenizer(row["positive"], add_special_tokens=False)["input_ids"][:64] == full

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import pyarrow.compute as pc
@@ -167,8 +167,10 @@ class GroupSampler:
         seed: int = 0,
         query_prompt: str = "",
         passage_prompt: str = "",
+        clip: Callable[[list[str]], list[str]] | None = None,
     ):
         _check_kind(kind, group_size)
+        self.clip = clip
         self.kind = kind
         self.group_size = group_size
         self.seed = seed
@@ -211,6 +213,8 @@ class GroupSampler:
                 out[name].append(passage_prompt + text)
         if self.kind == "preference" and "scores" not in batch:
             del out["label"]
+        if self.clip is not None:  # a huge text is cut before the collator tokenizes it whole
+            out = {name: values if name == "label" else self.clip(values) for name, values in out.items()}
         return out
 
 
@@ -276,6 +280,7 @@ def training_view(
     query_prompt: str = "",
     passage_prompt: str = "",
     epochs: EpochResampleCallback | None = None,
+    clip: Callable[[list[str]], list[str]] | None = None,
 ) -> Dataset:
     """The dataset of :func:`load_examples` as training rows of ``kind`` (a transformed copy).
 
@@ -285,11 +290,15 @@ def training_view(
     at epoch 0. ``epochs``: an :class:`EpochResampleCallback` to register the sampler with, so
     that every epoch draws anew (or pass the returned dataset to the callback yourself).
     ``query_prompt``/``passage_prompt`` apply to lines that set no prompt of their own.
+    ``clip`` maps each column's texts before they are returned (the trainers pass
+    ``clip_for_truncation`` at their ``max_length``: the same tokens, at a bounded cost).
     The input ``dataset`` is left untouched.
     """
     _check_kind(kind, group_size)
     _check_rows(dataset, kind, group_size)
-    sampler = GroupSampler(kind, group_size, seed=seed, query_prompt=query_prompt, passage_prompt=passage_prompt)
+    sampler = GroupSampler(
+        kind, group_size, seed=seed, query_prompt=query_prompt, passage_prompt=passage_prompt, clip=clip
+    )
     if epochs is not None:
         epochs.add(sampler)
     return dataset.with_transform(sampler, columns=sampler.input_columns())
