@@ -112,3 +112,24 @@ def test_threads_sharing_one_model_get_sequential_results(bi_encoder):
     with ThreadPoolExecutor(max_workers=8) as pool:
         threaded = list(pool.map(call, range(128)))
     assert threaded == [sequential[i % 8] for i in range(128)]
+
+
+@pytest.mark.parametrize("fixture", ["bert_cross_encoder", "decoder_llm"])
+def test_a_pair_given_twice_is_scored_once_and_gets_the_same_score(request, monkeypatch, fixture):
+    """Two rows of one padded batch can differ in the last bits; duplicates must not, or a stable
+    sort would not keep them in input order (seen with checkpoints built under transformers 5.0-5.2)."""
+    ranker = Reranker(request.getfixturevalue(fixture))
+    seen = []
+    original = type(ranker)._score
+
+    def spy(self, queries, docs, *args, **kwargs):
+        seen.append(len(docs))
+        return original(self, queries, docs, *args, **kwargs)
+
+    monkeypatch.setattr(type(ranker), "_score", spy)
+    docs = ["The giant panda is a bear.", "Pandas eat bamboo.", "The giant panda is a bear."]
+    scores = ranker.compute_score([("what is a panda?", d) for d in docs] + [("other query", docs[0])])
+    assert seen == [3]  # (query, doc) pairs: 4 given, 3 distinct
+    assert scores[0] == scores[2]
+    ranked = ranker.rank("what is a panda?", docs)
+    assert [r.index for r in ranked if r.text == docs[0]] == [0, 2]

@@ -355,8 +355,18 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
             )
         if not docs:
             return np.zeros(0, dtype=np.float64)
+        # A pair given twice is scored once: duplicates get bit-equal scores (so a stable sort keeps
+        # their input order; two rows of one padded batch can differ in the last bits), and less work.
+        pair_index: dict[tuple[str, str], int] = {}
+        inverse = np.fromiter(
+            (pair_index.setdefault(pair, len(pair_index)) for pair in zip(queries, docs)), np.int64, len(docs)
+        )
+        if len(pair_index) < len(docs):
+            queries, docs = [q for q, _ in pair_index], [d for _, d in pair_index]
         with self._lock, self.truncation_scope("scoring"):
             scores = np.asarray(self._score(queries, docs, batch_size, **kwargs), dtype=np.float64)
+        if len(pair_index) < len(inverse):
+            scores = scores[inverse]
         if scores.ndim == 2 and scores.shape[1] == 1:
             scores = scores[:, 0]
         return sigmoid(scores) if normalize else scores
