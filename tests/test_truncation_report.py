@@ -59,7 +59,8 @@ def test_a_small_share_cut_is_not_noticeable(bert_cross_encoder, caplog):
     """One long document among twenty (5%, and a small share of the tokens) is no reason to warn."""
     ranker = Reranker(bert_cross_encoder, max_length=64)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        ranker.rank(QUERY, ["The giant panda is a bear native to China, eating bamboo all day."] * 19 + [LONG[:300]])
+        short = [f"The giant panda number {i} is a bear native to China, eating bamboo." for i in range(19)]
+        ranker.rank(QUERY, [*short, LONG[:300]])
     assert truncation_warnings(caplog) == []
     assert ranker.truncation_totals.truncated == 1 and ranker.truncation_totals.documents == 20
 
