@@ -146,6 +146,11 @@ class PairScorer(torch.nn.Module):
     def config(self) -> Any:
         return self.model.config
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The wrapped model's layer classes: accelerate's FSDP auto-wrap reads them from the top module."""
+        return list(getattr(self.model, "_no_split_modules", None) or [])
+
     def forward(
         self,
         input_ids: torch.Tensor,

@@ -30,6 +30,7 @@ from rag_retrieval_integrations.core.errors import (
 
 from . import run_folder
 from .config import RESOLVED_CONFIG_FILE, ConfigError, TrainConfig, config_payload, save_config
+from .fsdp import configure_fsdp_wrap
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ class TrainingRun(ABC):
             model = self.build_model()
         train_dataset = self.build_train_dataset(model)
         loss = self.build_loss(model)
+        configure_fsdp_wrap(model)  # before the Trainer builds its FSDP plugin
         trainer_class, args_class = self.trainer_classes()
         trainer = trainer_class(
             model=model,
