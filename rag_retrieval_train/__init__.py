@@ -1,7 +1,8 @@
-"""rag-retrieval training: trainers for embedding, reranker and ColBERT models on the shared core layer.
+"""rag-retrieval training: the embedding, reranker, distillation and ColBERT trainers on the shared core layer.
 
-The trainers land here one issue at a time; every one of them writes checkpoints that
-``rag_retrieval_integrations.Reranker`` and sentence-transformers load directly.
+One CLI (``rag-retrieval-train {embedding,reranker,distill,colbert}``) on one ``TrainingRun``;
+every trainer writes checkpoints that ``rag_retrieval_integrations.Reranker`` and
+sentence-transformers load directly. ``rag-retrieval-eval`` (``evaluation/``) measures them.
 """
 
 __version__ = "0.1.0"

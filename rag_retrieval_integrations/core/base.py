@@ -101,7 +101,9 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``...; default: cuda, then mps, then cpu.
         dtype: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"``; half precision only off the CPU.
         max_length: tokens per model input (query, document and special tokens); default: the
-            model's own limit, at most 512.
+            model's own limit, at most 512 for encoders and 1024 for decoder LLMs (a ColBERT
+            checkpoint's saved document length). A value above the position embeddings is
+            capped at them, with a warning.
         batch_size: model inputs per forward pass.
         long_doc: ``"truncate"`` cuts a document to what fits; ``"split-max"`` cuts it into
             overlapping token windows and scores it with its best window.

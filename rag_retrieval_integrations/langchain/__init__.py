@@ -1,4 +1,4 @@
-"""LangChain integration: a document compressor (reranker) and embeddings.
+"""LangChain integration: a document compressor (reranker), embeddings, and ColBERT and MRL retrievers.
 
 Imports ``langchain_core`` only; install it with ``pip install 'rag-retrieval[langchain]'``.
 ``ContextualCompressionRetriever`` lives in ``langchain-classic`` (``langchain_classic.retrievers``)

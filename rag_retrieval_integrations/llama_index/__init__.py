@@ -1,4 +1,4 @@
-"""LlamaIndex integration: a node postprocessor (reranker) and an embedding model.
+"""LlamaIndex integration: a node postprocessor (reranker), an embedding model, and ColBERT and MRL retrievers.
 
 Imports ``llama_index.core`` only; install it with ``pip install 'rag-retrieval[llama-index]'``.
 """
