@@ -52,6 +52,7 @@ from .index_folder import (
     MANIFEST_FILE,
     CorruptIndexError,
     IndexHit,
+    atomic_save,
     check_ids,
     check_metadatas,
     documents_problem,
@@ -59,7 +60,6 @@ from .index_folder import (
     load_index_model,
     read_documents,
     read_manifest,
-    save_folder,
     split_documents,
     verify_checksums,
     write_documents,
@@ -469,20 +469,16 @@ class ColBERTIndex:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
         faiss = import_faiss("ColBERT index")
-        folder = save_folder(folder)
-        with self._lock:
+        target = Path(folder)
+        with self._lock, atomic_save(target, DATA_FILES) as folder:
             if len(self._vectors) != self.num_tokens:
                 self._compact()
-            # The manifest goes last: a save cut short leaves a folder that load() rejects by name.
-            (folder / MANIFEST_FILE).unlink(missing_ok=True)
             np.save(folder / VECTORS_FILE, self._vectors, allow_pickle=False)
             offsets = np.asarray(self._doc_start + [len(self._vectors)], dtype=np.int64)
             np.save(folder / OFFSETS_FILE, offsets, allow_pickle=False)
             write_documents(folder / DOCUMENTS_FILE, self._ids, self._texts, self._metadatas)
             if self._faiss is not None:
                 faiss.write_index(self._faiss, str(folder / FAISS_FILE))
-            else:
-                (folder / FAISS_FILE).unlink(missing_ok=True)
             files = [name for name in DATA_FILES if (folder / name).is_file()]
             manifest = {
                 "format": INDEX_FORMAT,
@@ -501,7 +497,7 @@ class ColBERTIndex:
                 "search": {"nprobe": self.nprobe, "token_k": self.token_k, "max_candidates": self.max_candidates},
             }
             write_manifest(folder, manifest, files)
-        return folder
+        return target
 
     @classmethod
     def load(

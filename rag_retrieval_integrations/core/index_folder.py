@@ -1,14 +1,18 @@
 """What the persistent indexes (``ColBERTIndex``, ``MRLIndex``) share: search results, id and
 metadata checks, and the folder layout: data files plus a ``manifest.json`` written last, with
-every file's size and SHA-256, so a save cut short or a changed file is refused by name."""
+every file's size and SHA-256, so a changed file is refused by name; saves are atomic
+(:func:`atomic_save`), so a save cut short leaves the previous index as it was."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,13 +133,57 @@ def split_documents(documents: list[dict[str, Any]]) -> tuple[list[str], list[st
     return [d["id"] for d in documents], [d["text"] for d in documents], [d["metadata"] for d in documents]
 
 
-def save_folder(folder: str | os.PathLike[str]) -> Path:
-    """``folder`` as a ``Path``, created if needed; an error if a file is in the way."""
+@contextmanager
+def atomic_save(folder: str | os.PathLike[str], own_files: Iterable[str]) -> Iterator[Path]:
+    """A temporary sibling of ``folder`` to write an index into, put in ``folder``'s place once complete.
+
+    The files are fsynced, the old folder is renamed aside, the new one renamed in, and the old
+    one deleted; a save that fails midway (disk full, a kill, an error) leaves the previous index
+    as it was, loadable, and removes the temporary folder. ``folder`` may be missing, empty, or an
+    index (only ``own_files`` in it); a folder holding anything else is refused rather than
+    replaced, so a save never deletes a user's other files.
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"cannot save the index to {str(folder)!r}: it is a file")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    if folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in set(own_files) | {MANIFEST_FILE})
+        if foreign:
+            raise ValueError(
+                f"cannot save the index to {str(folder)!r}: it holds other files ({', '.join(foreign[:5])}); "
+                "save to a new or empty folder, or to the folder of an index"
+            )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+    try:
+        yield staging
+        for path in staging.iterdir():
+            _fsync(path)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(folder, old)
+            os.rename(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, folder)
+        _fsync(folder.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk; folders cannot be opened for it everywhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any], files: Iterable[str]) -> None:

@@ -65,9 +65,9 @@ from .checkpoint import CheckpointInfo, read_checkpoint
 from .embedding import EmbeddingReranker
 from .index_folder import (
     DOCUMENTS_FILE,
-    MANIFEST_FILE,
     CorruptIndexError,
     IndexHit,
+    atomic_save,
     check_ids,
     check_metadatas,
     documents_problem,
@@ -75,7 +75,6 @@ from .index_folder import (
     load_index_model,
     read_documents,
     read_manifest,
-    save_folder,
     split_documents,
     verify_checksums,
     write_documents,
@@ -793,14 +792,11 @@ class MRLIndex:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index to ``folder`` (created if needed; an index already there is replaced)."""
         faiss = import_faiss("MRL index")
-        folder = save_folder(folder)
-        with self._lock:
-            # The manifest goes last: a save cut short leaves a folder that load() rejects by name.
-            (folder / MANIFEST_FILE).unlink(missing_ok=True)
+        target = Path(folder)
+        with self._lock, atomic_save(target, (VECTORS_FILE, DOCUMENTS_FILE, FAISS_FILE)) as folder:
             np.save(folder / VECTORS_FILE, self._vectors[: self._count], allow_pickle=False)
             write_documents(folder / DOCUMENTS_FILE, self._ids, self._texts, self._metadatas)
             files = [VECTORS_FILE, DOCUMENTS_FILE]
-            (folder / FAISS_FILE).unlink(missing_ok=True)
             if self._faiss is not None:
                 faiss.write_index(self._faiss, str(folder / FAISS_FILE))
                 files.append(FAISS_FILE)
@@ -827,7 +823,7 @@ class MRLIndex:
                 },
             }
             write_manifest(folder, manifest, files)
-        return folder
+        return target
 
     @classmethod
     def load(

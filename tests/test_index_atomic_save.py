@@ -1,0 +1,63 @@
+"""Saving an index is atomic: a save that fails midway leaves the previous index loading with its old results."""
+
+from __future__ import annotations
+
+import pytest
+import tiny_colbert as tc
+
+from rag_retrieval_integrations import Reranker
+
+pytest.importorskip("faiss")
+
+from rag_retrieval_integrations.core import colbert_index, mrl_index  # noqa: E402
+from rag_retrieval_integrations.core.colbert_index import ColBERTIndex  # noqa: E402
+from rag_retrieval_integrations.core.mrl_index import MRLIndex  # noqa: E402
+
+TEXTS = ["The giant panda is a bear.", "Pandas eat bamboo.", "Paris is the capital of France.", "A python is a snake."]
+QUERY = "what do pandas eat?"
+
+
+@pytest.fixture(scope="module")
+def colbert_model(tmp_path_factory):
+    return Reranker(tc.build_tiny_colbert(tmp_path_factory.mktemp("colbert") / "tiny-colbert"))
+
+
+def indexes(bi_encoder, colbert_model):
+    return [
+        (MRLIndex, MRLIndex(Reranker(bi_encoder)), mrl_index),
+        (ColBERTIndex, ColBERTIndex(colbert_model), colbert_index),
+    ]
+
+
+def results(index):
+    return [(h.id, round(h.score, 5)) for h in index.search(QUERY, k=3)]
+
+
+def test_a_save_that_fails_midway_leaves_the_old_index(tmp_path, monkeypatch, bi_encoder, colbert_model):
+    for cls, index, module in indexes(bi_encoder, colbert_model):
+        folder = tmp_path / cls.__name__
+        index.add(TEXTS[:2], ids=["a", "b"])
+        index.save(folder)
+        before = results(cls.load(folder))
+        index.add(TEXTS[2:], ids=["c", "d"])
+
+        def disk_full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        with monkeypatch.context() as m:
+            m.setattr(module, "write_documents", disk_full)  # after the vectors were written
+            with pytest.raises(OSError, match="No space left"):
+                index.save(folder)
+        assert results(cls.load(folder)) == before, cls.__name__
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+        index.save(folder)  # and a save that completes replaces it
+        assert len(cls.load(folder)) == 4
+
+
+def test_a_folder_holding_other_files_is_not_replaced(tmp_path, bi_encoder):
+    (tmp_path / "notes.txt").write_text("mine")
+    index = MRLIndex(Reranker(bi_encoder))
+    index.add(TEXTS)
+    with pytest.raises(ValueError, match=r"holds other files \(notes.txt\)"):
+        index.save(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
