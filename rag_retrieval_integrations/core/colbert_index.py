@@ -55,9 +55,11 @@ from .index_folder import (
     atomic_save,
     check_ids,
     check_metadatas,
+    check_same_weights,
     documents_problem,
     import_faiss,
     load_index_model,
+    model_record,
     read_documents,
     read_manifest,
     split_documents,
@@ -483,7 +485,7 @@ class ColBERTIndex:
             manifest = {
                 "format": INDEX_FORMAT,
                 "format_version": INDEX_FORMAT_VERSION,
-                "model": self.model.settings(),
+                "model": model_record(self.model.settings(), self.model.model_name_or_path),
                 "num_documents": len(self._ids),
                 "num_tokens": len(self._vectors),
                 "dim": self.dim,
@@ -551,6 +553,7 @@ class ColBERTIndex:
                 f"the model gives {index.dim}-dim token vectors but the index at {str(folder)!r} holds "
                 f"{manifest['dim']}-dim ones (built with {settings.get('model')!r}); load it with that model"
             )
+        check_same_weights(settings, index.model.model_name_or_path, folder)
         _warn_on_setting_changes(index.model, settings, folder)
         if verify:
             verify_checksums(folder, manifest)

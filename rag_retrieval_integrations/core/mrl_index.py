@@ -70,9 +70,11 @@ from .index_folder import (
     atomic_save,
     check_ids,
     check_metadatas,
+    check_same_weights,
     documents_problem,
     import_faiss,
     load_index_model,
+    model_record,
     read_documents,
     read_manifest,
     split_documents,
@@ -803,7 +805,9 @@ class MRLIndex:
             manifest = {
                 "format": INDEX_FORMAT,
                 "format_version": INDEX_FORMAT_VERSION,
-                "model": None if self.encoder is None else self.encoder.settings(),
+                "model": None
+                if self.encoder is None
+                else model_record(self.encoder.settings(), self.encoder.model.model_name_or_path),
                 "num_documents": self._count,
                 "dim": self.dim,
                 "search_dim": self.search_dim,
@@ -886,6 +890,7 @@ class MRLIndex:
         else:
             loaded = _load_model(model, model_kwargs)
             _check_model_fits(loaded, manifest, folder)
+            check_same_weights(settings or {}, loaded.model_name_or_path, folder)
             index = cls(loaded, **common)
         if verify:
             verify_checksums(folder, manifest)

@@ -1,4 +1,4 @@
-"""Saving an index is atomic: a save that fails midway leaves the previous index loading with its old results."""
+"""Index persistence: atomic saves, the model recorded by absolute path and weights fingerprint."""
 
 from __future__ import annotations
 
@@ -61,3 +61,35 @@ def test_a_folder_holding_other_files_is_not_replaced(tmp_path, bi_encoder):
     with pytest.raises(ValueError, match=r"holds other files \(notes.txt\)"):
         index.save(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_retrained_model_behind_the_recorded_path_is_refused(tmp_path, bi_encoder):
+    import shutil
+
+    import tiny_checkpoints as kit
+
+    from rag_retrieval_integrations.core.index_folder import CorruptIndexError
+
+    model = tmp_path / "model"
+    shutil.copytree(bi_encoder, model)
+    index = MRLIndex(Reranker(model))
+    index.add(TEXTS)
+    index.save(tmp_path / "index")
+    assert len(MRLIndex.load(tmp_path / "index")) == 4
+    retrained = kit.build_bi_encoder(tmp_path / "retrained", seed=7)
+    shutil.copy(retrained / "model.safetensors", model / "model.safetensors")  # same path, new weights
+    with pytest.raises(CorruptIndexError, match=r"its weights changed \(fingerprint \w+, the index recorded \w+\)"):
+        MRLIndex.load(tmp_path / "index")
+
+
+def test_an_index_built_from_a_relative_path_loads_from_another_folder(tmp_path, monkeypatch, colbert_model):
+    import shutil
+
+    shutil.copytree(colbert_model.model_name_or_path, tmp_path / "work" / "my-colbert")
+    monkeypatch.chdir(tmp_path / "work")
+    index = ColBERTIndex(Reranker("./my-colbert"))
+    index.add(TEXTS)
+    index.save("index")
+    before = results(index)
+    monkeypatch.chdir(tmp_path)  # elsewhere: ./my-colbert does not exist here
+    assert results(ColBERTIndex.load(tmp_path / "work" / "index")) == before
