@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from rag_retrieval_integrations.core.checkpoint import _is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.checkpoint import is_decoder_only, read_checkpoint
 from rag_retrieval_integrations.core.long_text import clip_for_truncation
 
 from .config import ConfigError, TrainConfig, require
@@ -70,7 +70,7 @@ def build_embedding_model(config: EmbeddingTrainConfig) -> Any:
         model = SentenceTransformer(info.path, device="cpu")
         model.max_seq_length = config.max_length
     else:
-        decoder = _is_decoder_only(info.config or {})
+        decoder = is_decoder_only(info.config or {})
         pooling = config.pooling or ("lasttoken" if decoder else "mean")
         transformer = Transformer(info.path, max_seq_length=config.max_length)
         if decoder:

@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from rag_retrieval_integrations.core.base import BaseReranker
-from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, _is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, is_decoder_only, read_checkpoint
 from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
 
 from .config import ConfigError, TrainConfig, require
@@ -75,7 +75,7 @@ def resolve_backbone(config: RerankerTrainConfig, info: CheckpointInfo) -> str:
     """The family the model trains as (and is saved as)."""
     if config.backbone != "auto":
         return config.backbone
-    return "llm" if _is_decoder_only(info.config or {}) else "cross-encoder"
+    return "llm" if is_decoder_only(info.config or {}) else "cross-encoder"
 
 
 def build_reranker(config: RerankerTrainConfig) -> BaseReranker:

@@ -147,7 +147,7 @@ def write_metadata(folder: str | os.PathLike[str], model_type: str, **fields: An
     return path
 
 
-def _is_decoder_only(config: dict[str, Any]) -> bool:
+def is_decoder_only(config: dict[str, Any]) -> bool:
     """Whether ``config.json`` describes a decoder-only LM (Qwen2, Llama, Gemma...) rather than an encoder."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -183,7 +183,7 @@ def detect_model_type(info: CheckpointInfo) -> str:
     has_classifier_head = any(a.endswith("ForSequenceClassification") for a in architectures)
     st_kind = (info.st_config or {}).get("model_type")
     if st_kind == "CrossEncoder" or (st_kind is None and info.modules is None and has_classifier_head):
-        return "llm-classifier" if _is_decoder_only(config) else "cross-encoder"
+        return "llm-classifier" if is_decoder_only(config) else "cross-encoder"
     if colbert_format(info) == "multi-vector":
         return "colbert"
     if st_kind == "SparseEncoder":
