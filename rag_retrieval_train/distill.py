@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError
 from .data.jsonl import DataFormatError, iter_jsonl, iter_lines
 from .data.reranker_data import validate_reranker_line
-from .reranker import DISTILL_LOSSES, RerankerTrainConfig, RerankerTrainingRun
+from .reranker import DISTILL_LOSSES, RerankerLoss, RerankerTrainConfig, RerankerTrainingRun
 from .trainer import naming_key
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,7 @@ class DistillTrainConfig(RerankerTrainConfig):
     RESUME_FREE_KEYS: ClassVar[frozenset[str]] = RerankerTrainConfig.RESUME_FREE_KEYS | {"step", "teacher_batch_size"}
 
     step: Literal["all", "teacher-scores", "student"] = "all"
-    loss: Literal["bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse"] = (
-        "distill_kl"
-    )
+    loss: RerankerLoss = "distill_kl"
     teacher_model: str = ""
     teacher_model_type: str | None = None  # None: detected from the teacher checkpoint
     teacher_options: dict[str, Any] = field(default_factory=dict)  # e.g. {max_length: 512, dtype: bfloat16}

@@ -23,14 +23,17 @@ from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, is_decode
 from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
 
 from .config import ConfigError, TrainConfig, require
+from .losses.reranker_specs import RERANKER_LOSSES
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
 
 Backbone = Literal["auto", "cross-encoder", "llm", "llm-classifier"]
-LOSSES = ("bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse")
-POINTWISE_LOSSES = ("bce", "mse", "distill_mse")
-DISTILL_LOSSES = ("distill_mse", "distill_kl", "margin_mse")
+# every list of loss names derives from the one table in losses/reranker_specs.py
+LOSSES = tuple(RERANKER_LOSSES)
+POINTWISE_LOSSES = tuple(name for name, spec in RERANKER_LOSSES.items() if spec.pointwise)
+DISTILL_LOSSES = tuple(name for name, spec in RERANKER_LOSSES.items() if spec.teacher_scores)
+RerankerLoss = Literal[LOSSES]  # type: ignore[valid-type]  # the config's choices, for validation and --list-keys
 
 
 @dataclass
@@ -42,7 +45,7 @@ class RerankerTrainConfig(TrainConfig):
     """
 
     backbone: Backbone = "auto"  # auto: "llm" (yes-token) for a decoder, "cross-encoder" otherwise
-    loss: Literal["bce", "mse", "ranknet", "listwise_ce", "listnet", "distill_mse", "distill_kl", "margin_mse"] = "bce"
+    loss: RerankerLoss = "bce"
     train_group_size: int = 8  # documents per query for the group losses: 1 positive + n-1 others
     temperature: float = 1.0  # listwise_ce and distill_kl
     max_label: float | None = None  # labels are divided by this (default: the largest label in the data)
@@ -202,18 +205,7 @@ class RerankerTrainer(Trainer):
 
 
 def build_reranker_loss(config: RerankerTrainConfig) -> torch.nn.Module:
-    from . import losses
-
-    return {
-        "bce": lambda: losses.PointwiseBCELoss(pos_weight=config.pos_weight),
-        "mse": lambda: losses.PointwiseMSELoss(),
-        "distill_mse": lambda: losses.PointwiseMSELoss(teacher_scores=True),
-        "ranknet": lambda: losses.RankNetLoss(),
-        "listwise_ce": lambda: losses.ListwiseCELoss(temperature=config.temperature),
-        "listnet": lambda: losses.ListNetLoss(),
-        "distill_kl": lambda: losses.ListwiseKLLoss(temperature=config.temperature),
-        "margin_mse": lambda: losses.MarginMSELoss(),
-    }[config.loss]()
+    return RERANKER_LOSSES[config.loss].build(config)
 
 
 class RerankerTrainingRun(TrainingRun):

@@ -123,3 +123,24 @@ def test_losses_equal_sentence_transformers_on_the_same_checkpoint(bert_cross_en
     # sentence-transformers reports RankNet in bits (log base 2, reduction_log="binary")
     assert RankNetLoss()(scores, label_matrix).item() == pytest.approx(st_ranknet * math.log(2), abs=1e-5)
     assert PointwiseBCELoss()(scores.reshape(-1), binary).item() == pytest.approx(st_bce, abs=1e-5)
+
+
+def test_the_loss_table_is_the_one_source_of_loss_names(tmp_path):
+    """Config choices, the distill trainer's losses and the built modules all come from RERANKER_LOSSES."""
+    from typing import get_args
+
+    from rag_retrieval_train.config import ConfigError, build_config
+    from rag_retrieval_train.distill import DistillTrainConfig
+    from rag_retrieval_train.losses.reranker_specs import RERANKER_LOSSES
+    from rag_retrieval_train.reranker import RerankerLoss, RerankerTrainConfig, build_reranker_loss
+
+    assert get_args(RerankerLoss) == tuple(RERANKER_LOSSES)
+    paths = {"model_name_or_path": "m", "train_data": str(tmp_path / "d.jsonl"), "output_dir": str(tmp_path / "o")}
+    for name, spec in RERANKER_LOSSES.items():
+        config = build_config(RerankerTrainConfig, {**paths, "loss": name, "train_group_size": 4}, {})
+        assert isinstance(build_reranker_loss(config), torch.nn.Module)
+        if spec.teacher_scores:
+            build_config(DistillTrainConfig, {**paths, "loss": name, "teacher_model": "t"}, {})
+        else:
+            with pytest.raises(ConfigError, match="distill trains with one of"):
+                build_config(DistillTrainConfig, {**paths, "loss": name, "teacher_model": "t"}, {})
