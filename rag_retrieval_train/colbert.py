@@ -202,10 +202,6 @@ class ColBERTTrainingRun(TrainingRun):
         args.prompts = getattr(self, "_marker_prompts", None) or None
         return args
 
-    def callbacks(self) -> list[Any]:
-        resampler = getattr(self, "_resampler", None)
-        return [resampler] if resampler is not None else []
-
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
         # the checkpoint carries the inference length, so every inference path uses it by default
         model[0].document_length = inference_document_length(self.config, model)

@@ -165,10 +165,6 @@ class EmbeddingTrainingRun(TrainingRun):
 
         return SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    def callbacks(self) -> list[Any]:
-        resampler = getattr(self, "_resampler", None)
-        return [resampler] if resampler is not None else []
-
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
         if not trainer.is_world_process_zero():
             return

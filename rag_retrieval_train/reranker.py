@@ -251,10 +251,6 @@ class RerankerTrainingRun(TrainingRun):
         # the rows carry text, turned into tensors by the collator, not by the Trainer
         return {"remove_unused_columns": False}
 
-    def callbacks(self) -> list[Any]:
-        resampler = getattr(self, "_resampler", None)
-        return [resampler] if resampler is not None else []
-
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
         state_dict = None
         if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:

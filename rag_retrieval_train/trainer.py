@@ -88,7 +88,10 @@ class TrainingRun(ABC):
         """The (trainer, training-arguments) classes, e.g. sentence-transformers' for embeddings."""
 
     def callbacks(self) -> list[TrainerCallback]:
-        return []
+        """The trainer callbacks: the epoch resampler a trainer's ``build_train_dataset`` set as
+        ``self._resampler`` (every trainer draws its groups anew each epoch), if any."""
+        resampler = getattr(self, "_resampler", None)
+        return [resampler] if resampler is not None else []
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
         """Fields of our metadata file besides ``model_type`` and the training config."""
