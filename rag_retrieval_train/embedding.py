@@ -14,13 +14,14 @@ from rag_retrieval_integrations.core.checkpoint import is_decoder_only, read_che
 from rag_retrieval_integrations.core.long_text import clip_for_truncation
 
 from .config import ConfigError, TrainConfig, require
+from .lora import LoRAOptions, add_lora, merged
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EmbeddingTrainConfig(TrainConfig):
+class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
     """Options of ``rag-retrieval-train embedding`` (see README.md for each)."""
 
     loss: Literal["infonce", "preference", "distill"] = "infonce"
@@ -35,11 +36,6 @@ class EmbeddingTrainConfig(TrainConfig):
     gather_across_devices: bool = False
     teacher_vectors: str = ""  # distill: .npy of teacher vectors, one row per line of train_data
     distill_weights: list[float] = field(default_factory=lambda: [10.0, 200.0, 20.0])  # cosine, sim-matrix, margin
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    merge_lora: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -51,11 +47,10 @@ class EmbeddingTrainConfig(TrainConfig):
             )
         if self.loss == "distill" and not self.teacher_vectors:
             raise ConfigError("loss=distill needs teacher_vectors (an .npy file aligned with train_data)")
-        for name in ("temperature", "teacher_temperature", "mrl_dims", "lora_r", "lora_alpha"):
+        for name in ("temperature", "teacher_temperature", "mrl_dims"):
             require(self, name, above=0)
         for name in ("mrl_weights", "distill_weights"):
             require(self, name, at_least=0)
-        require(self, "lora_dropout", at_least=0, below=1, what="the probability of dropping a LoRA input")
         if len(self.distill_weights) != 3:
             raise ConfigError("distill_weights takes three weights: cosine, similarity matrix, margin")
 
@@ -80,21 +75,10 @@ def build_embedding_model(config: EmbeddingTrainConfig) -> Any:
     if config.query_prompt or config.passage_prompt:
         model.prompts = {**model.prompts, "query": config.query_prompt, "document": config.passage_prompt}
     if config.lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        transformer = model[0]
-        # get_peft_model injects the LoRA layers into auto_model in place and freezes the rest;
-        # sentence-transformers keeps calling the base model, and the PeftModel is kept to merge on save.
-        # (Stored in __dict__: as a registered submodule it would become a stage of the model's forward.)
-        model.__dict__["_rag_retrieval_peft"] = get_peft_model(
-            transformer.auto_model,
-            LoraConfig(
-                task_type=TaskType.FEATURE_EXTRACTION,
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-            ),
-        )
+        # The LoRA layers go into auto_model in place; sentence-transformers keeps calling the base
+        # model, and the PeftModel is kept to merge on save. (Stored in __dict__: as a registered
+        # submodule it would become a stage of the model's forward.)
+        model.__dict__["_rag_retrieval_peft"] = add_lora(model[0].auto_model, config, "FEATURE_EXTRACTION")
     return model
 
 
@@ -171,7 +155,7 @@ class EmbeddingTrainingRun(TrainingRun):
         peft_model = model.__dict__.get("_rag_retrieval_peft")
         if peft_model is not None and self.config.merge_lora:
             # merge_and_unload folds the LoRA weights into the base layers, in place
-            model[0].auto_model = peft_model.merge_and_unload()
+            model[0].auto_model = merged(peft_model)
             del model.__dict__["_rag_retrieval_peft"]
         model.save(str(self.output_dir))
 

@@ -23,6 +23,7 @@ from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, is_decode
 from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
 
 from .config import ConfigError, TrainConfig, require
+from .lora import LoRAOptions, add_lora, merged
 from .losses.reranker_specs import RERANKER_LOSSES
 from .trainer import TrainingRun
 
@@ -37,7 +38,7 @@ RerankerLoss = Literal[LOSSES]  # type: ignore[valid-type]  # the config's choic
 
 
 @dataclass
-class RerankerTrainConfig(TrainConfig):
+class RerankerTrainConfig(LoRAOptions, TrainConfig):
     """Options of ``rag-retrieval-train reranker`` (see README.md for each).
 
     ``batch_size`` counts pairs for the pointwise losses (``bce``, ``mse``, ``distill_mse``)
@@ -52,22 +53,15 @@ class RerankerTrainConfig(TrainConfig):
     pos_weight: float = 1.0  # bce: weight of the positive term
     prompt_template: dict[str, Any] = field(default_factory=dict)  # LLM backbones: PairPromptTemplate fields
     yes_token: str = "Yes"  # llm backbone: the token whose logit is the score
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=list)  # default: peft's choice for the architecture
-    merge_lora: bool = True
 
     def validate(self) -> None:
         super().validate()
         if self.loss not in POINTWISE_LOSSES and self.train_group_size < 2:
             raise ConfigError(f"loss={self.loss} compares documents of a query: train_group_size must be >= 2")
-        for name in ("temperature", "pos_weight", "lora_r", "lora_alpha"):
+        for name in ("temperature", "pos_weight"):
             require(self, name, above=0)
         if self.max_label is not None:
             require(self, "max_label", above=0)
-        require(self, "lora_dropout", at_least=0, below=1, what="the probability of dropping a LoRA input")
         try:
             PairPromptTemplate.from_dict(self.prompt_template)
         except (TypeError, ValueError) as e:
@@ -119,20 +113,10 @@ def build_reranker(config: RerankerTrainConfig) -> BaseReranker:
 
 
 def _add_lora(scorer: BaseReranker, config: RerankerTrainConfig, backbone: str) -> None:
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    task = TaskType.CAUSAL_LM if backbone == "llm" else TaskType.SEQ_CLS
-    lora = LoraConfig(
-        task_type=task,
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_modules or None,
-    )
-    # get_peft_model injects the LoRA layers into scorer.model in place (and, for SEQ_CLS, makes
-    # the new head trainable); the family keeps calling its own model, the PeftModel is kept to
-    # merge on save. (Kept outside the module tree: as a submodule it would be saved twice.)
-    scorer.__dict__["_peft_model"] = get_peft_model(scorer.model, lora)
+    # The LoRA layers go into scorer.model in place (and, for SEQ_CLS, the new head is made
+    # trainable); the family keeps calling its own model, the PeftModel is kept to merge on save.
+    # (Kept outside the module tree: as a submodule it would be saved twice.)
+    scorer.__dict__["_peft_model"] = add_lora(scorer.model, config, "CAUSAL_LM" if backbone == "llm" else "SEQ_CLS")
 
 
 class PairScorer(torch.nn.Module):
@@ -264,7 +248,7 @@ class RerankerTrainingRun(TrainingRun):
         peft_model = scorer.__dict__.get("_peft_model")
         if peft_model is not None:
             if self.config.merge_lora:
-                hf_model = peft_model.merge_and_unload()
+                hf_model = merged(peft_model)
                 scorer.model = hf_model
                 del scorer.__dict__["_peft_model"]
             else:
