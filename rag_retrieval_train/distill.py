@@ -20,6 +20,7 @@ import gc
 import json
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -142,7 +143,10 @@ def score_with_teacher(
             f"the query differs from line {done} of {output}: that file holds another "
             "input's teacher scores (delete it, or pass resume=False)",
         )
+    # one truncation warning for the whole teacher pass, not one per chunk
+    scope = teacher.truncation_scope("teacher scoring") if hasattr(teacher, "truncation_scope") else nullcontext()
     with (
+        scope,
         open(output, "a" if done else "w", encoding="utf-8") as out,
         tqdm(
             total=total, initial=done, desc="Teacher scoring", unit="query", disable=not show_progress_bar

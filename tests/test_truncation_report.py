@@ -86,3 +86,18 @@ def test_an_index_build_warns_once_for_all_its_chunks(bi_encoder, colbert_path, 
             index.add(docs)
         (message,) = truncation_warnings(caplog)
         assert message.startswith("truncation in index build: 150 of 300 documents (50.0%)")
+
+
+def test_teacher_scoring_warns_once_for_all_its_chunks(bert_cross_encoder, tmp_path, caplog):
+    import json
+
+    from rag_retrieval_train.distill import score_with_teacher
+
+    candidates = tmp_path / "candidates.jsonl"
+    lines = [{"query": f"{QUERY} {i}", "pos": [LONG + str(i)], "neg": [SHORT[0]]} for i in range(6)]
+    candidates.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    teacher = Reranker(bert_cross_encoder, max_length=32)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        score_with_teacher(teacher, candidates, tmp_path / "scores.jsonl", pairs_per_chunk=2, show_progress_bar=False)
+    (message,) = truncation_warnings(caplog)  # three chunks, one warning
+    assert message.startswith("truncation in teacher scoring: 6 of 12 documents (50.0%)")
