@@ -3,11 +3,9 @@ as sentence-transformers ``MultiVectorEncoder`` folders that ``Reranker(path)`` 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -21,12 +19,11 @@ from rag_retrieval_integrations.core.colbert import (
     build_colbert_model,
     load_colbert_model,
 )
-from rag_retrieval_integrations.core.cross_encoder import DEFAULT_MAX_LENGTH
-from rag_retrieval_integrations.core.loading import default_max_length, position_limit, transformer_folder
 from rag_retrieval_integrations.core.long_text import clip_for_truncation
 from rag_retrieval_integrations.core.maxsim import DEFAULT_CHUNK_ELEMENTS
 
 from .config import ConfigError, TrainConfig, require
+from .inference_length import inference_length
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -204,7 +201,12 @@ class ColBERTTrainingRun(TrainingRun):
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
         # the checkpoint carries the inference length, so every inference path uses it by default
-        model[0].document_length = inference_document_length(self.config, model)
+        model[0].document_length = inference_length(
+            self.config.inference_document_length,
+            self.config.max_length,
+            self.config.model_name_or_path,
+            model[0].auto_model.config,
+        )
         if trainer.is_world_process_zero():
             model.save(str(self.output_dir))
 
@@ -222,32 +224,6 @@ class ColBERTTrainingRun(TrainingRun):
             "base_model": self.config.model_name_or_path,
             "loss": self.config.loss,
         }
-
-
-def base_document_length(base: str) -> int:
-    """The length a base checkpoint was made for: its sentence-transformers ``max_seq_length``,
-    else its tokenizer's limit, at most 512 and within its position embeddings."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    info = read_checkpoint(base)
-    folder = transformer_folder(info)
-    config = AutoConfig.from_pretrained(folder)
-    st_config = Path(folder) / "sentence_bert_config.json" if info.is_local else None
-    if st_config is not None and st_config.is_file():
-        length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
-        if isinstance(length, int) and length > 0:
-            return min(length, position_limit(config) or length)
-    return default_max_length(AutoTokenizer.from_pretrained(folder), config, DEFAULT_MAX_LENGTH)
-
-
-def inference_document_length(config: ColBERTTrainConfig, model: Any) -> int:
-    """``inference_document_length``, or the longer of the training length and the base model's own."""
-    limit = position_limit(model[0].auto_model.config)
-    if config.inference_document_length is not None:
-        length = config.inference_document_length
-    else:
-        length = max(config.max_length, base_document_length(config.model_name_or_path))
-    return min(length, limit) if limit else length
 
 
 def train_colbert(config: ColBERTTrainConfig) -> Any:

@@ -14,6 +14,7 @@ from rag_retrieval_integrations.core.checkpoint import is_decoder_only, read_che
 from rag_retrieval_integrations.core.long_text import clip_for_truncation
 
 from .config import ConfigError, TrainConfig, require
+from .inference_length import inference_length
 from .lora import LoRAOptions, add_lora, merged
 from .trainer import TrainingRun
 
@@ -36,6 +37,7 @@ class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
     gather_across_devices: bool = False
     teacher_vectors: str = ""  # distill: .npy of teacher vectors, one row per line of train_data
     distill_weights: list[float] = field(default_factory=lambda: [10.0, 200.0, 20.0])  # cosine, sim-matrix, margin
+    inference_max_length: int | None = None  # saved max_seq_length; None: max(max_length, the base model's own)
 
     def validate(self) -> None:
         super().validate()
@@ -51,6 +53,8 @@ class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
             require(self, name, above=0)
         for name in ("mrl_weights", "distill_weights"):
             require(self, name, at_least=0)
+        if self.inference_max_length is not None:
+            require(self, "inference_max_length", above=0)
         if len(self.distill_weights) != 3:
             raise ConfigError("distill_weights takes three weights: cosine, similarity matrix, margin")
 
@@ -157,6 +161,13 @@ class EmbeddingTrainingRun(TrainingRun):
             # merge_and_unload folds the LoRA weights into the base layers, in place
             model[0].auto_model = merged(peft_model)
             del model.__dict__["_rag_retrieval_peft"]
+        # saved for inference at its own length, not at the training cut (see inference_length.py)
+        model.max_seq_length = inference_length(
+            self.config.inference_max_length,
+            self.config.max_length,
+            self.config.model_name_or_path,
+            model[0].auto_model.config,
+        )
         model.save(str(self.output_dir))
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
@@ -165,6 +176,8 @@ class EmbeddingTrainingRun(TrainingRun):
             "pooling": pooling,
             "normalized": any(type(m).__name__ == "Normalize" for m in model),
             "embedding_dim": model.get_embedding_dimension(),
+            "max_length": model.max_seq_length,
+            "training_max_length": self.config.max_length,
             "matryoshka_dims": sorted(self.config.mrl_dims, reverse=True) or None,
             "prompts": {"query": self.config.query_prompt, "document": self.config.passage_prompt},
             "base_model": self.config.model_name_or_path,

@@ -60,6 +60,10 @@ def test_cli_run_writes_a_drop_in_checkpoint(bi_encoder, tmp_path):
     metadata = json.loads((out / "rag_retrieval.json").read_text())
     assert metadata["model_type"] == "embedding" and metadata["matryoshka_dims"] == [32, 16]
     assert metadata["training"]["steps"] == 6 and metadata["pooling"] == "mean"
+    # trained at 32 tokens, saved for inference at the base model's own length (its max_seq_length)
+    base_length = SentenceTransformer(str(bi_encoder), device="cpu").max_seq_length
+    assert base_length > 32 and metadata["training_max_length"] == 32
+    assert metadata["max_length"] == base_length == SentenceTransformer(str(out), device="cpu").max_seq_length
     # drop-in: sentence-transformers and our embedding family give the same vectors
     texts = SENTENCES[:6]
     ours = Reranker(out)
