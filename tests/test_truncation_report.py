@@ -101,3 +101,13 @@ def test_teacher_scoring_warns_once_for_all_its_chunks(bert_cross_encoder, tmp_p
         score_with_teacher(teacher, candidates, tmp_path / "scores.jsonl", pairs_per_chunk=2, show_progress_bar=False)
     (message,) = truncation_warnings(caplog)  # three chunks, one warning
     assert message.startswith("truncation in teacher scoring: 6 of 12 documents (50.0%)")
+
+
+def test_a_loop_of_calls_warns_once_then_logs_at_info(bert_cross_encoder, caplog):
+    ranker = Reranker(bert_cross_encoder, max_length=32)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        for _ in range(3):
+            ranker.rank(QUERY, [LONG, *SHORT])
+    levels = [r.levelno for r in caplog.records if r.name == LOGGER]
+    assert levels == [logging.WARNING, logging.INFO, logging.INFO]
+    assert ranker.truncation_totals.documents == 12 and ranker.truncation_totals.truncated == 3

@@ -252,7 +252,12 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         finally:
             self._truncation = None
             self.truncation_totals.merge(stats)
-            warn_if_noticeable(stats, what, self.max_length, self.position_limit)
+            # a WARNING the first time per kind of call; a loop of calls (a RAG chain answering many
+            # questions) then logs at INFO instead of repeating it, and truncation_totals keeps counting
+            warned = self.__dict__.setdefault("_truncation_warned", set())
+            level = logging.INFO if what in warned else logging.WARNING
+            if warn_if_noticeable(stats, what, self.max_length, self.position_limit, level):
+                warned.add(what)
 
     def _note_truncation(self, full_tokens: np.ndarray, kept_tokens: np.ndarray) -> None:
         """Record documents of ``full_tokens`` tokens of which ``kept_tokens`` were scored."""

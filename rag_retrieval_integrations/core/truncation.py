@@ -5,7 +5,9 @@ training length cuts most SQuAD paragraphs without a word (R@10 0.9158 against 0
 256 tokens). Each family counts, per document it scores or indexes, its tokens and how many
 were kept; one warning per call (or per index build, see :meth:`BaseReranker.truncation_scope`)
 names the share cut, the length used and the remedies when more than
-``WARN_DOCUMENT_SHARE`` of the documents or ``WARN_TOKEN_SHARE`` of their tokens were cut.
+``WARN_DOCUMENT_SHARE`` of the documents or ``WARN_TOKEN_SHARE`` of their tokens were cut. It is a
+WARNING the first time per model and kind of call (scoring, index build); later ones are logged at
+INFO, so a chain answering many questions does not repeat it, and ``truncation_totals`` counts all.
 """
 
 from __future__ import annotations
@@ -73,13 +75,17 @@ class TruncationStats:
         )
 
 
-def warn_if_noticeable(stats: TruncationStats, what: str, max_length: int | None, limit: int | None) -> None:
-    """One warning for ``what`` (``"scoring"``, ``"index build"``) when a noticeable share was cut."""
+def warn_if_noticeable(
+    stats: TruncationStats, what: str, max_length: int | None, limit: int | None, level: int = logging.WARNING
+) -> bool:
+    """Log one message at ``level`` for ``what`` (``"scoring"``, ``"index build"``) when a noticeable
+    share was cut; whether it was noticeable."""
     if not stats.noticeable:
-        return
+        return False
     longer = f"raise max_length (the model takes up to {limit} tokens)" if limit and limit > (max_length or 0) else ""
     remedies = " or ".join(r for r in (longer, "use long_doc='split-max' to score every part") if r)
-    logger.warning("truncation in %s: %s; %s", what, stats.describe(max_length), remedies)
+    logger.log(level, "truncation in %s: %s; %s", what, stats.describe(max_length), remedies)
+    return True
 
 
 def estimate_clipped(full_tokens: np.ndarray, texts: list[str], clipped: list[str]) -> np.ndarray:
