@@ -30,10 +30,10 @@ from torch import Tensor
 
 from .base import BaseReranker, ModelPath, register_model_type
 from .checkpoint import BGE_M3_COLBERT_FILE, CheckpointInfo, colbert_format, read_checkpoint
-from .cross_encoder import model_max_length
+from .cross_encoder import DEFAULT_MAX_LENGTH
 from .errors import InvalidCheckpointError
 from .inputs import check_docs, check_positive_int
-from .loading import capped_max_length, check_tokenizer_files, position_limit, transformer_folder
+from .loading import capped_max_length, check_tokenizer_files, default_max_length, position_limit, transformer_folder
 from .long_text import clip_for_truncation
 from .maxsim import maxsim_pairwise
 from .text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
@@ -316,8 +316,8 @@ class ColBERTReranker(BaseReranker):
         if query_mean is not None:
             self.model.similarity_fn_name = "meanmaxsim" if query_mean else "maxsim"
         if self.max_length is None:
-            self.max_length = transformer.document_length or model_max_length(
-                transformer.tokenizer, transformer.auto_model.config
+            self.max_length = transformer.document_length or default_max_length(
+                transformer.tokenizer, transformer.auto_model.config, DEFAULT_MAX_LENGTH
             )
         self.position_limit = position_limit(transformer.auto_model.config)
         self.max_length = capped_max_length(self.max_length, self.position_limit, self.checkpoint.path)

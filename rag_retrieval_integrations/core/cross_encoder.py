@@ -17,11 +17,6 @@ from .pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_windo
 DEFAULT_MAX_LENGTH = 512
 
 
-def model_max_length(tokenizer: Any, config: Any, cap: int = DEFAULT_MAX_LENGTH) -> int:
-    """The default ``max_length`` of an encoder checkpoint (see :func:`default_max_length`)."""
-    return default_max_length(tokenizer, config, cap)
-
-
 def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
     """One raw score per row: the logit of a 1-logit head, ``logit[1] - logit[0]`` of a 2-logit head.
 
@@ -67,7 +62,7 @@ class CrossEncoderReranker(BaseReranker):
             raise InvalidCheckpointError(f"the tokenizer of {path!r} has no pad token")
         self.position_limit = position_limit(self.model.config)
         if self.max_length is None:
-            self.max_length = model_max_length(self.tokenizer, self.model.config)
+            self.max_length = default_max_length(self.tokenizer, self.model.config, DEFAULT_MAX_LENGTH)
         else:
             self.max_length = capped_max_length(self.max_length, self.position_limit, path)
 
