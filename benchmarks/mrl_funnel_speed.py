@@ -126,7 +126,7 @@ def searches(docs: np.ndarray, search_dim: int) -> dict[str, tuple[Search, float
     import faiss
 
     from rag_retrieval_integrations.core import MRLIndex
-    from rag_retrieval_integrations.core.mrl_index import DEFAULT_SHORTLIST_FACTOR, prefix_vectors
+    from rag_retrieval_integrations.core.indexes.mrl import DEFAULT_SHORTLIST_FACTOR, prefix_vectors
 
     out: dict[str, tuple[Search, float, float]] = {}
     start = time.perf_counter()

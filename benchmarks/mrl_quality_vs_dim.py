@@ -175,7 +175,7 @@ def encode(model_path: str, data: SquadRetrieval, questions: np.ndarray) -> tupl
 
 def quality_by_dim(queries: np.ndarray, docs: np.ndarray, relevant: np.ndarray) -> dict[int, dict[str, float]]:
     """Recall@10 and nDCG@10 of exhaustive cosine search over the first d dims, for each d."""
-    from rag_retrieval_integrations.core.mrl_index import prefix_vectors
+    from rag_retrieval_integrations.core.indexes.mrl import prefix_vectors
 
     out = {}
     for dim in EVAL_DIMS:

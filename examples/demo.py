@@ -65,7 +65,10 @@ def command_line(tool: str, *args: str) -> list[str]:
     script = Path(sys.executable).parent / tool
     if script.exists():
         return [str(script), *args]
-    module = {"rag-retrieval-train": "rag_retrieval_train", "rag-retrieval-eval": "rag_retrieval_train.evaluation.cli"}
+    module = {
+        "rag-retrieval-train": "rag_retrieval_train",
+        "rag-retrieval-eval": "rag_retrieval_integrations.evaluation.cli",
+    }
     return [sys.executable, "-m", module[tool], *args]
 
 

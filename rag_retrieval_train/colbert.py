@@ -10,8 +10,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from rag_retrieval_integrations.core.checkpoint import colbert_format, read_checkpoint
-from rag_retrieval_integrations.core.colbert import (
+from rag_retrieval_integrations.core.models.checkpoint import colbert_format, read_checkpoint
+from rag_retrieval_integrations.core.models.colbert import (
     DEFAULT_DIM,
     DEFAULT_QUERY_LENGTH,
     DOCUMENT_MARKER,
@@ -19,8 +19,8 @@ from rag_retrieval_integrations.core.colbert import (
     build_colbert_model,
     load_colbert_model,
 )
-from rag_retrieval_integrations.core.long_text import clip_for_truncation
-from rag_retrieval_integrations.core.maxsim import DEFAULT_CHUNK_ELEMENTS
+from rag_retrieval_integrations.core.models.maxsim import DEFAULT_CHUNK_ELEMENTS
+from rag_retrieval_integrations.core.text.long_text import clip_for_truncation
 
 from .config import ConfigError, TrainConfig, require
 from .inference_length import inference_length

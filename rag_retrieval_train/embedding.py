@@ -10,8 +10,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from rag_retrieval_integrations.core.checkpoint import is_decoder_only, read_checkpoint
-from rag_retrieval_integrations.core.long_text import clip_for_truncation
+from rag_retrieval_integrations.core.models.checkpoint import is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.text.long_text import clip_for_truncation
 
 from .config import ConfigError, TrainConfig, require
 from .inference_length import inference_length

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rag_retrieval_integrations.core.checkpoint import read_checkpoint
-from rag_retrieval_integrations.core.cross_encoder import DEFAULT_MAX_LENGTH
-from rag_retrieval_integrations.core.loading import default_max_length, position_limit, transformer_folder
+from rag_retrieval_integrations.core.models.checkpoint import read_checkpoint
+from rag_retrieval_integrations.core.models.cross_encoder import DEFAULT_MAX_LENGTH
+from rag_retrieval_integrations.core.models.loading import default_max_length, position_limit, transformer_folder
 
 
 def base_length(base: str) -> int:

@@ -18,9 +18,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from transformers import Trainer, TrainingArguments
 
-from rag_retrieval_integrations.core.base import BaseReranker
-from rag_retrieval_integrations.core.checkpoint import CheckpointInfo, is_decoder_only, read_checkpoint
-from rag_retrieval_integrations.core.llm_inputs import PairPromptTemplate
+from rag_retrieval_integrations.core.models.base import BaseReranker
+from rag_retrieval_integrations.core.models.checkpoint import CheckpointInfo, is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
 
 from .config import ConfigError, TrainConfig, require
 from .lora import LoRAOptions, add_lora, merged

@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 import torch
 from transformers import TrainerCallback, set_seed
 
-from rag_retrieval_integrations.core.checkpoint import write_metadata
 from rag_retrieval_integrations.core.errors import (
     CheckpointNotFoundError,
     InvalidCheckpointError,
     UnknownModelTypeError,
 )
+from rag_retrieval_integrations.core.models.checkpoint import write_metadata
 
 from . import run_folder
 from .config import RESOLVED_CONFIG_FILE, ConfigError, TrainConfig, config_payload, save_config

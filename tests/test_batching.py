@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rag_retrieval_integrations.core.batching import pad_batch, plan_batches, score_in_batches
-from rag_retrieval_integrations.core.pair_encoding import EncodedPairs
+from rag_retrieval_integrations.core.text.batching import pad_batch, plan_batches, score_in_batches
+from rag_retrieval_integrations.core.text.pair_encoding import EncodedPairs
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 32])

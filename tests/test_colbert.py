@@ -14,7 +14,7 @@ from peers import import_peer
 
 from rag_retrieval_integrations import InvalidCheckpointError, Reranker
 from rag_retrieval_integrations.core import ColBERTReranker, detect_model_type, read_checkpoint
-from rag_retrieval_integrations.core.maxsim import maxsim, maxsim_pairwise
+from rag_retrieval_integrations.core.models.maxsim import maxsim, maxsim_pairwise
 
 QUERY = "what is a panda?"
 DOCS = [

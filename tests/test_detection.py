@@ -76,7 +76,7 @@ def test_decoder_checkpoints_load_as_llm_families(decoder_llm, decoder_classifie
 def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp_path, monkeypatch):
     """A checkpoint detected as a family that is not registered (e.g. a plugin family whose
     package is not imported) names the family and says how to choose one, instead of failing later."""
-    from rag_retrieval_integrations.core import base
+    from rag_retrieval_integrations.core.models import base
 
     folder = tmp_path / "multi-vector"
     shutil.copytree(bi_encoder, folder)
@@ -117,8 +117,8 @@ def test_metadata_file_is_json_with_version(tmp_path):
 
 def test_factory_reads_the_checkpoint_once(bert_cross_encoder, monkeypatch):
     """Detection and loading share one read (for hub ids each read is a round of hub requests)."""
-    import rag_retrieval_integrations.core.base as base
-    import rag_retrieval_integrations.core.factory as factory
+    import rag_retrieval_integrations.core.models.base as base
+    import rag_retrieval_integrations.core.models.factory as factory
 
     calls = []
     original = factory.read_checkpoint

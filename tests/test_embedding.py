@@ -58,7 +58,7 @@ def test_split_max_equals_truncate_on_short_documents_and_covers_long_ones(bi_en
 def test_split_max_is_the_max_over_window_texts(bi_encoder):
     from transformers import AutoTokenizer
 
-    from rag_retrieval_integrations.core.text_windows import split_into_windows
+    from rag_retrieval_integrations.core.text.text_windows import split_into_windows
 
     long_doc = "Paris is the capital of France. " * 3 + "The giant panda is a bear native to China. " * 5
     ranker = Reranker(bi_encoder, max_length=24, long_doc="split-max", overlap=4)

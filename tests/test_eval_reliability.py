@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import rag_retrieval_integrations
+from rag_retrieval_integrations.evaluation import load_rerank_set, retrieval_eval
+from rag_retrieval_integrations.evaluation.cli import main
 from rag_retrieval_train.data.jsonl import DataFormatError
-from rag_retrieval_train.evaluation import load_rerank_set, retrieval_eval
-from rag_retrieval_train.evaluation.cli import main
 
 HEADER = "question\tsentence\tlabel\n"
 OFFICIAL_HEADER = "QuestionID\tQuestion\tDocumentID\tDocumentTitle\tSentenceID\tSentence\tLabel\n"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from rag_retrieval_train.evaluation import evaluate_run, load_rerank_set
-from rag_retrieval_train.evaluation.cli import main
+from rag_retrieval_integrations.evaluation import evaluate_run, load_rerank_set
+from rag_retrieval_integrations.evaluation.cli import main
 
 
 def test_metrics_by_hand():

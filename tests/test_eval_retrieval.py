@@ -18,9 +18,9 @@ import tiny_colbert as tc
 from tiny_checkpoints import CORPUS
 
 from rag_retrieval_integrations import Reranker
-from rag_retrieval_train.evaluation import evaluate_run, load_retrieval_set
-from rag_retrieval_train.evaluation.cli import main
-from rag_retrieval_train.evaluation.retrieval_eval import build_index, retrieve
+from rag_retrieval_integrations.evaluation import evaluate_run, load_retrieval_set
+from rag_retrieval_integrations.evaluation.cli import main
+from rag_retrieval_integrations.evaluation.retrieval_eval import build_index, retrieve
 
 DOCS = list(dict.fromkeys(CORPUS))[:12]  # distinct texts
 TITLED = {10: "Biology", 11: "Geography"}  # these documents get a title: their text is "title text"

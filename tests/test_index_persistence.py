@@ -9,9 +9,10 @@ from rag_retrieval_integrations import Reranker
 
 pytest.importorskip("faiss")
 
-from rag_retrieval_integrations.core import colbert_index, mrl_index  # noqa: E402
-from rag_retrieval_integrations.core.colbert_index import ColBERTIndex  # noqa: E402
-from rag_retrieval_integrations.core.mrl_index import MRLIndex  # noqa: E402
+from rag_retrieval_integrations.core.indexes import colbert as colbert_index  # noqa: E402
+from rag_retrieval_integrations.core.indexes import mrl as mrl_index  # noqa: E402
+from rag_retrieval_integrations.core.indexes.colbert import ColBERTIndex  # noqa: E402
+from rag_retrieval_integrations.core.indexes.mrl import MRLIndex  # noqa: E402
 
 TEXTS = ["The giant panda is a bear.", "Pandas eat bamboo.", "Paris is the capital of France.", "A python is a snake."]
 QUERY = "what do pandas eat?"
@@ -68,7 +69,7 @@ def test_a_retrained_model_behind_the_recorded_path_is_refused(tmp_path, bi_enco
 
     import tiny_checkpoints as kit
 
-    from rag_retrieval_integrations.core.index_folder import CorruptIndexError
+    from rag_retrieval_integrations.core.indexes.folder import CorruptIndexError
 
     model = tmp_path / "model"
     shutil.copytree(bi_encoder, model)

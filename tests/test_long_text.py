@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rag_retrieval_integrations import Reranker
-from rag_retrieval_integrations.core import long_text
-from rag_retrieval_integrations.core.long_text import clip_for_truncation
+from rag_retrieval_integrations.core.text import long_text
+from rag_retrieval_integrations.core.text.long_text import clip_for_truncation
 
 HUGE = "The giant panda is a bear native to China. " * 25_000  # about 1 MB
 SPACES_THEN_WORDS = " " * 300_000 + "The giant panda is a bear native to China."  # no token until the end

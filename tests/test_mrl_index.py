@@ -18,7 +18,7 @@ from framework_texts import QUERIES, TEXTS
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import CorruptIndexError, IndexNotFoundError, MRLIndex, write_metadata
-from rag_retrieval_integrations.core.mrl_index import (
+from rag_retrieval_integrations.core.indexes.mrl import (
     prefix_vectors,
     rescore,
     rescore_stored,

@@ -23,7 +23,7 @@ from llama_index.core.schema import MetadataMode, QueryBundle, TextNode
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import MRLIndex
-from rag_retrieval_integrations.core.embedding import EmbeddingReranker
+from rag_retrieval_integrations.core.models.embedding import EmbeddingReranker
 from rag_retrieval_integrations.langchain import (
     MRLPrefixEmbeddings,
     MRLRetriever,

@@ -7,7 +7,7 @@ import pytest
 import tiny_checkpoints as kit
 from transformers import AutoTokenizer
 
-from rag_retrieval_integrations.core.text_windows import split_into_windows
+from rag_retrieval_integrations.core.text.text_windows import split_into_windows
 
 # Long words, so a fixed stride lands inside a word (the bug: "##nda" re-tokenized on its own).
 # The tiny tokenizers split unseen words into letters, so they read the kit's own corpus.

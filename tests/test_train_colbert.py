@@ -16,7 +16,7 @@ pytest.importorskip("datasets")
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import ColBERTReranker
-from rag_retrieval_integrations.core.maxsim import maxsim
+from rag_retrieval_integrations.core.models.maxsim import maxsim
 
 ROWS = [
     ("what is a panda?", "The giant panda is a bear native to China.", "Paris is the capital of France."),

@@ -8,16 +8,16 @@ import pytest
 from transformers import AutoTokenizer
 
 from rag_retrieval_integrations import Reranker
-from rag_retrieval_integrations.core.colbert_index import ColBERTIndex
-from rag_retrieval_integrations.core.mrl_index import MRLIndex
-from rag_retrieval_integrations.core.truncation import TruncationStats
+from rag_retrieval_integrations.core.indexes.colbert import ColBERTIndex
+from rag_retrieval_integrations.core.indexes.mrl import MRLIndex
+from rag_retrieval_integrations.core.text.truncation import TruncationStats
 
 faiss = pytest.importorskip("faiss")
 
 QUERY = "what is a panda?"
 SHORT = ["The giant panda is a bear.", "Pandas eat bamboo.", "Paris is in France."]
 LONG = "The giant panda is a bear native to south central China and it eats bamboo. " * 12
-LOGGER = "rag_retrieval_integrations.core.truncation"
+LOGGER = "rag_retrieval_integrations.core.text.truncation"
 
 
 def truncation_warnings(caplog) -> list[str]:

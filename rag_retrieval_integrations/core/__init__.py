@@ -4,21 +4,21 @@ Integrations (LangChain, LlamaIndex) and trainers use this layer; they never re-
 tokenization, scoring or pooling.
 """
 
-from .base import BaseReranker, available_model_types, register_model_type
-from .checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
-from .colbert import ColBERTReranker, build_colbert_model, load_colbert_model
-from .colbert_index import ColBERTIndex
-from .cross_encoder import CrossEncoderReranker
-from .embedding import EmbeddingReranker
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
-from .factory import Reranker
-from .index_folder import CorruptIndexError, IndexHit, IndexNotFoundError
-from .llm_base import DecoderReranker
-from .llm_classifier import LLMClassifierReranker
-from .llm_inputs import PairPromptTemplate
-from .llm_yes_token import LayerwiseLLMReranker, LLMReranker
-from .llm_zero_shot import ZeroShotLLMReranker
-from .mrl_index import MRLEncoder, MRLIndex
+from .indexes.colbert import ColBERTIndex
+from .indexes.folder import CorruptIndexError, IndexHit, IndexNotFoundError
+from .indexes.mrl import MRLEncoder, MRLIndex
+from .models.base import BaseReranker, available_model_types, register_model_type
+from .models.checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
+from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_model
+from .models.cross_encoder import CrossEncoderReranker
+from .models.embedding import EmbeddingReranker
+from .models.factory import Reranker
+from .models.llm_base import DecoderReranker
+from .models.llm_classifier import LLMClassifierReranker
+from .models.llm_inputs import PairPromptTemplate
+from .models.llm_yes_token import LayerwiseLLMReranker, LLMReranker
+from .models.llm_zero_shot import ZeroShotLLMReranker
 from .results import RankedResults, RankResult
 
 __all__ = [

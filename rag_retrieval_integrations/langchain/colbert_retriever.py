@@ -10,9 +10,9 @@ from typing import Any
 from langchain_core.documents import Document
 from pydantic import Field
 
-from ..core.colbert_index import ColBERTIndex, ModelLike
-from ..core.index_folder import IndexHit
-from ..core.inputs import check_query
+from ..core.indexes.colbert import ColBERTIndex, ModelLike
+from ..core.indexes.folder import IndexHit
+from ..core.text.inputs import check_query
 from .index_retriever import IndexRetriever, unpack_documents
 
 

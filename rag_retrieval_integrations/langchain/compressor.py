@@ -8,7 +8,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
 from ..core.results import RankResult
-from ..core.shared_model import RerankerWrapper
+from ..shared_wrapper import RerankerWrapper
 
 
 class RagRetrievalReranker(RerankerWrapper, BaseDocumentCompressor):

@@ -14,8 +14,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from ..core.index_folder import IndexHit
-from ..core.shared_model import PositiveInt
+from ..core.indexes.folder import IndexHit
+from ..shared_wrapper import PositiveInt
 
 SCORE_KEY = "relevance_score"
 

@@ -22,9 +22,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ..core.index_folder import IndexHit
-from ..core.inputs import check_query
-from ..core.mrl_index import (
+from ..core.indexes.folder import IndexHit
+from ..core.indexes.mrl import (
     DEFAULT_SHORTLIST_FACTOR,
     ModelLike,
     MRLEncoder,
@@ -33,7 +32,8 @@ from ..core.mrl_index import (
     rescore_stored,
     vector_to_text,
 )
-from ..core.shared_model import EmbeddingWrapper, PositiveInt
+from ..core.text.inputs import check_query
+from ..shared_wrapper import EmbeddingWrapper, PositiveInt
 from .index_retriever import SCORE_KEY, IndexRetriever, check_documents
 
 VECTOR_KEY = "mrl_vector"

@@ -12,8 +12,8 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
-from ..core.colbert_index import ColBERTIndex, ModelLike
-from ..core.inputs import check_positive_int
+from ..core.indexes.colbert import ColBERTIndex, ModelLike
+from ..core.text.inputs import check_positive_int
 from .index_nodes import index_entries, node_with_score
 
 

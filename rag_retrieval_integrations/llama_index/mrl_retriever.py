@@ -22,7 +22,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.storage.storage_context import StorageContext
 
-from ..core.mrl_index import (
+from ..core.indexes.mrl import (
     DEFAULT_SHORTLIST_FACTOR,
     ModelLike,
     MRLEncoder,
@@ -32,7 +32,7 @@ from ..core.mrl_index import (
     rescore_stored,
     vector_to_text,
 )
-from ..core.shared_model import EmbeddingWrapper, PositiveInt, model_name
+from ..shared_wrapper import EmbeddingWrapper, PositiveInt, model_name
 from .index_nodes import check_nodes, index_entries, node_with_score
 
 VECTOR_KEY = "mrl_vector"

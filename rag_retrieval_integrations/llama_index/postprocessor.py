@@ -13,7 +13,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
 from ..core.results import RankResult
-from ..core.shared_model import RerankerWrapper, model_name
+from ..shared_wrapper import RerankerWrapper, model_name
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 

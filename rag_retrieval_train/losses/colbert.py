@@ -2,7 +2,7 @@
 
 Both are sentence-transformers' multi-vector losses (they embed the columns and assemble the
 padded token vectors) with their scores taken from the core layer's MaxSim
-(:mod:`rag_retrieval_integrations.core.maxsim`), computed in blocks of at most
+(:mod:`rag_retrieval_integrations.core.models.maxsim`), computed in blocks of at most
 ``chunk_elements`` elements: the ``(queries, documents, query tokens, document tokens)`` similarity
 tensor of a batch is never held at once, in the forward pass or the backward pass, whatever
 the batch size and the number of negatives.
@@ -18,7 +18,7 @@ from sentence_transformers.multi_vector_encoder.losses import (
     MultiVectorMultipleNegativesRankingLoss,
 )
 
-from rag_retrieval_integrations.core.maxsim import DEFAULT_CHUNK_ELEMENTS, group_scores, in_batch_scores
+from rag_retrieval_integrations.core.models.maxsim import DEFAULT_CHUNK_ELEMENTS, group_scores, in_batch_scores
 
 from ._common import check_positive
 

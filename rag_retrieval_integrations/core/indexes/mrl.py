@@ -60,10 +60,11 @@ from typing import Any, Literal, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .base import BaseReranker
-from .checkpoint import CheckpointInfo, read_checkpoint
-from .embedding import EmbeddingReranker
-from .index_folder import (
+from ..models.base import BaseReranker
+from ..models.checkpoint import CheckpointInfo, read_checkpoint
+from ..models.embedding import EmbeddingReranker
+from ..text.inputs import check_docs, check_positive_int, check_query
+from .folder import (
     DOCUMENTS_FILE,
     CorruptIndexError,
     IndexHit,
@@ -82,7 +83,6 @@ from .index_folder import (
     write_documents,
     write_manifest,
 )
-from .inputs import check_docs, check_positive_int, check_query
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import BaseReranker
-from .inputs import check_docs
+from ..models.base import BaseReranker
+from ..text.inputs import check_docs
 
 _Family = TypeVar("_Family", bound=BaseReranker)
 
@@ -311,7 +311,7 @@ def load_index_model(model: Any, model_kwargs: Mapping[str, Any] | None, family:
         return model
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a path, a hub id or a loaded {noun}, got {type(model).__name__}")
-    from .factory import Reranker
+    from ..models.factory import Reranker
 
     loaded = Reranker(model, family.model_type, **dict(model_kwargs or {}))
     assert isinstance(loaded, family)

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
+from ..errors import InvalidCheckpointError
+from ..text.batching import score_in_batches
+from ..text.pair_encoding import EncodedPairs, max_per_owner
 from .base import BaseReranker, ModelPath
-from .batching import score_in_batches
-from .errors import InvalidCheckpointError
 from .loading import capped_max_length, check_tokenizer_files, position_limit
-from .pair_encoding import EncodedPairs, max_per_owner
 
 DEFAULT_LLM_MAX_LENGTH = 1024
 DEFAULT_MAX_BATCH_TOKENS = 16384

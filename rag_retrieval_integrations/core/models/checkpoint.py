@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointNotFoundError, InvalidCheckpointError
+from ..errors import CheckpointNotFoundError, InvalidCheckpointError
 
 METADATA_FILE = "rag_retrieval.json"
 METADATA_FORMAT_VERSION = 1

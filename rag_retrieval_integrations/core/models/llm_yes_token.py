@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from ..text.pair_encoding import EncodedPairs
 from .base import ModelPath, register_model_type
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
 from .loading import load_pretrained
-from .pair_encoding import EncodedPairs
 
 
 def _template(value: PairPromptTemplate | dict[str, Any] | None) -> PairPromptTemplate:

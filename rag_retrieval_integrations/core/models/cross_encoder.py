@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from ..errors import InvalidCheckpointError
+from ..text.batching import score_in_batches
+from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 from .base import BaseReranker, ModelPath, register_model_type
-from .batching import score_in_batches
-from .errors import InvalidCheckpointError
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
-from .pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 
 DEFAULT_MAX_LENGTH = 512
 

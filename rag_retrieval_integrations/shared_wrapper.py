@@ -23,10 +23,10 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
-from .base import BaseReranker
-from .embedding import EmbeddingReranker
-from .factory import Reranker
-from .results import RankResult
+from .core.models.base import BaseReranker
+from .core.models.embedding import EmbeddingReranker
+from .core.models.factory import Reranker
+from .core.results import RankResult
 
 ModelSpec = str | Path | BaseReranker
 """What the wrappers' ``model`` field takes: a local folder, a hub id, or a loaded model."""

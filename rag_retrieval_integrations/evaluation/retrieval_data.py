@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.jsonl import DataFormatError, iter_jsonl, iter_lines
+from ..data_files import DataFormatError, iter_jsonl, iter_lines
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 

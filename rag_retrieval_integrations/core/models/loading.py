@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidCheckpointError
 from .checkpoint import CheckpointInfo, detect_model_type
-from .errors import InvalidCheckpointError
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ Search runs in two stages, as ColBERT's end-to-end retrieval does:
    of it is unlikely to do better). The ``max_candidates`` documents with the highest estimate
    go on.
 2. **Exact MaxSim** of the query against the candidates' stored token vectors
-   (:func:`~rag_retrieval_integrations.core.maxsim.maxsim_packed`: the score ``Reranker`` gives,
+   (:func:`~rag_retrieval_integrations.core.models.maxsim.maxsim_packed`: the score ``Reranker`` gives,
    on the float16-stored vectors, within about 1e-3).
 
 A small index needs no stage 1: one matrix product over all its token vectors scores every
@@ -46,8 +46,10 @@ from typing import Any, Literal, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .colbert import ColBERTReranker
-from .index_folder import (
+from ..models.colbert import ColBERTReranker
+from ..models.maxsim import maxsim_packed
+from ..text.inputs import check_docs, check_positive_int, check_query
+from .folder import (
     DOCUMENTS_FILE,
     MANIFEST_FILE,
     CorruptIndexError,
@@ -67,8 +69,6 @@ from .index_folder import (
     write_documents,
     write_manifest,
 )
-from .inputs import check_docs, check_positive_int, check_query
-from .maxsim import maxsim_packed
 
 logger = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from ..text.long_text import clip_for_truncation
+from ..text.pair_encoding import EncodedPairs, unique
+from ..text.truncation import estimate_clipped
 from .base import ModelPath, register_model_type
 from .llm_base import DecoderReranker
 from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
 from .loading import load_pretrained
-from .long_text import clip_for_truncation
-from .pair_encoding import EncodedPairs, unique
-from .truncation import estimate_clipped
 
 DEFAULT_ZERO_SHOT_INSTRUCTION = (
     "Judge whether the document is relevant to the query, that is, whether it contains information that "

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
+from ..errors import UnknownModelTypeError
+from ..text.inputs import unknown_options
 from .base import BaseReranker, get_model_class
 from .checkpoint import detect_model_type, read_checkpoint
-from .errors import UnknownModelTypeError
-from .inputs import unknown_options
 
 
 def Reranker(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.jsonl import DataFormatError, iter_jsonl, iter_lines
+from ..data_files import DataFormatError, iter_jsonl, iter_lines
 
 # the columns read from a TSV file; any other header name is refused, so a column is never dropped unseen
 TSV_REQUIRED = ("question", "sentence", "label")

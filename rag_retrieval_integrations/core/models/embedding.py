@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..text.inputs import check_docs, check_positive_int
+from ..text.long_text import clip_for_truncation
+from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .base import BaseReranker, ModelPath, register_model_type
-from .inputs import check_docs, check_positive_int
 from .loading import capped_max_length, check_tokenizer_files, encoder_position_limit, transformer_folder
-from .long_text import clip_for_truncation
-from .text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 
 
 @register_model_type("embedding")

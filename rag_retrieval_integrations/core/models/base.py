@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..device import resolve_device, resolve_dtype
+from ..errors import UnknownModelTypeError
+from ..results import RankedResults
+from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
+from ..text.pair_encoding import EncodedPairs
+from ..text.truncation import TruncationStats, warn_if_noticeable
 from .checkpoint import CheckpointInfo, read_checkpoint
-from .device import resolve_device, resolve_dtype
-from .errors import UnknownModelTypeError
-from .inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
 from .loading import corrupt_weights_error
-from .pair_encoding import EncodedPairs
-from .results import RankedResults
-from .truncation import TruncationStats, warn_if_noticeable
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
 
     def collate(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
         """A padded batch (CPU tensors) of the pairs, for :meth:`forward_scores`."""
-        from .batching import pad_batch
+        from ..text.batching import pad_batch
 
         encoded = self.encode_pairs(queries, docs)
         return pad_batch(encoded, np.arange(len(encoded)), self.tokenizer.pad_token_id, self.padding_side)

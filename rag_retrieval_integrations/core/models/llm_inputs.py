@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from .long_text import clip_for_truncation
-from .pair_encoding import EncodedPairs, query_token_budget, unique, window_overlap
-from .truncation import estimate_clipped
+from ..text.long_text import clip_for_truncation
+from ..text.pair_encoding import EncodedPairs, query_token_budget, unique, window_overlap
+from ..text.truncation import estimate_clipped
 
 FLAG_RERANK_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the query by "

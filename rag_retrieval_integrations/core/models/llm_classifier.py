@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
+from ..errors import InvalidCheckpointError
 from .base import ModelPath, register_model_type
 from .cross_encoder import logits_to_scores
-from .errors import InvalidCheckpointError
 from .llm_inputs import PairPromptTemplate
 from .llm_yes_token import LLMReranker
 from .loading import load_pretrained

@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InvalidCheckpointError
+from ..text.inputs import check_docs, check_positive_int
+from ..text.long_text import clip_for_truncation
+from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .base import BaseReranker, ModelPath, register_model_type
 from .checkpoint import BGE_M3_COLBERT_FILE, CheckpointInfo, colbert_format, read_checkpoint
 from .cross_encoder import DEFAULT_MAX_LENGTH
-from .errors import InvalidCheckpointError
-from .inputs import check_docs, check_positive_int
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, position_limit, transformer_folder
-from .long_text import clip_for_truncation
 from .maxsim import maxsim_pairwise
-from .text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from rag_retrieval_integrations.core import (
     detect_model_type,
     read_checkpoint,
 )
-from rag_retrieval_integrations.core.index_folder import MANIFEST_FILE
+from rag_retrieval_integrations.core.indexes.folder import MANIFEST_FILE
 
 from .metrics import RETRIEVAL_METRICS, deepest_cutoff, evaluate_run
 from .retrieval_data import RetrievalSet
@@ -232,7 +232,7 @@ def evaluate_retriever(
 
     Args:
         model: an embedding or ColBERT checkpoint (folder or hub id).
-        data: the set, from :func:`~rag_retrieval_train.evaluation.load_retrieval_set`.
+        data: the set, from :func:`~rag_retrieval_integrations.evaluation.load_retrieval_set`.
         retriever: ``"auto"``, ``"embedding"``, ``"colbert"`` or ``"mrl"`` (see the module docstring).
         metrics: ``ir_measures`` names (``MRR`` stands for ``RR``), e.g. ``R@100``, ``nDCG@10``.
         top_k: documents retrieved per query (default: the deepest metric cutoff), at most the corpus.

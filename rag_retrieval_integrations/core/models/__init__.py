@@ -1,0 +1,1 @@
+"""The model families behind ``Reranker``: one module per family, one registry, checkpoint detection."""
