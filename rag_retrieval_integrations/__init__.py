@@ -18,6 +18,7 @@ from .core import (
     available_model_types,
     register_model_type,
 )
+from .core.models.gguf import convert_gguf
 
 __version__ = "0.1.0"
 
@@ -33,5 +34,6 @@ __all__ = [
     "UnknownModelTypeError",
     "__version__",
     "available_model_types",
+    "convert_gguf",
     "register_model_type",
 ]

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import tiny_checkpoints as kit
+from real_models import smollm2_gguf
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -76,3 +77,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The one real LLM: SmolLM2-135M-Instruct (Q4_1 GGUF) converted once to a Hugging Face folder."""
+    pytest.importorskip("gguf")
+    from rag_retrieval_integrations import convert_gguf
+
+    return convert_gguf(smollm2_gguf(), tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")

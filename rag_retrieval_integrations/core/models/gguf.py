@@ -1,0 +1,96 @@
+"""GGUF checkpoints (llama.cpp's single-file format) into ordinary Hugging Face folders.
+
+``transformers`` reads a GGUF file with ``from_pretrained(folder, gguf_file=name)`` (it needs the
+``gguf`` package) and dequantizes every tensor to float, which takes seconds to minutes. It then
+refuses ``save_pretrained`` on that model, so every process would pay the dequantization again.
+:func:`convert_gguf` pays it once: it rebuilds the model from the GGUF's config, loads the
+dequantized weights into it (every key must match) and writes a normal folder (``config.json``,
+``model.safetensors``, the tokenizer with its chat template) that every family, FlagEmbedding,
+sentence-transformers and the trainers load without ``gguf_file``.
+
+    >>> from rag_retrieval_integrations import convert_gguf
+    >>> folder = convert_gguf("SmolLM2-135M-Instruct.Q4_1.gguf", "./smollm2")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointNotFoundError, InvalidCheckpointError
+
+__all__ = ["convert_gguf"]
+
+
+def _require_gguf() -> None:
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "reading a GGUF checkpoint needs the `gguf` package: pip install 'rag-retrieval[gguf]' (or pip install gguf)"
+        ) from None
+
+
+def convert_gguf(
+    gguf_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+) -> Path:
+    """Write the GGUF checkpoint ``gguf_path`` as a Hugging Face folder at ``output_dir``; return that folder.
+
+    The model keeps its architecture and causal-LM head (``config.architectures`` is set, for
+    example ``["LlamaForCausalLM"]``, so detection sees a causal LM). Weights are stored in
+    ``dtype`` (float32 by default: the quantized values are already rounded; storing them in
+    bfloat16 rounds them again). The folder is written next to ``output_dir`` first and moved
+    into place when complete, so an interrupted conversion never leaves a half-written model.
+
+    Raises:
+        CheckpointNotFoundError: ``gguf_path`` does not exist.
+        InvalidCheckpointError: the file is not a GGUF checkpoint transformers can read.
+        FileExistsError: ``output_dir`` exists and ``overwrite`` is false.
+        ImportError: the ``gguf`` package is missing.
+    """
+    source = Path(gguf_path).expanduser().resolve()
+    target = Path(output_dir).expanduser().resolve()
+    if not source.is_file():
+        raise CheckpointNotFoundError(f"GGUF file {os.fspath(gguf_path)!r} does not exist")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{os.fspath(output_dir)!r} exists; pass overwrite=True to replace it")
+    _require_gguf()
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(source.parent), source.name
+    try:
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidCheckpointError(
+            f"{os.fspath(gguf_path)!r} is not a GGUF checkpoint transformers can read: {exc}"
+        ) from exc
+    # A GGUF-loaded model carries a quantization marker that makes save_pretrained refuse it;
+    # a model built from the plain config with the same weights saves normally.
+    config.architectures = [type(loaded).__name__]
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    if model.generation_config is not None and loaded.generation_config is not None:
+        model.generation_config = loaded.generation_config
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
