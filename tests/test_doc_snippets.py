@@ -17,7 +17,7 @@ same family (the conftest fixtures, built by ``tiny_checkpoints.py``/``tiny_colb
 bundled all-MiniLM-L6-v2; the block then goes through the real loading and detection code. A
 block that uses an ``owner/name`` literal missing from the table fails, so the docs cannot cite
 a model that nothing here stands in for. Local folders in the docs are therefore always written
-``"./name"``, which is never read as a hub id.
+``"./name"``, which is never read as a hub id (nor is a file name such as ``"eval/scores.json"``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ HUB_IDS: dict[str, str] = {
     # ColBERT: a sentence-transformers MultiVectorEncoder folder
     "colbert-ir/colbertv2.0": "tiny_colbert_model",
 }
-HUB_ID = re.compile(r"""(?P<quote>["'])(?P<id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?P=quote)""")
+# "owner/name" as a whole string literal; a file ("eval/scores.json") is no hub id
+HUB_ID = re.compile(
+    r"""(?P<quote>["'])(?P<id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?<!\.json)(?<!\.jsonl)(?<!\.md)(?<!\.tsv)"""
+    r"""(?<!\.yaml)(?<!\.npy)(?<!\.txt)(?P=quote)"""
+)
 
 
 @pytest.fixture(scope="session")
@@ -188,4 +192,5 @@ def test_hub_id_pattern_tells_hub_ids_from_local_folders():
     assert [m["id"] for m in HUB_ID.finditer('Reranker("BAAI/bge-reranker-base"); x = "./my-colbert"')] == [
         "BAAI/bge-reranker-base"
     ]
-    assert not list(HUB_ID.finditer("f('out.jsonl'), '/tmp/x/y', 'what is a/b?'"))
+    assert not list(HUB_ID.finditer("f('out.jsonl'), '/tmp/x/y', 'what is a/b?', 'eval/eval_rerank.json'"))
+    assert [m["id"] for m in HUB_ID.finditer("'BAAI/bge-small-en-v1.5'")] == ["BAAI/bge-small-en-v1.5"]
