@@ -194,3 +194,10 @@ def test_hub_id_pattern_tells_hub_ids_from_local_folders():
     ]
     assert not list(HUB_ID.finditer("f('out.jsonl'), '/tmp/x/y', 'what is a/b?', 'eval/eval_rerank.json'"))
     assert [m["id"] for m in HUB_ID.finditer("'BAAI/bge-small-en-v1.5'")] == ["BAAI/bge-small-en-v1.5"]
+
+
+def test_gpu_marker_is_read(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```python\nx = 1\n```\n\n<!-- needs a GPU -->\n\n```python\ny = 2\n```\n```bash\nls\n```\n")
+    blocks = python_blocks(page)
+    assert [(b.source, b.needs_gpu) for b in blocks] == [("x = 1\n", False), ("y = 2\n", True)]
