@@ -2,7 +2,8 @@
 
 One CLI (``rag-retrieval-train {embedding,reranker,distill,colbert}``) on one ``TrainingRun``;
 every trainer writes checkpoints that ``rag_retrieval_integrations.Reranker`` and
-sentence-transformers load directly. ``rag-retrieval-eval`` (``evaluation/``) measures them.
+sentence-transformers load directly. ``rag-retrieval-eval`` (``rag_retrieval_integrations.evaluation``)
+measures them.
 """
 
 __version__ = "0.1.0"

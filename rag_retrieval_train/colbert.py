@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ColBERTTrainConfig(TrainConfig):
-    """Options of ``rag-retrieval-train colbert`` (see README.md for each).
+    """Options of ``rag-retrieval-train colbert`` (each in docs/training.md and docs/training-keys.md).
 
     ``max_length`` is the document length in training (tokens, markers and special tokens
     included); ``inference_document_length`` the one the checkpoint is saved with, which every

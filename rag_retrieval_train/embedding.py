@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
-    """Options of ``rag-retrieval-train embedding`` (see README.md for each)."""
+    """Options of ``rag-retrieval-train embedding`` (each in docs/training.md and docs/training-keys.md)."""
 
     loss: Literal["infonce", "preference", "distill"] = "infonce"
     temperature: float = 0.02

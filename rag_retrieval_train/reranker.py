@@ -39,7 +39,7 @@ RerankerLoss = Literal[LOSSES]  # type: ignore[valid-type]  # the config's choic
 
 @dataclass
 class RerankerTrainConfig(LoRAOptions, TrainConfig):
-    """Options of ``rag-retrieval-train reranker`` (see README.md for each).
+    """Options of ``rag-retrieval-train reranker`` (each in docs/training.md and docs/training-keys.md).
 
     ``batch_size`` counts pairs for the pointwise losses (``bce``, ``mse``, ``distill_mse``)
     and queries for the group losses, each query bringing ``train_group_size`` documents.

@@ -1,4 +1,6 @@
-"""LangChain integration: a document compressor (reranker), embeddings, and ColBERT and MRL retrievers.
+"""LangChain integration: a document compressor (``RagRetrievalReranker``), embeddings
+(``RagRetrievalEmbeddings``), ColBERT and MRL retrievers (``ColBERTRetriever``, ``MRLRetriever``) and
+an MRL first stage over any vector store (``MRLPrefixEmbeddings``, ``MRLVectorStoreRetriever``).
 
 Imports ``langchain_core`` only; install it with ``pip install 'rag-retrieval[langchain]'``.
 ``ContextualCompressionRetriever`` lives in ``langchain-classic`` (``langchain_classic.retrievers``)

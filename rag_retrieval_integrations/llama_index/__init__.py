@@ -1,4 +1,6 @@
-"""LlamaIndex integration: a node postprocessor (reranker), an embedding model, and ColBERT and MRL retrievers.
+"""LlamaIndex integration: a node postprocessor (``RagRetrievalRerank``), an embedding model
+(``RagRetrievalEmbedding``), ColBERT and MRL retrievers (``ColBERTRetriever``, ``MRLRetriever``) and an
+MRL first stage over any vector store (``MRLPrefixEmbedding``, ``MRLVectorStoreRetriever``).
 
 Imports ``llama_index.core`` only; install it with ``pip install 'rag-retrieval[llama-index]'``.
 """
