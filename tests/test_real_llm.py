@@ -19,7 +19,6 @@ from transformers import AutoTokenizer
 
 from rag_retrieval_integrations import InvalidCheckpointError, Reranker, convert_gguf
 from rag_retrieval_integrations.core import LayerwiseLLMReranker, LLMReranker, ZeroShotLLMReranker
-from rag_retrieval_integrations.core.models.llm_inputs import FLAG_RERANK_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +54,7 @@ def test_yes_token_scores_equal_sentence_transformers_logit_score(smollm2, pairs
     from sentence_transformers.cross_encoder.modules import LogitScore
 
     ours = Reranker(smollm2, batch_size=4)
-    template = (
-        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'query' %}A: {{ m['content'] }}\n"
-        "{% elif m['role'] == 'document' %}B: {{ m['content'] }}\n{% endif %}{% endfor %}" + FLAG_RERANK_PROMPT
-    )
+    template = ours.prompt_template.as_chat_template()
     peer = CrossEncoder(str(smollm2), processor_kwargs={"chat_template": template})
     peer[0].tokenizer.chat_template = template
     head_name = list(peer._modules)[1]

@@ -41,6 +41,28 @@ class PairPromptTemplate:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def as_chat_template(self) -> str:
+        """This format as a Jinja chat template over ``query`` and ``document`` messages: what
+        sentence-transformers' ``CrossEncoder`` renders a pair with, so that a ``CrossEncoder`` with
+        this template and a ``LogitScore(true_token_id=yes_id)`` head scores as :class:`LLMReranker`
+        does (when nothing is truncated: the two cut long inputs differently).
+
+        The template renders the text as one string; ours tokenizes ``instruction + text`` pieces
+        and joins the ids. For byte-level BPE tokenizers, whose pre-tokenizer splits at the newline
+        separators, the ids agree (tested on SmolLM2's tokenizer).
+        """
+
+        def literal(text: str) -> str:
+            return "{% raw %}" + text + "{% endraw %}" if text else ""
+
+        bos = "{{ bos_token }}" if self.add_bos else ""
+        return (
+            f"{bos}{{% for m in messages %}}{{% if m['role'] == 'query' %}}{literal(self.query_instruction)}"
+            f"{{{{ m['content'] }}}}{literal(self.separator)}{{% elif m['role'] == 'document' %}}"
+            f"{literal(self.passage_instruction)}{{{{ m['content'] }}}}{literal(self.separator)}"
+            f"{{% endif %}}{{% endfor %}}{literal(self.prompt)}"
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PairPromptTemplate:
         known = {f.name for f in fields(cls)}
