@@ -5,6 +5,7 @@ tokenization, scoring or pooling.
 """
 
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
+from .indexes.base import Index
 from .indexes.colbert import ColBERTIndex
 from .indexes.folder import CorruptIndexError, IndexHit, IndexNotFoundError
 from .indexes.mrl import MRLEncoder, MRLIndex
@@ -39,6 +40,7 @@ __all__ = [
     "PairPromptTemplate",
     "ZeroShotLLMReranker",
     "EmbeddingReranker",
+    "Index",
     "IndexHit",
     "IndexNotFoundError",
     "InvalidCheckpointError",
