@@ -8,7 +8,8 @@ from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownMode
 from .indexes.base import Index
 from .indexes.colbert import ColBERTIndex
 from .indexes.folder import CorruptIndexError, IndexHit, IndexNotFoundError
-from .indexes.mrl import MRLEncoder, MRLIndex
+from .indexes.mrl import MRLIndex
+from .indexes.mrl_encoder import MRLEncoder
 from .models.base import BaseReranker, available_model_types, register_model_type
 from .models.checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
 from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_model
