@@ -126,7 +126,7 @@ def searches(docs: np.ndarray, search_dim: int) -> dict[str, tuple[Search, float
     import faiss
 
     from rag_retrieval_integrations.core import MRLIndex
-    from rag_retrieval_integrations.core.indexes.mrl import DEFAULT_SHORTLIST_FACTOR, prefix_vectors
+    from rag_retrieval_integrations.core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, prefix_vectors
 
     out: dict[str, tuple[Search, float, float]] = {}
     start = time.perf_counter()
@@ -153,7 +153,7 @@ def searches(docs: np.ndarray, search_dim: int) -> dict[str, tuple[Search, float
         index.add([""] * len(docs), ids=[str(i) for i in range(len(docs))], embeddings=docs)
         built = time.perf_counter() - start
         out[name] = (
-            lambda q, index=index: index.search_vectors(q, K)[1],
+            lambda q, index=index: index.search_rows(q, K)[1],
             sum(index.nbytes.values()) / len(docs),
             built,
         )
@@ -207,9 +207,7 @@ def sweep(docs: np.ndarray, queries: np.ndarray, rounds: int) -> list[dict]:
         index.add([""] * len(docs), embeddings=docs)
         for size in SWEEP_SIZES:
             runners[f"{dim}/{size}"] = batched(
-                lambda q, index=index, size=size: index.search_vectors(q, K, shortlist_factor=1, shortlist_size=size)[
-                    1
-                ],
+                lambda q, index=index, size=size: index.search_rows(q, K, shortlist_factor=1, shortlist_size=size)[1],
                 queries,
             )
     seconds, last = interleaved(runners, rounds)

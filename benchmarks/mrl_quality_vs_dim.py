@@ -175,7 +175,7 @@ def encode(model_path: str, data: SquadRetrieval, questions: np.ndarray) -> tupl
 
 def quality_by_dim(queries: np.ndarray, docs: np.ndarray, relevant: np.ndarray) -> dict[int, dict[str, float]]:
     """Recall@10 and nDCG@10 of exhaustive cosine search over the first d dims, for each d."""
-    from rag_retrieval_integrations.core.indexes.mrl import prefix_vectors
+    from rag_retrieval_integrations.core.indexes.mrl_vectors import prefix_vectors
 
     out = {}
     for dim in EVAL_DIMS:
@@ -192,7 +192,7 @@ def funnel_quality(model: object, queries: np.ndarray, docs: np.ndarray, relevan
 
     index = MRLIndex(model, search_dim=FUNNEL_DIM)
     index.add(["" for _ in range(len(docs))], embeddings=docs)
-    _, funnel = index.search_vectors(queries, K)
+    _, funnel = index.search_rows(queries, K)
     exhaustive = np.argsort(-(queries @ docs.T), axis=1, kind="stable")[:, :K]
     agreement = np.mean([len(set(a) & set(b)) / K for a, b in zip(funnel, exhaustive)])
     return {

@@ -9,8 +9,7 @@ from rag_retrieval_integrations import Reranker
 
 pytest.importorskip("faiss")
 
-from rag_retrieval_integrations.core.indexes import colbert as colbert_index  # noqa: E402
-from rag_retrieval_integrations.core.indexes import mrl as mrl_index  # noqa: E402
+from rag_retrieval_integrations.core.indexes import base as index_base  # noqa: E402
 from rag_retrieval_integrations.core.indexes.colbert import ColBERTIndex  # noqa: E402
 from rag_retrieval_integrations.core.indexes.mrl import MRLIndex  # noqa: E402
 
@@ -25,8 +24,8 @@ def colbert_model(tmp_path_factory):
 
 def indexes(bi_encoder, colbert_model):
     return [
-        (MRLIndex, MRLIndex(Reranker(bi_encoder)), mrl_index),
-        (ColBERTIndex, ColBERTIndex(colbert_model), colbert_index),
+        (MRLIndex, MRLIndex(Reranker(bi_encoder))),
+        (ColBERTIndex, ColBERTIndex(colbert_model)),
     ]
 
 
@@ -35,7 +34,7 @@ def results(index):
 
 
 def test_a_save_that_fails_midway_leaves_the_old_index(tmp_path, monkeypatch, bi_encoder, colbert_model):
-    for cls, index, module in indexes(bi_encoder, colbert_model):
+    for cls, index in indexes(bi_encoder, colbert_model):
         folder = tmp_path / cls.__name__
         index.add(TEXTS[:2], ids=["a", "b"])
         index.save(folder)
@@ -46,7 +45,7 @@ def test_a_save_that_fails_midway_leaves_the_old_index(tmp_path, monkeypatch, bi
             raise OSError(28, "No space left on device")
 
         with monkeypatch.context() as m:
-            m.setattr(module, "write_documents", disk_full)  # after the vectors were written
+            m.setattr(index_base, "write_documents", disk_full)  # the template writes it after the vectors
             with pytest.raises(OSError, match="No space left"):
                 index.save(folder)
         assert results(cls.load(folder)) == before, cls.__name__

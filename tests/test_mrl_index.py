@@ -18,11 +18,11 @@ from framework_texts import QUERIES, TEXTS
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import CorruptIndexError, IndexNotFoundError, MRLIndex, write_metadata
-from rag_retrieval_integrations.core.indexes.mrl import (
+from rag_retrieval_integrations.core.indexes.mrl_encoder import trained_matryoshka_dims
+from rag_retrieval_integrations.core.indexes.mrl_vectors import (
     prefix_vectors,
     rescore,
     rescore_stored,
-    trained_matryoshka_dims,
     vector_from_text,
     vector_to_text,
 )
@@ -70,7 +70,7 @@ def vector_index(docs: np.ndarray, **options) -> MRLIndex:
 
 def test_full_search_dim_equals_exhaustive_search():
     docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
-    scores, rows = vector_index(docs, search_dim=64).search_vectors(queries, 10)
+    scores, rows = vector_index(docs, search_dim=64).search_rows(queries, 10)
     want_scores, want_rows = exhaustive(queries, docs, 10)
     np.testing.assert_array_equal(rows, want_rows)
     np.testing.assert_allclose(scores, want_scores, atol=1e-5)
@@ -79,7 +79,7 @@ def test_full_search_dim_equals_exhaustive_search():
 def test_short_search_dim_rescores_with_full_vectors():
     docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
     index = vector_index(docs, search_dim=16, shortlist_factor=10)
-    scores, rows = index.search_vectors(queries, 10)
+    scores, rows = index.search_rows(queries, 10)
     # every returned score is the full-vector cosine of that document, best first
     np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, docs[rows]), atol=1e-5)
     assert (np.diff(scores, axis=1) <= 1e-7).all()
@@ -92,7 +92,7 @@ def test_short_search_dim_rescores_with_full_vectors():
     # and mostly agrees with exhaustive full-dimension search; a wider shortlist agrees more
     _, want = exhaustive(queries, docs, 10)
     agreement = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)])
-    _, wider = index.search_vectors(queries, 10, shortlist_factor=40)
+    _, wider = index.search_rows(queries, 10, shortlist_factor=40)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(wider, want)]) >= agreement >= 0.8
 
 
@@ -102,7 +102,7 @@ def test_a_shortlist_covering_the_index_is_exhaustive_search(vector_dtype):
     index = vector_index(docs, search_dim=4, shortlist_factor=1, vector_dtype=vector_dtype)
     want_scores, want_rows = exhaustive(queries, docs.astype(vector_dtype).astype(np.float32), 10)
     for size in (len(docs), 10 * len(docs)):  # capped at the documents there are
-        scores, rows = index.search_vectors(queries, 10, shortlist_size=size)
+        scores, rows = index.search_rows(queries, 10, shortlist_size=size)
         np.testing.assert_array_equal(rows, want_rows)
         np.testing.assert_allclose(scores, want_scores, atol=1e-5)
 
@@ -111,17 +111,17 @@ def test_shortlist_size_is_the_fewest_candidates():
     """The shortlist is ``max(k * shortlist_factor, shortlist_size)`` documents."""
     docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
     index = vector_index(docs, search_dim=8, shortlist_factor=10)
-    by_factor = index.search_vectors(queries, 10)  # 100 candidates
+    by_factor = index.search_rows(queries, 10)  # 100 candidates
     for factor, size in ((1, 100), (10, 40), (10, 100)):
         np.testing.assert_array_equal(
-            index.search_vectors(queries, 10, shortlist_factor=factor, shortlist_size=size)[1], by_factor[1]
+            index.search_rows(queries, 10, shortlist_factor=factor, shortlist_size=size)[1], by_factor[1]
         )
     with_size = vector_index(docs, search_dim=8, shortlist_factor=1, shortlist_size=100)
     assert with_size.shortlist_size == 100
-    np.testing.assert_array_equal(with_size.search_vectors(queries, 10)[1], by_factor[1])
+    np.testing.assert_array_equal(with_size.search_rows(queries, 10)[1], by_factor[1])
     # more candidates than k * shortlist_factor: closer to exhaustive search
     _, want = exhaustive(queries, docs, 10)
-    _, wider = index.search_vectors(queries, 10, shortlist_size=1000)
+    _, wider = index.search_rows(queries, 10, shortlist_size=1000)
     assert np.mean(wider == want) > np.mean(by_factor[1] == want)
 
 
@@ -130,7 +130,7 @@ def test_shortlist_size_is_the_fewest_candidates():
 )
 def test_approximate_first_stages(index_type, options):
     docs, queries = clustered_vectors(2000), clustered_vectors(50, seed=1)
-    scores, rows = vector_index(docs, search_dim=64, index_type=index_type, **options).search_vectors(queries, 10)
+    scores, rows = vector_index(docs, search_dim=64, index_type=index_type, **options).search_rows(queries, 10)
     _, want_rows = exhaustive(queries, docs, 10)
     agreement = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want_rows)])
     assert agreement >= (1.0 if index_type == "ivf" else 0.98)  # IVF probing every cluster is exact
@@ -168,7 +168,7 @@ def test_float16_vectors_halve_memory_and_keep_the_ranking():
     docs, queries = clustered_vectors(1000), clustered_vectors(20, seed=1)
     full, half = vector_index(docs, search_dim=16), vector_index(docs, search_dim=16, vector_dtype="float16")
     assert half.nbytes["vectors"] * 2 == full.nbytes["vectors"] == 1000 * 64 * 4
-    (s32, r32), (s16, r16) = full.search_vectors(queries, 10), half.search_vectors(queries, 10)
+    (s32, r32), (s16, r16) = full.search_rows(queries, 10), half.search_rows(queries, 10)
     np.testing.assert_allclose(s16, s32, atol=2e-3)
     assert np.mean(r16 == r32) > 0.9
 
@@ -179,7 +179,7 @@ def test_small_and_empty_indexes():
     index.add(["a", "b"], ids=["a", "b"], embeddings=[[1, 0, 0, 0], [0, 1, 0, 0]])
     hits = index.search_by_vectors(np.array([[1.0, 0.5, 0, 0]]), 5)[0]
     assert [h.id for h in hits] == ["a", "b"]
-    scores, rows = index.search_vectors(np.array([[1.0, 0.5, 0, 0]]), 3)
+    scores, rows = index.search_rows(np.array([[1.0, 0.5, 0, 0]]), 3)
     assert rows[0].tolist() == [0, 1, -1] and scores[0, 2] == -np.inf
     assert [h.id for h in index.search_by_vectors(np.array([[1.0, 0.5, 0, 0]]), 5, score_threshold=0.5)[0]] == ["a"]
 
@@ -238,7 +238,7 @@ def test_vector_index_round_trip_and_search_options(tmp_path):
     loaded = MRLIndex.load(tmp_path / "v", mmap=True, shortlist_factor=20, shortlist_size=None, hnsw_ef_search=300)
     assert loaded.encoder is None and loaded.shortlist_factor == 20 and loaded.hnsw_ef_search == 300
     assert loaded.shortlist_size is None and "shortlist_size=None" in repr(loaded)
-    np.testing.assert_array_equal(loaded.search_vectors(docs[:5], 3)[1], index.search_vectors(docs[:5], 3)[1])
+    np.testing.assert_array_equal(loaded.search_rows(docs[:5], 3)[1], index.search_rows(docs[:5], 3)[1])
     # an index saved before shortlist_size existed loads without it
     manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
     del manifest["search"]["shortlist_size"]
@@ -307,7 +307,7 @@ def test_bad_arguments(ranker, bert_cross_encoder):
         with pytest.raises(ValueError, match=f"shortlist_size must be a positive integer, got {bad!r}"):
             MRLIndex(dim=8, shortlist_size=bad)
     with pytest.raises(ValueError, match="shortlist_size must be a positive integer, got 0"):
-        vector_index(clustered_vectors(20, dim=8)).search_vectors(np.ones((1, 8)), 3, shortlist_size=0)
+        vector_index(clustered_vectors(20, dim=8)).search_rows(np.ones((1, 8)), 3, shortlist_size=0)
     with pytest.raises(ValueError, match="needs dim="):
         MRLIndex()
     with pytest.raises(TypeError, match="must be an embedding model .* got a 'cross-encoder' model"):
@@ -391,6 +391,6 @@ def test_funnel_agrees_with_exhaustive_search_on_squad(minilm_path, shared_data)
     docs = index.encode_documents(paragraphs)
     index.add(paragraphs, embeddings=docs)
     queries = index.encoder.encode_queries(questions)
-    _, rows = index.search_vectors(queries, 10)
+    _, rows = index.search_rows(queries, 10)
     _, want = exhaustive(queries, docs, 10)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)]) >= 0.99

@@ -5,9 +5,11 @@ tokenization, scoring or pooling.
 """
 
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
+from .indexes.base import Index
 from .indexes.colbert import ColBERTIndex
 from .indexes.folder import CorruptIndexError, IndexHit, IndexNotFoundError
-from .indexes.mrl import MRLEncoder, MRLIndex
+from .indexes.mrl import MRLIndex
+from .indexes.mrl_encoder import MRLEncoder
 from .models.base import BaseReranker, available_model_types, register_model_type
 from .models.checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
 from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_model
@@ -39,6 +41,7 @@ __all__ = [
     "PairPromptTemplate",
     "ZeroShotLLMReranker",
     "EmbeddingReranker",
+    "Index",
     "IndexHit",
     "IndexNotFoundError",
     "InvalidCheckpointError",

@@ -17,7 +17,6 @@ one, from the checkpoint's own files (as ``Reranker`` detects its family).
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 from rag_retrieval_integrations.core import (
     ColBERTIndex,
     EmbeddingReranker,
+    Index,
     IndexHit,
     MRLIndex,
     Reranker,
@@ -44,17 +44,11 @@ RETRIEVERS = ("auto", "embedding", "colbert", "mrl")
 DEFAULT_TOP_K = 100
 """Run depth when no metric has a cutoff (``MAP``, ``R``)."""
 
-Index = MRLIndex | ColBERTIndex
 ModelPath = str | os.PathLike[str]
 
-# constructor arguments of the indexes that are not index settings: the model's own options
-# (batch_size, show_progress_bar: the index takes the model's) or fixed by the retriever
-_NOT_INDEX_OPTIONS = {"self", "model", "model_kwargs", "dim", "similarity", "batch_size", "show_progress_bar"}
-# index settings fixed when the index is built (the others are search settings, which a loaded index takes)
-_BUILD_SETTINGS = {
-    "mrl": {"search_dim", "index_type", "vector_dtype", "hnsw_m", "hnsw_ef_construction", "nlist"},
-    "colbert": {"faiss_index", "nlist"},
-}
+INDEX_CLASSES: dict[str, type[Index]] = {"embedding": MRLIndex, "mrl": MRLIndex, "colbert": ColBERTIndex}
+# search settings that are the model's own options here (the index would take the model's anyway)
+_MODEL_OPTIONS = {"batch_size", "show_progress_bar"}
 
 
 def resolve_retriever(
@@ -88,8 +82,8 @@ def split_options(retriever: str, options: Mapping[str, Any]) -> tuple[dict[str,
     ``max_candidates``...); everything else (``max_length``, ``batch_size``, ``device``...) goes to
     the model. The ``embedding`` retriever takes no index settings: its search is exhaustive.
     """
-    index_class = ColBERTIndex if retriever == "colbert" else MRLIndex
-    index_keys = set(inspect.signature(index_class.__init__).parameters) - _NOT_INDEX_OPTIONS
+    index_class = INDEX_CLASSES[retriever]
+    index_keys = (index_class.build_settings | index_class.search_settings) - _MODEL_OPTIONS
     index_options = {k: v for k, v in options.items() if k in index_keys}
     model_options = {k: v for k, v in options.items() if k not in index_keys}
     if retriever == "embedding" and index_options:
@@ -122,10 +116,8 @@ def build_index(
     if index_dir is not None and (Path(index_dir) / MANIFEST_FILE).is_file():
         return _load_index(Path(index_dir), model, retriever, data, index_options, model_options)
     index: Index
-    if retriever == "colbert":
-        index = ColBERTIndex(model, model_kwargs=model_options, **index_options)
-    elif retriever == "mrl":
-        index = MRLIndex(model, model_kwargs=model_options, **index_options)
+    if retriever != "embedding":
+        index = INDEX_CLASSES[retriever](model, model_kwargs=model_options, **index_options)
     else:
         encoder = Reranker(model, "embedding", **model_options)
         assert isinstance(encoder, EmbeddingReranker)
@@ -146,15 +138,13 @@ def _load_index(
 ) -> Index:
     if retriever == "embedding":
         index_options = {"shortlist_factor": 1}
-    kind = "colbert" if retriever == "colbert" else "mrl"
-    built = {k: v for k, v in index_options.items() if k in _BUILD_SETTINGS[kind]}
+    index_class = INDEX_CLASSES[retriever]
+    built = {k: v for k, v in index_options.items() if k in index_class.build_settings}
     search = {k: v for k, v in index_options.items() if k not in built}
-    index: Index
-    if retriever == "colbert":
-        index = ColBERTIndex.load(folder, model, model_kwargs=model_options, **search)
-    else:
-        index = MRLIndex.load(folder, model, model_kwargs=model_options, **search)
-        if retriever == "embedding" and index.search_dim != index.dim:
+    index = index_class.load(folder, model, model_kwargs=model_options, **search)
+    if retriever == "embedding":
+        assert isinstance(index, MRLIndex)
+        if index.search_dim != index.dim:
             raise ValueError(
                 f"the index at {str(folder)!r} shortlists on {index.search_dim} of {index.dim} dims: "
                 "it is an MRL index; use --retriever mrl"
@@ -183,15 +173,9 @@ def retrieve(
     Queries are encoded in one batched pass, then searched ``chunk_size`` at a time under a
     progress bar (shown when ``show_progress``, by default as the model's setting).
     """
-    if isinstance(index, ColBERTIndex):
-        vectors: Any = index.model.encode_queries(queries, batch_size=index.batch_size)
-        model = index.model
-    else:
-        if index.encoder is None:
-            raise ValueError("this MRLIndex has no model to encode queries with")
-        vectors = index.encoder.encode_queries(queries)
-        model = index.encoder.model
-    show = model._show_progress() if show_progress is None else show_progress
+    vectors = index.encode_queries(queries)  # an index without a model says so
+    assert index.model is not None
+    show = index.model._show_progress() if show_progress is None else show_progress
     hits: list[list[IndexHit]] = []
     with tqdm(total=len(queries), desc="Searching", unit="query", disable=not show) as progress:
         for start in range(0, len(queries), chunk_size):
@@ -267,8 +251,7 @@ def evaluate_retriever(
     }
 
 
-def _truncation_summary(index: Any) -> str:
+def _truncation_summary(index: Index) -> str:
     """What truncation cut while ``index`` encoded its documents (``-``: loaded, nothing encoded)."""
-    encoder = getattr(index, "encoder", None)  # an MRLIndex holds its model in its encoder
-    model = encoder.model if encoder is not None else getattr(index, "model", None)
+    model = index.model
     return "-" if model is None else model.truncation_totals.summary(model.max_length)

@@ -1,23 +1,29 @@
-"""What the index-backed LangChain retrievers (``ColBERTRetriever``, ``MRLRetriever``) share:
-documents in and out, add/delete, sync and async retrieval. A subclass declares its ``index``
-field and says how to search it (:meth:`IndexRetriever._hits`)."""
+"""``IndexRetriever``: any of our persistent indexes (an :class:`~rag_retrieval_integrations.core.Index`)
+as a LangChain retriever: documents in and out, add/delete, save/load (``IndexRetrieverMixin``), sync
+and async retrieval.
+``ColBERTRetriever`` and ``MRLRetriever`` only name their index class and its search options."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
+from ..core.indexes.base import Index
 from ..core.indexes.folder import IndexHit
+from ..core.indexes.retriever import IndexRetrieverMixin
+from ..core.text.inputs import check_query
 from ..shared_wrapper import PositiveInt
 
 SCORE_KEY = "relevance_score"
+
+_R = TypeVar("_R", bound="IndexRetriever")
 
 
 def check_documents(documents: Sequence[Document]) -> list[Document]:
@@ -40,17 +46,49 @@ def unpack_documents(
     return [doc.page_content for doc in documents], list(ids), [dict(doc.metadata) for doc in documents]
 
 
-class IndexRetriever(BaseRetriever):
-    """Base of the retrievers over one of our persistent indexes (``self.index``)."""
+class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
+    """A LangChain retriever over one of our indexes (``self.index``): each result is a new
+    ``Document`` with the indexed id, text and metadata, and the index's score in ``metadata[score_key]``,
+    best first."""
 
+    index: Index = Field(description="The index searched.")
     k: PositiveInt = Field(default=4, description="How many documents to return.")
     score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the score.")
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    def _hits(self, query: str) -> list[IndexHit]:
-        raise NotImplementedError
+    def _search_options(self) -> dict[str, Any]:
+        """The index's own search options (``exhaustive``, ``shortlist_factor``...) from the retriever's fields."""
+        return {}
+
+    @classmethod
+    def from_texts(
+        cls: type[_R],
+        texts: Sequence[str],
+        model: Any,
+        *,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> _R:
+        """Index ``texts`` with a new index of ``model`` (a path, hub id or loaded ``Reranker``) and retrieve from them.
+
+        ``kwargs`` are the index's settings (its constructor's: ``nprobe``, ``search_dim``,
+        ``shortlist_factor``...; ``model_kwargs`` for ``Reranker(...)`` when ``model`` is a path; or a dict
+        ``index_kwargs``), then the retriever's fields (``k``, ``score_threshold``...).
+        """
+        retriever = cls(index=cls._new_index(model, kwargs), **kwargs)
+        retriever.index.add(texts, ids=ids, metadatas=metadatas)
+        return retriever
+
+    @classmethod
+    def from_documents(
+        cls: type[_R], documents: Sequence[Document], model: Any, *, ids: Sequence[str] | None = None, **kwargs: Any
+    ) -> _R:
+        """Index LangChain ``Document``\\ s (their ``id``, ``page_content`` and metadata); see :meth:`from_texts`."""
+        texts, doc_ids, metadatas = unpack_documents(documents, ids)
+        return cls.from_texts(texts, model, metadatas=metadatas, ids=doc_ids, **kwargs)
 
     def add_documents(self, documents: Sequence[Document], *, ids: Sequence[str] | None = None) -> list[str]:
         """Encode and index documents (ids: ``ids``, else each ``Document.id``, else new UUIDs);
@@ -69,6 +107,11 @@ class IndexRetriever(BaseRetriever):
     async def adelete(self, ids: Sequence[str]) -> None:
         """:meth:`delete` in a worker thread."""
         await asyncio.to_thread(self.delete, ids)
+
+    def _hits(self, query: str) -> list[IndexHit]:
+        return self.index.search(
+            check_query(query), self.k, score_threshold=self.score_threshold, **self._search_options()
+        )
 
     def _search(self, query: str) -> list[Document]:
         return [

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -22,28 +22,21 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ..core.indexes.folder import IndexHit
-from ..core.indexes.mrl import (
-    DEFAULT_SHORTLIST_FACTOR,
-    ModelLike,
-    MRLEncoder,
-    MRLIndex,
-    VectorDtype,
-    rescore_stored,
-    vector_to_text,
-)
+from ..core.indexes.base import Index
+from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
+from ..core.indexes.mrl import MRLIndex
+from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
+from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
 from ..core.text.inputs import check_query
 from ..shared_wrapper import EmbeddingWrapper, PositiveInt
 from .index_retriever import SCORE_KEY, IndexRetriever, check_documents
-
-VECTOR_KEY = "mrl_vector"
 
 
 class MRLRetriever(IndexRetriever):
     """Coarse-to-fine retrieval over an :class:`~rag_retrieval_integrations.core.MRLIndex`.
 
-    The index shortlists ``k * shortlist_factor`` documents by the first ``search_dim`` dims of
-    their vectors (FAISS) and returns the ``k`` best by full-vector similarity. Each result is a
+    The index shortlists ``max(k * shortlist_factor, shortlist_size)`` documents by the first
+    ``search_dim`` dims of their vectors (FAISS) and returns the ``k`` best by full-vector similarity. Each result is a
     new ``Document`` (the stored id, text and metadata) with the full-vector score in
     ``metadata[score_key]``, best first.
 
@@ -51,6 +44,7 @@ class MRLRetriever(IndexRetriever):
         index: the ``MRLIndex`` (with a model: it encodes the queries).
         k: how many documents to return; default 4.
         shortlist_factor: candidates per result (``None``: the index's own, 50 by default).
+        shortlist_size: the fewest candidates (``None``: the index's own).
         score_threshold: drop documents scoring below this.
         score_key: the metadata key of the score; default ``"relevance_score"``.
 
@@ -59,57 +53,24 @@ class MRLRetriever(IndexRetriever):
 
             from rag_retrieval_integrations.langchain import MRLRetriever
 
+            # MRLIndex settings (search_dim, index_type, shortlist_factor, vector_dtype...) go to the index
             retriever = MRLRetriever.from_documents(docs, model="./minilm-mrl", k=4)  # search_dim from the checkpoint
             retriever.invoke("what is a panda?")
             retriever.index.save("./mrl-index")          # later: MRLRetriever(index=MRLIndex.load("./mrl-index"))
     """
 
-    index: MRLIndex
+    index_class: ClassVar[type[Index]] = MRLIndex
+
+    index: MRLIndex = Field(description="The MRL index searched (with a model: it encodes the queries).")
     shortlist_factor: PositiveInt | None = Field(
         default=None, description="Candidates re-scored per result (None: the index's own)."
     )
+    shortlist_size: PositiveInt | None = Field(
+        default=None, description="The fewest candidates (None: the index's own)."
+    )
 
-    @classmethod
-    def from_documents(
-        cls,
-        documents: Sequence[Document],
-        model: ModelLike,
-        *,
-        ids: Sequence[str] | None = None,
-        k: int = 4,
-        score_threshold: float | None = None,
-        score_key: str = SCORE_KEY,
-        **index_options: Any,
-    ) -> MRLRetriever:
-        """A new ``MRLIndex`` over ``documents``; ``index_options`` go to ``MRLIndex(model, ...)``
-        (``search_dim``, ``index_type``, ``shortlist_factor``, ``vector_dtype``, ...)."""
-        retriever = cls(
-            index=MRLIndex(model, **index_options), k=k, score_threshold=score_threshold, score_key=score_key
-        )
-        retriever.add_documents(documents, ids=ids)
-        return retriever
-
-    @classmethod
-    def from_texts(
-        cls,
-        texts: Sequence[str],
-        model: ModelLike,
-        *,
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-        ids: Sequence[str] | None = None,
-        **kwargs: Any,
-    ) -> MRLRetriever:
-        """:meth:`from_documents` for texts and optional metadata dicts."""
-        metadatas = list(metadatas) if metadatas is not None else [None] * len(texts)
-        if len(metadatas) != len(texts):
-            raise ValueError(f"metadatas has {len(metadatas)} entries for {len(texts)} texts; give one per text")
-        documents = [Document(page_content=t, metadata=dict(m or {})) for t, m in zip(texts, metadatas)]
-        return cls.from_documents(documents, model, ids=ids, **kwargs)
-
-    def _hits(self, query: str) -> list[IndexHit]:
-        return self.index.search(
-            check_query(query), self.k, shortlist_factor=self.shortlist_factor, score_threshold=self.score_threshold
-        )
+    def _search_options(self) -> dict[str, Any]:
+        return {"shortlist_factor": self.shortlist_factor, "shortlist_size": self.shortlist_size}
 
 
 # Prefixes computed by MRLVectorStoreRetriever for the texts it is adding, so that the vector
@@ -186,10 +147,12 @@ class MRLVectorStoreRetriever(BaseRetriever):
 
     The store holds each document's ``search_dim``-dim prefix (through :class:`MRLPrefixEmbeddings`)
     and, in ``metadata[vector_key]``, its full vector (a string, which every store's metadata
-    accepts). A query is encoded once: the store returns the ``k * shortlist_factor`` nearest by
-    prefix (``similarity_search_by_vector``), and those are re-scored with the full vectors.
-    Results are new ``Document`` objects, best first, without the full vector and with the score
-    in ``metadata[score_key]``. So the first stage scales as the store does (a distributed vector
+    accepts). A query is encoded once: the store returns the ``max(k * shortlist_factor,
+    shortlist_size)`` nearest by prefix (``similarity_search_by_vector``; the shortlist
+    ``MRLIndex`` takes), and those are re-scored with the full vectors
+    (:class:`~rag_retrieval_integrations.core.indexes.funnel.VectorStoreFunnel`). Results are new
+    ``Document`` objects, best first, without the full vector and with the score in
+    ``metadata[score_key]``. So the first stage scales as the store does (a distributed vector
     database), and the re-scoring needs only what the store returns.
 
     Add documents through :meth:`add_documents` (or :meth:`from_documents`): it encodes each
@@ -201,6 +164,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
         k: how many documents to return; default 4.
         shortlist_factor: candidates fetched from the store per result; default 50 (each one a network payload
             on a remote store: lower it there if recall allows).
+        shortlist_size: the fewest candidates fetched, whatever ``k`` (``None``: ``k * shortlist_factor``).
         score_threshold: drop documents scoring below this.
         score_key: the metadata key of the score; default ``"relevance_score"``.
         vector_key: the metadata key holding the full vector; default ``"mrl_vector"``.
@@ -225,6 +189,9 @@ class MRLVectorStoreRetriever(BaseRetriever):
     shortlist_factor: PositiveInt = Field(
         default=DEFAULT_SHORTLIST_FACTOR, description="Candidates fetched from the store per result."
     )
+    shortlist_size: PositiveInt | None = Field(
+        default=None, description="The fewest candidates fetched from the store."
+    )
     score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the full-vector score.")
     vector_key: str = Field(default=VECTOR_KEY, description="Metadata key of the stored full vector.")
@@ -235,24 +202,20 @@ class MRLVectorStoreRetriever(BaseRetriever):
     @model_validator(mode="after")
     def _resolve_embeddings(self) -> MRLVectorStoreRetriever:
         own = getattr(self.vectorstore, "embeddings", None)
-        if self.embeddings is None:
-            if not isinstance(own, MRLPrefixEmbeddings):
-                raise ValueError(
-                    "MRLVectorStoreRetriever needs the MRLPrefixEmbeddings of its first stage: create the vector store "
-                    f"with embedding=MRLPrefixEmbeddings(...), or pass embeddings= (the store has {type(own).__name__})"
-                )
-            self.embeddings = own
-        elif isinstance(own, MRLPrefixEmbeddings) and own.search_dim != self.embeddings.search_dim:
-            raise ValueError(
-                f"the vector store's embeddings keep {own.search_dim} dims but embeddings= keeps "
-                f"{self.embeddings.search_dim}; use the same MRLPrefixEmbeddings for both"
-            )
+        self.embeddings = first_stage_embeddings(
+            self.embeddings, own, MRLPrefixEmbeddings, "the vector store", "embedding", "embeddings"
+        )
         return self
 
     @property
     def encoder(self) -> MRLEncoder:
         assert self.embeddings is not None
         return self.embeddings.encoder
+
+    @property
+    def funnel(self) -> VectorStoreFunnel:
+        """The funnel's steps with this retriever's settings."""
+        return _funnel(self.encoder, self.shortlist_factor, self.shortlist_size, self.vector_key, self.vector_dtype)
 
     @classmethod
     def from_documents(
@@ -275,9 +238,14 @@ class MRLVectorStoreRetriever(BaseRetriever):
             vectorstore_cls = InMemoryVectorStore
         embeddings = MRLPrefixEmbeddings(model=model, search_dim=search_dim, model_kwargs=dict(model_kwargs or {}))
         documents = check_documents(documents)
-        vector_dtype = kwargs.get("vector_dtype", "float16")
-        vector_key = kwargs.get("vector_key", VECTOR_KEY)
-        stored, prefixes = _with_full_vectors(embeddings.encoder, documents, vector_key, vector_dtype)
+        funnel = _funnel(
+            embeddings.encoder,
+            kwargs.get("shortlist_factor", DEFAULT_SHORTLIST_FACTOR),
+            kwargs.get("shortlist_size"),
+            kwargs.get("vector_key", VECTOR_KEY),
+            kwargs.get("vector_dtype", "float16"),
+        )
+        stored, prefixes = _with_full_vectors(funnel, documents)
         extra = dict(vectorstore_kwargs or {})
         if ids is not None:
             extra["ids"] = list(ids)
@@ -290,7 +258,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
         metadata; ``kwargs`` (e.g. ``ids``) go to the store's ``add_documents``. Returns the store's ids."""
         assert self.embeddings is not None
         documents = check_documents(documents)
-        stored, prefixes = _with_full_vectors(self.encoder, documents, self.vector_key, self.vector_dtype)
+        stored, prefixes = _with_full_vectors(self.funnel, documents)
         with self.embeddings.precomputed([d.page_content for d in documents], prefixes):
             return self.vectorstore.add_documents(stored, **kwargs)
 
@@ -298,54 +266,56 @@ class MRLVectorStoreRetriever(BaseRetriever):
         """:meth:`add_documents` with the model in a worker thread and the store's async path."""
         assert self.embeddings is not None
         documents = check_documents(documents)
-        stored, prefixes = await asyncio.to_thread(
-            _with_full_vectors, self.encoder, documents, self.vector_key, self.vector_dtype
-        )
+        stored, prefixes = await asyncio.to_thread(_with_full_vectors, self.funnel, documents)
         with self.embeddings.precomputed([d.page_content for d in documents], prefixes):
             return await self.vectorstore.aadd_documents(stored, **kwargs)
 
-    def _query_vectors(self, query: str) -> tuple[np.ndarray, list[float]]:
-        full = self.encoder.encode_queries([check_query(query)])
-        return full[0], self.encoder.prefix(full)[0].tolist()
+    def _query(self, query: str) -> tuple[np.ndarray, list[float]]:
+        return self.funnel.encode_query([check_query(query)])
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        full, prefix = self._query_vectors(query)
-        shortlist = self.vectorstore.similarity_search_by_vector(prefix, k=self.k * self.shortlist_factor)
+        full, prefix = self._query(query)
+        shortlist = self.vectorstore.similarity_search_by_vector(prefix, k=self.funnel.shortlist_width(self.k))
         return self._rescore(full, shortlist)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[Document]:
-        full, prefix = await asyncio.to_thread(self._query_vectors, query)
-        shortlist = await self.vectorstore.asimilarity_search_by_vector(prefix, k=self.k * self.shortlist_factor)
+        full, prefix = await asyncio.to_thread(self._query, query)
+        shortlist = await self.vectorstore.asimilarity_search_by_vector(prefix, k=self.funnel.shortlist_width(self.k))
         return self._rescore(full, shortlist)
 
     def _rescore(self, query: np.ndarray, shortlist: list[Document]) -> list[Document]:
-        best = rescore_stored(
+        funnel = self.funnel
+        best = funnel.rescore(
             query,
             [doc.metadata for doc in shortlist],
             [f"document {doc.id!r}" for doc in shortlist],
             self.k,
-            vector_key=self.vector_key,
-            dim=self.encoder.dim,
-            score_threshold=self.score_threshold,
-            how_to_add="add documents through MRLVectorStoreRetriever.add_documents (or from_documents)",
+            self.score_threshold,
+            "add documents through MRLVectorStoreRetriever.add_documents (or from_documents)",
         )
-        out = []
-        for i, score in best:
-            doc = shortlist[i]
-            metadata = {key: value for key, value in doc.metadata.items() if key != self.vector_key}
-            out.append(doc.model_copy(update={"metadata": {**metadata, self.score_key: score}}))
-        return out
+        return [
+            shortlist[i].model_copy(
+                update={"metadata": {**funnel.without_vector(shortlist[i].metadata), self.score_key: score}}
+            )
+            for i, score in best
+        ]
+
+
+def _funnel(
+    encoder: MRLEncoder, factor: int, size: int | None, vector_key: str, vector_dtype: VectorDtype
+) -> VectorStoreFunnel:
+    return VectorStoreFunnel(
+        encoder, shortlist_factor=factor, shortlist_size=size, vector_key=vector_key, vector_dtype=vector_dtype
+    )
 
 
 def _with_full_vectors(
-    encoder: MRLEncoder, documents: list[Document], vector_key: str, vector_dtype: VectorDtype
+    funnel: VectorStoreFunnel, documents: list[Document]
 ) -> tuple[list[Document], list[list[float]]]:
-    """Copies of ``documents`` carrying their full vector in ``metadata[vector_key]``, and their prefixes."""
-    full = encoder.encode_documents([doc.page_content for doc in documents])
-    stored = [
-        doc.model_copy(update={"metadata": {**doc.metadata, vector_key: vector_to_text(vector, vector_dtype)}})
-        for doc, vector in zip(documents, full)
-    ]
-    return stored, encoder.prefix(full).tolist()
+    """Copies of ``documents`` carrying their full vector in the metadata, and their prefixes."""
+    metadatas, prefixes = funnel.encode_documents(
+        [doc.page_content for doc in documents], [doc.metadata for doc in documents]
+    )
+    return [doc.model_copy(update={"metadata": m}) for doc, m in zip(documents, metadatas)], prefixes

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from llama_index.core import VectorStoreIndex
@@ -22,39 +22,33 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.storage.storage_context import StorageContext
 
-from ..core.indexes.mrl import (
-    DEFAULT_SHORTLIST_FACTOR,
-    ModelLike,
-    MRLEncoder,
-    MRLIndex,
-    VectorDtype,
-    full_vectors,
-    rescore_stored,
-    vector_to_text,
-)
+from ..core.indexes.base import Index
+from ..core.indexes.folder import IndexHit
+from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
+from ..core.indexes.mrl import MRLIndex
+from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
+from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
+from ..core.text.inputs import check_positive_int
 from ..shared_wrapper import EmbeddingWrapper, PositiveInt, model_name
-from .index_nodes import check_nodes, index_entries, node_with_score
-
-VECTOR_KEY = "mrl_vector"
-
-
-def _positive(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+from .index_nodes import check_nodes
+from .index_retriever import IndexRetriever
 
 
-def _query_vector(encoder: MRLEncoder, query_bundle: QueryBundle) -> np.ndarray:
-    """The full query vector: of ``embedding_strs`` (the query, or e.g. HyDE's texts), averaged as LlamaIndex does."""
-    vectors = encoder.encode_queries(list(query_bundle.embedding_strs) or [query_bundle.query_str])
-    return full_vectors(vectors.mean(axis=0), encoder.dim, encoder.similarity)[0]
+def _query_texts(query_bundle: QueryBundle) -> list[str]:
+    """What a query is embedded from: ``embedding_strs`` (the query, or e.g. HyDE's texts; averaged), as LlamaIndex does."""
+    return list(query_bundle.embedding_strs) or [query_bundle.query_str]
 
 
-class MRLRetriever(BaseRetriever):
+def _embed_texts(nodes: Sequence[BaseNode]) -> list[str]:
+    """What a node is embedded on: its ``MetadataMode.EMBED`` content, as ``VectorStoreIndex`` does."""
+    return [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+
+
+class MRLRetriever(IndexRetriever):
     """Coarse-to-fine retrieval over an :class:`~rag_retrieval_integrations.core.MRLIndex`, as a LlamaIndex retriever.
 
-    The index shortlists ``similarity_top_k * shortlist_factor`` nodes by the first
-    ``search_dim`` dims of their vectors (FAISS) and returns the ``similarity_top_k`` best by
+    The index shortlists ``max(similarity_top_k * shortlist_factor, shortlist_size)`` nodes by the
+    first ``search_dim`` dims of their vectors (FAISS) and returns the ``similarity_top_k`` best by
     full-vector similarity, as ``NodeWithScore`` with that score. Nodes are embedded on their
     ``MetadataMode.EMBED`` content, as ``VectorStoreIndex`` does, and stored whole (LlamaIndex's
     own ``node_to_metadata_dict``), so they come back with their metadata, exclusions and relationships.
@@ -63,6 +57,7 @@ class MRLRetriever(BaseRetriever):
         index: the ``MRLIndex`` (with a model: it encodes the queries).
         similarity_top_k: how many nodes to return; default 4.
         shortlist_factor: candidates per result (``None``: the index's own, 50 by default).
+        shortlist_size: the fewest candidates (``None``: the index's own).
         score_threshold: drop nodes scoring below this.
         callback_manager, verbose: LlamaIndex's.
 
@@ -72,74 +67,37 @@ class MRLRetriever(BaseRetriever):
             from llama_index.core.query_engine import RetrieverQueryEngine
             from rag_retrieval_integrations.llama_index import MRLRetriever, RagRetrievalRerank
 
+            # MRLIndex settings (search_dim, index_type, shortlist_factor, vector_dtype...) go to the index
             retriever = MRLRetriever.from_nodes(nodes, model="./minilm-mrl", similarity_top_k=20)
             engine = RetrieverQueryEngine.from_args(retriever, node_postprocessors=[RagRetrievalRerank(...)], llm=llm)
     """
 
+    index_class: ClassVar[type[Index]] = MRLIndex
+    index: MRLIndex
+
     def __init__(
-        self,
-        index: MRLIndex,
-        *,
-        similarity_top_k: int = 4,
-        shortlist_factor: int | None = None,
-        score_threshold: float | None = None,
-        callback_manager: CallbackManager | None = None,
-        verbose: bool = False,
+        self, index: MRLIndex, *, shortlist_factor: int | None = None, shortlist_size: int | None = None, **kwargs: Any
     ) -> None:
-        if not isinstance(index, MRLIndex):
-            raise TypeError(f"index must be an MRLIndex, got {type(index).__name__}")
-        if index.encoder is None:
+        if isinstance(index, MRLIndex) and index.encoder is None:
             raise ValueError("index has no model to encode queries with; create or load the MRLIndex with model=")
-        self.index = index
-        self.encoder = index.encoder
-        self.similarity_top_k = _positive(similarity_top_k, "similarity_top_k")
-        self.shortlist_factor = None if shortlist_factor is None else _positive(shortlist_factor, "shortlist_factor")
-        self.score_threshold = score_threshold
-        super().__init__(callback_manager=callback_manager, verbose=verbose)
-
-    @classmethod
-    def from_nodes(
-        cls,
-        nodes: Sequence[BaseNode],
-        model: ModelLike,
-        *,
-        similarity_top_k: int = 4,
-        score_threshold: float | None = None,
-        callback_manager: CallbackManager | None = None,
-        **index_options: Any,
-    ) -> MRLRetriever:
-        """A new ``MRLIndex`` over ``nodes`` (``Document`` objects too); ``index_options`` go to
-        ``MRLIndex(model, ...)`` (``search_dim``, ``index_type``, ``shortlist_factor``, ``vector_dtype``, ...)."""
-        retriever = cls(
-            MRLIndex(model, **index_options),
-            similarity_top_k=similarity_top_k,
-            score_threshold=score_threshold,
-            callback_manager=callback_manager,
+        self.shortlist_factor = (
+            None if shortlist_factor is None else check_positive_int(shortlist_factor, "shortlist_factor")
         )
-        retriever.add_nodes(nodes)
-        return retriever
+        self.shortlist_size = None if shortlist_size is None else check_positive_int(shortlist_size, "shortlist_size")
+        super().__init__(index, **kwargs)
 
-    def add_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
-        """Encode and add nodes under their ``node_id`` (one already in the index is replaced); returns the ids."""
-        nodes = check_nodes(nodes)
-        vectors = self.index.encode_documents([n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes])
-        return self.index.add(**index_entries(nodes), embeddings=vectors)
+    def _search_options(self) -> dict[str, Any]:
+        return {"shortlist_factor": self.shortlist_factor, "shortlist_size": self.shortlist_size}
 
-    def delete(self, node_ids: Sequence[str]) -> None:
-        """Remove nodes by id (``KeyError`` for an id not in the index)."""
-        self.index.delete(node_ids)
+    def _vectors(self, nodes: list[BaseNode]) -> np.ndarray:
+        return self.index.encode_documents(_embed_texts(nodes))
 
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self.index.search_by_vectors(
-            _query_vector(self.encoder, query_bundle)[None, :],
-            self.similarity_top_k,
-            shortlist_factor=self.shortlist_factor,
-            score_threshold=self.score_threshold,
+    def _search(self, query_bundle: QueryBundle) -> list[IndexHit]:
+        assert self.index.encoder is not None
+        query = self.index.encoder.encode_query(_query_texts(query_bundle))
+        return self.index.search_by_vectors(
+            query[None, :], self.similarity_top_k, score_threshold=self.score_threshold, **self._search_options()
         )[0]
-        return [node_with_score(hit) for hit in hits]
-
-    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return await asyncio.to_thread(self._retrieve, query_bundle)
 
 
 class MRLPrefixEmbedding(EmbeddingWrapper, BaseEmbedding):
@@ -202,10 +160,12 @@ class MRLVectorStoreRetriever(BaseRetriever):
 
     The index's vector store holds each node's ``search_dim``-dim prefix, and the node carries its
     full vector in ``metadata[vector_key]`` (a string, left out of the embed and LLM text). A query
-    is encoded once: the store returns the ``similarity_top_k * shortlist_factor`` nearest by
-    prefix, and those are re-scored with the full vectors. Results are ``NodeWithScore`` objects,
-    best first, holding copies of the nodes without the full vector. The first stage scales as the
-    vector store does (``StorageContext.from_defaults(vector_store=...)`` of a distributed database).
+    is encoded once: the store returns the ``max(similarity_top_k * shortlist_factor, shortlist_size)``
+    nearest by prefix (the shortlist ``MRLIndex`` takes), and those are re-scored with the full vectors
+    (:class:`~rag_retrieval_integrations.core.indexes.funnel.VectorStoreFunnel`). Results are
+    ``NodeWithScore`` objects, best first, holding copies of the nodes without the full vector. The
+    first stage scales as the vector store does (``StorageContext.from_defaults(vector_store=...)``
+    of a distributed database).
 
     Add nodes through :meth:`add_nodes` (or :meth:`from_nodes`): it encodes each node once and
     stores both vectors.
@@ -216,6 +176,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
         similarity_top_k: how many nodes to return; default 4.
         shortlist_factor: candidates fetched from the store per result; default 50 (each one a network payload
             on a remote store: lower it there if recall allows).
+        shortlist_size: the fewest candidates fetched, whatever ``similarity_top_k`` (``None``: none).
         score_threshold: drop nodes scoring below this.
         vector_key: the metadata key holding the full vector; default ``"mrl_vector"``.
         vector_dtype: ``"float16"`` (default) or ``"float32"`` for the stored full vectors.
@@ -238,6 +199,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
         *,
         similarity_top_k: int = 4,
         shortlist_factor: int = DEFAULT_SHORTLIST_FACTOR,
+        shortlist_size: int | None = None,
         score_threshold: float | None = None,
         vector_key: str = VECTOR_KEY,
         vector_dtype: VectorDtype = "float16",
@@ -246,28 +208,22 @@ class MRLVectorStoreRetriever(BaseRetriever):
     ) -> None:
         if not isinstance(index, VectorStoreIndex):
             raise TypeError(f"index must be a llama_index VectorStoreIndex, got {type(index).__name__}")
-        own = index._embed_model  # no public accessor; LlamaIndex's own as_retriever reads the same attribute
-        if embed_model is None:
-            if not isinstance(own, MRLPrefixEmbedding):
-                raise ValueError(
-                    "MRLVectorStoreRetriever needs the MRLPrefixEmbedding of its first stage: build the index with "
-                    f"embed_model=MRLPrefixEmbedding(...), or pass embed_model= (the index has {type(own).__name__})"
-                )
-            embed_model = own
-        elif not isinstance(embed_model, MRLPrefixEmbedding):
+        if embed_model is not None and not isinstance(embed_model, MRLPrefixEmbedding):
             raise TypeError(f"embed_model must be an MRLPrefixEmbedding, got {type(embed_model).__name__}")
-        elif isinstance(own, MRLPrefixEmbedding) and own.search_dim != embed_model.search_dim:
-            raise ValueError(
-                f"the index's embed model keeps {own.search_dim} dims but embed_model= keeps "
-                f"{embed_model.search_dim}; use the same MRLPrefixEmbedding for both"
-            )
+        own = index._embed_model  # no public accessor; LlamaIndex's own as_retriever reads the same attribute
+        self.embed_model = first_stage_embeddings(
+            embed_model, own, MRLPrefixEmbedding, "the index", "embed_model", "embed_model"
+        )
         self.index = index
-        self.embed_model = embed_model
-        self.similarity_top_k = _positive(similarity_top_k, "similarity_top_k")
-        self.shortlist_factor = _positive(shortlist_factor, "shortlist_factor")
+        self.similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
+        self.funnel = VectorStoreFunnel(
+            self.embed_model.encoder,
+            shortlist_factor=shortlist_factor,
+            shortlist_size=shortlist_size,
+            vector_key=vector_key,
+            vector_dtype=vector_dtype,
+        )
         self.score_threshold = score_threshold
-        self.vector_key = vector_key
-        self.vector_dtype: VectorDtype = vector_dtype
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
@@ -299,28 +255,27 @@ class MRLVectorStoreRetriever(BaseRetriever):
         nodes = check_nodes(nodes)
         if not nodes:
             return []
-        full = self.encoder.encode_documents([n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes])
-        prefixes = self.encoder.prefix(full)
+        key = self.funnel.vector_key
+        metadatas, prefixes = self.funnel.encode_documents(_embed_texts(nodes), [n.metadata for n in nodes])
         copies = [
             node.model_copy(
                 update={
-                    "embedding": prefix.tolist(),
-                    "metadata": {**node.metadata, self.vector_key: vector_to_text(vector, self.vector_dtype)},
-                    "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, self.vector_key),
-                    "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, self.vector_key),
+                    "embedding": prefix,
+                    "metadata": metadata,
+                    "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, key),
+                    "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, key),
                 }
             )
-            for node, vector, prefix in zip(nodes, full, prefixes)
+            for node, metadata, prefix in zip(nodes, metadatas, prefixes)
         ]
         self.index.insert_nodes(copies)
         return [n.node_id for n in copies]
 
     def _shortlist_retriever(self) -> BaseRetriever:
-        return self.index.as_retriever(similarity_top_k=self.similarity_top_k * self.shortlist_factor)
+        return self.index.as_retriever(similarity_top_k=self.funnel.shortlist_width(self.similarity_top_k))
 
     def _first_stage_query(self, query_bundle: QueryBundle) -> tuple[np.ndarray, QueryBundle]:
-        full = _query_vector(self.encoder, query_bundle)
-        prefix = self.encoder.prefix(full[None, :])[0].tolist()
+        full, prefix = self.funnel.encode_query(_query_texts(query_bundle))
         return full, QueryBundle(query_str=query_bundle.query_str, embedding=prefix)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -332,23 +287,21 @@ class MRLVectorStoreRetriever(BaseRetriever):
         return self._rescore(full, await self._shortlist_retriever().aretrieve(first_stage))
 
     def _rescore(self, query: np.ndarray, shortlist: list[NodeWithScore]) -> list[NodeWithScore]:
-        best = rescore_stored(
+        best = self.funnel.rescore(
             query,
             [n.node.metadata for n in shortlist],
             [f"node {n.node.node_id!r}" for n in shortlist],
             self.similarity_top_k,
-            vector_key=self.vector_key,
-            dim=self.encoder.dim,
-            score_threshold=self.score_threshold,
-            how_to_add="add nodes through MRLVectorStoreRetriever.add_nodes (or from_nodes)",
+            self.score_threshold,
+            "add nodes through MRLVectorStoreRetriever.add_nodes (or from_nodes)",
         )
         return [NodeWithScore(node=self._without_vector(shortlist[i].node), score=score) for i, score in best]
 
     def _without_vector(self, node: BaseNode) -> BaseNode:
-        key = self.vector_key
+        key = self.funnel.vector_key
         return node.model_copy(
             update={
-                "metadata": {k: v for k, v in node.metadata.items() if k != key},
+                "metadata": self.funnel.without_vector(node.metadata),
                 "excluded_embed_metadata_keys": [k for k in node.excluded_embed_metadata_keys if k != key],
                 "excluded_llm_metadata_keys": [k for k in node.excluded_llm_metadata_keys if k != key],
                 "embedding": None,

@@ -1,4 +1,4 @@
-"""What the persistent indexes (``ColBERTIndex``, ``MRLIndex``) share: search results, id and
+"""The files of an index folder and the checks on what goes into one: search results, id and
 metadata checks, and the folder layout: data files plus a ``manifest.json`` written last, with
 every file's size and SHA-256, so a changed file is refused by name; saves are atomic
 (:func:`atomic_save`), so a save cut short leaves the previous index as it was."""
@@ -51,14 +51,6 @@ class IndexHit:
     metadata: dict[str, Any] = field(default_factory=dict)
     score: float = 0.0
     rank: int = 0
-
-
-def import_faiss(what: str) -> Any:
-    try:
-        import faiss
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the {what} needs FAISS: pip install 'rag-retrieval[index]'") from err
-    return faiss
 
 
 def check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
@@ -243,23 +235,23 @@ def check_same_weights(settings: Mapping[str, Any], model_path: str, folder: Pat
 def read_manifest(
     folder: Path,
     *,
-    kind: str,
+    what: str,
     writer: str,
     index_format: str,
     version: int,
     keys: Sequence[str],
     required_files: Sequence[str],
 ) -> dict[str, Any]:
-    """The manifest of the ``kind`` index in ``folder``, after checking its format, its ``keys``,
-    that it lists ``required_files``, and that every file it lists has the recorded size."""
+    """The manifest of ``what`` (``"an MRL index"``) in ``folder``, after checking its format, its
+    ``keys``, that it lists ``required_files``, and that every file it lists has the recorded size."""
     if not folder.exists():
-        raise IndexNotFoundError(f"{kind} index folder {str(folder)!r} does not exist")
+        raise IndexNotFoundError(f"{what} folder {str(folder)!r} does not exist")
     if not folder.is_dir():
-        raise CorruptIndexError(f"{str(folder)!r} is a file; {kind} index is a folder written by {writer}")
+        raise CorruptIndexError(f"{str(folder)!r} is a file; {what} is a folder written by {writer}")
     path = folder / MANIFEST_FILE
     if not path.is_file():
         raise CorruptIndexError(
-            f"{str(folder)!r} is not {kind} index: it has no {MANIFEST_FILE} (an index is a folder written by "
+            f"{str(folder)!r} is not {what}: it has no {MANIFEST_FILE} (an index is a folder written by "
             f"{writer}; a save that was cut short leaves none)"
         )
     try:
@@ -267,7 +259,7 @@ def read_manifest(
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptIndexError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != index_format:
-        raise CorruptIndexError(f"{path} is not the manifest of {kind} index (format != {index_format!r})")
+        raise CorruptIndexError(f"{path} is not the manifest of {what} (format != {index_format!r})")
     if manifest.get("format_version") != version:
         found = manifest.get("format_version")
         raise CorruptIndexError(f"{path} has format_version {found!r}; this version reads {version}")

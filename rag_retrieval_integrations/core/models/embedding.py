@@ -75,6 +75,11 @@ class EmbeddingReranker(BaseReranker):
             raise ValueError(f"cannot tell the embedding dimension of {self.model_name_or_path!r}")
         return int(dim)
 
+    @property
+    def similarity(self) -> str:
+        """The similarity it scores with: the checkpoint's ``similarity_fn_name`` (``"cosine"`` unless it sets another)."""
+        return str(self.model.similarity_fn_name)
+
     def encode_queries(self, queries: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Embed queries as ranking does (query prompt, ``truncate_dim``): a float32 array, one row each."""
         return self._encode_texts(check_docs(queries, "queries"), True, batch_size)

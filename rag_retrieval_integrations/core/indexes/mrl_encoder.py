@@ -1,0 +1,150 @@
+"""``MRLEncoder``: the model side of the Matryoshka funnel (full vectors and their prefixes), shared by
+``MRLIndex`` and the vector-store funnel; and the Matryoshka dims a checkpoint was trained with."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from ..models.base import BaseReranker
+from ..models.checkpoint import CheckpointInfo, read_checkpoint
+from ..models.embedding import EmbeddingReranker
+from ..text.inputs import check_docs, check_positive_int
+from .base import encode_in_chunks
+from .folder import load_index_model
+from .mrl_vectors import check_similarity, full_vectors, prefix_vectors
+
+logger = logging.getLogger(__name__)
+
+ModelLike = Union[EmbeddingReranker, str, "os.PathLike[str]"]
+
+
+def load_embedding_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None = None) -> EmbeddingReranker:
+    return load_index_model(model, model_kwargs, EmbeddingReranker, "embedding model")
+
+
+def trained_matryoshka_dims(model: EmbeddingReranker | CheckpointInfo | str | os.PathLike[str]) -> list[int]:
+    """The Matryoshka dims a checkpoint was trained with, ascending (``[]`` if it records none).
+
+    Read from our metadata file (``rag_retrieval.json``, key ``"matryoshka_dims"``, written by
+    ``rag-retrieval-train embedding --mrl_dims``).
+    """
+    if isinstance(model, BaseReranker):
+        info = model.checkpoint
+    elif isinstance(model, CheckpointInfo):
+        info = model
+    else:
+        info = read_checkpoint(model)
+    dims = info.metadata.get("matryoshka_dims") or []
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise ValueError(
+            f"{info.path!r}: matryoshka_dims in rag_retrieval.json must be positive integers, got {dims!r}"
+        )
+    return sorted(set(dims))
+
+
+def check_search_dim(search_dim: Any, dim: int) -> int:
+    if not isinstance(search_dim, int) or isinstance(search_dim, bool) or not 0 < search_dim <= dim:
+        raise ValueError(f"search_dim must be an integer from 1 to the vectors' dimension {dim}, got {search_dim!r}")
+    return search_dim
+
+
+class MRLEncoder:
+    """A bi-encoder's full vectors and their first ``search_dim`` dims: the model side of the funnel.
+
+    Args:
+        model: an embedding checkpoint (path or hub id) or a loaded ``Reranker(..., model_type="embedding")``.
+            Its "full" vectors are what it encodes (``truncate_dim`` included, if it was loaded with one).
+        search_dim: dims of the shortlist stage; default: the smallest Matryoshka dim the
+            checkpoint was trained with (see :func:`trained_matryoshka_dims`), else all of them.
+        batch_size: texts per forward pass (default: the model's).
+        show_progress_bar: progress bar while encoding documents (default: the model's setting).
+        model_kwargs: options for ``Reranker(...)`` when ``model`` is a path.
+    """
+
+    def __init__(
+        self,
+        model: ModelLike,
+        *,
+        search_dim: int | None = None,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = load_embedding_model(model, model_kwargs)
+        self.dim = self.model.embedding_dim
+        self.similarity = check_similarity(self.model.similarity)
+        self.matryoshka_dims = trained_matryoshka_dims(self.model)
+        self.search_dim = self._resolve_search_dim(search_dim)
+        self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
+        self.show_progress_bar = show_progress_bar
+
+    def _resolve_search_dim(self, search_dim: int | None) -> int:
+        if search_dim is not None:
+            return check_search_dim(search_dim, self.dim)
+        usable = [d for d in self.matryoshka_dims if d <= self.dim]
+        if usable:
+            return usable[0]
+        logger.warning(
+            "%r records no Matryoshka dims (rag_retrieval.json has no matryoshka_dims: not trained with mrl_dims); "
+            "the shortlist uses all %d dims, which makes the funnel an exhaustive search: pass search_dim= to "
+            "search a prefix",
+            self.model.model_name_or_path,
+            self.dim,
+        )
+        return self.dim
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Full document vectors (float32, unit rows for cosine), encoded in chunks under a progress bar."""
+        texts = check_docs(texts, "texts")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = encode_in_chunks(
+            self.model,
+            texts,
+            lambda chunk: full_vectors(
+                self.model.encode_documents(chunk, batch_size=self.batch_size),
+                self.dim,
+                self.similarity,
+                "the model's vectors",
+            ),
+            show_progress_bar=self.show_progress_bar,
+            batch_size=self.batch_size,
+            desc="Encoding",
+        )
+        return np.ascontiguousarray(np.concatenate(chunks))
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Full query vectors (float32, unit rows for cosine), with the model's query prompt."""
+        vectors = self.model.encode_queries(check_docs(queries, "queries"), batch_size=self.batch_size)
+        return full_vectors(vectors, self.dim, self.similarity, "the model's vectors")
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """One full query vector from one or more texts (LlamaIndex's ``embedding_strs``, e.g. HyDE's):
+        their mean, unit for cosine; of one text, its vector."""
+        vectors = self.encode_queries(texts)
+        return vectors[0] if len(vectors) == 1 else full_vectors(vectors.mean(axis=0), self.dim, self.similarity)[0]
+
+    def prefix(self, vectors: np.ndarray) -> np.ndarray:
+        """The shortlist vectors: the first ``search_dim`` dims, re-normalized for cosine."""
+        return prefix_vectors(vectors, self.search_dim, self.similarity)
+
+    def settings(self) -> dict[str, Any]:
+        """What the index manifest records about the model."""
+        return {
+            "model": self.model.model_name_or_path,
+            "dim": self.dim,
+            "similarity": self.similarity,
+            "truncate_dim": self.model.truncate_dim,
+            "max_length": self.model.max_length,
+            "query_prompt": self.model.query_prompt,
+            "document_prompt": self.model.document_prompt,
+            "matryoshka_dims": self.matryoshka_dims,
+        }
+
+    def __repr__(self) -> str:
+        return f"MRLEncoder({self.model.model_name_or_path!r}, dim={self.dim}, search_dim={self.search_dim})"
