@@ -139,12 +139,10 @@ class ColBERTTrainingRun(TrainingRun):
     ``MultiVectorEncoderTrainer``)."""
 
     name: ClassVar[str] = "colbert"
-    model_type: ClassVar[str] = "colbert"
     config: ColBERTTrainConfig
 
-    def build_model(self) -> torch.nn.Module:
-        self.family = build_colbert_training_model(self.config)
-        return self.family.model
+    def build_family(self) -> ColBERTReranker:
+        return build_colbert_training_model(self.config)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
         from .data import training_columns

@@ -87,12 +87,10 @@ class EmbeddingTrainingRun(TrainingRun):
     """``rag-retrieval-train embedding``: data + loss + model on the shared stack."""
 
     name: ClassVar[str] = "embedding"
-    model_type: ClassVar[str] = "embedding"
     config: EmbeddingTrainConfig
 
-    def build_model(self) -> torch.nn.Module:
-        self.family = build_embedding_model(self.config)
-        return self.family.model
+    def build_family(self) -> EmbeddingReranker:
+        return build_embedding_model(self.config)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
         from .data import load_distillation_data

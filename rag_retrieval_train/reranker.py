@@ -174,10 +174,11 @@ class RerankerTrainingRun(TrainingRun):
     name: ClassVar[str] = "reranker"
     config: RerankerTrainConfig
 
-    def build_model(self) -> torch.nn.Module:
-        self.scorer = build_reranker(self.config)
-        self.model_type = self.scorer.model_type  # what Reranker(path) loads the result as
-        return PairScorer(self.scorer)
+    def build_family(self) -> BaseReranker:
+        return build_reranker(self.config)
+
+    def trainable(self, family: BaseReranker) -> torch.nn.Module:
+        return PairScorer(family)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
         from .data.reranker_data import group_view, label_scale, load_reranker_examples, pointwise_view
@@ -204,7 +205,7 @@ class RerankerTrainingRun(TrainingRun):
         return RerankerTrainer, TrainingArguments
 
     def trainer_kwargs(self, model: torch.nn.Module) -> dict[str, Any]:
-        return {"data_collator": PairCollator(self.scorer)}
+        return {"data_collator": PairCollator(self.family)}
 
     def extra_training_arguments(self) -> dict[str, Any]:
         # the rows carry text, turned into tensors by the collator, not by the Trainer
@@ -218,7 +219,7 @@ class RerankerTrainingRun(TrainingRun):
             state_dict = {k.removeprefix("model."): v for k, v in full.items()} if full is not None else None
         if not trainer.is_world_process_zero():
             return
-        scorer = self.scorer
+        scorer = self.family
         merged_model = finish_lora(scorer, self.config)
         if merged_model is not None:
             scorer.model = merged_model
@@ -228,7 +229,7 @@ class RerankerTrainingRun(TrainingRun):
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
         return {
-            "reranker_options": self.scorer.reranker_options(),
+            "reranker_options": self.family.reranker_options(),
             "score": "raw logit; normalize=True applies a sigmoid",
             "base_model": self.config.model_name_or_path,
             "loss": self.config.loss,

@@ -65,7 +65,7 @@ class TrainingRun(ABC):
     """One training run: subclasses build the model, the training data and the loss."""
 
     name: ClassVar[str]  # the CLI sub-command
-    # what ``Reranker`` loads the result as (written to our metadata); a class value or set in build_model
+    # what ``Reranker`` loads the result as (written to our metadata): the family's, set in build_model
     model_type: str
 
     def __init__(self, config: TrainConfig) -> None:
@@ -76,7 +76,18 @@ class TrainingRun(ABC):
     # ---- what a trainer implements ------------------------------------------------------
 
     @abstractmethod
-    def build_model(self) -> torch.nn.Module: ...
+    def build_family(self) -> Any:
+        """The core family object to train (a ``BaseReranker`` from its ``for_training``)."""
+
+    def trainable(self, family: Any) -> torch.nn.Module:
+        """What the Trainer trains and FSDP wraps: the family's model (the reranker trainers wrap it)."""
+        return family.model
+
+    def build_model(self) -> torch.nn.Module:
+        """:meth:`build_family`, kept as ``self.family``; its ``model_type`` is what the result is saved as."""
+        self.family = self.build_family()
+        self.model_type = self.family.model_type
+        return self.trainable(self.family)
 
     @abstractmethod
     def build_train_dataset(self, model: torch.nn.Module) -> Any: ...
