@@ -29,7 +29,7 @@ FILES_ONLY := requirements/files-only.txt
 # ruff check + ruff format --check over the tree (CI runs it before the tests)
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: demo test bench lint lock test-latest clean-venv
+.PHONY: demo test bench lint lock test-latest clean-venv docs-keys
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: $(VENV)/.installed-bench
 lint: $(VENV)/.installed-dev
 	$(RUFF) check .
 	$(RUFF) format --check .
+
+# docs/training-keys.md is generated from the trainers' config dataclasses (a test checks it is current)
+docs-keys: $(VENV)/.installed-dev
+	$(PY) -m rag_retrieval_train.keys_doc > docs/training-keys.md
 
 lock: | $(PY)
 	$(PIP) install $(PIP_FLAGS) "uv>=0.5,<1"

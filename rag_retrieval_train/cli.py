@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from .config import TrainConfig, build_config, config_keys, load_yaml, parse_flags
+from .config import TrainConfig, build_config, load_yaml, parse_flags
 
 PROG = "rag-retrieval-train"
 
@@ -36,7 +36,8 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _load_trainer(name: str) -> tuple[type[TrainConfig], Callable[[Any], Any]]:
+def load_trainer(name: str) -> tuple[type[TrainConfig], Callable[[Any], Any]]:
+    """The config class and run function of the trainer ``name`` (its module imported now)."""
     module_name, config_name, run_name = TRAINERS[name]
     module = importlib.import_module(module_name)
     return getattr(module, config_name), getattr(module, run_name)
@@ -63,14 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("trainer", choices=sorted(TRAINERS))
     parser.add_argument("--config", help="YAML file of options")
-    parser.add_argument("--list-keys", action="store_true", help="print the valid keys and their defaults")
+    parser.add_argument(
+        "--list-keys", action="store_true", help="print the valid keys, their defaults and what each does"
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error in the input")
     args, rest = parser.parse_known_args(argv)
-    config_cls, run = _load_trainer(args.trainer)
+    config_cls, run = load_trainer(args.trainer)
     if args.list_keys:
-        defaults = config_cls()
-        for key in config_keys(config_cls):
-            print(f"{key}: {getattr(defaults, key)!r}")
+        from .keys_doc import list_keys
+
+        sys.stdout.write(list_keys(config_cls))
         return 0
     try:
         config = build_config(config_cls, load_yaml(args.config) if args.config else {}, parse_flags(rest))

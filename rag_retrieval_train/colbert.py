@@ -5,33 +5,44 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar, Literal
 
 import torch
 
-from rag_retrieval_integrations.core.models.checkpoint import colbert_format, read_checkpoint
+from rag_retrieval_integrations.core import ColBERTReranker
 from rag_retrieval_integrations.core.models.colbert import (
     DEFAULT_DIM,
     DEFAULT_QUERY_LENGTH,
     DOCUMENT_MARKER,
     QUERY_MARKER,
-    build_colbert_model,
-    load_colbert_model,
 )
 from rag_retrieval_integrations.core.models.maxsim import DEFAULT_CHUNK_ELEMENTS
-from rag_retrieval_integrations.core.text.long_text import clip_for_truncation
 
-from .config import ConfigError, TrainConfig, require
+from .config import ConfigError, TrainConfig, key, require
 from .inference_length import inference_length
+from .losses.encoder_specs import COLBERT_LOSSES
+from .losses.specs import choices_summary
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
 
+ColBERTLoss = Literal[tuple(COLBERT_LOSSES)]  # type: ignore[valid-type]
+# the keys that shape a new model (build_colbert_model's arguments); max_length is its document_length
+MODEL_KEYS = (
+    "dim",
+    "query_marker",
+    "document_marker",
+    "query_length",
+    "query_expansion",
+    "attend_to_expansion_tokens",
+    "skip_punctuation",
+    "query_mean",
+)
+
 
 @dataclass
 class ColBERTTrainConfig(TrainConfig):
-    """Options of ``rag-retrieval-train colbert`` (each in docs/training.md and docs/training-keys.md).
+    """Options of ``rag-retrieval-train colbert`` (see docs/training-keys.md for each).
 
     ``max_length`` is the document length in training (tokens, markers and special tokens
     included); ``inference_document_length`` the one the checkpoint is saved with, which every
@@ -39,10 +50,10 @@ class ColBERTTrainConfig(TrainConfig):
     default. Unset, it is the longer of ``max_length`` and the base model's own length (its
     sentence-transformers ``max_seq_length``, else its tokenizer's limit, at most 512), within
     the base model's positions: training at 128 tokens for speed no longer cuts documents at 128
-    at inference (SQuAD held-out R@10 0.9158 at 128, 0.9456 at 256). ``query_length`` is the
-    query length. ``dim``, the markers, the lengths, ``query_expansion``,
-    ``skip_punctuation`` and ``query_mean`` shape a new model; a ColBERT checkpoint given as
-    ``model_name_or_path`` keeps its own (a warning names any that differ).
+    at inference (SQuAD held-out R@10 0.9158 at 128, 0.9456 at 256). ``dim``, the markers,
+    the lengths, ``query_expansion``, ``skip_punctuation`` and ``query_mean`` shape a new model;
+    a ColBERT checkpoint given as ``model_name_or_path`` keeps its own (a warning names any that
+    differ).
     """
 
     # how the scores are chunked in memory, not what they are
@@ -51,22 +62,30 @@ class ColBERTTrainConfig(TrainConfig):
         "mini_batch_size",
     }
 
-    loss: Literal["contrastive", "distill"] = "contrastive"
-    temperature: float = 1.0
-    teacher_temperature: float = 1.0
-    train_group_size: int = 2  # contrastive: 1 positive + (n - 1) hard negatives; distill: n scored documents
-    dim: int = DEFAULT_DIM
-    query_length: int = DEFAULT_QUERY_LENGTH
-    query_expansion: bool = True
-    attend_to_expansion_tokens: bool = False
-    skip_punctuation: bool = True
-    query_marker: str = QUERY_MARKER
-    document_marker: str = DOCUMENT_MARKER
-    query_mean: bool = False
-    score_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
-    mini_batch_size: int | None = None
-    gather_across_devices: bool = False
-    inference_document_length: int | None = None
+    loss: ColBERTLoss = key(next(iter(COLBERT_LOSSES)), choices_summary(COLBERT_LOSSES))
+    temperature: float = key(1.0, "softmax temperature of the student's MaxSim scores")
+    teacher_temperature: float = key(1.0, "distill: softmax temperature of the teacher's scores")
+    train_group_size: int = key(
+        2, "contrastive: 1 positive + (n - 1) hard negatives; distill: n scored documents per query"
+    )
+    dim: int = key(DEFAULT_DIM, "new model: dimension of the token projection")
+    query_length: int = key(DEFAULT_QUERY_LENGTH, "new model: query tokens (markers and special tokens included)")
+    query_expansion: bool = key(True, "new model: pad queries to query_length with scored [MASK] tokens")
+    attend_to_expansion_tokens: bool = key(False, "new model: let the encoder attend to the [MASK] padding")
+    skip_punctuation: bool = key(True, "new model: leave punctuation document tokens out of the score")
+    query_marker: str = key(QUERY_MARKER, "new model: text put before every query (one special token)")
+    document_marker: str = key(DOCUMENT_MARKER, "new model: text put before every document (one special token)")
+    query_mean: bool = key(False, "new model: score MaxSim divided by the query's token count (MeanMaxSim)")
+    score_chunk_elements: int = key(
+        DEFAULT_CHUNK_ELEMENTS, "most elements of one chunk of the token-similarity tensor (memory, not results)"
+    )
+    mini_batch_size: int | None = key(
+        None, "queries per forward pass in the loss, gradient-cached (memory, not results; null: the whole batch)"
+    )
+    gather_across_devices: bool = key(False, "contrastive: negatives from every device's batch, not only this one's")
+    inference_document_length: int | None = key(
+        None, "document length saved with the model (null: the longer of max_length and the base model's own)"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -83,42 +102,24 @@ class ColBERTTrainConfig(TrainConfig):
             require(self, name, above=0)
         if self.train_group_size < 1:
             raise ConfigError(f"train_group_size must be at least 1, got {self.train_group_size}")
-        if self.loss == "distill" and self.train_group_size < 2:
-            raise ConfigError(
-                f"loss=distill needs train_group_size >= 2 (a softmax over one document carries no signal), "
-                f"got {self.train_group_size}"
-            )
+        COLBERT_LOSSES[self.loss].check_group_size(self.train_group_size)
 
 
-def build_colbert_training_model(config: ColBERTTrainConfig) -> Any:
-    """The ``MultiVectorEncoder`` to train: a ColBERT checkpoint as it is, or a new one on an encoder."""
-    info = read_checkpoint(config.model_name_or_path)
-    if colbert_format(info) is not None:
-        model = load_colbert_model(info)
-        _warn_on_kept_settings(model, config)
-        return model
-    return build_colbert_model(
-        info.path,
-        dim=config.dim,
-        query_marker=config.query_marker,
-        document_marker=config.document_marker,
-        query_length=config.query_length,
-        document_length=config.max_length,
-        query_expansion=config.query_expansion,
-        attend_to_expansion_tokens=config.attend_to_expansion_tokens,
-        skip_punctuation=config.skip_punctuation,
-        query_mean=config.query_mean,
-    )
+def build_colbert_training_model(config: ColBERTTrainConfig) -> ColBERTReranker:
+    """The ColBERT family to train (its ``.model``, a ``MultiVectorEncoder``), from
+    :meth:`ColBERTReranker.for_training`: a ColBERT checkpoint as it is, or a new one on an encoder."""
+    settings = {name: getattr(config, name) for name in MODEL_KEYS}
+    family = ColBERTReranker.for_training(config.model_name_or_path, document_length=config.max_length, **settings)
+    _warn_on_kept_settings(family, config)
+    return family
 
 
-def _warn_on_kept_settings(model: Any, config: ColBERTTrainConfig) -> None:
-    transformer = model[0]
-    expansion = transformer.query_expansion
+def _warn_on_kept_settings(family: ColBERTReranker, config: ColBERTTrainConfig) -> None:
     kept = {
-        "dim": model.get_embedding_dimension(),
-        "query_length": expansion["length"] if expansion else transformer.query_length,
-        "query_expansion": expansion is not None,
-        "query_mean": model.similarity_fn_name == "meanmaxsim",
+        "dim": family.embedding_dim,
+        "query_length": family.query_length,
+        "query_expansion": family.query_expansion,
+        "query_mean": family.query_mean,
     }
     defaults = ColBERTTrainConfig()
     # Only settings the config changed from their defaults: those the user asked for and does not get.
@@ -138,17 +139,16 @@ class ColBERTTrainingRun(TrainingRun):
     ``MultiVectorEncoderTrainer``)."""
 
     name: ClassVar[str] = "colbert"
-    model_type: ClassVar[str] = "colbert"
     config: ColBERTTrainConfig
 
-    def build_model(self) -> torch.nn.Module:
+    def build_family(self) -> ColBERTReranker:
         return build_colbert_training_model(self.config)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
-        from .data import EpochResampleCallback, load_examples, training_columns, training_view
+        from .data import training_columns
 
         c = self.config
-        kind = "preference" if c.loss == "distill" else "infonce"
+        kind = COLBERT_LOSSES[c.loss].data
         # The trainer puts prompts before the texts of a column only when told which: the markers (the
         # model's "query"/"document" prompts, which encode_query/encode_document add) go on the query
         # column and on every document column, so that training sees what inference sees.
@@ -158,36 +158,10 @@ class ColBERTTrainingRun(TrainingRun):
             for i, name in enumerate(training_columns(kind, c.train_group_size))
             if name != "label" and markers[i > 0]
         }
-        self._resampler = EpochResampleCallback()
-        return training_view(
-            load_examples(c.train_data),
-            kind=kind,
-            group_size=c.train_group_size,
-            seed=c.seed,
-            epochs=self._resampler,
-            # a huge document is cut before the collator tokenizes it whole (the same tokens kept)
-            clip=partial(clip_for_truncation, model.tokenizer, max_tokens=max(c.max_length, c.query_length)),
-        )
+        return self.text_groups(kind, model.tokenizer, max(c.max_length, c.query_length))
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
-        from .losses import ColBERTContrastiveLoss, ColBERTDistillKLLoss
-
-        c = self.config
-        if c.loss == "contrastive":
-            return ColBERTContrastiveLoss(
-                model,
-                c.temperature,
-                chunk_elements=c.score_chunk_elements,
-                mini_batch_size=c.mini_batch_size,
-                gather_across_devices=c.gather_across_devices,
-            )
-        return ColBERTDistillKLLoss(
-            model,
-            c.temperature,
-            c.teacher_temperature,
-            chunk_elements=c.score_chunk_elements,
-            mini_batch_size=c.mini_batch_size,
-        )
+        return COLBERT_LOSSES[self.config.loss].build(self.config, model)
 
     def trainer_classes(self) -> tuple[type, type]:
         from sentence_transformers import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments

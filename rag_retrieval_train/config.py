@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
@@ -50,6 +51,19 @@ def require(
             raise ConfigError(f"{key} must be {bounds}{f' ({what})' if what else ''}, got {item!r}")
 
 
+def key(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its one-line description, which ``--list-keys`` and
+    ``docs/training-keys.md`` show (``factory`` for a mutable default, as ``field(default_factory=)``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def key_doc(item: dataclasses.Field) -> str:
+    """The description :func:`key` gave a config field ("" where it has none)."""
+    return str(item.metadata.get("doc", ""))
+
+
 @dataclass
 class TrainConfig:
     """Options every trainer shares. Each maps onto ``transformers.TrainingArguments``.
@@ -79,31 +93,35 @@ class TrainConfig:
         }
     )
 
-    model_name_or_path: str = ""
-    train_data: str = ""
-    output_dir: str = ""
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    lr_scheduler_type: str = "linear"
-    optim: str = "adamw_torch_fused"  # any transformers optimizer name (this is transformers' default)
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    gradient_checkpointing: bool = False
-    max_length: int = 256
-    save_steps: int = 0  # 0: save at the end of every epoch; N > 0: every N steps
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    resume: bool | str = False  # True: from the latest complete checkpoint in output_dir; or a checkpoint path
-    overwrite_output_dir: bool = False  # True: a new run replaces an earlier run's files in output_dir
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    dataloader_num_workers: int = 0
-    disable_progress_bar: bool = False
+    model_name_or_path: str = key("", "the checkpoint to start from: a local folder or a hub id (required)")
+    train_data: str = key("", "the training data: a JSONL file (required; see each trainer for its line format)")
+    output_dir: str = key("", "where the checkpoints, the trained model and its metadata are written (required)")
+    epochs: float = key(1.0, "passes over the training data (fractions allowed)")
+    max_steps: int = key(-1, "optimizer steps to train for; > 0 overrides epochs")
+    batch_size: int = key(16, "examples per device and step (see each trainer for what an example is)")
+    gradient_accumulation_steps: int = key(1, "batches whose gradients are summed before each optimizer step")
+    learning_rate: float = key(2e-5, "peak learning rate")
+    warmup_ratio: float = key(0.1, "fraction of the steps spent warming the learning rate up, in [0, 1)")
+    weight_decay: float = key(0.01, "AdamW weight decay")
+    lr_scheduler_type: str = key("linear", "any transformers scheduler name (linear, cosine, constant...)")
+    optim: str = key("adamw_torch_fused", "any transformers optimizer name (this is transformers' default)")
+    max_grad_norm: float = key(1.0, "gradients are clipped to this norm (0: no clipping)")
+    seed: int = key(42, "seed of the weights' initialization, the data order and the drawn negatives")
+    mixed_precision: Literal["no", "fp16", "bf16"] = key("no", "mixed-precision training (fp16/bf16 need a GPU)")
+    gradient_checkpointing: bool = key(False, "recompute activations in the backward pass: less memory, slower")
+    max_length: int = key(256, "tokens per model input in training (see each trainer)")
+    save_steps: int = key(0, "0: save a checkpoint at the end of every epoch; N > 0: every N steps")
+    save_total_limit: int = key(2, "checkpoints kept in output_dir (the oldest are deleted)")
+    logging_steps: int = key(10, "steps between two logged losses (the loss curve's points)")
+    resume: bool | str = key(
+        False, "true: continue from the latest complete checkpoint in output_dir; or a checkpoint folder"
+    )
+    overwrite_output_dir: bool = key(False, "true: a new run replaces an earlier run's files in output_dir")
+    report_to: list[str] = key(
+        doc="where training logs go: tensorboard, wandb, none...", factory=lambda: ["tensorboard"]
+    )
+    dataloader_num_workers: int = key(0, "data loader worker processes (0: load in the main process)")
+    disable_progress_bar: bool = key(False, "no progress bars (training, model and data loading)")
 
     def validate(self) -> None:
         for name in ("model_name_or_path", "train_data", "output_dir"):

@@ -21,16 +21,18 @@ import json
 import logging
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from tqdm.auto import tqdm
 
-from .config import ConfigError
+from .config import ConfigError, key
 from .data.jsonl import DataFormatError, iter_jsonl, iter_lines
 from .data.reranker_data import validate_reranker_line
-from .reranker import DISTILL_LOSSES, RerankerLoss, RerankerTrainConfig, RerankerTrainingRun
+from .losses.reranker_specs import DISTILL_LOSSES, RERANKER_LOSSES
+from .losses.specs import choices_summary
+from .reranker import RerankerLoss, RerankerTrainConfig, RerankerTrainingRun
 from .trainer import naming_key
 
 logger = logging.getLogger(__name__)
@@ -45,13 +47,17 @@ class DistillTrainConfig(RerankerTrainConfig):
     # a step=all run may be resumed as step=student; the teacher's batch size does not change its scores
     RESUME_FREE_KEYS: ClassVar[frozenset[str]] = RerankerTrainConfig.RESUME_FREE_KEYS | {"step", "teacher_batch_size"}
 
-    step: Literal["all", "teacher-scores", "student"] = "all"
-    loss: RerankerLoss = "distill_kl"
-    teacher_model: str = ""
-    teacher_model_type: str | None = None  # None: detected from the teacher checkpoint
-    teacher_options: dict[str, Any] = field(default_factory=dict)  # e.g. {max_length: 512, dtype: bfloat16}
-    teacher_batch_size: int = 32
-    teacher_scores: str = ""  # default: <output_dir>/teacher_scores.jsonl
+    step: Literal["all", "teacher-scores", "student"] = key(
+        "all", "teacher-scores: score train_data with the teacher; student: train on those scores; all: both"
+    )
+    loss: RerankerLoss = key(DISTILL_LOSSES[0], choices_summary({n: RERANKER_LOSSES[n] for n in DISTILL_LOSSES}))
+    teacher_model: str = key("", "the teacher checkpoint (any Reranker; required for step all and teacher-scores)")
+    teacher_model_type: str | None = key(None, "the teacher's model_type (null: detected from its checkpoint)")
+    teacher_options: dict[str, Any] = key(
+        doc="options for the teacher's Reranker, e.g. {max_length: 512}", factory=dict
+    )
+    teacher_batch_size: int = key(32, "pairs per teacher forward pass")
+    teacher_scores: str = key("", "the teacher-scores JSONL file (default: <output_dir>/teacher_scores.jsonl)")
 
     def validate(self) -> None:
         if self.step == "teacher-scores":

@@ -4,51 +4,60 @@ LLM-preference or distillation losses, written as sentence-transformers folders.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 
-from rag_retrieval_integrations.core.models.checkpoint import is_decoder_only, read_checkpoint
-from rag_retrieval_integrations.core.text.long_text import clip_for_truncation
+from rag_retrieval_integrations.core import EmbeddingReranker
 
-from .config import ConfigError, TrainConfig, require
+from .config import ConfigError, TrainConfig, key, require
 from .inference_length import inference_length
-from .lora import LoRAOptions, add_lora, merged
+from .lora import LoRAOptions, add_lora, finish_lora
+from .losses.encoder_specs import EMBEDDING_LOSSES
+from .losses.specs import choices_summary
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
 
+EmbeddingLoss = Literal[tuple(EMBEDDING_LOSSES)]  # type: ignore[valid-type]
+
 
 @dataclass
 class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
-    """Options of ``rag-retrieval-train embedding`` (each in docs/training.md and docs/training-keys.md)."""
+    """Options of ``rag-retrieval-train embedding`` (see docs/training-keys.md for each)."""
 
-    loss: Literal["infonce", "preference", "distill"] = "infonce"
-    temperature: float = 0.02
-    teacher_temperature: float = 1.0
-    train_group_size: int = 2  # documents per query: 1 positive + (n - 1) hard negatives, or n scored ones
-    mrl_dims: list[int] = field(default_factory=list)
-    mrl_weights: list[float] = field(default_factory=list)
-    pooling: Literal["mean", "cls", "lasttoken"] | None = None  # None: mean for encoders, lasttoken for LLMs
-    query_prompt: str = ""
-    passage_prompt: str = ""
-    gather_across_devices: bool = False
-    teacher_vectors: str = ""  # distill: .npy of teacher vectors, one row per line of train_data
-    distill_weights: list[float] = field(default_factory=lambda: [10.0, 200.0, 20.0])  # cosine, sim-matrix, margin
-    inference_max_length: int | None = None  # saved max_seq_length; None: max(max_length, the base model's own)
+    loss: EmbeddingLoss = key(next(iter(EMBEDDING_LOSSES)), choices_summary(EMBEDDING_LOSSES))
+    temperature: float = key(0.02, "softmax temperature of the student's similarities")
+    teacher_temperature: float = key(1.0, "preference: softmax temperature of the teacher's scores")
+    train_group_size: int = key(
+        2, "documents per query: 1 positive + (n - 1) hard negatives, or n scored ones (preference)"
+    )
+    mrl_dims: list[int] = key(doc="Matryoshka: also train the first d dimensions for each d listed", factory=list)
+    mrl_weights: list[float] = key(doc="Matryoshka: one loss weight per mrl_dims entry (default: all 1)", factory=list)
+    pooling: Literal["mean", "cls", "lasttoken"] | None = key(
+        None, "a new pooling over the transformer (null: the checkpoint's, else mean, lasttoken for LLMs)"
+    )
+    query_prompt: str = key("", "text put before every query (saved as the model's query prompt)")
+    passage_prompt: str = key("", "text put before every document (saved as the model's document prompt)")
+    gather_across_devices: bool = key(False, "infonce: negatives from every device's batch, not only this one's")
+    teacher_vectors: str = key("", "distill: .npy of teacher vectors, one row per line of train_data")
+    distill_weights: list[float] = key(
+        doc="distill: weights of the cosine, similarity-matrix and margin terms", factory=lambda: [10.0, 200.0, 20.0]
+    )
+    inference_max_length: int | None = key(
+        None, "max_seq_length saved with the model (null: the longer of max_length and the base model's own)"
+    )
 
     def validate(self) -> None:
         super().validate()
-        if self.train_group_size < 1:
-            raise ConfigError(f"train_group_size must be at least 1, got {self.train_group_size}")
+        EMBEDDING_LOSSES[self.loss].check_group_size(self.train_group_size)
         if self.mrl_weights and len(self.mrl_weights) != len(self.mrl_dims):
             raise ConfigError(
                 f"mrl_weights has {len(self.mrl_weights)} values for {len(self.mrl_dims)} mrl_dims; give one per dim"
             )
-        if self.loss == "distill" and not self.teacher_vectors:
-            raise ConfigError("loss=distill needs teacher_vectors (an .npy file aligned with train_data)")
+        if EMBEDDING_LOSSES[self.loss].data == "teacher_vectors" and not self.teacher_vectors:
+            raise ConfigError(f"loss={self.loss} needs teacher_vectors (an .npy file aligned with train_data)")
         for name in ("temperature", "teacher_temperature", "mrl_dims"):
             require(self, name, above=0)
         for name in ("mrl_weights", "distill_weights"):
@@ -59,91 +68,46 @@ class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
             raise ConfigError("distill_weights takes three weights: cosine, similarity matrix, margin")
 
 
-def build_embedding_model(config: EmbeddingTrainConfig) -> Any:
-    """A ``SentenceTransformer`` to train: an existing one, or transformer + pooling + Normalize."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Normalize, Pooling, Transformer
-
-    info = read_checkpoint(config.model_name_or_path)
-    if info.modules is not None and config.pooling is None:
-        model = SentenceTransformer(info.path, device="cpu")
-        model.max_seq_length = config.max_length
-    else:
-        decoder = is_decoder_only(info.config or {})
-        pooling = config.pooling or ("lasttoken" if decoder else "mean")
-        transformer = Transformer(info.path, max_seq_length=config.max_length)
-        if decoder:
-            _append_eos(transformer.tokenizer)
-        modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling), Normalize()]
-        model = SentenceTransformer(modules=modules, device="cpu")
-    if config.query_prompt or config.passage_prompt:
-        model.prompts = {**model.prompts, "query": config.query_prompt, "document": config.passage_prompt}
-    if config.lora:
-        # The LoRA layers go into auto_model in place; sentence-transformers keeps calling the base
-        # model, and the PeftModel is kept to merge on save. (Stored in __dict__: as a registered
-        # submodule it would become a stage of the model's forward.)
-        model.__dict__["_rag_retrieval_peft"] = add_lora(model[0].auto_model, config, "FEATURE_EXTRACTION")
-    return model
-
-
-def _append_eos(tokenizer: Any) -> None:
-    """Make the tokenizer end every text with EOS, the token whose state last-token pooling reads.
-
-    Set in the fast tokenizer's own post-processor, so the saved checkpoint appends it at
-    inference too, in sentence-transformers and in our embedding family alike.
-    """
-    from tokenizers import processors
-
-    eos = tokenizer.eos_token
-    if eos is None:
-        raise ConfigError("last-token pooling needs a tokenizer with an eos token")
-    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.eos_token_id)]
+def build_embedding_model(config: EmbeddingTrainConfig) -> EmbeddingReranker:
+    """The embedding family to train (its ``.model``, a ``SentenceTransformer``), from
+    :meth:`EmbeddingReranker.for_training`, with LoRA layers when the config asks for them."""
+    family = EmbeddingReranker.for_training(
+        config.model_name_or_path,
+        max_length=config.max_length,
+        pooling=config.pooling,
+        query_prompt=config.query_prompt,
+        document_prompt=config.passage_prompt,
     )
+    # The LoRA layers go into auto_model in place; sentence-transformers keeps calling the base model.
+    add_lora(family, family.model[0].auto_model, config, family.peft_task_type)
+    return family
 
 
 class EmbeddingTrainingRun(TrainingRun):
     """``rag-retrieval-train embedding``: data + loss + model on the shared stack."""
 
     name: ClassVar[str] = "embedding"
-    model_type: ClassVar[str] = "embedding"
     config: EmbeddingTrainConfig
 
-    def build_model(self) -> torch.nn.Module:
+    def build_family(self) -> EmbeddingReranker:
         return build_embedding_model(self.config)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
-        from .data import EpochResampleCallback, load_distillation_data, load_examples, training_view
+        from .data import load_distillation_data
 
         c = self.config
-        if c.loss == "distill":
+        kind = EMBEDDING_LOSSES[c.loss].data
+        if kind == "teacher_vectors":
             return load_distillation_data(c.train_data, c.teacher_vectors)
-        kind = "preference" if c.loss == "preference" else "infonce"
-        self._resampler = EpochResampleCallback()
-        return training_view(
-            load_examples(c.train_data),
-            kind=kind,
-            group_size=c.train_group_size,
-            seed=c.seed,
-            query_prompt=c.query_prompt,
-            passage_prompt=c.passage_prompt,
-            epochs=self._resampler,
-            clip=partial(clip_for_truncation, model.tokenizer, max_tokens=c.max_length),
+        return self.text_groups(
+            kind, model.tokenizer, c.max_length, query_prompt=c.query_prompt, passage_prompt=c.passage_prompt
         )
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
-        from .losses import EmbeddingDistillationLoss, InfoNCELoss, MatryoshkaLoss, PreferenceKLLoss
+        from .losses import MatryoshkaLoss
 
         c = self.config
-        if c.loss == "infonce":
-            loss = InfoNCELoss(model, temperature=c.temperature, gather_across_devices=c.gather_across_devices)
-        elif c.loss == "preference":
-            loss = PreferenceKLLoss(model, temperature=c.temperature, teacher_temperature=c.teacher_temperature)
-        else:
-            cosine, matrix, margin = c.distill_weights
-            loss = EmbeddingDistillationLoss(
-                model, cosine_weight=cosine, similarity_weight=matrix, margin_weight=margin
-            )
+        loss = EMBEDDING_LOSSES[c.loss].build(c, model)
         if c.mrl_dims:
             loss = MatryoshkaLoss(model, loss, matryoshka_dims=c.mrl_dims, matryoshka_weights=c.mrl_weights or None)
         return loss
@@ -156,11 +120,9 @@ class EmbeddingTrainingRun(TrainingRun):
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
         if not trainer.is_world_process_zero():
             return
-        peft_model = model.__dict__.get("_rag_retrieval_peft")
-        if peft_model is not None and self.config.merge_lora:
-            # merge_and_unload folds the LoRA weights into the base layers, in place
-            model[0].auto_model = merged(peft_model)
-            del model.__dict__["_rag_retrieval_peft"]
+        merged_model = finish_lora(self.family, self.config)
+        if merged_model is not None:
+            model[0].auto_model = merged_model
         # saved for inference at its own length, not at the training cut (see inference_length.py)
         model.max_seq_length = inference_length(
             self.config.inference_max_length,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .config import require
+from .config import key, require
 
 
 @dataclass
@@ -20,12 +20,14 @@ class LoRAOptions:
     loads as a plain model (false: the adapter is saved as peft writes it).
     """
 
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=list)
-    merge_lora: bool = True
+    lora: bool = key(False, "train low-rank adapters instead of every weight")
+    lora_r: int = key(16, "LoRA rank")
+    lora_alpha: int = key(32, "LoRA scale numerator: the adapters are scaled by lora_alpha / lora_r")
+    lora_dropout: float = key(0.05, "dropout on the LoRA inputs, in [0, 1)")
+    lora_target_modules: list[str] = key(
+        doc="module names to adapt (empty: peft's choice for the architecture)", factory=list
+    )
+    merge_lora: bool = key(True, "fold the adapters into the saved weights (false: save the adapter as peft writes it)")
 
     def validate(self) -> None:
         super().validate()  # type: ignore[misc]  # the TrainConfig after this mixin
@@ -34,14 +36,19 @@ class LoRAOptions:
         require(self, "lora_dropout", at_least=0, below=1, what="the probability of dropping a LoRA input")
 
 
-def add_lora(module: torch.nn.Module, options: LoRAOptions, task: str) -> Any:
-    """Inject LoRA layers into ``module`` in place (peft freezes the rest) and return the ``PeftModel``.
+def add_lora(owner: Any, module: torch.nn.Module, options: LoRAOptions, task: str | None) -> None:
+    """With ``options.lora``, inject LoRA layers into ``module`` in place (peft freezes the rest).
 
-    ``task`` is a peft ``TaskType`` name (``"SEQ_CLS"``, ``"CAUSAL_LM"``, ``"FEATURE_EXTRACTION"``).
-    The caller keeps calling ``module``; the returned model is only for :func:`merged` on save.
+    ``owner`` (the family object being trained) keeps the ``PeftModel`` for :func:`finish_lora`;
+    the caller keeps calling ``module``. ``task`` is a peft ``TaskType`` name (the family's
+    ``peft_task_type``: ``"SEQ_CLS"``, ``"CAUSAL_LM"``, ``"FEATURE_EXTRACTION"``).
     """
+    if not options.lora:
+        return
     from peft import LoraConfig, TaskType, get_peft_model
 
+    if task is None:
+        raise ValueError(f"lora: {type(owner).__name__} names no peft task type for its head")
     config = LoraConfig(
         task_type=TaskType[task],
         r=options.lora_r,
@@ -49,9 +56,19 @@ def add_lora(module: torch.nn.Module, options: LoRAOptions, task: str) -> Any:
         lora_dropout=options.lora_dropout,
         target_modules=options.lora_target_modules or None,
     )
-    return get_peft_model(module, config)
+    owner.peft_model = get_peft_model(module, config)
 
 
-def merged(peft_model: Any) -> torch.nn.Module:
-    """The base model with the LoRA weights folded in (in place)."""
+def lora_adapter(owner: Any) -> torch.nn.Module | None:
+    """The ``PeftModel`` :func:`add_lora` gave ``owner`` (saved as peft writes an adapter), if any."""
+    return getattr(owner, "peft_model", None)
+
+
+def finish_lora(owner: Any, options: LoRAOptions) -> torch.nn.Module | None:
+    """With ``merge_lora``, the base model with the LoRA weights folded in (in place), for the caller
+    to put back where it was; ``None`` without LoRA or without merging (the adapter stays)."""
+    peft_model = lora_adapter(owner)
+    if peft_model is None or not options.merge_lora:
+        return None
+    del owner.peft_model
     return peft_model.merge_and_unload()

@@ -12,19 +12,21 @@ truncation, same prompt template, same scoring token), and the output folder is 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from transformers import Trainer, TrainingArguments
 
-from rag_retrieval_integrations.core.models.base import BaseReranker
+from rag_retrieval_integrations.core.models.base import BaseReranker, get_model_class
 from rag_retrieval_integrations.core.models.checkpoint import CheckpointInfo, is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.models.factory import accepted_options
 from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
 
-from .config import ConfigError, TrainConfig, require
-from .lora import LoRAOptions, add_lora, merged
+from .config import ConfigError, TrainConfig, key, require
+from .lora import LoRAOptions, add_lora, finish_lora, lora_adapter
 from .losses.reranker_specs import RERANKER_LOSSES
+from .losses.specs import choices_summary
 from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -32,32 +34,35 @@ logger = logging.getLogger(__name__)
 Backbone = Literal["auto", "cross-encoder", "llm", "llm-classifier"]
 # every list of loss names derives from the one table in losses/reranker_specs.py
 LOSSES = tuple(RERANKER_LOSSES)
-POINTWISE_LOSSES = tuple(name for name, spec in RERANKER_LOSSES.items() if spec.pointwise)
-DISTILL_LOSSES = tuple(name for name, spec in RERANKER_LOSSES.items() if spec.teacher_scores)
 RerankerLoss = Literal[LOSSES]  # type: ignore[valid-type]  # the config's choices, for validation and --list-keys
 
 
 @dataclass
 class RerankerTrainConfig(LoRAOptions, TrainConfig):
-    """Options of ``rag-retrieval-train reranker`` (each in docs/training.md and docs/training-keys.md).
+    """Options of ``rag-retrieval-train reranker`` (see docs/training-keys.md for each).
 
-    ``batch_size`` counts pairs for the pointwise losses (``bce``, ``mse``, ``distill_mse``)
-    and queries for the group losses, each query bringing ``train_group_size`` documents.
+    ``batch_size`` counts pairs for the pointwise losses and queries for the group losses, each
+    query bringing ``train_group_size`` documents.
     """
 
-    backbone: Backbone = "auto"  # auto: "llm" (yes-token) for a decoder, "cross-encoder" otherwise
-    loss: RerankerLoss = "bce"
-    train_group_size: int = 8  # documents per query for the group losses: 1 positive + n-1 others
-    temperature: float = 1.0  # listwise_ce and distill_kl
-    max_label: float | None = None  # labels are divided by this (default: the largest label in the data)
-    pos_weight: float = 1.0  # bce: weight of the positive term
-    prompt_template: dict[str, Any] = field(default_factory=dict)  # LLM backbones: PairPromptTemplate fields
-    yes_token: str = "Yes"  # llm backbone: the token whose logit is the score
+    backbone: Backbone = key(
+        "auto", "the family trained and saved: auto is llm (yes-token) for a decoder, cross-encoder otherwise"
+    )
+    loss: RerankerLoss = key(LOSSES[0], choices_summary(RERANKER_LOSSES))
+    train_group_size: int = key(8, "documents per query for the group losses: 1 positive + n-1 others")
+    temperature: float = key(1.0, "softmax temperature of the listwise losses")
+    max_label: float | None = key(None, "labels are divided by this (null: the largest label in the data)")
+    pos_weight: float = key(1.0, "bce: weight of the positive term")
+    prompt_template: dict[str, Any] = key(
+        doc="LLM backbones: PairPromptTemplate fields (saved with the model)", factory=dict
+    )
+    yes_token: str = key("Yes", "llm backbone: the token whose logit is the score")
 
     def validate(self) -> None:
         super().validate()
-        if self.loss not in POINTWISE_LOSSES and self.train_group_size < 2:
-            raise ConfigError(f"loss={self.loss} compares documents of a query: train_group_size must be >= 2")
+        spec = RERANKER_LOSSES[self.loss]
+        if not spec.pointwise:
+            spec.check_group_size(self.train_group_size)
         for name in ("temperature", "pos_weight"):
             require(self, name, above=0)
         if self.max_label is not None:
@@ -76,47 +81,17 @@ def resolve_backbone(config: RerankerTrainConfig, info: CheckpointInfo) -> str:
 
 
 def build_reranker(config: RerankerTrainConfig) -> BaseReranker:
-    """The core family object to train: the checkpoint's model with a scoring head.
-
-    A cross-encoder keeps the checkpoint's 1- or 2-logit classification head, or gets a new
-    1-logit head (a bi-encoder or bare encoder such as all-MiniLM-L6-v2). A decoder trains as
-    a yes-token LLM reranker (its LM head scores) or, with ``backbone="llm-classifier"``, with
-    a 1-logit sequence-classification head.
-    """
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    from rag_retrieval_integrations.core import CrossEncoderReranker, LLMClassifierReranker, LLMReranker
-
+    """The core family object to train: the backbone's ``for_training`` on the checkpoint (the family
+    builds its scoring head; see each family), with LoRA layers when the config asks for them."""
     info = read_checkpoint(config.model_name_or_path)
-    backbone = resolve_backbone(config, info)
-    tokenizer = AutoTokenizer.from_pretrained(info.path)
-    options: dict[str, Any] = {"max_length": config.max_length, "device": "cpu"}
-    if backbone == "llm":
-        model = AutoModelForCausalLM.from_pretrained(info.path)
-        family: type[BaseReranker] = LLMReranker
-        options.update(prompt_template=config.prompt_template or None, yes_token=config.yes_token)
-    else:
-        has_head = any(a.endswith("ForSequenceClassification") for a in info.architectures)
-        num_labels = (info.config or {}).get("num_labels", 1) if has_head else 1
-        if not has_head:
-            logger.info("%s has no classification head: training a new 1-logit head", info.path)
-        model = AutoModelForSequenceClassification.from_pretrained(info.path, num_labels=num_labels)
-        if backbone == "llm-classifier":
-            family = LLMClassifierReranker
-            options.update(prompt_template=config.prompt_template or None)
-        else:
-            family = CrossEncoderReranker
-    scorer = family.from_loaded(info, model, tokenizer, **options)
-    if config.lora:
-        _add_lora(scorer, config, backbone)
-    return scorer
-
-
-def _add_lora(scorer: BaseReranker, config: RerankerTrainConfig, backbone: str) -> None:
+    family = get_model_class(resolve_backbone(config, info))
+    wanted = {"prompt_template": config.prompt_template or None, "yes_token": config.yes_token}
+    options = {name: value for name, value in wanted.items() if name in accepted_options(family)}
+    scorer = family.for_training(info, max_length=config.max_length, **options)
     # The LoRA layers go into scorer.model in place (and, for SEQ_CLS, the new head is made
     # trainable); the family keeps calling its own model, the PeftModel is kept to merge on save.
-    # (Kept outside the module tree: as a submodule it would be saved twice.)
-    scorer.__dict__["_peft_model"] = add_lora(scorer.model, config, "CAUSAL_LM" if backbone == "llm" else "SEQ_CLS")
+    add_lora(scorer, scorer.model, config, family.peft_task_type)
+    return scorer
 
 
 class PairScorer(torch.nn.Module):
@@ -189,7 +164,8 @@ class RerankerTrainer(Trainer):
 
 
 def build_reranker_loss(config: RerankerTrainConfig) -> torch.nn.Module:
-    return RERANKER_LOSSES[config.loss].build(config)
+    """The ``loss`` of the config, built from its :data:`RERANKER_LOSSES` entry."""
+    return RERANKER_LOSSES[config.loss].build(config, None)
 
 
 class RerankerTrainingRun(TrainingRun):
@@ -198,24 +174,24 @@ class RerankerTrainingRun(TrainingRun):
     name: ClassVar[str] = "reranker"
     config: RerankerTrainConfig
 
-    def build_model(self) -> torch.nn.Module:
-        self.scorer = build_reranker(self.config)
-        self.model_type = self.scorer.model_type  # what Reranker(path) loads the result as
-        return PairScorer(self.scorer)
+    def build_family(self) -> BaseReranker:
+        return build_reranker(self.config)
+
+    def trainable(self, family: BaseReranker) -> torch.nn.Module:
+        return PairScorer(family)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
-        from .data import EpochResampleCallback
         from .data.reranker_data import group_view, label_scale, load_reranker_examples, pointwise_view
 
         c = self.config
+        spec = RERANKER_LOSSES[c.loss]
         examples = load_reranker_examples(self.training_file())
-        target = "scores" if c.loss in DISTILL_LOSSES else "labels"
+        target = "scores" if spec.teacher_scores else "labels"
         self.label_scale = label_scale(examples, c.max_label) if target == "labels" else None
-        if c.loss in POINTWISE_LOSSES:
+        if spec.pointwise:
             return pointwise_view(examples, target, scale=self.label_scale or 1.0)
-        self._resampler = EpochResampleCallback()
-        return group_view(
-            examples, target, c.train_group_size, seed=c.seed, scale=self.label_scale or 1.0, epochs=self._resampler
+        return self.epoch_resampled(
+            group_view, examples, target, c.train_group_size, seed=c.seed, scale=self.label_scale or 1.0
         )
 
     def training_file(self) -> str:
@@ -229,7 +205,7 @@ class RerankerTrainingRun(TrainingRun):
         return RerankerTrainer, TrainingArguments
 
     def trainer_kwargs(self, model: torch.nn.Module) -> dict[str, Any]:
-        return {"data_collator": PairCollator(self.scorer)}
+        return {"data_collator": PairCollator(self.family)}
 
     def extra_training_arguments(self) -> dict[str, Any]:
         # the rows carry text, turned into tensors by the collator, not by the Trainer
@@ -243,29 +219,17 @@ class RerankerTrainingRun(TrainingRun):
             state_dict = {k.removeprefix("model."): v for k, v in full.items()} if full is not None else None
         if not trainer.is_world_process_zero():
             return
-        scorer = self.scorer
-        hf_model = scorer.model
-        peft_model = scorer.__dict__.get("_peft_model")
-        if peft_model is not None:
-            if self.config.merge_lora:
-                hf_model = merged(peft_model)
-                scorer.model = hf_model
-                del scorer.__dict__["_peft_model"]
-            else:
-                hf_model = peft_model
+        scorer = self.family
+        merged_model = finish_lora(scorer, self.config)
+        if merged_model is not None:
+            scorer.model = merged_model
+        hf_model = lora_adapter(scorer) or scorer.model
         hf_model.save_pretrained(str(self.output_dir), state_dict=state_dict)
         scorer.tokenizer.save_pretrained(str(self.output_dir))
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
-        scorer = self.scorer
-        options: dict[str, Any] = {}
-        template = getattr(scorer, "prompt_template", None)
-        if isinstance(template, PairPromptTemplate):
-            options["prompt_template"] = template.to_dict()
-        if self.model_type == "llm":
-            options["yes_token"] = self.config.yes_token
         return {
-            "reranker_options": options,
+            "reranker_options": self.family.reranker_options(),
             "score": "raw logit; normalize=True applies a sigmoid",
             "base_model": self.config.model_name_or_path,
             "loss": self.config.loss,

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,7 +65,7 @@ class TrainingRun(ABC):
     """One training run: subclasses build the model, the training data and the loss."""
 
     name: ClassVar[str]  # the CLI sub-command
-    # what ``Reranker`` loads the result as (written to our metadata); a class value or set in build_model
+    # what ``Reranker`` loads the result as (written to our metadata): the family's, set in build_model
     model_type: str
 
     def __init__(self, config: TrainConfig) -> None:
@@ -75,7 +76,18 @@ class TrainingRun(ABC):
     # ---- what a trainer implements ------------------------------------------------------
 
     @abstractmethod
-    def build_model(self) -> torch.nn.Module: ...
+    def build_family(self) -> Any:
+        """The core family object to train (a ``BaseReranker`` from its ``for_training``)."""
+
+    def trainable(self, family: Any) -> torch.nn.Module:
+        """What the Trainer trains and FSDP wraps: the family's model (the reranker trainers wrap it)."""
+        return family.model
+
+    def build_model(self) -> torch.nn.Module:
+        """:meth:`build_family`, kept as ``self.family``; its ``model_type`` is what the result is saved as."""
+        self.family = self.build_family()
+        self.model_type = self.family.model_type
+        return self.trainable(self.family)
 
     @abstractmethod
     def build_train_dataset(self, model: torch.nn.Module) -> Any: ...
@@ -92,6 +104,33 @@ class TrainingRun(ABC):
         ``self._resampler`` (every trainer draws its groups anew each epoch), if any."""
         resampler = getattr(self, "_resampler", None)
         return [resampler] if resampler is not None else []
+
+    def epoch_resampled(self, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``build(*args, epochs=callback, **kwargs)``: a training view whose groups are drawn anew every
+        epoch, by the callback that :meth:`callbacks` hands the trainer."""
+        from .data import EpochResampleCallback
+
+        self._resampler = EpochResampleCallback()
+        return build(*args, epochs=self._resampler, **kwargs)
+
+    def text_groups(self, kind: str, tokenizer: Any, max_tokens: int, **options: Any) -> Any:
+        """``train_data`` as :func:`~.data.training_view` rows of ``kind`` with ``train_group_size``
+        documents, drawn anew every epoch; a huge text is cut before the collator tokenizes it whole
+        (``clip_for_truncation`` at ``max_tokens``: the same tokens kept). ``options``: the prompts."""
+        from rag_retrieval_integrations.core.text.long_text import clip_for_truncation
+
+        from .data import load_examples, training_view
+
+        c = self.config
+        return self.epoch_resampled(
+            training_view,
+            load_examples(c.train_data),
+            kind=kind,
+            group_size=getattr(c, "train_group_size"),  # noqa: B009 (not every trainer's config has it)
+            seed=c.seed,
+            clip=partial(clip_for_truncation, tokenizer, max_tokens=max_tokens),
+            **options,
+        )
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
         """Fields of our metadata file besides ``model_type`` and the training config."""

@@ -74,8 +74,9 @@ def test_decoder_checkpoints_load_as_llm_families(decoder_llm, decoder_classifie
 
 
 def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp_path, monkeypatch):
-    """A checkpoint detected as a family that is not registered (e.g. a plugin family whose
-    package is not imported) names the family and says how to choose one, instead of failing later."""
+    """A checkpoint whose metadata names a family that is not registered (e.g. a plugin family whose
+    package is not imported) names the family and says how to choose one, instead of failing later;
+    a multi-vector folder with no family to detect it is an error, not a bi-encoder."""
     from rag_retrieval_integrations.core.models import base
 
     folder = tmp_path / "multi-vector"
@@ -85,6 +86,9 @@ def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp
         json.dumps({**st_config, "model_type": "MultiVectorEncoder"})
     )
     monkeypatch.delitem(base._REGISTRY, "colbert")
+    with pytest.raises(InvalidCheckpointError, match="MultiVectorEncoder checkpoints: pass model_type="):
+        Reranker(folder)
+    write_metadata(folder, "colbert")
     with pytest.raises(UnknownModelTypeError, match="'colbert'") as error:
         Reranker(folder)
     assert "no installed model family handles 'colbert'" in str(error.value)
@@ -131,3 +135,56 @@ def test_factory_reads_the_checkpoint_once(bert_cross_encoder, monkeypatch):
     monkeypatch.setattr(base, "read_checkpoint", counting)
     ranker = Reranker(bert_cross_encoder)
     assert len(calls) == 1 and ranker.model_name_or_path == str(bert_cross_encoder)
+
+
+def test_a_registered_family_takes_part_in_detection(bert_cross_encoder, tmp_path, monkeypatch):
+    """A user's family declares how it recognizes its checkpoints; detection asks it in priority order."""
+    import numpy as np
+
+    from rag_retrieval_integrations import BaseReranker, available_model_types, register_model_type
+    from rag_retrieval_integrations.core.models import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+    @register_model_type("keyword-scorer")
+    class KeywordScorer(BaseReranker):
+        """Scores a pair by the query words found in the document."""
+
+        detection_priority = 5  # before the built-in families
+
+        @classmethod
+        def matches(cls, info):
+            return bool((info.config or {}).get("keyword_scorer"))
+
+        def _score(self, queries, docs, batch_size):
+            return np.array([sum(w in d.split() for w in q.split()) for q, d in zip(queries, docs)], dtype=float)
+
+    folder = tmp_path / "keyword-ce"
+    shutil.copytree(bert_cross_encoder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "keyword_scorer": True}))
+
+    assert "keyword-scorer" in available_model_types()
+    assert base.detection_order()[0] is KeywordScorer
+    assert detect_model_type(read_checkpoint(folder)) == "keyword-scorer"
+    ranker = Reranker(folder)
+    assert isinstance(ranker, KeywordScorer)
+    assert ranker.compute_score([("red apple", "an apple that is red"), ("red apple", "a pear")]) == [2.0, 0.0]
+    # the checkpoint without the marker is what it was, and a subclass does not inherit a place in detection
+    assert detect_model_type(read_checkpoint(bert_cross_encoder)) == "cross-encoder"
+    register_model_type("keyword-scorer-v2")(type("KeywordScorerV2", (KeywordScorer,), {}))
+    assert [f.model_type for f in base.detection_order()].count("keyword-scorer-v2") == 0
+
+
+def test_nothing_matching_lists_the_model_types(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(InvalidCheckpointError, match="cannot tell which model_type") as error:
+        detect_model_type(read_checkpoint(tmp_path))
+    assert "'cross-encoder'" in str(error.value) and "'embedding'" in str(error.value)
+
+
+def test_an_option_a_family_sets_itself_is_refused_clearly(decoder_classifier):
+    """llm-classifier sets yes_token itself: passing one used to fail inside the constructor with
+    "got multiple values for keyword argument"; it is an unexpected option now, named as such."""
+    with pytest.raises(TypeError, match="unexpected option"):
+        Reranker(decoder_classifier, yes_token="Yes")

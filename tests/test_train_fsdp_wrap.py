@@ -8,10 +8,12 @@ import pytest
 import tiny_colbert as tc
 import yaml
 
-from rag_retrieval_train.colbert import ColBERTTrainConfig, build_colbert_training_model
-from rag_retrieval_train.embedding import EmbeddingTrainConfig, build_embedding_model
+from rag_retrieval_train.cli import TRAINERS
+from rag_retrieval_train.colbert import ColBERTTrainConfig, ColBERTTrainingRun
+from rag_retrieval_train.distill import DistillTrainConfig, DistillTrainingRun
+from rag_retrieval_train.embedding import EmbeddingTrainConfig, EmbeddingTrainingRun
 from rag_retrieval_train.fsdp import configure_fsdp_wrap, transformer_layer_names
-from rag_retrieval_train.reranker import PairScorer, RerankerTrainConfig, build_reranker
+from rag_retrieval_train.reranker import PairScorer, RerankerTrainConfig, RerankerTrainingRun, build_reranker
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -37,28 +39,35 @@ def wrapped_classes(model) -> set[str]:
 
 
 def models(request, tmp_path):
-    bert, llm, bi = (request.getfixturevalue(f) for f in ("bert_cross_encoder", "decoder_llm", "bi_encoder"))
+    """What each trainer's ``build_model`` hands the Trainer (and so FSDP), with its layer class."""
+    bert, llm, classifier, bi = (
+        request.getfixturevalue(f) for f in ("bert_cross_encoder", "decoder_llm", "decoder_classifier", "bi_encoder")
+    )
     common = {"train_data": str(tmp_path / "unused.jsonl"), "output_dir": str(tmp_path / "out")}
     backbone = tc.build_bert_backbone(tmp_path / "backbone")
-    return {
-        "reranker (cross-encoder)": (
-            PairScorer(build_reranker(RerankerTrainConfig(model_name_or_path=str(bert), **common))),
-            "BertLayer",
-        ),
-        "reranker (LLM)": (
-            PairScorer(build_reranker(RerankerTrainConfig(model_name_or_path=str(llm), **common))),
+    runs = {
+        "reranker (cross-encoder)": (RerankerTrainingRun(RerankerTrainConfig(str(bert), **common)), "BertLayer"),
+        "reranker (LLM)": (RerankerTrainingRun(RerankerTrainConfig(str(llm), **common)), "Qwen2DecoderLayer"),
+        "reranker (LLM classifier)": (
+            RerankerTrainingRun(RerankerTrainConfig(str(classifier), backbone="llm-classifier", **common)),
             "Qwen2DecoderLayer",
         ),
-        "embedding": (build_embedding_model(EmbeddingTrainConfig(model_name_or_path=str(bi), **common)), "BertLayer"),
-        "colbert": (
-            build_colbert_training_model(ColBERTTrainConfig(model_name_or_path=str(backbone), **common)),
-            "BertLayer",
-        ),
+        "reranker (LoRA)": (RerankerTrainingRun(RerankerTrainConfig(str(bert), lora=True, **common)), "BertLayer"),
+        "distill": (DistillTrainingRun(DistillTrainConfig(str(bert), step="student", **common)), "BertLayer"),
+        "embedding": (EmbeddingTrainingRun(EmbeddingTrainConfig(str(bi), **common)), "BertLayer"),
+        "embedding (LLM)": (EmbeddingTrainingRun(EmbeddingTrainConfig(str(llm), **common)), "Qwen2DecoderLayer"),
+        "colbert": (ColBERTTrainingRun(ColBERTTrainConfig(str(backbone), **common)), "BertLayer"),
     }
+    return {name: (run, run.build_model(), layer) for name, (run, layer) in runs.items()}
 
 
 def test_every_trainer_model_gets_its_transformer_layers_wrapped(request, tmp_path, monkeypatch):
-    for name, (model, layer) in models(request, tmp_path).items():
+    built = models(request, tmp_path)
+    # every sub-command of the CLI is covered (a new trainer must be added here)
+    assert {type(run).name for run, _, _ in built.values()} == set(TRAINERS)
+    for name, (run, model, layer) in built.items():
+        if type(run) in (RerankerTrainingRun, DistillTrainingRun):
+            assert isinstance(model, PairScorer), name  # the reranker trainers hand over the wrapper
         fsdp_launch_env(monkeypatch)
         configure_fsdp_wrap(model)
         assert layer in wrapped_classes(model), name

@@ -230,7 +230,7 @@ def test_debug_shows_the_traceback_and_bugs_are_not_hidden(tmp_path, monkeypatch
     def bug(config):
         raise RuntimeError("a bug in the trainer")
 
-    monkeypatch.setattr("rag_retrieval_train.cli._load_trainer", lambda name: (EmbeddingTrainConfig, bug))
+    monkeypatch.setattr("rag_retrieval_train.cli.load_trainer", lambda name: (EmbeddingTrainConfig, bug))
     with pytest.raises(RuntimeError, match="a bug"):  # not turned into a one-line user error
         main(["embedding", *_flags(REQUIRED)])
 

@@ -207,3 +207,40 @@ def test_yes_token_llm_with_lora_resumes_and_merges(decoder_llm, tmp_path):
     ours = np.array(Reranker(out).compute_score(PAIRS))
     theirs = FlagLLMReranker(str(out), use_fp16=False, devices="cpu").compute_score(PAIRS, max_length=512)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_a_two_logit_cross_encoder_trains_with_its_own_head(bert_cross_encoder, tmp_path):
+    """A 2-label checkpoint's config.json holds id2label, not num_labels: the trainer used to load it
+    with num_labels=1 and crash on the head's size mismatch; the family now keeps the head it has."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rag_retrieval_train.reranker import build_reranker
+
+    two = tmp_path / "two-logit"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        bert_cross_encoder, num_labels=2, ignore_mismatched_sizes=True
+    )
+    model.save_pretrained(two)
+    AutoTokenizer.from_pretrained(bert_cross_encoder).save_pretrained(two)
+    assert "num_labels" not in json.loads((two / "config.json").read_text())
+    scorer = build_reranker(RerankerTrainConfig(**options(two, tmp_path)))
+    assert scorer.model.config.num_labels == 2
+    torch.testing.assert_close(scorer.model.classifier.weight, model.classifier.weight)
+    assert scorer.model_type == "cross-encoder"
+
+
+def test_backbones_come_from_the_families(bert_cross_encoder, decoder_llm, tmp_path):
+    """Each backbone is its family's for_training; the options saved for Reranker(path) are the family's."""
+    from rag_retrieval_integrations.core import CrossEncoderReranker, LLMClassifierReranker, LLMReranker
+    from rag_retrieval_train.reranker import build_reranker
+
+    cases = [
+        (bert_cross_encoder, "auto", CrossEncoderReranker, set()),
+        (decoder_llm, "auto", LLMReranker, {"prompt_template", "yes_token"}),
+        (decoder_llm, "llm-classifier", LLMClassifierReranker, {"prompt_template"}),
+    ]
+    for model, backbone, family, saved in cases:
+        scorer = build_reranker(RerankerTrainConfig(**options(model, tmp_path, backbone=backbone)))
+        assert type(scorer) is family and set(scorer.reranker_options()) == saved
+        assert scorer.max_length == 64

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypedDict, TypeVar
 
 from rag_retrieval_integrations import data_files
@@ -55,8 +55,19 @@ class EmbeddingExample(TypedDict):
     prompt_for_passage: str | None
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """A JSON value's type for an error message (``null`` for ``None``)."""
     return "null" if value is None else type(value).__name__
+
+
+def check_object(record: Any, allowed: Sequence[str]) -> dict[str, Any]:
+    """``record`` if it is a JSON object with no key outside ``allowed``; else ``ValueError(reason)``."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type_name(record)}")
+    unknown = sorted(set(record) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}; allowed keys: {', '.join(allowed)}")
+    return record
 
 
 def _string_list(record: dict, key: str, *, required: bool) -> list[str]:
@@ -71,12 +82,12 @@ def _string_list(record: dict, key: str, *, required: bool) -> list[str]:
             "(a bare string is not wrapped silently)"
         )
     if not isinstance(value, list):
-        raise ValueError(f"{key!r} must be a list of strings, got {_type_name(value)}")
+        raise ValueError(f"{key!r} must be a list of strings, got {type_name(value)}")
     if required and not value:
         raise ValueError(f"{key!r} must be a non-empty list of strings, got []")
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise ValueError(f"{key}[{i}] must be a string, got {_type_name(item)}")
+            raise ValueError(f"{key}[{i}] must be a string, got {type_name(item)}")
     return value
 
 
@@ -85,10 +96,10 @@ def _score_list(record: dict, n_pos: int) -> list[float]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ValueError(f"'scores' must be a list of numbers, got {_type_name(value)}")
+        raise ValueError(f"'scores' must be a list of numbers, got {type_name(value)}")
     for i, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise ValueError(f"scores[{i}] must be a number, got {_type_name(item)}")
+            raise ValueError(f"scores[{i}] must be a number, got {type_name(item)}")
         if not math.isfinite(item):
             raise ValueError(f"scores[{i}] must be a finite number, got {item}")
     if len(value) != n_pos:
@@ -106,7 +117,7 @@ def _score_list(record: dict, n_pos: int) -> list[float]:
 def _optional_str(record: dict, key: str) -> str | None:
     value = record.get(key)
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key!r} must be a string, got {_type_name(value)}")
+        raise ValueError(f"{key!r} must be a string, got {type_name(value)}")
     return value
 
 
@@ -115,11 +126,7 @@ def validate_example(record: Any) -> EmbeddingExample:
 
     The reason carries no location; :func:`iter_jsonl` prefixes ``file:line``.
     """
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {_type_name(record)}")
-    unknown = sorted(set(record) - set(ALLOWED_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown}; allowed keys: {', '.join(ALLOWED_KEYS)}")
+    check_object(record, ALLOWED_KEYS)
     query = record.get("query")
     if query is None:
         raise ValueError("missing required key 'query' (a non-empty string)")

@@ -32,7 +32,7 @@ from datasets import Sequence as ListOf
 
 from .arrow import dataset_from_files
 from .embedding_data import EpochResampleCallback, row_rng
-from .jsonl import DataFormatError, iter_jsonl
+from .jsonl import DataFormatError, check_object, iter_jsonl, type_name
 
 __all__ = [
     "RERANKER_FEATURES",
@@ -60,13 +60,9 @@ RERANKER_FEATURES = Features(
 Target = Literal["labels", "scores"]
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def _number(value: Any, where: str, *, label: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number, got {_type_name(value)}")
+        raise ValueError(f"{where} must be a number, got {type_name(value)}")
     if not math.isfinite(value):
         raise ValueError(f"{where} must be finite, got {value}")
     if label and value < 0:
@@ -76,7 +72,7 @@ def _number(value: Any, where: str, *, label: bool) -> float:
 
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{where} must be a string, got {_type_name(value)}")
+        raise ValueError(f"{where} must be a string, got {type_name(value)}")
     return value
 
 
@@ -85,17 +81,13 @@ def _strings(record: dict, key: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ValueError(f"{key!r} must be a list of strings, got {_type_name(value)}")
+        raise ValueError(f"{key!r} must be a list of strings, got {type_name(value)}")
     return [_text(v, f"{key}[{i}]") for i, v in enumerate(value)]
 
 
 def validate_reranker_line(record: Any) -> dict[str, Any]:
     """One parsed line as ``{"query", "docs", "labels", "scores"}``; raises ``ValueError(reason)``."""
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {_type_name(record)}")
-    unknown = sorted(set(record) - set(RERANKER_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown}; allowed keys: {', '.join(RERANKER_KEYS)}")
+    check_object(record, RERANKER_KEYS)
     query = record.get("query")
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"'query' must be a non-empty string, got {query!r}")
@@ -131,7 +123,7 @@ def validate_reranker_line(record: Any) -> dict[str, Any]:
     keys = None
     for i, hit in enumerate(hits):
         if not isinstance(hit, dict):
-            raise ValueError(f"hits[{i}] must be an object with 'content' and 'label'/'score', got {_type_name(hit)}")
+            raise ValueError(f"hits[{i}] must be an object with 'content' and 'label'/'score', got {type_name(hit)}")
         extra = sorted(set(hit) - {"content", "label", "score"})
         if extra:
             raise ValueError(f"hits[{i}] has unknown key(s) {extra}; a hit has 'content', 'label', 'score'")

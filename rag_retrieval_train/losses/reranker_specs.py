@@ -1,51 +1,52 @@
 """The reranker losses by name: what each builds and what data it reads, in one place.
 
-Config validation (the ``loss`` choices), dataset building (pairs or groups, labels or teacher
-scores), the distill trainer's allowed losses and ``--list-keys`` all read this table, so a new
-loss is one entry here and one ``nn.Module``.
+Config validation (the ``loss`` choices, the group size), dataset building (pairs or groups,
+labels or teacher scores), the distill trainer's allowed losses, ``--list-keys`` and the key
+reference all read :data:`RERANKER_LOSSES`. Its first entry is the reranker trainer's default
+``loss``, its first teacher-score entry the distill trainer's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import torch
+from .specs import LossSpec, table
 
 
-@dataclass(frozen=True)
-class RerankerLossSpec:
-    """One reranker loss.
-
-    Attributes:
-        name: the ``loss`` value in a config.
-        build: ``config -> nn.Module`` (the config supplies ``temperature``, ``pos_weight``, ...).
-        pointwise: rows are single (pair, target); otherwise groups of ``train_group_size`` per query.
-        teacher_scores: the target is a teacher's ``score`` (distillation), not the label.
-    """
-
-    name: str
-    build: Callable[[Any], torch.nn.Module]
-    pointwise: bool
-    teacher_scores: bool
-
-
-def _specs() -> tuple[RerankerLossSpec, ...]:
+def _specs() -> dict[str, LossSpec]:
     from . import reranker_listwise as listwise
     from . import reranker_pairwise as pairwise
     from . import reranker_pointwise as pointwise
 
-    return (
-        RerankerLossSpec("bce", lambda c: pointwise.PointwiseBCELoss(pos_weight=c.pos_weight), True, False),
-        RerankerLossSpec("mse", lambda c: pointwise.PointwiseMSELoss(), True, False),
-        RerankerLossSpec("ranknet", lambda c: pairwise.RankNetLoss(), False, False),
-        RerankerLossSpec("listwise_ce", lambda c: listwise.ListwiseCELoss(temperature=c.temperature), False, False),
-        RerankerLossSpec("listnet", lambda c: listwise.ListNetLoss(), False, False),
-        RerankerLossSpec("distill_mse", lambda c: pointwise.PointwiseMSELoss(teacher_scores=True), True, True),
-        RerankerLossSpec("distill_kl", lambda c: listwise.ListwiseKLLoss(temperature=c.temperature), False, True),
-        RerankerLossSpec("margin_mse", lambda c: pairwise.MarginMSELoss(), False, True),
+    return table(
+        LossSpec(
+            "bce", lambda c, m: pointwise.PointwiseBCELoss(pos_weight=c.pos_weight), "pairs", "binary CE on labels"
+        ),
+        LossSpec("mse", lambda c, m: pointwise.PointwiseMSELoss(), "pairs", "MSE of sigmoid(score) against labels"),
+        LossSpec("ranknet", lambda c, m: pairwise.RankNetLoss(), "groups", "pairwise logistic loss", 2),
+        LossSpec(
+            "listwise_ce",
+            lambda c, m: listwise.ListwiseCELoss(temperature=c.temperature),
+            "groups",
+            "softmax CE of the positive among its group",
+            2,
+        ),
+        LossSpec("listnet", lambda c, m: listwise.ListNetLoss(), "groups", "CE against the labels' softmax", 2),
+        LossSpec(
+            "distill_kl",
+            lambda c, m: listwise.ListwiseKLLoss(temperature=c.temperature),
+            "teacher-groups",
+            "KL from the teacher's softmax over a group",
+            2,
+        ),
+        LossSpec(
+            "distill_mse",
+            lambda c, m: pointwise.PointwiseMSELoss(teacher_scores=True),
+            "teacher-pairs",
+            "MSE of sigmoid scores against sigmoid teacher scores",
+        ),
+        LossSpec("margin_mse", lambda c, m: pairwise.MarginMSELoss(), "teacher-groups", "MSE of score margins", 2),
     )
 
 
-RERANKER_LOSSES: dict[str, RerankerLossSpec] = {spec.name: spec for spec in _specs()}
+RERANKER_LOSSES: dict[str, LossSpec] = _specs()
+POINTWISE_LOSSES: tuple[str, ...] = tuple(name for name, spec in RERANKER_LOSSES.items() if spec.pointwise)
+DISTILL_LOSSES: tuple[str, ...] = tuple(name for name, spec in RERANKER_LOSSES.items() if spec.teacher_scores)

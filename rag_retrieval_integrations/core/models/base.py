@@ -59,7 +59,16 @@ def available_model_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def detection_order() -> list[type[BaseReranker]]:
+    """The registered families that take part in detection, in the order they are asked: those
+    declaring a ``detection_priority`` on their own class (it is not inherited), lowest first,
+    ties by ``model_type``."""
+    detected = [cls for cls in _REGISTRY.values() if vars(cls).get("detection_priority") is not None]
+    return sorted(detected, key=lambda cls: (cls.detection_priority, cls.model_type))
+
+
 def get_model_class(model_type: str) -> type[BaseReranker]:
+    """The family registered as ``model_type``; an :class:`UnknownModelTypeError` listing the valid ones."""
     if model_type not in _REGISTRY:
         raise UnknownModelTypeError(
             f"unknown model_type {model_type!r}; valid values are {available_model_types()} (or None to detect it)"
@@ -125,6 +134,37 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
 
     model_type: ClassVar[str] = ""
     padding_side: ClassVar[str] = "right"  # where :meth:`collate` pads (decoders read the last position)
+    detection_priority: ClassVar[int | None] = None
+    """Where detection asks this family's :meth:`matches` (lower first; the built-in families use
+    10 to 60); ``None``: never detected, only chosen by ``model_type=`` or our metadata file.
+    Declared on the class itself: a subclass does not take part unless it declares its own."""
+    peft_task_type: ClassVar[str | None] = None
+    """The peft ``TaskType`` name that fits the head :meth:`for_training` builds (``"SEQ_CLS"``...)."""
+    fixed_options: ClassVar[frozenset[str]] = frozenset()
+    """Constructor options of a parent class that this family sets itself (``Reranker`` refuses them)."""
+
+    @classmethod
+    def matches(cls, info: CheckpointInfo) -> bool:
+        """Whether a checkpoint without our metadata file is of this family, from what it says
+        about itself (never its name). Asked in ``detection_priority`` order, so a rule may assume
+        that the families before it said no. Families that are never detected keep this ``False``."""
+        return False
+
+    @classmethod
+    def for_training(cls: type[_Self], base_model: ModelPath, **options: Any) -> _Self:
+        """This family on ``base_model`` with the head it trains, on the CPU, ready for a trainer.
+
+        The head is the checkpoint's own when it has one of this family's, else a new one
+        (families document which). Trainers call this instead of building models themselves, so
+        training encodes and scores exactly as ``Reranker(path)`` does afterwards. ``options``
+        as for the constructor. Families that cannot be trained raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{cls.__name__} ({cls.model_type!r}) has no training head")
+
+    def reranker_options(self) -> dict[str, Any]:
+        """The constructor options a trained checkpoint saves in our metadata (``"reranker_options"``)
+        so that ``Reranker(path)`` scores as this object does (an LLM's prompt template, its token)."""
+        return {}
 
     @classmethod
     def from_loaded(

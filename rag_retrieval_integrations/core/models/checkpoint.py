@@ -1,10 +1,10 @@
 """Reading a checkpoint (local folder or hub id) and detecting its model family.
 
-Detection looks only at what the checkpoint says about itself, in this order:
-1. our metadata file (``rag_retrieval.json``, written by our trainers),
-2. sentence-transformers' ``config_sentence_transformers.json`` / ``modules.json``,
-3. the ``architectures`` and ``model_type`` of ``config.json``.
-It never looks at the model's name.
+Detection looks only at what the checkpoint says about itself: our metadata file
+(``rag_retrieval.json``, written by our trainers) when there is one, else each registered
+family's ``matches`` rule over sentence-transformers' ``config_sentence_transformers.json`` /
+``modules.json`` and the ``architectures`` and ``model_type`` of ``config.json``, in the
+families' ``detection_priority`` order. It never looks at the model's name.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def colbert_format(info: CheckpointInfo) -> str | None:
     """Which ColBERT layout a checkpoint has: ``"multi-vector"`` (sentence-transformers
     ``MultiVectorEncoder``, PyLate, Stanford-NLP ``HF_ColBERT``), ``"bge-m3"`` (a transformers
     encoder with BGE-M3's ``colbert_linear.pt`` next to it, local folders only) or ``None``."""
-    st_kind = (info.st_config or {}).get("model_type")
+    st_kind = st_model_type(info)
     pylate_modules = any(str(m.get("type", "")).startswith("pylate.") for m in info.modules or [])
     if st_kind in ("MultiVectorEncoder", "ColBERT") or pylate_modules or "HF_ColBERT" in info.architectures:
         return "multi-vector"
@@ -174,31 +174,59 @@ def colbert_format(info: CheckpointInfo) -> str | None:
     return None
 
 
+def has_classification_head(info: CheckpointInfo) -> bool:
+    """Whether ``config.json`` names a ``*ForSequenceClassification`` architecture (a scoring head)."""
+    return any(a.endswith("ForSequenceClassification") for a in info.architectures)
+
+
+def has_generation_head(info: CheckpointInfo) -> bool:
+    """Whether ``config.json`` names a ``*ForCausalLM`` / ``*ForConditionalGeneration`` architecture."""
+    return any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in info.architectures)
+
+
+def st_model_type(info: CheckpointInfo) -> str | None:
+    """The ``model_type`` of ``config_sentence_transformers.json`` (``"SentenceTransformer"``,
+    ``"CrossEncoder"``, ``"MultiVectorEncoder"``, ``"SparseEncoder"``...), ``None`` when it has none."""
+    return (info.st_config or {}).get("model_type")
+
+
+def is_pair_classifier(info: CheckpointInfo) -> bool:
+    """A sentence-transformers ``CrossEncoder`` folder, or a plain transformers folder with a
+    sequence-classification head: one model reading query and document together."""
+    kind = st_model_type(info)
+    return kind == "CrossEncoder" or (kind is None and info.modules is None and has_classification_head(info))
+
+
 def detect_model_type(info: CheckpointInfo) -> str:
-    """The model family a checkpoint belongs to (see the module docstring for the rules)."""
+    """The model family a checkpoint belongs to.
+
+    Our metadata file names it when there is one. Otherwise every registered family that declares
+    a ``detection_priority`` is asked, lowest priority first, whether the checkpoint is its own
+    (``cls.matches(info)``, see :class:`~.base.BaseReranker`); the first that says yes is the
+    answer. A family registered by a user takes part the same way. Nothing matching is an
+    :class:`InvalidCheckpointError` that says what was found and which ``model_type`` values exist.
+    """
     if info.metadata.get("model_type"):
         return str(info.metadata["model_type"])
-    config = info.config or {}
-    architectures = info.architectures
-    has_classifier_head = any(a.endswith("ForSequenceClassification") for a in architectures)
-    st_kind = (info.st_config or {}).get("model_type")
-    if st_kind == "CrossEncoder" or (st_kind is None and info.modules is None and has_classifier_head):
-        return "llm-classifier" if is_decoder_only(config) else "cross-encoder"
-    if colbert_format(info) == "multi-vector":
-        return "colbert"
-    if st_kind == "SparseEncoder":
+    from .base import available_model_types, detection_order
+
+    for family in detection_order():
+        if family.matches(info):
+            return family.model_type
+    kind = st_model_type(info)
+    if kind == "SparseEncoder":
         raise InvalidCheckpointError(
             f"{info.path!r} is a sentence-transformers SparseEncoder; sparse models are not supported"
         )
-    if st_kind == "SentenceTransformer" or info.modules is not None:
-        return "embedding"
-    if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures):
-        return "llm"
-    if colbert_format(info) == "bge-m3":  # a bare encoder whose only head is BGE-M3's ColBERT projection
-        return "colbert"
-    if architectures:
+    found = f"cannot tell which model_type {info.path!r} is: found {info.describe()}"
+    if kind is not None:  # e.g. a MultiVectorEncoder folder while no installed family detects those
         raise InvalidCheckpointError(
-            f"cannot tell which model_type {info.path!r} is: found {info.describe()}. A bare encoder has no "
-            "scoring head; pass model_type='embedding' to use it as a bi-encoder with mean pooling"
+            f"{found}; no installed model family detects sentence-transformers {kind} checkpoints: pass "
+            f"model_type= one of {available_model_types()}"
         )
-    raise InvalidCheckpointError(f"cannot tell which model_type {info.path!r} is: found {info.describe()}")
+    if info.architectures:
+        raise InvalidCheckpointError(
+            f"{found}. A bare encoder has no scoring head; pass model_type='embedding' to use it as a bi-encoder "
+            "with mean pooling"
+        )
+    raise InvalidCheckpointError(f"{found}; pass model_type= one of {available_model_types()}")

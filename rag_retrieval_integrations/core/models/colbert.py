@@ -33,7 +33,14 @@ from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .base import BaseReranker, ModelPath, register_model_type
-from .checkpoint import BGE_M3_COLBERT_FILE, CheckpointInfo, colbert_format, read_checkpoint
+from .checkpoint import (
+    BGE_M3_COLBERT_FILE,
+    CheckpointInfo,
+    colbert_format,
+    has_generation_head,
+    read_checkpoint,
+    st_model_type,
+)
 from .cross_encoder import DEFAULT_MAX_LENGTH
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, position_limit, transformer_folder
 from .maxsim import maxsim_pairwise
@@ -88,7 +95,7 @@ def _expansion(length: int, attend: bool) -> dict[str, Any]:
 
 
 def build_colbert_model(
-    base_model: str | os.PathLike[str],
+    base_model: ModelPath,
     *,
     dim: int = DEFAULT_DIM,
     query_marker: str = QUERY_MARKER,
@@ -129,7 +136,11 @@ def build_colbert_model(
 
     for name, value in (("dim", dim), ("query_length", query_length), ("document_length", document_length)):
         check_positive_int(value, name)
-    info = read_checkpoint(base_model, revision=hf_kwargs.get("revision"), token=hf_kwargs.get("token"))
+    info = (
+        base_model
+        if isinstance(base_model, CheckpointInfo)
+        else read_checkpoint(base_model, revision=hf_kwargs.get("revision"), token=hf_kwargs.get("token"))
+    )
     load_kwargs = {k: v for k, v in hf_kwargs.items() if v is not None}
     transformer = Transformer(
         _transformer_folder(info),
@@ -293,7 +304,33 @@ class ColBERTReranker(BaseReranker):
         query_mean: divide scores by the number of query tokens (MeanMaxSim); default: the
             checkpoint's ``similarity_fn_name``.
         **options: the common options of :class:`BaseReranker`.
+
+    Detected from the multi-vector layouts, and from a bare encoder folder whose only head is
+    BGE-M3's ``colbert_linear.pt``; trained by :meth:`for_training`.
     """
+
+    detection_priority = 30
+    peft_task_type = "FEATURE_EXTRACTION"
+
+    @classmethod
+    def matches(cls, info: CheckpointInfo) -> bool:
+        """A multi-vector folder (``MultiVectorEncoder``, PyLate, ``HF_ColBERT``), or a BGE-M3 layout that is
+        nothing else: no ``modules.json`` (that is BGE-M3's dense embedding model) and no LM head."""
+        layout = colbert_format(info)
+        if layout == "multi-vector":
+            return True
+        bare = info.modules is None and st_model_type(info) not in ("SentenceTransformer", "SparseEncoder")
+        return layout == "bge-m3" and bare and not has_generation_head(info)
+
+    @classmethod
+    def for_training(cls, base_model: ModelPath, **settings: Any) -> ColBERTReranker:
+        """A ColBERT model to train, on the CPU: a ColBERT checkpoint (any layout of
+        :func:`load_colbert_model`) as it is, keeping its own settings; any other encoder gets a new
+        token projection, ``settings`` being the keyword arguments of :func:`build_colbert_model`
+        (``dim``, the markers, ``query_length``, ``document_length``, ``query_expansion``...)."""
+        info = base_model if isinstance(base_model, CheckpointInfo) else read_checkpoint(base_model)
+        model = load_colbert_model(info) if colbert_format(info) is not None else build_colbert_model(info, **settings)
+        return cls.from_loaded(info, model, model.tokenizer, device="cpu")
 
     def __init__(
         self,
@@ -309,7 +346,9 @@ class ColBERTReranker(BaseReranker):
             check_positive_int(query_length, "query_length")
         if query_expansion is not None and not isinstance(query_expansion, bool):
             raise TypeError(f"query_expansion must be True, False or None, got {query_expansion!r}")
-        self.model = load_colbert_model(self.checkpoint, device=self.device, dtype=self.dtype, **self.hf_kwargs)
+        self.model = self._preloaded_or(
+            "model", lambda: load_colbert_model(self.checkpoint, device=self.device, dtype=self.dtype, **self.hf_kwargs)
+        )
         self.model.eval()
         transformer = self.model[0]
         self._configure_queries(transformer, query_length, query_expansion)

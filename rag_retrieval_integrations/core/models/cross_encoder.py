@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -12,9 +13,32 @@ from ..errors import InvalidCheckpointError
 from ..text.batching import score_in_batches
 from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 from .base import BaseReranker, ModelPath, register_model_type
+from .checkpoint import CheckpointInfo, has_classification_head, is_decoder_only, is_pair_classifier, read_checkpoint
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_MAX_LENGTH = 512
+_Family = TypeVar("_Family", bound=BaseReranker)
+
+
+def checkpoint_info(base_model: ModelPath) -> CheckpointInfo:
+    """``base_model`` read as a checkpoint (unless it already is one)."""
+    return base_model if isinstance(base_model, CheckpointInfo) else read_checkpoint(base_model)
+
+
+def classifier_for_training(cls: type[_Family], base_model: ModelPath, **options: Any) -> _Family:
+    """``cls`` on a sequence-classification model of ``base_model``: the checkpoint's own 1- or 2-logit
+    head when it has one, else a new 1-logit head (a bi-encoder, a bare encoder, a causal LM)."""
+    from transformers import AutoTokenizer
+
+    info = checkpoint_info(base_model)
+    head: dict[str, Any] = {}
+    if not has_classification_head(info):
+        logger.info("%s has no classification head: training a new 1-logit head", info.path)
+        head["num_labels"] = 1
+    model = AutoModelForSequenceClassification.from_pretrained(info.path, **head)
+    return cls.from_loaded(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
 
 
 def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
@@ -36,7 +60,24 @@ class CrossEncoderReranker(BaseReranker):
     (bge-reranker, ms-marco MiniLM, mxbai-rerank, ...). Scores equal sentence-transformers'
     ``CrossEncoder.predict`` (identity activation) and FlagEmbedding's ``FlagReranker``.
     See :class:`BaseReranker` for the options.
+
+    Detected from a sequence-classification encoder (or a sentence-transformers ``CrossEncoder``
+    folder); trained by :meth:`for_training` with the checkpoint's head or a new 1-logit one.
     """
+
+    detection_priority = 10
+    peft_task_type = "SEQ_CLS"
+
+    @classmethod
+    def matches(cls, info: CheckpointInfo) -> bool:
+        """A pair classifier (see :func:`~.checkpoint.is_pair_classifier`) that is not a decoder LLM."""
+        return is_pair_classifier(info) and not is_decoder_only(info.config or {})
+
+    @classmethod
+    def for_training(cls, base_model: ModelPath, **options: Any) -> CrossEncoderReranker:
+        """A cross-encoder to train on ``base_model``: its own 1- or 2-logit classification head,
+        or a new 1-logit head on an encoder without one (all-MiniLM-L6-v2, a bare BERT)."""
+        return classifier_for_training(cls, base_model, **options)
 
     def __init__(self, model_name_or_path: ModelPath, **options: Any) -> None:
         super().__init__(model_name_or_path, **options)

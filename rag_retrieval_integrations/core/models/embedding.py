@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,6 +12,8 @@ from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .base import BaseReranker, ModelPath, register_model_type
+from .checkpoint import CheckpointInfo, is_decoder_only, st_model_type
+from .cross_encoder import checkpoint_info
 from .loading import capped_max_length, check_tokenizer_files, encoder_position_limit, transformer_folder
 
 
@@ -29,7 +31,54 @@ class EmbeddingReranker(BaseReranker):
         query_prompt, document_prompt: text put before queries/documents; by default the
             checkpoint's own ``"query"``/``"document"`` prompts, if it has them.
         **options: the common options of :class:`BaseReranker`.
+
+    Detected from a sentence-transformers folder (``modules.json``) that no family before it
+    claims; trained by :meth:`for_training`.
     """
+
+    detection_priority = 50
+    peft_task_type = "FEATURE_EXTRACTION"
+
+    @classmethod
+    def matches(cls, info: CheckpointInfo) -> bool:
+        """A sentence-transformers ``SentenceTransformer`` folder (or a ``modules.json`` that names no other
+        kind of sentence-transformers model)."""
+        kind = st_model_type(info)
+        return kind == "SentenceTransformer" or (kind is None and info.modules is not None)
+
+    @classmethod
+    def for_training(
+        cls,
+        base_model: ModelPath,
+        *,
+        pooling: Literal["mean", "cls", "lasttoken"] | None = None,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        **options: Any,
+    ) -> EmbeddingReranker:
+        """A bi-encoder to train on ``base_model``: a sentence-transformers checkpoint as it is, or
+        (any other checkpoint, or any ``pooling`` given) its transformer + ``pooling`` + ``Normalize``.
+
+        ``pooling`` defaults to ``"lasttoken"`` for decoder LLMs, whose tokenizer is then made to end
+        every text with EOS (saved with the checkpoint), and to ``"mean"`` otherwise. Non-empty
+        ``query_prompt``/``document_prompt`` become the model's ``"query"``/``"document"`` prompts.
+        """
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+
+        info = checkpoint_info(base_model)
+        if info.modules is not None and pooling is None:
+            model = SentenceTransformer(info.path, device="cpu")
+        else:
+            decoder = is_decoder_only(info.config or {})
+            transformer = Transformer(info.path)
+            if decoder:
+                _append_eos(transformer.tokenizer)
+            pooler = Pooling(transformer.get_embedding_dimension(), pooling or ("lasttoken" if decoder else "mean"))
+            model = SentenceTransformer(modules=[transformer, pooler, Normalize()], device="cpu")
+        if query_prompt or document_prompt:
+            model.prompts = {**model.prompts, "query": query_prompt, "document": document_prompt}
+        return cls.from_loaded(info, model, model.tokenizer, **{"device": "cpu", **options})
 
     def __init__(
         self,
@@ -46,12 +95,15 @@ class EmbeddingReranker(BaseReranker):
         if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
         check_tokenizer_files(transformer_folder(self.checkpoint))
-        self.model = SentenceTransformer(
-            self.checkpoint.path,
-            device=str(self.device),
-            truncate_dim=truncate_dim,
-            model_kwargs={"dtype": self.dtype},
-            **self.hf_kwargs,
+        self.model = self._preloaded_or(
+            "model",
+            lambda: SentenceTransformer(
+                self.checkpoint.path,
+                device=str(self.device),
+                truncate_dim=truncate_dim,
+                model_kwargs={"dtype": self.dtype},
+                **self.hf_kwargs,
+            ),
         )
         dim = self.model.get_embedding_dimension()
         if truncate_dim is not None and dim is not None and truncate_dim > dim:
@@ -134,3 +186,19 @@ class EmbeddingReranker(BaseReranker):
             encode=lambda texts, is_query: self._encode(texts, is_query, batch_size, self.long_doc == "truncate"),
             pair_scores=lambda q, d, q_rows, d_rows: self.model.similarity_pairwise(q[q_rows], d[d_rows]),
         )
+
+
+def _append_eos(tokenizer: Any) -> None:
+    """Make the tokenizer end every text with EOS, the token whose state last-token pooling reads.
+
+    Set in the fast tokenizer's own post-processor, so the saved checkpoint appends it at
+    inference too, in sentence-transformers and in this family alike.
+    """
+    from tokenizers import processors
+
+    eos = tokenizer.eos_token
+    if eos is None:
+        raise ValueError("last-token pooling needs a tokenizer with an eos token")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.eos_token_id)]
+    )

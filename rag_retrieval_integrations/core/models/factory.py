@@ -54,7 +54,7 @@ def Reranker(
                 f"installed model family handles {detected!r}; pass model_type= to choose one explicitly"
             ) from None
     saved = checkpoint.metadata.get("reranker_options") or {}
-    accepted = _accepted_options(cls)
+    accepted = accepted_options(cls)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"{cls.__name__} got unexpected option(s): {unknown_options(unknown, accepted)}")
@@ -62,9 +62,11 @@ def Reranker(
     return cls(checkpoint, device=device, dtype=dtype, **merged)
 
 
-def _accepted_options(cls: type[BaseReranker]) -> set[str]:
+def accepted_options(cls: type[BaseReranker]) -> set[str]:
+    """The keyword options a family's constructor takes: its own and its parents' (which its
+    ``**options`` passes on), less those it sets itself (``fixed_options``)."""
     names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
             names |= set(inspect.signature(vars(klass)["__init__"]).parameters)
-    return names - {"self", "model_name_or_path", "options"}
+    return names - {"self", "model_name_or_path", "options"} - cls.fixed_options

@@ -9,7 +9,8 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from ..errors import InvalidCheckpointError
 from .base import ModelPath, register_model_type
-from .cross_encoder import logits_to_scores
+from .checkpoint import CheckpointInfo, is_decoder_only, is_pair_classifier
+from .cross_encoder import classifier_for_training, logits_to_scores
 from .llm_inputs import PairPromptTemplate
 from .llm_yes_token import LLMReranker
 from .loading import load_pretrained
@@ -24,7 +25,28 @@ class LLMClassifierReranker(LLMReranker):
     token; a 2-logit head scores ``logit[1] - logit[0]`` as for cross-encoders. The pad token
     is set from ``eos`` when the tokenizer has none, and written into the model config, which
     transformers needs to find the last token of each row.
+
+    Detected from a decoder's sequence-classification checkpoint; trained by :meth:`for_training`
+    with that head, or a new 1-logit head on a causal LM.
     """
+
+    detection_priority = 10
+    peft_task_type = "SEQ_CLS"
+    fixed_options = frozenset({"yes_token"})
+
+    @classmethod
+    def matches(cls, info: CheckpointInfo) -> bool:
+        """A pair classifier (see :func:`~.checkpoint.is_pair_classifier`) that is a decoder LLM."""
+        return is_pair_classifier(info) and is_decoder_only(info.config or {})
+
+    @classmethod
+    def for_training(cls, base_model: ModelPath, **options: Any) -> LLMClassifierReranker:
+        """A classifier reranker to train on a decoder ``base_model``: its own classification head,
+        or a new 1-logit head on the last token of a causal LM."""
+        return classifier_for_training(cls, base_model, **options)
+
+    def reranker_options(self) -> dict[str, Any]:
+        return {"prompt_template": self.prompt_template.to_dict()}
 
     def __init__(
         self,

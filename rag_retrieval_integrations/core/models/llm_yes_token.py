@@ -10,6 +10,8 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..text.pair_encoding import EncodedPairs
 from .base import ModelPath, register_model_type
+from .checkpoint import CheckpointInfo, has_generation_head
+from .cross_encoder import checkpoint_info
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
 from .loading import load_pretrained
@@ -39,7 +41,30 @@ class LLMReranker(DecoderReranker):
             this project carry theirs in ``rag_retrieval.json``.
         yes_token: the scoring token; must be a single token of the tokenizer.
         **options: see :class:`DecoderReranker` and :class:`BaseReranker`.
+
+    Detected from a causal-LM (or conditional-generation) checkpoint; trained by
+    :meth:`for_training` with its own LM head scoring ``yes_token``.
     """
+
+    detection_priority = 60
+    peft_task_type = "CAUSAL_LM"
+
+    @classmethod
+    def matches(cls, info: CheckpointInfo) -> bool:
+        """A ``*ForCausalLM`` / ``*ForConditionalGeneration`` checkpoint (asked after the embedding family)."""
+        return has_generation_head(info)
+
+    @classmethod
+    def for_training(cls, base_model: ModelPath, **options: Any) -> LLMReranker:
+        """A yes-token reranker to train on a decoder ``base_model``: its LM head is the scoring head."""
+        from transformers import AutoTokenizer
+
+        info = checkpoint_info(base_model)
+        model = AutoModelForCausalLM.from_pretrained(info.path)
+        return cls.from_loaded(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
+
+    def reranker_options(self) -> dict[str, Any]:
+        return {"prompt_template": self.prompt_template.to_dict(), "yes_token": self.yes_token}
 
     def __init__(
         self,
