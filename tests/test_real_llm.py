@@ -17,8 +17,15 @@ from peers import import_peer
 from real_models import smollm2_gguf
 from transformers import AutoTokenizer
 
-from rag_retrieval_integrations import InvalidCheckpointError, Reranker, convert_gguf
-from rag_retrieval_integrations.core import LayerwiseLLMReranker, LLMReranker, ZeroShotLLMReranker
+from rag_retrieval_integrations import CheckpointNotFoundError, InvalidCheckpointError, Reranker, convert_gguf
+from rag_retrieval_integrations.core import (
+    LayerwiseLLMReranker,
+    LLMClassifierReranker,
+    LLMReranker,
+    ZeroShotLLMReranker,
+    detect_model_type,
+    read_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +116,39 @@ def test_convert_gguf_refuses_to_overwrite_and_missing_files(smollm2, tmp_path):
     with pytest.raises(InvalidCheckpointError, match="not a GGUF checkpoint"):
         convert_gguf(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_gguf_file_loads_directly_and_scores_as_the_converted_folder(smollm2, pairs):
+    gguf = smollm2_gguf()
+    info = read_checkpoint(gguf)  # a path to the .gguf file itself: folder + gguf_file
+    assert info.gguf_file == gguf.name and detect_model_type(info) == "llm"
+    direct = Reranker(gguf.parent, gguf_file=gguf.name, batch_size=4)
+    assert direct.hf_kwargs["gguf_file"] == gguf.name
+    np.testing.assert_allclose(
+        direct.compute_score(pairs[:4]), Reranker(smollm2, batch_size=4).compute_score(pairs[:4]), atol=1e-5
+    )
+
+
+def test_gguf_file_errors_name_the_file(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="missing.gguf"):
+        Reranker(smollm2_gguf().parent, gguf_file="missing.gguf")
+    with pytest.raises(ValueError, match="gguf_file must be the name of a .gguf file"):
+        read_checkpoint(tmp_path, gguf_file="model.safetensors")
+
+
+def test_llm_classifier_head_is_new_only_in_training(smollm2, pairs):
+    with pytest.raises(InvalidCheckpointError, match="sequence-classification head"):
+        Reranker(smollm2, model_type="llm-classifier")  # never scores with random head weights
+    trainable = LLMClassifierReranker.for_training(smollm2, batch_size=4)
+    head = trainable.model.score
+    assert head.out_features == 1 and trainable.model.config.num_labels == 1
+    # the new head reads the same last-token state the yes-token family scores from
+    scores = trainable.compute_score(pairs[:4])
+    hidden = []
+    hook = trainable.model.model.norm.register_forward_hook(lambda _m, _i, out: hidden.append(out[:, -1]))
+    try:
+        trainable.compute_score(pairs[:1])
+    finally:
+        hook.remove()
+    with torch.inference_mode():
+        assert scores[0] == pytest.approx(head(hidden[0]).item(), abs=1e-5)

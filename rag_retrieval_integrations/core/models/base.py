@@ -124,6 +124,9 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
             truncated only when it alone would leave less than that.
         show_progress_bar: show a progress bar while scoring; default: when logging is at INFO.
         trust_remote_code, revision, token: passed to ``transformers`` when loading.
+        gguf_file: a GGUF file (llama.cpp format) inside the folder or hub repo to load instead of
+            safetensors, as ``from_pretrained(..., gguf_file=)`` does (needs the ``gguf`` extra;
+            transformers dequantizes it on every load: :func:`convert_gguf` converts once).
 
     Thread-safe: a loaded model scores one call at a time. A fast tokenizer keeps its
     truncation and padding settings as state of one shared Rust object, so two threads
@@ -208,6 +211,7 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         trust_remote_code: bool = False,
         revision: str | None = None,
         token: str | bool | None = None,
+        gguf_file: str | None = None,
     ) -> None:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if max_length is not None:
@@ -223,7 +227,7 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         if isinstance(model_name_or_path, CheckpointInfo):
             self.checkpoint = model_name_or_path
         else:
-            self.checkpoint = read_checkpoint(model_name_or_path, revision=revision, token=token)
+            self.checkpoint = read_checkpoint(model_name_or_path, revision=revision, token=token, gguf_file=gguf_file)
         self.model_name_or_path = self.checkpoint.path
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -234,6 +238,13 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         self.min_doc_share = float(min_doc_share)
         self.show_progress_bar = show_progress_bar
         self.hf_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token}
+        if self.checkpoint.gguf_file is not None:
+            self.hf_kwargs["gguf_file"] = self.checkpoint.gguf_file
+            logger.info(
+                "%s: transformers dequantizes %s on every load; convert_gguf() writes an ordinary folder once",
+                self.checkpoint.path,
+                self.checkpoint.gguf_file,
+            )
         self._lock = threading.RLock()
         self.position_limit: int | None = None  # the longest input the weights take, where the family knows it
         self.truncation_totals = TruncationStats()  # what truncation cut since loading (the eval CLI reports it)

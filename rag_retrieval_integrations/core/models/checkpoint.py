@@ -36,6 +36,7 @@ class CheckpointInfo:
     st_config: dict[str, Any] | None = None
     modules: list[dict[str, Any]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    gguf_file: str | None = None  # the GGUF file (in ``path``) that holds config, tokenizer and weights
 
     @property
     def architectures(self) -> list[str]:
@@ -102,9 +103,16 @@ def _read_hub_json(repo_id: str, name: str, revision: str | None, token: str | b
 
 
 def read_checkpoint(
-    model_name_or_path: str | os.PathLike[str], *, revision: str | None = None, token: str | bool | None = None
+    model_name_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    gguf_file: str | None = None,
 ) -> CheckpointInfo:
     """Read the files that describe a checkpoint, from a local folder or the Hugging Face hub.
+
+    With ``gguf_file`` (a file name inside the folder or hub repo, as transformers takes it), the
+    config comes from that GGUF file; a path to a ``.gguf`` file is read the same way.
 
     Raises:
         CheckpointNotFoundError: the path does not exist and is not a reachable hub id.
@@ -114,6 +122,10 @@ def read_checkpoint(
         raise TypeError(f"model_name_or_path must be a str or a path, got {type(model_name_or_path).__name__}")
     raw = os.fspath(model_name_or_path)
     local = Path(raw).expanduser()
+    if gguf_file is None and local.is_file() and local.suffix == ".gguf":
+        local, gguf_file = local.parent, local.name
+    if gguf_file is not None:
+        return _gguf_checkpoint(raw, local, gguf_file, revision, token)
     if local.exists():
         if not local.is_dir():
             raise InvalidCheckpointError(f"model path {raw!r} is a file; a checkpoint is a folder")
@@ -137,6 +149,42 @@ def read_checkpoint(
             "of that name (offline? pass the path of a downloaded checkpoint)"
         )
     return CheckpointInfo(raw, False, config, st_config, modules, metadata or {})
+
+
+def _gguf_checkpoint(
+    raw: str, local: Path, gguf_file: str, revision: str | None, token: str | bool | None
+) -> CheckpointInfo:
+    """A checkpoint whose config, tokenizer and weights are one GGUF file (llama.cpp's format).
+
+    transformers dequantizes such a file on every load (seconds to minutes):
+    :func:`~rag_retrieval_integrations.convert_gguf` writes an ordinary folder once instead.
+    GGUF holds generative LMs, so the config names the causal-LM class of its architecture.
+    """
+    if not isinstance(gguf_file, str) or not gguf_file.endswith(".gguf"):
+        raise ValueError(f"gguf_file must be the name of a .gguf file, got {gguf_file!r}")
+    is_local = local.is_dir()
+    if is_local and not (local / gguf_file).is_file():
+        raise CheckpointNotFoundError(f"GGUF file {gguf_file!r} not found in {str(local)!r}")
+    if not is_local and (os.path.isabs(raw) or raw.startswith((".", "~")) or not _HUB_ID.match(raw)):
+        raise CheckpointNotFoundError(f"model path {raw!r} does not exist")
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from .gguf import require_gguf
+
+    require_gguf()
+    where = str(local) if is_local else raw
+    try:
+        config = AutoConfig.from_pretrained(where, gguf_file=gguf_file, revision=revision, token=token).to_dict()
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidCheckpointError(
+            f"{gguf_file!r} in {where!r} is not a GGUF checkpoint transformers reads: {exc}"
+        ) from exc
+    causal = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.get("model_type"))
+    if not config.get("architectures") and causal:
+        config["architectures"] = [causal]
+    metadata = _read_local_json(local, METADATA_FILE) if is_local else None
+    return CheckpointInfo(where, is_local, config, None, None, metadata or {}, gguf_file=gguf_file)
 
 
 def write_metadata(folder: str | os.PathLike[str], model_type: str, **fields: Any) -> Path:

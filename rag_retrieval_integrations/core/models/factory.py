@@ -43,7 +43,12 @@ def Reranker(
     """
     if model_type is not None:
         cls = get_model_class(model_type)
-    checkpoint = read_checkpoint(model_name_or_path, revision=options.get("revision"), token=options.get("token"))
+    checkpoint = read_checkpoint(
+        model_name_or_path,
+        revision=options.get("revision"),
+        token=options.get("token"),
+        gguf_file=options.get("gguf_file"),
+    )
     if model_type is None:
         detected = detect_model_type(checkpoint)
         try:

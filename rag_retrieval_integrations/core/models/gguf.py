@@ -23,10 +23,11 @@ import torch
 
 from ..errors import CheckpointNotFoundError, InvalidCheckpointError
 
-__all__ = ["convert_gguf"]
+__all__ = ["convert_gguf", "require_gguf"]
 
 
-def _require_gguf() -> None:
+def require_gguf() -> None:
+    """Raise a one-line ImportError naming the extra when the ``gguf`` package is missing."""
     try:
         import gguf  # noqa: F401
     except ImportError:
@@ -62,7 +63,7 @@ def convert_gguf(
         raise CheckpointNotFoundError(f"GGUF file {os.fspath(gguf_path)!r} does not exist")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{os.fspath(output_dir)!r} exists; pass overwrite=True to replace it")
-    _require_gguf()
+    require_gguf()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(source.parent), source.name

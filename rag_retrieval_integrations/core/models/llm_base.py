@@ -81,7 +81,8 @@ class DecoderReranker(BaseReranker):
         raise NotImplementedError
 
     def _load_tokenizer(self) -> Any:
-        check_tokenizer_files(self.checkpoint.path)
+        if self.checkpoint.gguf_file is None:  # a GGUF file holds its tokenizer
+            check_tokenizer_files(self.checkpoint.path)
         return AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
 
     def _check_model(self, model: PreTrainedModel) -> None:

@@ -65,7 +65,8 @@ def load_pretrained(auto_class: Any, info: CheckpointInfo, what: str, **kwargs: 
     ``what`` names what the family needs (``"a sequence-classification head"``) for the
     error. Only the trainers create new heads, and they build their models themselves.
     """
-    check_tokenizer_files(info.path)
+    if info.gguf_file is None:  # a GGUF file holds its tokenizer
+        check_tokenizer_files(info.path)
     model, loading = auto_class.from_pretrained(info.path, output_loading_info=True, **kwargs)
     missing = sorted(loading.get("missing_keys") or [])
     if missing:
