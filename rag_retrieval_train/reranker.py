@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from rag_retrieval_integrations.core.models.base import BaseReranker, get_model_class
 from rag_retrieval_integrations.core.models.checkpoint import CheckpointInfo, is_decoder_only, read_checkpoint
@@ -113,6 +113,16 @@ class PairScorer(torch.nn.Module):
         """The wrapped model's layer classes: accelerate's FSDP auto-wrap reads them from the top module."""
         return list(getattr(self.model, "_no_split_modules", None) or [])
 
+    @property
+    def _keys_to_ignore_on_save(self) -> list[str]:
+        """The names checkpoints leave out (second names of tied tensors, see
+        :func:`one_name_per_tensor`): ``Trainer`` re-ties them when exactly these are missing on resume."""
+        state = self.state_dict()
+        return sorted(set(state) - set(one_name_per_tensor(state)))
+
+    def tie_weights(self) -> None:
+        self.model.tie_weights()
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -148,12 +158,37 @@ class PairCollator:
         return {**self.scorer.collate(queries, docs), "labels": labels}
 
 
+def one_name_per_tensor(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state_dict`` without the second and later names of a tensor that shares its memory with
+    an earlier one (same storage, offset, shape and strides: tied weights)."""
+    kept: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int, tuple[int, ...], tuple[int, ...]]] = set()
+    for name, tensor in state_dict.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+        if tensor.device.type != "meta" and key in seen:
+            continue
+        seen.add(key)
+        kept[name] = tensor
+    return kept
+
+
 class RerankerTrainer(Trainer):
     """``transformers.Trainer`` whose loss is ``loss(scores, labels)`` on the model's scores."""
 
     def __init__(self, *args: Any, loss: torch.nn.Module, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loss = loss
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        # The trained module is a PairScorer, not a PreTrainedModel, so transformers saves its
+        # state dict with safetensors' save_file, which refuses two names for one tensor: a
+        # decoder whose LM head is tied to its input embeddings (SmolLM2, Qwen2-0.5B, Gemma)
+        # crashed at its first checkpoint. Saving one name per tensor is lossless: resuming
+        # loads non-strictly and the tied parameter is one object. (The final model is saved by
+        # the family with save_pretrained, which handles ties itself.)
+        if state_dict is None and not isinstance(self.model, PreTrainedModel):
+            state_dict = self.model.state_dict()
+        super()._save(output_dir, state_dict=None if state_dict is None else one_name_per_tensor(state_dict))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_checkpoints as kit
 from peers import import_peer
 from tiny_checkpoints import CORPUS
 
@@ -244,3 +245,18 @@ def test_backbones_come_from_the_families(bert_cross_encoder, decoder_llm, tmp_p
         scorer = build_reranker(RerankerTrainConfig(**options(model, tmp_path, backbone=backbone)))
         assert type(scorer) is family and set(scorer.reranker_options()) == saved
         assert scorer.max_length == 64
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_decoder_with_tied_embeddings_saves_checkpoints_and_resumes(tmp_path, lora):
+    """SmolLM2, Qwen2-0.5B and Gemma share the LM head with the input embeddings. The trainer's
+    model (a PairScorer, not a PreTrainedModel) was saved with safetensors' save_file, which
+    refuses two names for one tensor: every intermediate checkpoint crashed the run."""
+    tied = kit.build_decoder_llm(tmp_path / "tied-llm", tie_word_embeddings=True)
+    values = options(tied, tmp_path, loss="listwise_ce", save_steps=1, max_steps=2, lora=lora, lora_r=4)
+    train(**values)
+    assert (tmp_path / "out" / "checkpoint-2").is_dir()
+    out = train(**{**values, "max_steps": 3, "resume": True})
+    assert json.loads((out / "rag_retrieval.json").read_text())["training"]["steps"] == 3
+    model = Reranker(out).model
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()

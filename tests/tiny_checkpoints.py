@@ -236,7 +236,7 @@ def _decoder_tokenizer(with_bos: bool = False, with_pad: bool = True):
     return tokenizer
 
 
-def _tiny_qwen2_config(tokenizer, num_layers: int = 2, hidden: int = 32, **kwargs):
+def _tiny_qwen2_config(tokenizer, num_layers: int = 2, hidden: int = 32, tie_word_embeddings: bool = False, **kwargs):
     from transformers import Qwen2Config
 
     return Qwen2Config(
@@ -247,7 +247,7 @@ def _tiny_qwen2_config(tokenizer, num_layers: int = 2, hidden: int = 32, **kwarg
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -256,18 +256,28 @@ def _tiny_qwen2_config(tokenizer, num_layers: int = 2, hidden: int = 32, **kwarg
 
 
 def build_decoder_llm(
-    path: Path, seed: int = 0, *, with_bos: bool = False, num_layers: int = 2, hidden: int = 32
+    path: Path,
+    seed: int = 0,
+    *,
+    with_bos: bool = False,
+    num_layers: int = 2,
+    hidden: int = 32,
+    tie_word_embeddings: bool = False,
 ) -> Path:
     """A ``Qwen2ForCausalLM`` with a byte-level BPE tokenizer and a chat template.
 
     ``with_bos`` gives the tokenizer a ``<bos>`` token (Gemma-style: FlagEmbedding's format
-    then starts every input with it).
+    then starts every input with it); ``tie_word_embeddings`` shares the LM head with the input
+    embeddings, as SmolLM2, Qwen2-0.5B and Gemma do.
     """
     from transformers import Qwen2ForCausalLM
 
     tokenizer = _decoder_tokenizer(with_bos=with_bos)
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(_tiny_qwen2_config(tokenizer, num_layers=num_layers, hidden=hidden))
+    config = _tiny_qwen2_config(
+        tokenizer, num_layers=num_layers, hidden=hidden, tie_word_embeddings=tie_word_embeddings
+    )
+    model = Qwen2ForCausalLM(config)
     model.eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
