@@ -5,6 +5,9 @@
     rag-retrieval-eval retrieval --data squad.json --model ./embedder --compare ./colbert \\
         [--retriever auto|embedding|colbert|mrl] [--option shortlist_factor=20] [--top-k 100] \\
         [--split test] [--max-queries 1000] [--index DIR] [--output-dir eval/]
+    rag-retrieval-eval pipeline --data beir/ (--first-stage ./embedder | --run-file bm25.trec) \\
+        --model ./reranker --compare ./reranker2 [--rerank-depth 100] [--retriever auto|embedding|colbert|mrl] \\
+        [--first-stage-option max_length=256] [--option max_length=512] [--model-type ...] [--output-dir eval/]
 
 Each prints a Markdown table and writes ``eval_<command>.json`` and ``eval_<command>.md`` to
 ``--output-dir``. Errors in the input (a missing model or file, a malformed line, a set where
@@ -19,13 +22,13 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .metrics import RERANK_METRICS, RETRIEVAL_METRICS
+from .metrics import PIPELINE_METRICS, RERANK_METRICS, RETRIEVAL_METRICS
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -99,15 +102,10 @@ def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``rag-retrieval-eval retrieval``: one row of metrics per model, on the set of ``--data``."""
+def _load_set(args: argparse.Namespace) -> Any:
+    """The retrieval set of ``--data`` (``--split``, ``--max-queries``), its size told on stderr."""
     from .retrieval_data import load_retrieval_set
-    from .retrieval_eval import evaluate_retriever, resolve_retriever, run_depth
 
-    depth = run_depth(args.top_k, args.metrics)  # a bad --top-k or metric fails before any loading
-    models = [args.model, *args.compare]
-    if args.index is not None and len(models) > 1:
-        raise ValueError("--index holds the index of one model; leave out --compare (or run once per model)")
     data = load_retrieval_set(args.data, split=args.split, max_queries=args.max_queries)
     left_out = [
         f"{n} {why} left out"
@@ -123,6 +121,18 @@ def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
         file=sys.stderr,
         flush=True,
     )
+    return data
+
+
+def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``rag-retrieval-eval retrieval``: one row of metrics per model, on the set of ``--data``."""
+    from .retrieval_eval import evaluate_retriever, resolve_retriever, run_depth
+
+    depth = run_depth(args.top_k, args.metrics)  # a bad --top-k or metric fails before any loading
+    models = [args.model, *args.compare]
+    if args.index is not None and len(models) > 1:
+        raise ValueError("--index holds the index of one model; leave out --compare (or run once per model)")
+    data = _load_set(args)
     options = _options(args.option)
     rows = []
     for model in models:
@@ -148,6 +158,54 @@ def run_retrieval(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def run_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``rag-retrieval-eval pipeline``: the first stage's row, then one row per reranker, all on
+    the same candidates (retrieved or read once)."""
+    from rag_retrieval_integrations import Reranker
+
+    from .pipeline_eval import check_rerank_depth, evaluate_pipeline
+
+    try:
+        args.rerank_depth = int(args.rerank_depth)
+    except ValueError:
+        raise ValueError(f"--rerank-depth must be a whole number >= 1, got {args.rerank_depth!r}") from None
+    depth = check_rerank_depth(args.rerank_depth, args.metrics)  # before any loading
+    first_options = _options(args.first_stage_option)
+    options = _options(args.option)  # a malformed --option fails before the first stage runs
+    options.setdefault("show_progress_bar", not args.quiet)
+    data = _load_set(args)
+
+    def rerankers() -> Iterator[tuple[str, Any]]:  # loaded one at a time, once the candidates are in
+        for model in [args.model, *args.compare]:
+            with _loading(model):
+                ranker = Reranker(model, model_type=args.model_type, **options)
+            print(f"reranking the candidates with {model} ({ranker.model_type})", file=sys.stderr, flush=True)
+            yield model, ranker
+
+    if args.run_file is not None:
+        print(f"reranking the top {depth} candidates per query of {args.run_file}", file=sys.stderr, flush=True)
+    else:
+        print(
+            f"retrieving the top {min(depth, len(data.doc_ids))} documents with {args.first_stage}, once",
+            file=sys.stderr,
+            flush=True,
+        )
+    # a first stage's unreadable weights name it; a run file's errors name the file themselves
+    with _loading(args.first_stage, errors=()) if args.first_stage is not None else nullcontext():
+        return evaluate_pipeline(
+            data,
+            rerankers(),
+            first_stage=args.first_stage,
+            run_file=args.run_file,
+            retriever=args.retriever,
+            rerank_depth=depth,
+            metrics=tuple(args.metrics),
+            first_stage_options=first_options,
+            show_progress=not args.quiet,
+            index_dir=args.index,
+        )
+
+
 def _common_arguments(parser: argparse.ArgumentParser, data_help: str, metrics: tuple[str, ...]) -> None:
     parser.add_argument("--data", required=True, help=data_help)
     parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
@@ -165,6 +223,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _retriever_argument(parser: argparse.ArgumentParser, retrievers: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "--retriever",
+        choices=retrievers,
+        default="auto",
+        help="auto: colbert for a ColBERT checkpoint, else embedding (exhaustive)",
+    )
+
+
+def _set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The retrieval set's and the index's flags, shared by ``retrieval`` and ``pipeline``."""
+    parser.add_argument("--split", default="test", help="which BEIR qrels/<split>.tsv to evaluate on")
+    parser.add_argument("--max-queries", type=_positive_int, default=None, help="evaluate the first N queries only")
+    parser.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        help="load the index from this folder if it holds one, else save the built one there",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``rag-retrieval-eval``; returns 0, or exits with status 2 on bad input."""
     from .retrieval_eval import RETRIEVERS
@@ -180,28 +259,38 @@ def main(argv: list[str] | None = None) -> int:
     _common_arguments(
         retrieval, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json", RETRIEVAL_METRICS
     )
-    retrieval.add_argument(
-        "--retriever",
-        choices=RETRIEVERS,
-        default="auto",
-        help="auto: colbert for a ColBERT checkpoint, else embedding (exhaustive)",
-    )
+    _retriever_argument(retrieval, RETRIEVERS)
     retrieval.add_argument(
         "--top-k",
         type=_positive_int,
         default=None,
         help="documents retrieved per query (default: the deepest metric cutoff)",
     )
-    retrieval.add_argument("--split", default="test", help="which BEIR qrels/<split>.tsv to evaluate on")
-    retrieval.add_argument("--max-queries", type=_positive_int, default=None, help="evaluate the first N queries only")
-    retrieval.add_argument(
-        "--index",
-        type=Path,
-        default=None,
-        help="load the index from this folder if it holds one, else save the built one there",
+    _set_arguments(retrieval)
+    pipeline = sub.add_parser("pipeline", help="a first stage's top N reranked: its recall@N, the final nDCG@10 ...")
+    _common_arguments(
+        pipeline, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json", PIPELINE_METRICS
     )
+    first = pipeline.add_mutually_exclusive_group(required=True)
+    first.add_argument("--first-stage", default=None, help="embedding or ColBERT checkpoint that retrieves")
+    first.add_argument(
+        "--run-file", type=Path, default=None, help="TREC run file of candidates (qid Q0 docid rank score tag)"
+    )
+    pipeline.add_argument(
+        "--rerank-depth", default="100", help="candidates per query reranked; the final run holds only those"
+    )
+    _retriever_argument(pipeline, RETRIEVERS)
+    pipeline.add_argument(
+        "--first-stage-option", action="append", default=[], help="first stage's index or model option key=value"
+    )
+    pipeline.add_argument("--model-type", default=None, help="the rerankers' family (default: detected)")
+    _set_arguments(pipeline)
     args = parser.parse_args(argv)
-    runners = {"rerank": (run_rerank, ()), "retrieval": (run_retrieval, ("retriever",))}
+    runners = {
+        "rerank": (run_rerank, ()),
+        "retrieval": (run_retrieval, ("retriever",)),
+        "pipeline": (run_pipeline, ("first_stage",)),
+    }
     run, columns = runners[args.command]
     try:
         check_output_dir(args.output_dir)
@@ -209,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as e:
         # a user's input error: one line, no traceback from deep inside the stack
         parser.exit(2, f"rag-retrieval-eval: error: {e}\n")
-    markdown = table(rows, args.metrics, columns)
+    metrics = args.metrics
+    if args.command == "pipeline":
+        metrics = [f"first-stage R@{args.rerank_depth}", *metrics]
+    markdown = table(rows, metrics, columns)
     print(markdown)
     if args.output_dir is not None:
         try:

@@ -13,6 +13,7 @@ from typing import Any
 
 RERANK_METRICS = ("MAP", "MRR@10", "nDCG@10")
 RETRIEVAL_METRICS = ("nDCG@10", "MRR@10", "R@10", "R@100")
+PIPELINE_METRICS = ("nDCG@10", "MRR@10", "R@10")
 
 
 def _measure(name: str) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class RetrievalSet:
         source: the file or folder read.
         queries_without_relevant: queries left out because no document is relevant to them.
         queries_cut: queries left out by ``max_queries``.
+        left_out_query_ids: the ids of the queries read but left out (without a relevant
+            document, or past ``max_queries``), so that a run file naming them is not an error.
     """
 
     doc_ids: list[str]
@@ -45,6 +47,7 @@ class RetrievalSet:
     source: str
     queries_without_relevant: int = 0
     queries_cut: int = 0
+    left_out_query_ids: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.query_ids)
@@ -82,6 +85,7 @@ def load_retrieval_set(path: str | os.PathLike, *, split: str = "test", max_quer
         data.queries_cut = len(data) - max_queries
         for qid in data.query_ids[max_queries:]:
             del data.qrels[qid]
+            data.left_out_query_ids.add(qid)
         del data.query_ids[max_queries:], data.query_texts[max_queries:]
     return data
 
@@ -198,6 +202,7 @@ def _keep_judged(
         qrels={q: qrels[q] for q in kept},
         source=source,
         queries_without_relevant=len(queries) - len(kept),
+        left_out_query_ids=set(queries) - set(kept),
     )
 
 
