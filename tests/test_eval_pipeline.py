@@ -173,6 +173,7 @@ def test_python_api_takes_loaded_rerankers_and_paths(bert_cross_encoder, tmp_pat
         (RUN_LINES + ["q1 Q0 d1 5 1.0 x"], [], r"bm25\.trec:9: the pair \('q1', 'd1'\) is listed twice"),
         (["q1 Q0 d1 1 9.0"], [], r"bm25\.trec:1: expected 6 fields"),
         (["q1 Q0 d1 one 9.0 x"], [], r"bm25\.trec:1: rank must be an integer"),
+        (["q-none Q0 d1 1 1.0 x"], [], r"bm25\.trec: no candidates for any query of"),
         (RUN_LINES, ["--rerank-depth", "0"], r"--rerank-depth\) must be a whole number >= 1, got 0"),
         (RUN_LINES, ["--rerank-depth", "ten"], r"--rerank-depth must be a whole number >= 1, got 'ten'"),
         (RUN_LINES, ["--rerank-depth", "5"], r"rerank depth 5 is shallower than the metrics' deepest cutoff \(10\)"),
@@ -196,3 +197,21 @@ def test_a_cross_encoder_is_no_first_stage(bert_cross_encoder, tmp_path, capsys)
                 "--model", str(bert_cross_encoder))  # fmt: skip
     assert exit_info.value.code == 2
     assert "'cross-encoder' checkpoint" in capsys.readouterr().err
+
+
+def test_squad_with_a_run_file_and_max_queries(bert_cross_encoder, tmp_path):
+    """SQuAD: paragraphs p0, p1 are the documents; a run line of a query past --max-queries is skipped."""
+    squad = tmp_path / "squad.json"
+    paragraphs = [
+        {"context": DOCS["d2"], "qas": [{"id": "a", "question": "what is a panda?", "answers": []}]},
+        {"context": DOCS["d4"], "qas": [{"id": "b", "question": "highest mountain", "answers": []}]},
+    ]
+    squad.write_text(json.dumps({"version": "1.1", "data": [{"title": "T", "paragraphs": paragraphs}]}))
+    run = write_run(tmp_path / "run.trec", ["a Q0 p1 1 2.0 x", "a Q0 p0 2 1.0 x", "b Q0 p0 1 1.0 x"])
+    out = tmp_path / "eval"
+    assert run_cli("--data", str(squad), "--run-file", str(run), "--model", str(bert_cross_encoder),
+                   "--max-queries", "1", "--rerank-depth", "1", "--metrics", "MRR@1", "--output-dir", str(out)) == 0  # fmt: skip
+    first, row = read_rows(out)
+    # only "a" is evaluated; its top 1 is p1 (not relevant): nothing to rerank into first place
+    assert first["queries"] == row["queries"] == 1 and first["pairs"] == 1
+    assert first["first-stage R@1"] == 0.0 and first["MRR@1"] == 0.0 and row["MRR@1"] == 0.0
