@@ -35,6 +35,10 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "colbert": ("rag_retrieval_train.colbert", "ColBERTTrainConfig", "train_colbert"),
 }
 
+# sub-commands that are data tools, not trainers: module with ``main(argv) -> int`` taking its own
+# argparse options (no YAML config dataclass); ``rag-retrieval-train mine --help`` lists them.
+TOOLS: dict[str, str] = {"mine": "rag_retrieval_train.mining"}
+
 
 def load_trainer(name: str) -> tuple[type[TrainConfig], Callable[[Any], Any]]:
     """The config class and run function of the trainer ``name`` (its module imported now)."""
@@ -57,12 +61,14 @@ def _one_line(message: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run ``rag-retrieval-train``; returns 0, or exits with status 2 on an error in the user's input."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in TOOLS:
+        return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
     parser = _Parser(
         prog=PROG,
         description="Train a ranking model; every option is a --key value flag that overrides the YAML file.",
         epilog="Valid keys per trainer: rag-retrieval-train <trainer> --list-keys",
     )
-    parser.add_argument("trainer", choices=sorted(TRAINERS))
+    parser.add_argument("trainer", choices=sorted([*TRAINERS, *TOOLS]))
     parser.add_argument("--config", help="YAML file of options")
     parser.add_argument(
         "--list-keys", action="store_true", help="print the valid keys, their defaults and what each does"

@@ -1,0 +1,328 @@
+"""Hard-negative mining: ``rag-retrieval-train mine`` and :func:`mine_hard_negatives`.
+
+Reads the trainers' JSONL (``{"query", "pos": [...]}``), retrieves candidates for each query from a
+corpus with an embedding, MRL or ColBERT model through the core indexes (``MRLIndex`` searched
+exactly: ``search_dim`` = the full dimension over a flat FAISS index; ``ColBERTIndex`` with exact
+MaxSim over every document), and writes the same lines with ``neg`` filled in: what
+``rag-retrieval-train embedding`` and ``rag-retrieval-train reranker`` read.
+
+Which candidates become negatives, in this order:
+
+1. **Dedup.** The corpus is deduplicated by whitespace-normalized text; a candidate equal to any positive of the line
+   (whitespace-normalized) is never a negative, and is not counted in the ranks.
+2. **Rank range.** Of the remaining candidates, ranks ``range_min + 1 .. range_max`` (1-based,
+   best first) are considered: ``range_min`` skips the very top, where false negatives gather.
+3. **Score filters** against the line's weakest positive (its lowest score by the same model):
+   ``margin`` keeps a candidate only if ``score < pos_score - margin`` (absolute), and
+   ``max_score_ratio`` only if ``score <= ratio * pos_score`` (relative).
+4. **Rescoring** (optional): a second model (any ``Reranker``, typically a cross-encoder) scores
+   the query with its positives and the survivors; a candidate is kept only if its score is below
+   the weakest positive's minus ``rescore_margin``.
+5. **Sampling.** ``"top"`` keeps the best ``num_negatives`` survivors; ``"random"`` draws them
+   uniformly (seeded per line by ``seed`` and the line number: reproducible and order-independent).
+
+A line's existing ``neg`` is replaced by the mined one. Its prompts are kept: the embedding trainer
+reads them, the reranker trainer does not take them (mine prompt-free lines for it). A line left with
+fewer than ``num_negatives`` negatives is still written and counted in the returned
+:class:`MiningStats`.
+
+The CLI sub-command takes argparse options, not a YAML config: it is a one-shot data tool, not a
+trainer, so it needs no config dataclass, resume or run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+
+from rag_retrieval_integrations.core.indexes.base import Index
+from rag_retrieval_integrations.core.models.base import BaseReranker
+from rag_retrieval_integrations.data_files import DataFormatError, iter_lines
+
+from .data.embedding_data import row_rng
+from .data.jsonl import check_object, iter_jsonl, validate_example
+
+__all__ = ["MiningStats", "load_corpus", "main", "mine_hard_negatives"]
+
+logger = logging.getLogger(__name__)
+
+Sampling = Literal["top", "random"]
+CORPUS_KEYS = ("text", "_id", "id", "title", "metadata")
+QUERY_BATCH = 256  # queries encoded and searched per step (one progress-bar tick)
+
+
+@dataclass
+class MiningStats:
+    """What a mining run did: lines read and written, negatives kept, lines left short."""
+
+    lines: int = 0
+    corpus_size: int = 0
+    negatives: int = 0
+    short_lines: list[int] = field(default_factory=list)
+    """Line numbers that got fewer than ``num_negatives`` negatives."""
+    output: str | None = None
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _corpus_record(record: Any) -> str:
+    check_object(record, CORPUS_KEYS)
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"'text' must be a non-empty string, got {text!r}"[:200])
+    return text
+
+
+def load_corpus(path: str | os.PathLike) -> list[str]:
+    """The documents of a corpus file: JSONL ``{"text": ...}`` lines (a ``.jsonl``/``.json`` file;
+    BEIR's ``_id``/``title`` keys are allowed and ignored), else one document per non-blank line.
+    Errors name ``file:line``."""
+    if Path(path).suffix.lower() in (".jsonl", ".json"):
+        return [text for _, text in iter_jsonl(path, _corpus_record)]
+    docs = [text for _, text in iter_lines(path) if text.strip()]
+    if not docs:
+        raise DataFormatError(path, None, "the corpus file holds no documents")
+    return docs
+
+
+def _validate_query_line(record: Any) -> dict[str, Any]:
+    if isinstance(record, dict) and record.get("pos") in (None, []) and isinstance(record.get("query"), str):
+        raise ValueError("this query has no positive ('pos' is missing or empty); mining needs at least one")
+    example = validate_example(record)
+    if example["scores"]:
+        raise ValueError("a scored line ('scores') has no positives to mine against; give 'query' and 'pos'")
+    return dict(example)
+
+
+def _build_index(model: Any, batch_size: int | None, show_progress_bar: bool | None) -> Index:
+    """An exact index over ``model``: ``MRLIndex`` (flat, full dims) or ``ColBERTIndex`` (exhaustive)."""
+    from rag_retrieval_integrations.core import ColBERTIndex, MRLIndex
+    from rag_retrieval_integrations.core.models.colbert import ColBERTReranker
+    from rag_retrieval_integrations.core.models.embedding import EmbeddingReranker
+
+    if not isinstance(model, BaseReranker):
+        if not isinstance(model, (str, os.PathLike)):
+            raise TypeError(f"model must be a path, a hub id or a loaded Reranker, got {type(model).__name__}")
+        from rag_retrieval_integrations import Reranker
+
+        model = Reranker(model)
+    options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
+    if isinstance(model, ColBERTReranker):
+        return ColBERTIndex(model, faiss_index="none", **options)
+    if isinstance(model, EmbeddingReranker):
+        return MRLIndex(model, search_dim=model.embedding_dim, index_type="flat", **options)
+    raise TypeError(
+        f"mining retrieves with an embedding, MRL or ColBERT model; got a {model.model_type!r} model "
+        "(use it as --rescore-model instead)"
+    )
+
+
+def _load_reranker(model: Any) -> BaseReranker:
+    if isinstance(model, BaseReranker):
+        return model
+    from rag_retrieval_integrations import Reranker
+
+    return Reranker(model)
+
+
+def _check_options(range_min: int, range_max: int, num_negatives: int, sampling: str) -> None:
+    for name, value, low in (
+        ("range_min", range_min, 0),
+        ("range_max", range_max, 1),
+        ("num_negatives", num_negatives, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if range_max <= range_min:
+        raise ValueError(f"range_max ({range_max}) must be greater than range_min ({range_min})")
+    if sampling not in ("top", "random"):
+        raise ValueError(f"sampling must be 'top' or 'random', got {sampling!r}")
+
+
+def mine_hard_negatives(
+    data: str | os.PathLike,
+    model: Any,
+    *,
+    output: str | os.PathLike | None = None,
+    corpus: str | os.PathLike | Sequence[str] | None = None,
+    range_min: int = 0,
+    range_max: int = 50,
+    num_negatives: int = 5,
+    margin: float | None = None,
+    max_score_ratio: float | None = None,
+    sampling: Sampling = "top",
+    seed: int = 0,
+    rescore_model: Any = None,
+    rescore_margin: float = 0.0,
+    batch_size: int | None = None,
+    show_progress_bar: bool | None = None,
+) -> tuple[list[dict[str, Any]], MiningStats]:
+    """Mine hard negatives for every line of the JSONL file ``data`` (see the module doc for the rules).
+
+    Args:
+        data: the trainers' JSONL: ``query`` and a non-empty ``pos`` per line.
+        model: the retriever: an embedding (MRL) or ColBERT checkpoint (path or hub id) or a loaded one.
+        output: where to write the mined JSONL (default: nothing is written; the lines are returned).
+        corpus: documents to mine from: a corpus file (see :func:`load_corpus`) or a list of texts;
+            default: every positive of ``data``.
+        range_min, range_max: consider candidate ranks ``range_min + 1 .. range_max`` (positives not counted).
+        num_negatives: negatives per line (at most).
+        margin: keep a candidate only if its score is below the weakest positive's minus ``margin``.
+        max_score_ratio: keep a candidate only if its score is at most ``ratio`` times the weakest positive's.
+        sampling: ``"top"`` (the best survivors) or ``"random"`` (a seeded draw among them).
+        seed: the random draw's seed.
+        rescore_model: any ``Reranker`` (path or loaded) that filters the survivors: a candidate is
+            kept only if it scores below the weakest positive minus ``rescore_margin`` by this model.
+        batch_size, show_progress_bar: passed to the index's encoding.
+
+    Returns:
+        the output lines (``query``, ``pos``, ``neg`` and the input's prompts) and :class:`MiningStats`.
+    """
+    _check_options(range_min, range_max, num_negatives, sampling)
+    lines = list(iter_jsonl(data, _validate_query_line))
+    if corpus is None:
+        texts = [p for _, line in lines for p in line["pos"]]
+    elif isinstance(corpus, (str, os.PathLike)):
+        texts = load_corpus(corpus)
+    else:
+        texts = list(corpus)
+    # dedup by normalized text (first occurrence kept, in order): each positive then matches at most
+    # one document, so range_max + len(pos) hits always hold range_max candidates
+    unique: dict[str, str] = {}
+    for text in texts:
+        unique.setdefault(_norm(text), text)
+    texts = list(unique.values())
+    index = _build_index(model, batch_size, show_progress_bar)
+    index.add(texts, ids=[str(i) for i in range(len(texts))])
+    retriever = index.model
+    reranker = None if rescore_model is None else _load_reranker(rescore_model)
+    stats = MiningStats(lines=len(lines), corpus_size=len(texts), output=None if output is None else str(output))
+    results: list[dict[str, Any]] = []
+    progress = tqdm(total=len(lines), desc="Mining", unit="query", disable=show_progress_bar is False)
+    for start in range(0, len(lines), QUERY_BATCH):
+        batch = lines[start : start + QUERY_BATCH]
+        queries = [line["query"] for _, line in batch]
+        most_pos = max(len(line["pos"]) for _, line in batch)
+        k = min(len(texts), range_max + most_pos) if texts else 1
+        hits = index.search_many(queries, k) if texts else [[] for _ in batch]
+        pos_pairs = [(line["query"], p) for _, line in batch for p in line["pos"]]
+        pos_scores = iter(retriever.compute_score(pos_pairs, batch_size=batch_size))
+        for (line_number, line), found in zip(batch, hits):
+            weakest = min(next(pos_scores) for _ in line["pos"])
+            positives = {_norm(p) for p in line["pos"]}
+            ranked = [h for h in found if _norm(h.text) not in positives][range_min:range_max]
+            kept = [h.text for h in ranked if _passes(h.score, weakest, margin, max_score_ratio)]
+            if reranker is not None and kept:
+                kept = _rescore(reranker, line["query"], line["pos"], kept, rescore_margin, batch_size)
+            if sampling == "random" and len(kept) > num_negatives:
+                rng = row_rng(seed, 0, line_number)
+                picked = sorted(rng.sample(range(len(kept)), num_negatives))
+                kept = [kept[i] for i in picked]
+            neg = kept[:num_negatives]
+            if len(neg) < num_negatives:
+                stats.short_lines.append(line_number)
+            stats.negatives += len(neg)
+            record = {"query": line["query"], "pos": line["pos"], "neg": neg}
+            for key in ("prompt_for_query", "prompt_for_passage"):
+                if line[key] is not None:
+                    record[key] = line[key]
+            results.append(record)
+        progress.update(len(batch))
+    progress.close()
+    if output is not None:
+        _write_jsonl(output, results)
+    if stats.short_lines:
+        logger.warning(
+            "%d of %d lines got fewer than %d negatives (e.g. line %d): widen --range-max or relax the filters",
+            len(stats.short_lines),
+            stats.lines,
+            num_negatives,
+            stats.short_lines[0],
+        )
+    return results, stats
+
+
+def _passes(score: float, weakest: float, margin: float | None, max_score_ratio: float | None) -> bool:
+    if margin is not None and not score < weakest - margin:
+        return False
+    return max_score_ratio is None or score <= max_score_ratio * weakest
+
+
+def _rescore(
+    reranker: BaseReranker, query: str, pos: list[str], candidates: list[str], margin: float, batch_size: int | None
+) -> list[str]:
+    scores = reranker.compute_score([(query, d) for d in [*pos, *candidates]], batch_size=batch_size)
+    weakest = min(scores[: len(pos)])
+    return [d for d, s in zip(candidates, scores[len(pos) :]) if s < weakest - margin]
+
+
+def _write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``rag-retrieval-train mine`` options (argparse: a data tool has no YAML config)."""
+    p = parser_class(
+        prog="rag-retrieval-train mine",
+        description="Mine hard negatives for the embedding and reranker trainers' JSONL (query + pos -> + neg).",
+    )
+    p.add_argument("--data", required=True, help="input JSONL: query and a non-empty pos list per line")
+    p.add_argument("--model", required=True, help="retriever: an embedding/MRL or ColBERT checkpoint or hub id")
+    p.add_argument("--output", required=True, help="output JSONL with neg filled in")
+    p.add_argument(
+        "--corpus", help="documents to mine from: JSONL {'text': ...} or one per line (default: all positives)"
+    )
+    p.add_argument("--range-min", type=int, default=0, help="skip the top R candidates (default 0)")
+    p.add_argument("--range-max", type=int, default=50, help="consider candidates up to this rank (default 50)")
+    p.add_argument("--num-negatives", type=int, default=5, help="negatives per line (default 5)")
+    p.add_argument("--margin", type=float, help="keep a candidate only if score < weakest positive's score - MARGIN")
+    p.add_argument(
+        "--max-score-ratio", type=float, help="keep a candidate only if score <= RATIO * weakest positive's score"
+    )
+    p.add_argument("--sampling", choices=("top", "random"), default="top", help="which survivors to keep (default top)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sampling random (default 0)")
+    p.add_argument("--rescore-model", help="any Reranker checkpoint that filters candidates (e.g. a cross-encoder)")
+    p.add_argument("--rescore-margin", type=float, default=0.0, help="margin of the --rescore-model filter (default 0)")
+    p.add_argument("--batch-size", type=int, help="encoding batch size")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error in the input")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``rag-retrieval-train mine ...``: 0 on success; an error in the input exits 2 with one line (as the trainers)."""
+    from .cli import PROG, USER_ERRORS, _one_line, _Parser
+
+    parser = build_parser(_Parser)
+    args = parser.parse_args(argv)
+    options = vars(args)  # every other option's dest is a keyword of mine_hard_negatives
+    debug, hide_progress = options.pop("debug"), options.pop("no_progress")
+    try:
+        _, stats = mine_hard_negatives(
+            options.pop("data"), options.pop("model"), show_progress_bar=False if hide_progress else None, **options
+        )
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        parser.exit(2, f"{PROG} mine: error: {_one_line(e) or type(e).__name__}\n")
+    print(
+        f"wrote {stats.lines} lines, {stats.negatives} negatives from a corpus of {stats.corpus_size} to {stats.output}"
+        + (f"; {len(stats.short_lines)} lines got fewer than {args.num_negatives}" if stats.short_lines else "")
+    )
+    return 0
