@@ -55,6 +55,7 @@ _HYPERPARAMETERS = (
     "mixed_precision",
     "seed",
     "lora_r",
+    "merge_lora",
 )
 
 
@@ -106,8 +107,9 @@ def front_matter(model_type: str, base_model: str, loss: str | None, trainer: st
     return header
 
 
-def usage(model_type: str, path: str) -> str:
-    """Python that loads the folder at ``path`` with this project and the peers that load it as it is."""
+def usage(model_type: str, path: str, peers: bool = True) -> str:
+    """Python that loads the folder at ``path`` with this project and (``peers``) the libraries that
+    load it as it is."""
     where = json.dumps(path)
     ours = [
         "from rag_retrieval_integrations import Reranker",
@@ -115,7 +117,7 @@ def usage(model_type: str, path: str) -> str:
         f"ranker = Reranker({where})",
         'print(ranker.rank("what is a panda?", ["The giant panda is a bear.", "Paris is in France."]))',
     ]
-    peers: dict[str, list[str]] = {
+    their: dict[str, list[str]] = {
         "embedding": [
             "from sentence_transformers import SentenceTransformer",
             "",
@@ -152,8 +154,8 @@ def usage(model_type: str, path: str) -> str:
         ],
     }
     blocks = ["```python", *ours, "```"]
-    if model_type in peers:
-        blocks += ["", "```python", *peers[model_type], "```"]
+    if peers and model_type in their:
+        blocks += ["", "```python", *their[model_type], "```"]
     return "\n".join(blocks)
 
 
@@ -195,7 +197,7 @@ def render(run: TrainingRun, state: Any) -> str:
         lines.append(f"| `{name}` | `{path}` | {rows if rows is not None else '?'} |")
     hyper = [(f"`{name}`", f"`{getattr(c, name)}`") for name in _HYPERPARAMETERS if hasattr(c, name)]
     if getattr(c, "lora", False) is False:
-        hyper = [row for row in hyper if row[0] != "`lora_r`"]
+        hyper = [row for row in hyper if row[0] not in ("`lora_r`", "`merge_lora`")]
     lines += ["", "## Training", "", *_table([("loss", f"`{loss}`"), *hyper]), ""]
     runtime = totals.get("train_runtime")
     done = [
@@ -204,17 +206,15 @@ def render(run: TrainingRun, state: Any) -> str:
         ("time", f"{float(runtime):.1f} s" if runtime is not None else "?"),
     ]
     if "train_loss" in totals:
-        done.append(("mean training loss", f"{float(totals['train_loss']):.4f}"))
-    lines += [
-        *_table(done),
-        "",
-        "The full config: `rag_retrieval_train_config.yaml`; the loss curve: `loss_curve.png`.",
-        "",
-    ]
+        done.append(("mean training loss", f"{float(totals['train_loss']):.4g}"))
+    curve = "; the loss curve: `loss_curve.png`" if (Path(c.output_dir) / "loss_curve.png").is_file() else ""
+    lines += [*_table(done), "", f"The full config: `rag_retrieval_train_config.yaml`{curve}.", ""]
     metrics = eval_metrics(state.log_history)
     if metrics:
         lines += ["## Evaluation", "", *_table([(f"`{k}`", v) for k, v in metrics.items()]), ""]
-    lines += ["## Usage", "", usage(run.model_type, str(c.output_dir)), ""]
+    # an unmerged LoRA adapter is ours to load (with its base model); the peers take whole models
+    adapter = bool(getattr(c, "lora", False)) and not getattr(c, "merge_lora", True)
+    lines += ["## Usage", "", usage(run.model_type, str(c.output_dir), peers=not adapter), ""]
     return "\n".join(lines)
 
 

@@ -161,3 +161,14 @@ def test_trainer_help_lists_every_key_with_type_default_and_description(trainer,
         doc = item.metadata["doc"]
         assert " ".join(doc.split()[:4]) in text
     assert "--keep_checkpoints (bool; default: false)" in text and "--config FILE" in text
+
+
+def test_card_license_comes_from_the_base_models_own_card_only(tmp_path):
+    from rag_retrieval_train.model_card import front_matter, usage
+
+    (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: en\n---\n# base\n")
+    header = front_matter("cross-encoder", str(tmp_path), "bce", "reranker")
+    assert header["license"] == "apache-2.0" and header["base_model"] == str(tmp_path)
+    assert "license" not in front_matter("embedding", "org/not-local", "infonce", "embedding")
+    # an unmerged LoRA adapter: only Reranker loads it (with its base model)
+    assert "FlagLLMReranker" in usage("llm", "out") and "FlagLLMReranker" not in usage("llm", "out", peers=False)
