@@ -193,8 +193,7 @@ def train(name: str, values: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     TimedRun(build_config(RerankerTrainConfig, values, {})).run()
     seconds = time.perf_counter() - start
-    for checkpoint in Path(values["output_dir"]).glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)  # the trained model is in output_dir itself; the optimizer state is not needed
+    # the finished run deleted its checkpoint-* folders itself (keep_checkpoints: false)
     return {"steps": len(timer.ends), "train_s": seconds, **(step_rates(timer, cpu) or {})}
 
 

@@ -1,6 +1,7 @@
 """``rag-retrieval-train <trainer> --config cfg.yaml [--key value ...] [--debug]``.
 
-Flags override the YAML file; unknown keys are errors listing the valid ones. Also runs as
+Flags override the YAML file; unknown keys are errors listing the valid ones; ``<trainer> --help``
+lists that trainer's keys (types, defaults, descriptions), ``--list-keys`` prints them as YAML. Also runs as
 ``python -m rag_retrieval_train``. An error in the user's input (a config key or value, the YAML
 file, a data line, a missing model or file) ends the command with one line on stderr naming the
 key or ``file:line``, exit status 2, as ``rag-retrieval-eval`` does; ``--debug`` shows its full
@@ -63,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in TOOLS:
         return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+    if argv and argv[0] in TRAINERS and any(a in ("-h", "--help") for a in argv[1:]):
+        from .keys_doc import trainer_help
+
+        sys.stdout.write(trainer_help(PROG, argv[0], load_trainer(argv[0])[0]))
+        return 0
     parser = _Parser(
         prog=PROG,
         description="Train a ranking model; every option is a --key value flag that overrides the YAML file.",
-        epilog="Valid keys per trainer: rag-retrieval-train <trainer> --list-keys",
+        epilog="Each trainer's keys, types, defaults and descriptions: rag-retrieval-train <trainer> --help",
     )
     parser.add_argument("trainer", choices=sorted([*TRAINERS, *TOOLS]))
     parser.add_argument("--config", help="YAML file of options")

@@ -182,7 +182,7 @@ class ColBERTTrainingRun(TrainingRun):
             model[0].auto_model.config,
         )
         if trainer.is_world_process_zero():
-            model.save(str(self.output_dir))
+            model.save(str(self.output_dir), create_model_card=False)  # ours: model_card.py
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
         transformer = model[0]

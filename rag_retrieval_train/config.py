@@ -85,6 +85,7 @@ class TrainConfig:
             "max_steps",
             "save_steps",
             "save_total_limit",
+            "keep_checkpoints",
             "logging_steps",
             "report_to",
             "dataloader_num_workers",
@@ -111,14 +112,17 @@ class TrainConfig:
     gradient_checkpointing: bool = key(False, "recompute activations in the backward pass: less memory, slower")
     max_length: int = key(256, "tokens per model input in training (see each trainer)")
     save_steps: int = key(0, "0: save a checkpoint at the end of every epoch; N > 0: every N steps")
-    save_total_limit: int = key(2, "checkpoints kept in output_dir (the oldest are deleted)")
+    save_total_limit: int = key(2, "checkpoints kept in output_dir while training (the oldest are deleted; 0: all)")
+    keep_checkpoints: bool = key(
+        False, "false: a finished run deletes its checkpoint-* folders (kept after a failed one, to resume)"
+    )
     logging_steps: int = key(10, "steps between two logged losses (the loss curve's points)")
     resume: bool | str = key(
         False, "true: continue from the latest complete checkpoint in output_dir; or a checkpoint folder"
     )
     overwrite_output_dir: bool = key(False, "true: a new run replaces an earlier run's files in output_dir")
     report_to: list[str] = key(
-        doc="where training logs go: tensorboard, wandb, none...", factory=lambda: ["tensorboard"]
+        doc="training logs besides loss_curve.png: [] none, tensorboard (<output_dir>/runs), wandb...", factory=list
     )
     dataloader_num_workers: int = key(0, "data loader worker processes (0: load in the main process)")
     disable_progress_bar: bool = key(False, "no progress bars (training, model and data loading)")
@@ -135,7 +139,7 @@ class TrainConfig:
         require(self, "learning_rate", above=0)
         # transformers reads a warmup >= 1 as a step count: 1.0 would mean one step, not the whole run
         require(self, "warmup_ratio", at_least=0, below=1, what="the fraction of the steps spent warming up")
-        for name in ("weight_decay", "max_grad_norm", "save_steps", "dataloader_num_workers"):
+        for name in ("weight_decay", "max_grad_norm", "save_steps", "save_total_limit", "dataloader_num_workers"):
             require(self, name, at_least=0)
         if self.overwrite_output_dir and self.resume is True:
             raise ConfigError(

@@ -201,6 +201,9 @@ class DistillTrainingRun(RerankerTrainingRun):
         # not by rewriting config.train_data: the saved config must stay the one a resume compares with
         return str(self.config.teacher_scores_path)
 
+    def data_files(self) -> dict[str, str]:
+        return {**super().data_files(), "teacher_scores": str(self.config.teacher_scores_path)}
+
     def own_files(self) -> list[Path]:
         return [self.config.teacher_scores_path]  # written by the teacher step, maybe into output_dir
 

@@ -130,7 +130,7 @@ class EmbeddingTrainingRun(TrainingRun):
             self.config.model_name_or_path,
             model[0].auto_model.config,
         )
-        model.save(str(self.output_dir))
+        model.save(str(self.output_dir), create_model_card=False)  # ours: model_card.py
 
     def metadata(self, model: torch.nn.Module, loss: torch.nn.Module) -> dict[str, Any]:
         pooling = next((m.get_config_dict().get("pooling_mode") for m in model if hasattr(m, "pooling_mode")), None)

@@ -2,7 +2,8 @@
 
 ``python -m rag_retrieval_train.keys_doc > docs/training-keys.md`` (or ``make docs-keys``) writes
 it; a test checks the committed file equals this output, so it cannot drift from the code.
-``rag-retrieval-train <trainer> --list-keys`` prints the same keys, defaults and descriptions.
+``rag-retrieval-train <trainer> --list-keys`` prints the same keys, defaults and descriptions, and
+``rag-retrieval-train <trainer> --help`` lists them as flags (:func:`trainer_help`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import textwrap
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -58,6 +60,25 @@ def key_rows(cls: type, own_only: bool = False) -> list[tuple[str, str, str, str
 def list_keys(cls: type) -> str:
     """What ``--list-keys`` prints: one ``key: default  # description`` line per key (YAML you can paste)."""
     return "\n".join(f"{name}: {default}  # {doc} ({kind})" for name, kind, default, doc in key_rows(cls)) + "\n"
+
+
+def trainer_help(prog: str, name: str, cls: type) -> str:
+    """What ``rag-retrieval-train <name> --help`` prints: the usage, the command's own options and
+    every key of the trainer as a flag, with its type, default and one-line description."""
+    summary = " ".join((cls.__doc__ or "").split("\n\n")[0].split()).replace("``", "`")
+    own = [
+        ("-h, --help", "show this help"),
+        ("--config FILE", "YAML file of keys; a --KEY VALUE flag overrides the file"),
+        ("--list-keys", "print the keys as YAML you can paste: key: default  # description (type)"),
+        ("--debug", "show the full traceback of an error in the input"),
+    ]
+    lines = [f"usage: {prog} {name} [--config FILE] [--KEY VALUE ...] [--list-keys] [--debug]", "", summary, ""]
+    lines += ["options:", *(f"  {flag:<16}{text}" for flag, text in own), ""]
+    lines += [f"keys (--KEY VALUE on the command line, KEY: VALUE in the YAML file; {len(key_rows(cls))} keys):"]
+    for key, kind, default, doc in key_rows(cls):
+        lines.append(f"  --{key} ({kind}; default: {default})")
+        lines += textwrap.wrap(doc, width=100, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines) + "\n"
 
 
 def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:

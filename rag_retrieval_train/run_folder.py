@@ -6,6 +6,10 @@ anything else unless ``overwrite_output_dir`` is set; ``resume`` refuses a folde
 differs from the current one in a key that changes the result (see ``TrainConfig.RESUME_FREE_KEYS``);
 and it takes the newest checkpoint that was completely written: transformers writes
 ``trainer_state.json`` last, so a save cut short by a kill leaves a ``checkpoint-N`` without it.
+
+The checkpoints exist to resume a run that did not finish: a finished run deletes them (its last
+act, after the model, its metadata and its card are written) unless ``keep_checkpoints`` is set, so
+its folder holds the model and its metadata only; a failed or killed run keeps them.
 """
 
 from __future__ import annotations
@@ -59,6 +63,17 @@ def latest_complete_checkpoint(folder: Path) -> tuple[Path | None, list[str]]:
             return checkpoint, skipped
         skipped.append(f"{checkpoint.name}: {reason}")
     return None, skipped
+
+
+def remove_checkpoints(folder: Path) -> list[str]:
+    """Delete the ``checkpoint-N`` folders in ``folder`` (optimizer states: for resume only); their names."""
+    removed = []
+    for checkpoint in checkpoints(folder):
+        shutil.rmtree(checkpoint)
+        removed.append(checkpoint.name)
+    if removed:
+        logger.info("the run finished: deleted %s (keep_checkpoints: true keeps them)", ", ".join(removed))
+    return removed
 
 
 def saved_config(folder: Path) -> dict[str, Any] | None:

@@ -4,8 +4,9 @@ A trainer is data + loss + model: it subclasses :class:`TrainingRun` and says ho
 those three. Running, saving, resuming, mixed precision, gradient accumulation and
 checkpointing, TensorBoard logs, progress bars and seeding come from ``transformers.Trainer``
 (through the matching sentence-transformers trainer); this module adds what every run of ours
-ends with: the model saved in its drop-in format, our metadata file, the resolved config and a
-loss curve PNG.
+ends with: the model saved in its drop-in format, our metadata file, the resolved config, a
+loss curve PNG and a model card (``README.md``, :mod:`.model_card`); then, unless ``keep_checkpoints``,
+it deletes the ``checkpoint-*`` folders, which only a run that did not finish needs (to resume).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from rag_retrieval_integrations.core.errors import (
     InvalidCheckpointError,
     UnknownModelTypeError,
 )
-from rag_retrieval_integrations.core.models.checkpoint import write_metadata
+from rag_retrieval_integrations.core.models.checkpoint import METADATA_FILE, write_metadata
 
-from . import run_folder
+from . import model_card, run_folder
 from .config import RESOLVED_CONFIG_FILE, ConfigError, TrainConfig, config_payload, save_config
 from .fsdp import configure_fsdp_wrap
 
@@ -149,6 +150,14 @@ class TrainingRun(ABC):
         """Extra fields of the training-arguments class."""
         return {}
 
+    def data_files(self) -> dict[str, str]:
+        """The files the model trained on, by config key, for its model card."""
+        files = {"train_data": self.config.train_data}
+        teacher_vectors = getattr(self.config, "teacher_vectors", "")
+        if teacher_vectors:
+            files["teacher_vectors"] = teacher_vectors
+        return files
+
     def own_files(self) -> list[Path]:
         """Files in ``output_dir`` this run writes before training (not another run's: kept, not refused)."""
         return []
@@ -225,6 +234,13 @@ class TrainingRun(ABC):
                     f"(resume: {last}), or choose another output_dir"
                 )
             run_folder.check_same_run(self.output_dir, saved, current, free)
+            if last is None and (self.output_dir / METADATA_FILE).is_file():
+                raise ConfigError(
+                    f"resume: {str(self.output_dir)!r} holds a finished run whose checkpoints were deleted "
+                    "(keep_checkpoints: false); to train it further, start a new run from it "
+                    f"(model_name_or_path: {str(self.output_dir)!r}, another output_dir), or set "
+                    "keep_checkpoints: true on a run you mean to continue"
+                )
             if last is None:  # killed before its first checkpoint was complete
                 logger.warning(
                     "resume: %s holds no complete checkpoint yet%s: training from the start",
@@ -271,13 +287,30 @@ class TrainingRun(ABC):
         trainer.accelerator.wait_for_everyone()
 
     def run(self) -> Path:
-        """Train, then write the model, our metadata, the resolved config and the loss curve.
+        """Train, then write the model, our metadata, the resolved config, the loss curve and the model
+        card, and delete the checkpoints (unless ``keep_checkpoints``).
 
         Before any model loads, the run checks ``output_dir`` is its own (see :meth:`check_output_dir`
         and :meth:`resume_checkpoint`). ``disable_progress_bar`` silences model and data loading bars too.
         """
         with _progress_bars(not self.config.disable_progress_bar):
             return self._run()
+
+    def _finish_checkpoints(self, state: Any) -> None:
+        """Delete the ``checkpoint-*`` folders of a finished run, unless ``keep_checkpoints``; a run a
+        callback stopped before its last step keeps them, to be resumed. Last: until the model is
+        complete, they are the run."""
+        if self.config.keep_checkpoints:
+            return
+        if state.max_steps and state.global_step < state.max_steps:
+            logger.warning(
+                "the run stopped at step %d of %d: its checkpoints are kept in %s (resume: true continues it)",
+                state.global_step,
+                state.max_steps,
+                self.output_dir,
+            )
+            return
+        run_folder.remove_checkpoints(self.output_dir)
 
     def _run(self) -> Path:
         resume_from = self.resume_checkpoint()
@@ -313,6 +346,8 @@ class TrainingRun(ABC):
             )
             save_config(self.config, self.output_dir, self.name)
             plot_loss_curve(trainer.state.log_history, self.output_dir / LOSS_CURVE_FILE, f"{self.name} training loss")
+            model_card.write_model_card(self, trainer.state)
+            self._finish_checkpoints(trainer.state)
         self.trainer = trainer
         return self.output_dir
 

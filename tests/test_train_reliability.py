@@ -54,7 +54,9 @@ def test_a_new_run_refuses_a_folder_holding_an_earlier_run(bi_encoder, tmp_path)
 
 
 def test_overwrite_output_dir_replaces_the_earlier_run(bi_encoder, tmp_path):
-    options = common_options(bi_encoder, tmp_path, max_steps=2, save_steps=2, overwrite_output_dir=True)
+    options = common_options(
+        bi_encoder, tmp_path, max_steps=2, save_steps=2, overwrite_output_dir=True, keep_checkpoints=True
+    )
     out = Path(options["output_dir"])
     fake_earlier_run(out)
     train(options)
@@ -71,7 +73,7 @@ def test_overwrite_and_resume_true_exclude_each_other():
 
 
 def test_resume_refuses_another_runs_checkpoints_naming_the_keys(bi_encoder, tmp_path):
-    options = common_options(bi_encoder, tmp_path, max_steps=2, save_steps=2)
+    options = common_options(bi_encoder, tmp_path, max_steps=2, save_steps=2, keep_checkpoints=True)
     out = train(options)
     changed = {**options, "resume": True, "learning_rate": 5e-4, "seed": 7}
     with pytest.raises(ConfigError) as excinfo:
@@ -85,7 +87,8 @@ def test_resume_refuses_another_runs_checkpoints_naming_the_keys(bi_encoder, tmp
 
 
 def test_a_killed_run_resumes_its_own_checkpoints(bi_encoder, tmp_path):
-    """The config is saved before the first step, so a run killed before its end is resumable."""
+    """The config is saved before the first step, so a run killed before its end is resumable; its
+    checkpoints stay until the resumed run finishes."""
     from transformers import TrainerCallback
 
     class Killed(Exception):
@@ -104,8 +107,11 @@ def test_a_killed_run_resumes_its_own_checkpoints(bi_encoder, tmp_path):
         train(options, KilledRun)
     out = Path(options["output_dir"])
     assert (out / "checkpoint-2").is_dir() and not (out / "rag_retrieval.json").exists()
+    # a run that did not finish keeps its checkpoints (optimizer state included) and writes no card
+    assert (out / "checkpoint-2" / "optimizer.pt").is_file() and not (out / "README.md").exists()
     train({**options, "resume": True})
     assert json.loads((out / "rag_retrieval.json").read_text())["training"]["steps"] == 3
+    assert not list(out.glob("checkpoint-*")), "finished now: its checkpoints go (keep_checkpoints: false)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +119,7 @@ def test_a_killed_run_resumes_its_own_checkpoints(bi_encoder, tmp_path):
 
 
 def test_resume_skips_an_incomplete_checkpoint(bi_encoder, tmp_path, caplog):
-    options = common_options(bi_encoder, tmp_path, max_steps=4, save_steps=2, save_total_limit=3)
+    options = common_options(bi_encoder, tmp_path, max_steps=4, save_steps=2, save_total_limit=3, keep_checkpoints=True)
     out = train(options)
     torn = out / "checkpoint-6"  # killed while saving: weights half written, no trainer_state.json
     torn.mkdir()

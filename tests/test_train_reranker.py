@@ -200,6 +200,7 @@ def test_yes_token_llm_with_lora_resumes_and_merges(decoder_llm, tmp_path):
         lora_alpha=8,
         save_steps=2,
         max_steps=2,
+        keep_checkpoints=True,  # trained on below
     )
     train(**values)
     assert (tmp_path / "out" / "checkpoint-2").is_dir()
@@ -253,7 +254,9 @@ def test_decoder_with_tied_embeddings_saves_checkpoints_and_resumes(tmp_path, lo
     model (a PairScorer, not a PreTrainedModel) was saved with safetensors' save_file, which
     refuses two names for one tensor: every intermediate checkpoint crashed the run."""
     tied = kit.build_decoder_llm(tmp_path / "tied-llm", tie_word_embeddings=True)
-    values = options(tied, tmp_path, loss="listwise_ce", save_steps=1, max_steps=2, lora=lora, lora_r=4)
+    values = options(
+        tied, tmp_path, loss="listwise_ce", save_steps=1, max_steps=2, lora=lora, lora_r=4, keep_checkpoints=True
+    )
     train(**values)
     assert (tmp_path / "out" / "checkpoint-2").is_dir()
     out = train(**{**values, "max_steps": 3, "resume": True})
