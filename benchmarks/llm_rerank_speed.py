@@ -117,7 +117,7 @@ def main() -> None:
             devices=args.device,
             max_length=flag_max_length,
         )
-        st_kwargs = {"torch_dtype": torch.bfloat16} if args.dtype == "bfloat16" else {}
+        st_kwargs = {"dtype": torch.bfloat16} if args.dtype == "bfloat16" else {}
         template = ours.prompt_template.as_chat_template()
         st = CrossEncoder(
             str(path), device=args.device, processor_kwargs={"chat_template": template}, model_kwargs=st_kwargs

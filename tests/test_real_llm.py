@@ -109,7 +109,7 @@ def test_zero_shot_inputs_are_the_rendered_conversation(smollm2, pairs):
 def test_convert_gguf_refuses_to_overwrite_and_missing_files(smollm2, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         convert_gguf(smollm2_gguf(), smollm2)
-    with pytest.raises(Exception, match="does not exist"):
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")
     bad = tmp_path / "notes.gguf"
     bad.write_text("not a model")
