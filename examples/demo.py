@@ -5,8 +5,8 @@ On the bundled real text (48 SQuAD v1.1 paragraphs of six Wikipedia articles, 27
 
 1. split the questions: every paragraph's even-numbered questions train, its odd-numbered ones
    are held out (a team's own questions about its own documents);
-2. mine hard negatives: the base model ranks all paragraphs for each training question, and the
-   best-ranked wrong paragraphs become negatives (``train.jsonl``);
+2. ``rag-retrieval-train mine``: the base model ranks all paragraphs for each training question,
+   and the best-ranked wrong paragraphs become negatives (``train.jsonl``);
 3. ``rag-retrieval-eval rerank``: the base model reranks all 48 paragraphs for every held-out
    question (MAP, MRR@10, nDCG@10);
 4. ``rag-retrieval-train embedding``: fine-tune it (InfoNCE over in-batch and hard negatives);
@@ -40,8 +40,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from excerpt import load_model_path, load_paragraphs, short, split_questions  # the bundled data and model
 from transformers.utils import logging as hf_logging
-
-from rag_retrieval_integrations import Reranker
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("DEMO_OUT", ROOT / "outputs" / "demo"))
@@ -113,18 +111,25 @@ def main() -> None:
     done(start)
 
     start = step(2, f"Mining {HARD_NEGATIVES} hard negatives per training question with the base model ...")
-    ranker = Reranker(base, model_type="embedding", device="cpu")
-    ranked = ranker.rank_many([q for q, _ in train], [docs] * len(train), top_k=HARD_NEGATIVES + 1)
-    rows = []
-    for (question, gold), results in zip(train, ranked):
-        negatives = [docs[r.index] for r in results if r.index != gold][:HARD_NEGATIVES]
-        rows.append({"query": question, "pos": [docs[gold]], "neg": negatives})
-    train_file = write_jsonl(OUT / "train.jsonl", rows)
-    already = sum(results.indices[0] == gold for (_, gold), results in zip(train, ranked))
-    print(
-        f"      wrote {train_file.relative_to(ROOT) if train_file.is_relative_to(ROOT) else train_file}: "
-        f"{len(rows)} lines {{query, pos, neg}} (the base model already ranks {already} of the "
-        f"{len(train)} right paragraphs first)"
+    queries_file = write_jsonl(OUT / "train_queries.jsonl", [{"query": q, "pos": [docs[gold]]} for q, gold in train])
+    corpus_file = write_jsonl(OUT / "corpus.jsonl", [{"text": d} for d in docs])
+    train_file = OUT / "train.jsonl"
+    # the best-ranked wrong paragraphs (positives are never negatives and not counted in the ranks)
+    run(
+        "rag-retrieval-train",
+        "mine",
+        "--data",
+        str(queries_file),
+        "--corpus",
+        str(corpus_file),
+        "--model",
+        base,
+        "--output",
+        str(train_file),
+        "--num-negatives",
+        str(HARD_NEGATIVES),
+        "--no-progress",
+        names=names,
     )
     eval_rows = [
         {"query": q, "candidates": [{"content": d, "label": int(i == gold)} for i, d in enumerate(docs)]}
