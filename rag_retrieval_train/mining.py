@@ -24,7 +24,8 @@ Which candidates become negatives, in this order:
 A line's existing ``neg`` is replaced by the mined one. Its prompts are kept: the embedding trainer
 reads them, the reranker trainer does not take them (mine prompt-free lines for it). A line left with
 fewer than ``num_negatives`` negatives is still written and counted in the returned
-:class:`MiningStats`.
+:class:`MiningStats`; a line left with none is not written (``keep_empty`` writes it with ``"neg": []``):
+the trainers refuse it as soon as ``train_group_size`` asks for a hard negative.
 
 The CLI sub-command takes argparse options, not a YAML config: it is a one-shot data tool, not a
 trainer, so it needs no config dataclass, resume or run folder.
@@ -67,7 +68,9 @@ class MiningStats:
     corpus_size: int = 0
     negatives: int = 0
     short_lines: list[int] = field(default_factory=list)
-    """Line numbers that got fewer than ``num_negatives`` negatives."""
+    """Line numbers that got fewer than ``num_negatives`` negatives (the empty ones included)."""
+    empty_lines: list[int] = field(default_factory=list)
+    """Line numbers that got no negative at all: left out of the output unless ``keep_empty``."""
     output: str | None = None
 
 
@@ -164,6 +167,7 @@ def mine_hard_negatives(
     seed: int = 0,
     rescore_model: Any = None,
     rescore_margin: float = 0.0,
+    keep_empty: bool = False,
     batch_size: int | None = None,
     show_progress_bar: bool | None = None,
 ) -> tuple[list[dict[str, Any]], MiningStats]:
@@ -183,6 +187,9 @@ def mine_hard_negatives(
         seed: the random draw's seed.
         rescore_model: any ``Reranker`` (path or loaded) that filters the survivors: a candidate is
             kept only if it scores below the weakest positive minus ``rescore_margin`` by this model.
+        keep_empty: also write the lines left with no negative at all (``"neg": []``). By default they
+            are left out (and listed in ``MiningStats.empty_lines``), as sentence-transformers' miner
+            does: a trainer with ``train_group_size`` > 1 refuses a line without ``neg``.
         batch_size, show_progress_bar: passed to the index's encoding.
 
     Returns:
@@ -231,6 +238,10 @@ def mine_hard_negatives(
             neg = kept[:num_negatives]
             if len(neg) < num_negatives:
                 stats.short_lines.append(line_number)
+            if not neg:
+                stats.empty_lines.append(line_number)
+                if not keep_empty:
+                    continue
             stats.negatives += len(neg)
             record = {"query": line["query"], "pos": line["pos"], "neg": neg}
             for key in ("prompt_for_query", "prompt_for_passage"):
@@ -248,6 +259,14 @@ def mine_hard_negatives(
             stats.lines,
             num_negatives,
             stats.short_lines[0],
+        )
+    if stats.empty_lines:
+        logger.warning(
+            "%d of %d lines got no negative at all (e.g. line %d) and %s",
+            len(stats.empty_lines),
+            stats.lines,
+            stats.empty_lines[0],
+            "are written with 'neg': []" if keep_empty else "are left out of the output (keep them with --keep-empty)",
         )
     return results, stats
 
@@ -298,6 +317,11 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     p.add_argument("--sampling", choices=("top", "random"), default="top", help="which survivors to keep (default top)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling random (default 0)")
     p.add_argument("--rescore-model", help="any Reranker checkpoint that filters candidates (e.g. a cross-encoder)")
+    p.add_argument(
+        "--keep-empty",
+        action="store_true",
+        help="also write lines that got no negative (neg: []); by default they are left out",
+    )
     p.add_argument("--rescore-margin", type=float, default=0.0, help="margin of the --rescore-model filter (default 0)")
     p.add_argument("--batch-size", type=int, help="encoding batch size")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -321,8 +345,9 @@ def main(argv: list[str]) -> int:
         if debug:
             raise
         parser.exit(2, f"{PROG} mine: error: {_one_line(e) or type(e).__name__}\n")
+    written = stats.lines - (0 if args.keep_empty else len(stats.empty_lines))
     print(
-        f"wrote {stats.lines} lines, {stats.negatives} negatives from a corpus of {stats.corpus_size} to {stats.output}"
+        f"wrote {written} lines, {stats.negatives} negatives from a corpus of {stats.corpus_size} to {stats.output}"
         + (f"; {len(stats.short_lines)} lines got fewer than {args.num_negatives}" if stats.short_lines else "")
     )
     return 0

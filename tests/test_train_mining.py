@@ -168,3 +168,15 @@ def test_cli_mine_writes_output_and_errors_on_one_line(bi_encoder, tmp_path, cap
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "bad.jsonl:1: invalid JSON" in err and len(err.strip().splitlines()) == 1
+
+
+def test_line_without_any_negative_is_left_out_unless_keep_empty(model, tmp_path):
+    # the second line's only candidate is its own positive: nothing is left to mine for it
+    lines = [{"query": QUERY, "pos": [POS]}, {"query": "what else?", "pos": CORPUS}]
+    data, out = write(tmp_path / "d.jsonl", lines), tmp_path / "mined.jsonl"
+    rows, stats = mine_hard_negatives(data, model, output=out, corpus=CORPUS, num_negatives=2)
+    assert stats.empty_lines == [2] and 2 in stats.short_lines and [r["query"] for r in rows] == [QUERY]
+    # what the embedding trainer with one hard negative per query reads (it refuses a line without neg)
+    assert load_examples(out, cache_dir=tmp_path / "cache")["neg"] == [rows[0]["neg"]]
+    kept, _ = mine_hard_negatives(data, model, corpus=CORPUS, num_negatives=2, keep_empty=True)
+    assert [r["neg"] for r in kept][1] == [] and kept[0] == rows[0]
