@@ -263,3 +263,17 @@ def test_a_malformed_eval_set_fails_before_training_with_its_file_and_line(bert_
         main(argv)
     assert f"{bad}:2:" in capsys.readouterr().err
     assert not (tmp_path / "out").exists(), "nothing was trained or written"
+
+
+@pytest.mark.parametrize("sharding", ["is_fsdp_enabled", "is_deepspeed_enabled"])
+def test_evaluation_with_sharded_weights_is_refused_before_training(sharding):
+    from types import SimpleNamespace
+
+    from rag_retrieval_train.eval_during_training import check_unsharded
+
+    trainer = SimpleNamespace(evaluator=object(), is_fsdp_enabled=False, is_deepspeed_enabled=False)
+    check_unsharded(trainer)  # one process holds the whole model: evaluated
+    setattr(trainer, sharding, True)
+    with pytest.raises(ConfigError, match="DeepSpeed and FSDP shard"):
+        check_unsharded(trainer)
+    check_unsharded(SimpleNamespace(evaluator=None, is_fsdp_enabled=True, is_deepspeed_enabled=True))
