@@ -42,8 +42,6 @@ from .eval_during_training import (
 from .fsdp import configure_fsdp_wrap
 from .loss_curve import LOSS_CURVE_FILE, LogLastStep, plot_loss_curve
 
-__all__ = ["LOSS_CURVE_FILE", "TrainingRun", "naming_key", "plot_loss_curve"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -197,12 +197,20 @@ def test_eval_metrics_go_to_tensorboard_and_the_loss_curve(bi_encoder, tmp_path)
 
 
 def test_an_epoch_end_evaluation_by_default(bert_cross_encoder, tmp_path):
-    """eval_steps 0 (the default) evaluates once per epoch: a 16-query set at batch 4 is 4 steps."""
+    """eval_steps 0 (the default) evaluates once per epoch (16 queries at batch 4: 4 steps), and
+    load_best_model_at_end keeps the best of the epochs' checkpoints."""
     values = _values("reranker", bert_cross_encoder, tmp_path, "rerank", loss="listwise_ce", train_group_size=3)
-    values.update(max_steps=-1, epochs=2)
-    run, _ = _train("reranker", values)
-    evaluated = [e["step"] for e in run.trainer.state.log_history if "eval_MAP" in e]
-    assert evaluated == [4, 8]
+    values.update(max_steps=-1, epochs=2, load_best_model_at_end=True, keep_checkpoints=True, save_total_limit=1)
+    run, out = _train("reranker", values)
+    state = run.trainer.state
+    evaluated = {e["step"]: e["eval_MAP"] for e in state.log_history if "eval_MAP" in e}
+    assert list(evaluated) == [4, 8]
+    best = max(evaluated, key=lambda step: (evaluated[step], -step))
+    assert state.best_global_step == best
+    # save_total_limit: 1 keeps the best checkpoint, which the final folder equals
+    assert [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{best}"]
+    final, kept = _weights(out), _weights(out / f"checkpoint-{best}")
+    assert all(np.array_equal(final[name], kept[name]) for name in kept)
 
 
 def test_a_run_shorter_than_logging_steps_still_draws_its_loss_curve(bert_cross_encoder, tmp_path):
@@ -263,6 +271,12 @@ def test_a_malformed_eval_set_fails_before_training_with_its_file_and_line(bert_
         main(argv)
     assert f"{bad}:2:" in capsys.readouterr().err
     assert not (tmp_path / "out").exists(), "nothing was trained or written"
+    distill = {**{k: v for k, v in values.items() if k != "loss"}, "teacher_model": values["model_name_or_path"]}
+    argv = ["distill"] + [t for k, v in distill.items() for t in (f"--{k}", v if isinstance(v, str) else json.dumps(v))]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert f"{bad}:2:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "the teacher scored nothing either"
 
 
 @pytest.mark.parametrize("sharding", ["is_fsdp_enabled", "is_deepspeed_enabled"])
