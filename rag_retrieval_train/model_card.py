@@ -2,8 +2,9 @@
 
 YAML front matter (``library_name``, ``base_model``, ``tags``, ``pipeline_tag``, and ``license``
 only when the base model's own card names one), then the base model, the data files with their
-rows, the loss and the key hyperparameters, the steps and time trained, the eval metrics when the
-run logged any, and code that loads the folder with this project (``Reranker(path)``) and with the
+rows, the loss and the key hyperparameters, the steps and time trained, the eval metrics of the
+weights saved when the run evaluated (``eval_data``: the best step's with ``load_best_model_at_end``,
+and which step was best), and code that loads the folder with this project (``Reranker(path)``) and with the
 peers that load it as it is (sentence-transformers, FlagEmbedding).
 
 sentence-transformers' ``save`` writes a card of its own for embedding and ColBERT models; the
