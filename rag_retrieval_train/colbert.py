@@ -54,6 +54,11 @@ class ColBERTTrainConfig(TrainConfig):
     the lengths, ``query_expansion``, ``skip_punctuation`` and ``query_mean`` shape a new model;
     a ColBERT checkpoint given as ``model_name_or_path`` keeps its own (a warning names any that
     differ).
+
+    ``eval_data`` is a retrieval set as ``rag-retrieval-eval retrieval`` reads it (a BEIR folder or a
+    SQuAD v1.1 ``.json`` file), its corpus indexed with the model in training (exact MaxSim below
+    100,000 token vectors); ``metric_for_best_model`` is one of ``nDCG@10`` (the default), ``MRR@10``,
+    ``R@10``, ``R@100``.
     """
 
     # how the scores are chunked in memory, not what they are
@@ -61,6 +66,7 @@ class ColBERTTrainConfig(TrainConfig):
         "score_chunk_elements",
         "mini_batch_size",
     }
+    EVAL_TASK: ClassVar[str] = "retrieval"
 
     loss: ColBERTLoss = key(next(iter(COLBERT_LOSSES)), choices_summary(COLBERT_LOSSES))
     temperature: float = key(1.0, "softmax temperature of the student's MaxSim scores")

@@ -17,7 +17,15 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from rag_retrieval_integrations.evaluation.metrics import RERANK_METRICS, RETRIEVAL_METRICS
+
 RESOLVED_CONFIG_FILE = "rag_retrieval_train_config.yaml"
+
+# a trainer's EVAL_TASK -> the metrics measured during training, and what its eval_data is
+EVAL_TASKS: dict[str, tuple[tuple[str, ...], str]] = {
+    "rerank": (RERANK_METRICS, "a reranking set: JSONL {query, candidates: [{content, label}]} or a WikiQA TSV"),
+    "retrieval": (RETRIEVAL_METRICS, "a retrieval set: a BEIR folder or a SQuAD v1.1 .json file"),
+}
 
 
 class ConfigError(ValueError):
@@ -94,6 +102,9 @@ class TrainConfig:
         }
     )
 
+    # what eval_data is and what evaluation during training measures (a key of EVAL_TASKS); set per trainer
+    EVAL_TASK: ClassVar[str] = ""
+
     model_name_or_path: str = key("", "the checkpoint to start from: a local folder or a hub id (required)")
     train_data: str = key("", "the training data: a JSONL file (required; see each trainer for its line format)")
     output_dir: str = key("", "where the checkpoints, the trained model and its metadata are written (required)")
@@ -126,6 +137,17 @@ class TrainConfig:
     )
     dataloader_num_workers: int = key(0, "data loader worker processes (0: load in the main process)")
     disable_progress_bar: bool = key(False, "no progress bars (training, model and data loading)")
+    eval_data: str = key(
+        "", "evaluate during training on this set, as rag-retrieval-eval reads it (see each trainer; '': none)"
+    )
+    eval_split: str = key("test", "a BEIR-folder eval_data: the qrels/<split>.tsv evaluated on")
+    eval_steps: int = key(0, "with eval_data: 0 evaluates at the end of every epoch; N > 0 every N steps (and last)")
+    metric_for_best_model: str = key(
+        "", "the eval metric that picks the best step (see each trainer; '': its first; higher is better)"
+    )
+    load_best_model_at_end: bool = key(
+        False, "with eval_data: output_dir gets the best step's weights, not the last (save_steps follows eval_steps)"
+    )
 
     def validate(self) -> None:
         for name in ("model_name_or_path", "train_data", "output_dir"):
@@ -141,10 +163,49 @@ class TrainConfig:
         require(self, "warmup_ratio", at_least=0, below=1, what="the fraction of the steps spent warming up")
         for name in ("weight_decay", "max_grad_norm", "save_steps", "save_total_limit", "dataloader_num_workers"):
             require(self, name, at_least=0)
+        self._validate_evaluation()
         if self.overwrite_output_dir and self.resume is True:
             raise ConfigError(
                 "overwrite_output_dir: true deletes the checkpoints that resume: true would continue; set one of them"
             )
+
+    def _validate_evaluation(self) -> None:
+        require(self, "eval_steps", at_least=0)
+        if not self.eval_data:
+            for name in ("metric_for_best_model", "load_best_model_at_end"):
+                if getattr(self, name):
+                    raise ConfigError(f"{name} needs eval_data (the set evaluated during training)")
+            return
+        if type(self).EVAL_TASK not in EVAL_TASKS:
+            raise ConfigError(f"eval_data: {type(self).__name__} has no evaluation during training")
+        if not Path(self.eval_data).exists():
+            raise ConfigError(f"eval_data {self.eval_data!r} does not exist ({EVAL_TASKS[type(self).EVAL_TASK][1]})")
+        self.best_metric()  # a ConfigError listing the choices for an unknown name
+        if self.load_best_model_at_end:
+            # transformers keeps the best checkpoint, so one must be saved at every evaluation
+            if self.save_steps and (not self.eval_steps or self.save_steps % self.eval_steps):
+                every = f"every {self.eval_steps} steps" if self.eval_steps else "at the end of every epoch"
+                raise ConfigError(
+                    f"load_best_model_at_end: save_steps={self.save_steps} does not save a checkpoint at every "
+                    f"evaluation ({every}); set save_steps: 0 (it then follows eval_steps) or a multiple of eval_steps"
+                )
+
+    @classmethod
+    def eval_metrics(cls) -> tuple[str, ...]:
+        """What evaluation during training measures, as the evaluation package names it (none: no evaluation)."""
+        return EVAL_TASKS[cls.EVAL_TASK][0] if cls.EVAL_TASK in EVAL_TASKS else ()
+
+    def best_metric(self) -> str:
+        """``metric_for_best_model`` as the evaluator names it (case and an ``eval_`` prefix aside); by
+        default the trainer's first eval metric. A :class:`ConfigError` lists the choices for another name."""
+        choices = type(self).eval_metrics()
+        wanted = self.metric_for_best_model.strip().lower().removeprefix("eval_")
+        if not wanted:
+            return choices[0]
+        for name in choices:
+            if name.lower() == wanted:
+                return name
+        raise ConfigError(f"metric_for_best_model must be one of {list(choices)}, got {self.metric_for_best_model!r}")
 
 
 C = TypeVar("C", bound=TrainConfig)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError, key
 from .data.jsonl import DataFormatError, iter_jsonl, iter_lines
 from .data.reranker_data import validate_reranker_line
+from .eval_during_training import load_eval_set
 from .losses.reranker_specs import DISTILL_LOSSES, RERANKER_LOSSES
 from .losses.specs import choices_summary
 from .reranker import RerankerLoss, RerankerTrainConfig, RerankerTrainingRun
@@ -224,6 +225,8 @@ def run_distill(config: DistillTrainConfig) -> Path:
         early = DistillTrainingRun(config)
         early.resume_checkpoint()
         early.check_output_dir()
+        if config.eval_data:
+            load_eval_set(config)  # a malformed eval set fails now, not after the teacher's pass
     if config.step in ("all", "teacher-scores"):
         with naming_key("teacher_model"):
             teacher = Reranker(config.teacher_model, model_type=config.teacher_model_type, **config.teacher_options)

@@ -25,7 +25,14 @@ EmbeddingLoss = Literal[tuple(EMBEDDING_LOSSES)]  # type: ignore[valid-type]
 
 @dataclass
 class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
-    """Options of ``rag-retrieval-train embedding`` (see docs/training-keys.md for each)."""
+    """Options of ``rag-retrieval-train embedding`` (see docs/training-keys.md for each).
+
+    ``eval_data`` is a retrieval set as ``rag-retrieval-eval retrieval`` reads it (a BEIR folder or a
+    SQuAD v1.1 ``.json`` file), its corpus searched exhaustively with the model in training;
+    ``metric_for_best_model`` is one of ``nDCG@10`` (the default), ``MRR@10``, ``R@10``, ``R@100``.
+    """
+
+    EVAL_TASK: ClassVar[str] = "retrieval"
 
     loss: EmbeddingLoss = key(next(iter(EMBEDDING_LOSSES)), choices_summary(EMBEDDING_LOSSES))
     temperature: float = key(0.02, "softmax temperature of the student's similarities")

@@ -2,8 +2,9 @@
 
 YAML front matter (``library_name``, ``base_model``, ``tags``, ``pipeline_tag``, and ``license``
 only when the base model's own card names one), then the base model, the data files with their
-rows, the loss and the key hyperparameters, the steps and time trained, the eval metrics when the
-run logged any, and code that loads the folder with this project (``Reranker(path)``) and with the
+rows, the loss and the key hyperparameters, the steps and time trained, the eval metrics of the
+weights saved when the run evaluated (``eval_data``: the best step's with ``load_best_model_at_end``,
+and which step was best), and code that loads the folder with this project (``Reranker(path)``) and with the
 peers that load it as it is (sentence-transformers, FlagEmbedding).
 
 sentence-transformers' ``save`` writes a card of its own for embedding and ColBERT models; the
@@ -167,12 +168,34 @@ def _training_totals(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     return next((entry for entry in reversed(log_history) if "train_runtime" in entry), {})
 
 
-def eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last logged value of each ``eval_*`` metric (none unless the run evaluated)."""
+def eval_metrics(log_history: list[dict[str, Any]], step: int | None = None) -> dict[str, Any]:
+    """The eval metrics logged at ``step`` (by default the last evaluation's); none unless the run evaluated."""
     metrics: dict[str, Any] = {}
     for entry in log_history:
-        metrics.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+        if step is None or entry.get("step") == step:
+            metrics.update({k: v for k, v in entry.items() if k.startswith("eval_") and k != "eval_runtime"})
     return metrics
+
+
+def _evaluation(run: TrainingRun, state: Any) -> list[str]:
+    """The card's evaluation section: the metrics of the weights saved (the best step's with
+    ``load_best_model_at_end``, else the last evaluation's), on which set, at which step."""
+    c = run.config
+    steps = [
+        entry["step"] for entry in state.log_history if "step" in entry and any(k.startswith("eval_") for k in entry)
+    ]
+    if not steps:
+        return []
+    best = state.best_global_step or None
+    saved = best if c.load_best_model_at_end and best is not None else steps[-1]
+    rows: list[tuple[str, Any]] = [("set", f"`{c.eval_data}`" if c.eval_data else "?"), ("step", saved)]
+    if best is not None:
+        loaded = "; its weights are the ones saved" if saved == best else ""
+        rows.append(("best step", f"{best} by `{c.best_metric()}` ({float(state.best_metric):.4f}){loaded}"))
+    rows += [
+        (f"`{k.removeprefix('eval_')}`", f"{float(v):.4f}") for k, v in eval_metrics(state.log_history, saved).items()
+    ]
+    return ["## Evaluation", "", *_table(rows), ""]
 
 
 def render(run: TrainingRun, state: Any) -> str:
@@ -209,9 +232,7 @@ def render(run: TrainingRun, state: Any) -> str:
         done.append(("mean training loss", f"{float(totals['train_loss']):.4g}"))
     curve = "; the loss curve: `loss_curve.png`" if (Path(c.output_dir) / "loss_curve.png").is_file() else ""
     lines += [*_table(done), "", f"The full config: `rag_retrieval_train_config.yaml`{curve}.", ""]
-    metrics = eval_metrics(state.log_history)
-    if metrics:
-        lines += ["## Evaluation", "", *_table([(f"`{k}`", v) for k, v in metrics.items()]), ""]
+    lines += _evaluation(run, state)
     # an unmerged LoRA adapter is ours to load (with its base model); the peers take whole models
     adapter = bool(getattr(c, "lora", False)) and not getattr(c, "merge_lora", True)
     lines += ["## Usage", "", usage(run.model_type, str(c.output_dir), peers=not adapter), ""]

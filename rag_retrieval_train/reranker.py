@@ -43,7 +43,13 @@ class RerankerTrainConfig(LoRAOptions, TrainConfig):
 
     ``batch_size`` counts pairs for the pointwise losses and queries for the group losses, each
     query bringing ``train_group_size`` documents.
+
+    ``eval_data`` is a reranking set as ``rag-retrieval-eval rerank`` reads it (JSONL
+    ``{"query", "candidates": [{"content", "label"}]}`` or a WikiQA TSV), ranked by the model in
+    training; ``metric_for_best_model`` is one of ``MAP`` (the default), ``MRR@10``, ``nDCG@10``.
     """
+
+    EVAL_TASK: ClassVar[str] = "rerank"
 
     backbone: Backbone = key(
         "auto", "the family trained and saved: auto is llm (yes-token) for a decoder, cross-encoder otherwise"

@@ -32,34 +32,17 @@ from rag_retrieval_integrations.core.models.checkpoint import METADATA_FILE, wri
 
 from . import model_card, run_folder
 from .config import RESOLVED_CONFIG_FILE, ConfigError, TrainConfig, config_payload, save_config
+from .eval_during_training import (
+    TrainingEvaluator,
+    check_unsharded,
+    evaluating,
+    evaluation_arguments,
+    load_eval_set,
+)
 from .fsdp import configure_fsdp_wrap
+from .loss_curve import LOSS_CURVE_FILE, LogLastStep, plot_loss_curve
 
 logger = logging.getLogger(__name__)
-
-LOSS_CURVE_FILE = "loss_curve.png"
-
-
-def plot_loss_curve(log_history: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Training loss against step, from ``trainer.state.log_history``; ``None`` if nothing was logged."""
-    points = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry and "step" in entry]
-    if not points:
-        logger.warning("no training loss was logged (logging_steps larger than the run?): no loss curve written")
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot([s for s, _ in points], [v for _, v in points], marker="o" if len(points) < 30 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 class TrainingRun(ABC):
@@ -102,9 +85,16 @@ class TrainingRun(ABC):
 
     def callbacks(self) -> list[TrainerCallback]:
         """The trainer callbacks: the epoch resampler a trainer's ``build_train_dataset`` set as
-        ``self._resampler`` (every trainer draws its groups anew each epoch), if any."""
+        ``self._resampler`` (every trainer draws its groups anew each epoch), if any, and
+        :class:`~.loss_curve.LogLastStep` (the last step is a point of the loss curve)."""
         resampler = getattr(self, "_resampler", None)
-        return [resampler] if resampler is not None else []
+        return [*([resampler] if resampler is not None else []), LogLastStep()]
+
+    def build_evaluator(self, eval_set: Any) -> TrainingEvaluator:
+        """The evaluator of ``eval_data``: the evaluation package, run on :attr:`family` (the core family
+        object being trained, whose model is the Trainer's), measuring the config's eval metrics."""
+        c = self.config
+        return TrainingEvaluator(self.family, eval_set, type(c).eval_metrics(), c.best_metric())
 
     def epoch_resampled(self, build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``build(*args, epochs=callback, **kwargs)``: a training view whose groups are drawn anew every
@@ -166,7 +156,7 @@ class TrainingRun(ABC):
 
     def training_arguments(self, args_class: type) -> Any:
         c = self.config
-        return args_class(
+        arguments: dict[str, Any] = dict(
             output_dir=str(self.output_dir),
             num_train_epochs=c.epochs,
             max_steps=c.max_steps,
@@ -195,6 +185,8 @@ class TrainingRun(ABC):
             **self._checkpointing_arguments(args_class),
             **self.extra_training_arguments(),
         )
+        arguments.update(evaluation_arguments(c))  # may save at every evaluation
+        return args_class(**arguments)
 
     def _checkpointing_arguments(self, args_class: type) -> dict[str, Any]:
         if not self.config.gradient_checkpointing:
@@ -315,6 +307,7 @@ class TrainingRun(ABC):
     def _run(self) -> Path:
         resume_from = self.resume_checkpoint()
         self.check_output_dir()
+        eval_set = load_eval_set(self.config) if self.config.eval_data else None  # before the model: fail fast
         set_seed(self.config.seed)
         with naming_key("model_name_or_path"):
             model = self.build_model()
@@ -322,14 +315,16 @@ class TrainingRun(ABC):
         loss = self.build_loss(model)
         configure_fsdp_wrap(model)  # before the Trainer builds its FSDP plugin
         trainer_class, args_class = self.trainer_classes()
-        trainer = trainer_class(
+        trainer = evaluating(trainer_class)(
             model=model,
             args=self.training_arguments(args_class),
             train_dataset=train_dataset,
             loss=loss,
             callbacks=self.callbacks(),
+            evaluator=None if eval_set is None else self.build_evaluator(eval_set),
             **self.trainer_kwargs(model),
         )
+        check_unsharded(trainer)
         self._claim_output_dir(trainer)
         trainer.train(resume_from_checkpoint=resume_from)
         self.save_model(trainer, model)
@@ -345,7 +340,12 @@ class TrainingRun(ABC):
                 },
             )
             save_config(self.config, self.output_dir, self.name)
-            plot_loss_curve(trainer.state.log_history, self.output_dir / LOSS_CURVE_FILE, f"{self.name} training loss")
+            plot_loss_curve(
+                trainer.state.log_history,
+                self.output_dir / LOSS_CURVE_FILE,
+                f"{self.name} training loss",
+                best_step=trainer.state.best_global_step or None,
+            )
             model_card.write_model_card(self, trainer.state)
             self._finish_checkpoints(trainer.state)
         self.trainer = trainer

@@ -317,3 +317,21 @@ def test_a_cross_encoder_is_not_a_retriever(bert_cross_encoder, tmp_path, capsys
         run_cli("--data", str(write_squad(tmp_path / "squad.json")), "--model", str(bert_cross_encoder))
     assert exit_info.value.code == 2
     assert "'cross-encoder' checkpoint" in capsys.readouterr().err
+
+
+def test_a_loaded_model_is_evaluated_as_its_checkpoint(bi_encoder, tiny_colbert, bert_cross_encoder, tmp_path):
+    """A trainer evaluates the model it trains, in memory: the metrics equal the checkpoint's."""
+    from rag_retrieval_integrations.evaluation import evaluate_retriever
+
+    data = load_retrieval_set(write_beir(tmp_path / "beir"))
+    for path in (bi_encoder, tiny_colbert):
+        loaded = Reranker(path)
+        from_memory = evaluate_retriever(loaded, data, show_progress=False)
+        from_path = evaluate_retriever(path, data, show_progress=False)
+        assert from_memory["retriever"] == from_path["retriever"] == loaded.model_type
+        for metric in ("nDCG@10", "MRR@10", "R@10", "R@100"):
+            assert from_memory[metric] == pytest.approx(from_path[metric], abs=1e-9), (path, metric)
+        with pytest.raises(ValueError, match=r"\['max_length'\] only apply when loading the model from a path"):
+            evaluate_retriever(loaded, data, options={"max_length": 64})
+    with pytest.raises(ValueError, match="'cross-encoder' checkpoint, which scores pairs"):
+        evaluate_retriever(Reranker(bert_cross_encoder), data)

@@ -26,6 +26,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rag_retrieval_integrations.core import (
+    BaseReranker,
     ColBERTIndex,
     EmbeddingReranker,
     Index,
@@ -45,6 +46,8 @@ DEFAULT_TOP_K = 100
 """Run depth when no metric has a cutoff (``MAP``, ``R``)."""
 
 ModelPath = str | os.PathLike[str]
+# a loaded embedding or ColBERT model is indexed as it is (a trainer evaluates the model it trains)
+ModelLike = ModelPath | BaseReranker
 
 INDEX_CLASSES: dict[str, type[Index]] = {"embedding": MRLIndex, "mrl": MRLIndex, "colbert": ColBERTIndex}
 # search settings that are the model's own options here (the index would take the model's anyway)
@@ -52,9 +55,10 @@ _MODEL_OPTIONS = {"batch_size", "show_progress_bar"}
 
 
 def resolve_retriever(
-    model: ModelPath, retriever: str = "auto", *, revision: str | None = None, token: str | bool | None = None
+    model: ModelLike, retriever: str = "auto", *, revision: str | None = None, token: str | bool | None = None
 ) -> str:
-    """The retriever to use for ``model``: ``retriever`` itself, or for ``"auto"`` the one its checkpoint calls for.
+    """The retriever to use for ``model``: ``retriever`` itself, or for ``"auto"`` the one its checkpoint
+    (or, for a loaded model, its family) calls for.
 
     Raises:
         ValueError: an unknown ``retriever``, or ``"auto"`` on a checkpoint that is neither an
@@ -65,11 +69,14 @@ def resolve_retriever(
         raise ValueError(f"unknown retriever {retriever!r}; choose one of {list(RETRIEVERS)}")
     if retriever != "auto":
         return retriever
-    kind = detect_model_type(read_checkpoint(model, revision=revision, token=token))
+    if isinstance(model, BaseReranker):
+        kind, name = model.model_type, model.model_name_or_path
+    else:
+        kind, name = detect_model_type(read_checkpoint(model, revision=revision, token=token)), os.fspath(model)
     if kind in ("colbert", "embedding"):
         return kind
     raise ValueError(
-        f"{os.fspath(model)!r} is a {kind!r} checkpoint, which scores pairs and cannot search a corpus; retrieval "
+        f"{name!r} is a {kind!r} checkpoint, which scores pairs and cannot search a corpus; retrieval "
         "needs an embedding or ColBERT model (--retriever embedding would use it as a bi-encoder anyway)"
     )
 
@@ -95,7 +102,7 @@ def split_options(retriever: str, options: Mapping[str, Any]) -> tuple[dict[str,
 
 
 def build_index(
-    model: ModelPath,
+    model: ModelLike,
     retriever: str,
     data: RetrievalSet,
     *,
@@ -106,22 +113,29 @@ def build_index(
     """An index of ``data``'s corpus for ``model`` (``retriever`` as given by :func:`resolve_retriever`).
 
     With ``index_dir``, an index already saved there is loaded (it must hold exactly this
-    corpus); otherwise the index is built and saved there.
+    corpus); otherwise the index is built and saved there. A loaded ``model`` takes no model
+    options (it is used as it is) and shows progress bars as ``show_progress`` says.
     """
     if retriever not in RETRIEVERS[1:]:
         raise ValueError(f"retriever must be one of {list(RETRIEVERS[1:])}, got {retriever!r}")
     index_options, model_options = split_options(retriever, options or {})
+    loaded = isinstance(model, BaseReranker)
+    if loaded and model_options:
+        raise ValueError(f"option(s) {sorted(model_options)} only apply when loading the model from a path")
     if show_progress is not None:
-        model_options.setdefault("show_progress_bar", show_progress)
+        # a loaded model's own setting stays as it is: the index passes its own to every encode call
+        (index_options if loaded else model_options).setdefault("show_progress_bar", show_progress)
     if index_dir is not None and (Path(index_dir) / MANIFEST_FILE).is_file():
         return _load_index(Path(index_dir), model, retriever, data, index_options, model_options)
     index: Index
     if retriever != "embedding":
-        index = INDEX_CLASSES[retriever](model, model_kwargs=model_options, **index_options)
+        index = INDEX_CLASSES[retriever](model, model_kwargs=model_options or None, **index_options)
     else:
-        encoder = Reranker(model, "embedding", **model_options)
-        assert isinstance(encoder, EmbeddingReranker)
-        index = MRLIndex(encoder, search_dim=encoder.embedding_dim, shortlist_factor=1)  # all dims, k deep: exact top k
+        encoder = model if loaded else Reranker(model, "embedding", **model_options)
+        if not isinstance(encoder, EmbeddingReranker):
+            raise TypeError(f"the embedding retriever needs an embedding model, got a {encoder.model_type!r} model")
+        # all dims, k deep: the exact top k
+        index = MRLIndex(encoder, search_dim=encoder.embedding_dim, shortlist_factor=1, **index_options)
     index.add(data.doc_texts, ids=data.doc_ids)
     if index_dir is not None:
         index.save(index_dir)
@@ -130,7 +144,7 @@ def build_index(
 
 def _load_index(
     folder: Path,
-    model: ModelPath,
+    model: ModelLike,
     retriever: str,
     data: RetrievalSet,
     index_options: dict[str, Any],
@@ -202,7 +216,7 @@ def run_depth(top_k: int | None, metrics: Sequence[str]) -> int:
 
 
 def evaluate_retriever(
-    model: ModelPath,
+    model: ModelLike,
     data: RetrievalSet,
     *,
     retriever: str = "auto",
@@ -215,7 +229,7 @@ def evaluate_retriever(
     """Index ``data``'s corpus with ``model``, retrieve for every query and score the run.
 
     Args:
-        model: an embedding or ColBERT checkpoint (folder or hub id).
+        model: an embedding or ColBERT checkpoint (folder or hub id), or such a model already loaded.
         data: the set, from :func:`~rag_retrieval_integrations.evaluation.load_retrieval_set`.
         retriever: ``"auto"``, ``"embedding"``, ``"colbert"`` or ``"mrl"`` (see the module docstring).
         metrics: ``ir_measures`` names (``MRR`` stands for ``RR``), e.g. ``R@100``, ``nDCG@10``.
