@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import os
 import socket
 import subprocess
@@ -22,11 +23,12 @@ cohere = pytest.importorskip("cohere")
 
 import httpx
 import numpy as np
+from cohere.core.api_error import ApiError
 from framework_texts import QUERY, TEXTS
 from prometheus_client.parser import text_string_to_metric_families
 from serving import TIMEOUT, serve
 
-from rag_retrieval_integrations import Reranker
+from rag_retrieval_integrations import RemoteReranker, Reranker
 from rag_retrieval_integrations.server import ServerConfig
 from rag_retrieval_integrations.server.cli import main, parse_options
 
@@ -178,7 +180,7 @@ def test_too_many_documents_or_bytes_are_413(url):
 def test_a_missing_or_wrong_api_key_is_401(url, headers):
     got = post(url, "/v1/rerank", {"query": QUERY, "documents": TEXTS}, headers=headers)
     assert got.status_code == 401 and got.headers["www-authenticate"] == "Bearer"
-    with pytest.raises(cohere.core.api_error.ApiError) as err:
+    with pytest.raises(ApiError) as err:
         cohere.ClientV2(api_key="wrong", base_url=url, timeout=TIMEOUT).rerank(model="m", query="q", documents=["d"])
     assert err.value.status_code == 401
 
@@ -300,3 +302,14 @@ def test_the_cli_serves_a_model(model, bert_cross_encoder):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_missing_serve_dependency_names_the_extra(monkeypatch):
+    for name in [m for m in sys.modules if m.startswith("rag_retrieval_integrations.server")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what an uninstalled package looks like to import
+    with pytest.raises(ImportError, match=r"needs fastapi: pip install 'rag-retrieval\[serve\]'"):
+        importlib.import_module("rag_retrieval_integrations.server")
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(ImportError, match=r"pip install 'rag-retrieval\[remote\]'"):
+        RemoteReranker("http://127.0.0.1:8000")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 _Body = TypeVar("_Body", bound=BaseModel)
 
@@ -109,11 +109,14 @@ async def read_body(request: Request, schema: type[_Body], max_bytes: int) -> _B
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(int(declared), max_bytes)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(size, max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(size, max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise APIError(400, "client_disconnected", "the client went away before sending its whole body") from None
     raw = b"".join(chunks)
     try:
         data = json.loads(raw)

@@ -73,6 +73,8 @@ class RemoteReranker(BaseReranker):
         max_concurrency: int = 8,
         retries: int = 3,
     ) -> None:
+        # BaseReranker.__init__ is not called: it reads a checkpoint, and here there is none. What its
+        # methods read (batch_size, the lock, the truncation counters) is set below instead.
         _httpx()
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
