@@ -132,6 +132,18 @@ def test_health_and_metrics(url):
     assert metric(url, "rag_retrieval_request_latency_seconds_count", endpoint="rerank") >= 1
 
 
+def test_openapi_documents_the_request_bodies(url):
+    schema = httpx.get(url + "/openapi.json", timeout=TIMEOUT).json()
+    body = schema["paths"]["/v1/rerank"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/RerankRequest"}
+    rerank = schema["components"]["schemas"]["RerankRequest"]
+    assert {"query", "documents", "top_n", "return_documents", "raw_scores"} <= set(rerank["properties"])
+    assert "RerankDocument" in schema["components"]["schemas"]
+    assert (
+        "TEIRerankRequest" in schema["components"]["schemas"] and "EmbeddingsRequest" in schema["components"]["schemas"]
+    )
+
+
 # ---- refusals ---------------------------------------------------------------------------------
 
 

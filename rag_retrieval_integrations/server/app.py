@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from ..core.indexes.mrl_vectors import prefix_vectors
 from ..core.models.base import BaseReranker
@@ -87,16 +89,41 @@ def create_app(model: BaseReranker, config: ServerConfig) -> FastAPI:
     async def api_error(request: Request, err: APIError) -> JSONResponse:
         return error_response(err)
 
-    for path, handler, answer in [
-        ("/v1/rerank", served.cohere_rerank, RerankResponse),
-        ("/v2/rerank", served.cohere_rerank, RerankResponse),  # the path of the Cohere SDK's ClientV2
-        ("/rerank", served.tei_rerank, list[TEIRank]),
-        ("/v1/embeddings", served.embeddings, EmbeddingsResponse),
-    ]:
+    routes = [
+        ("/v1/rerank", served.cohere_rerank, RerankRequest, RerankResponse),
+        ("/v2/rerank", served.cohere_rerank, RerankRequest, RerankResponse),  # the path of the Cohere SDK's ClientV2
+        ("/rerank", served.tei_rerank, TEIRerankRequest, list[TEIRank]),
+        ("/v1/embeddings", served.embeddings, EmbeddingsRequest, EmbeddingsResponse),
+    ]
+    for path, handler, _, answer in routes:
         app.add_api_route(path, handler, methods=["POST"], response_model=answer, response_model_exclude_none=True)
     app.add_api_route("/health", served.health, methods=["GET"])
     app.add_api_route("/metrics", served.prometheus, methods=["GET"])
+    _document_request_bodies(app, {path: body for path, _, body, _ in routes})
     return app
+
+
+def _document_request_bodies(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
+    """Put the request bodies in the OpenAPI schema (``/docs``): the handlers read their bodies
+    themselves (see ``limits.read_body``), so FastAPI cannot see them."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for path, body in bodies.items():
+                definition = body.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(definition.pop("$defs", {}))
+                components[body.__name__] = definition
+                ref = {"$ref": f"#/components/schemas/{body.__name__}"}
+                schema["paths"][path]["post"]["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref}},
+                }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_response(err: APIError) -> JSONResponse:
@@ -107,7 +134,9 @@ def error_response(err: APIError) -> JSONResponse:
 class _Endpoints:
     """The route handlers, around one model, its batcher and its metrics."""
 
-    def __init__(self, model: BaseReranker, config: ServerConfig, batcher: MicroBatcher, metrics: ServerMetrics):
+    def __init__(
+        self, model: BaseReranker, config: ServerConfig, batcher: MicroBatcher, metrics: ServerMetrics
+    ) -> None:
         self.model = model
         self.config = config
         self.batcher = batcher
@@ -153,7 +182,9 @@ class _Endpoints:
                 field="model",
             )
 
-    async def _rank(self, endpoint: str, query: str, docs: list[str], normalize: bool, top_n: int | None):
+    async def _rank(
+        self, endpoint: str, query: str, docs: list[str], normalize: bool, top_n: int | None
+    ) -> RankedResults:
         field = "documents" if endpoint == "rerank" else "texts"
         check_count(len(docs), field, self.config.max_documents)
         # checked here, not in the batch: one request's bad text must not fail the requests batched with it
@@ -175,7 +206,7 @@ class _Endpoints:
             body = await read_body(request, RerankRequest, self.config.max_request_bytes)
             self._check_model(body.model)
             docs = body.texts()
-            ranked: RankedResults = await self._rank("rerank", body.query, docs, not body.raw_scores, body.top_n)
+            ranked = await self._rank("rerank", body.query, docs, not body.raw_scores, body.top_n)
             results = [
                 RerankResult(
                     index=r.index,
