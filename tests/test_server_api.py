@@ -188,6 +188,18 @@ def test_too_many_documents_or_bytes_are_413(url):
     assert got.status_code == 413
 
 
+def test_a_client_leaving_mid_body_is_no_server_error(url):
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as raw:
+        head = f"POST /v1/rerank HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+        raw.sendall((head + "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode() + b'{"query": ')
+    deadline = time.monotonic() + TIMEOUT
+    while not metric(url, "rag_retrieval_requests_total", endpoint="rerank", status="400"):
+        assert time.monotonic() < deadline, "the server never noticed the client leaving"
+        time.sleep(0.05)
+    assert metric(url, "rag_retrieval_requests_total", endpoint="rerank", status="500") == 0
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}])
 def test_a_missing_or_wrong_api_key_is_401(url, headers):
     got = post(url, "/v1/rerank", {"query": QUERY, "documents": TEXTS}, headers=headers)
