@@ -19,6 +19,7 @@ from .core import (
     register_model_type,
 )
 from .core.models.gguf import convert_gguf
+from .core.models.remote import RemoteReranker, RemoteRerankerError
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,8 @@ __all__ = [
     "InvalidCheckpointError",
     "RankResult",
     "RankedResults",
+    "RemoteReranker",
+    "RemoteRerankerError",
     "Reranker",
     "UnknownModelTypeError",
     "__version__",

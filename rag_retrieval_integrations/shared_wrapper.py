@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 from .core.models.base import BaseReranker
 from .core.models.embedding import EmbeddingReranker
 from .core.models.factory import Reranker
-from .core.results import RankResult
+from .core.results import RankedResults, RankResult
 
 ModelSpec = str | Path | BaseReranker
 """What the wrappers' ``model`` field takes: a local folder, a hub id, or a loaded model."""
@@ -109,14 +109,22 @@ def rerank(
     a document scoring exactly the threshold is kept. Ties keep the input order.
     """
     ranked = model.rank(query, texts, top_k=top_n, normalize=normalize, batch_size=batch_size)
+    return _above(ranked, score_threshold)
+
+
+def _above(ranked: RankedResults, score_threshold: float | None) -> list[RankResult]:
     if score_threshold is None:
         return list(ranked)
     return [r for r in ranked if r.score >= score_threshold]
 
 
-async def arerank(model: BaseReranker, query: str, texts: Sequence[str], **options: Any) -> list[RankResult]:
-    """:func:`rerank` in a worker thread, so that the event loop keeps running meanwhile."""
-    return await asyncio.to_thread(rerank, model, query, texts, **options)
+async def arerank(
+    model: BaseReranker, query: str, texts: Sequence[str], *, top_n: int | None = None, **options: Any
+) -> list[RankResult]:
+    """:func:`rerank` through ``model.arank``: a worker thread for a local model, so that the event
+    loop keeps running meanwhile; a native async HTTP call for a ``RemoteReranker``."""
+    threshold = options.pop("score_threshold", None)
+    return _above(await model.arank(query, texts, top_k=top_n, **options), threshold)
 
 
 def embed(

@@ -7,6 +7,7 @@ lists) and registers itself with :func:`register_model_type`; validation, ``norm
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -78,6 +79,15 @@ def get_model_class(model_type: str) -> type[BaseReranker]:
 
 def sigmoid(scores: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-scores))
+
+
+def rank_from_raw(
+    query: str, docs: list[str], raw: np.ndarray, normalize: bool, top_k: int | None = None
+) -> RankedResults:
+    """A ranking from raw scores in input order: the sigmoid first when ``normalize`` (so scores that
+    saturate to 1.0 tie, and keep input order), then the stable sort, then ``top_k``. ``rank``,
+    ``rank_many``, the remote client and the server's micro-batches all build results here."""
+    return RankedResults.from_scores(query, docs, sigmoid(raw) if normalize else raw).top_k(top_k)
 
 
 DEFAULT_OVERLAP = 32
@@ -366,8 +376,8 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         """Rank ``docs`` for ``query``, best first; each result keeps its original index."""
         query = check_query(query)
         docs = check_docs(docs)
-        scores = self._single_scores([query] * len(docs), docs, normalize, batch_size, **kwargs)
-        return RankedResults.from_scores(query, docs, scores).top_k(top_k)
+        raw = self._single_scores([query] * len(docs), docs, False, batch_size, **kwargs)
+        return rank_from_raw(query, docs, raw, normalize, top_k)
 
     def rank_many(
         self,
@@ -391,12 +401,31 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         doc_lists = [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
         flat_docs = [doc for d in doc_lists for doc in d]
-        scores = self._single_scores(flat_queries, flat_docs, normalize, batch_size, **kwargs)
+        raw = self._single_scores(flat_queries, flat_docs, False, batch_size, **kwargs)
         bounds = np.cumsum([0] + [len(d) for d in doc_lists])
         return [
-            RankedResults.from_scores(q, d, scores[bounds[i] : bounds[i + 1]]).top_k(top_k)
+            rank_from_raw(q, d, raw[bounds[i] : bounds[i + 1]], normalize, top_k)
             for i, (q, d) in enumerate(zip(queries, doc_lists))
         ]
+
+    # ---- the same, awaitable -------------------------------------------------------------------
+
+    async def acompute_score(
+        self, pairs: Sequence[tuple[str, str]] | tuple[str, str], **options: Any
+    ) -> list[float] | list[list[float]]:
+        """:meth:`compute_score` in a worker thread, so that the event loop keeps running meanwhile
+        (a remote model overrides it with a native async HTTP call)."""
+        return await asyncio.to_thread(self.compute_score, pairs, **options)
+
+    async def arank(self, query: str, docs: Sequence[str], **options: Any) -> RankedResults:
+        """:meth:`rank` in a worker thread (natively async for a remote model)."""
+        return await asyncio.to_thread(self.rank, query, docs, **options)
+
+    async def arank_many(
+        self, queries: Sequence[str], docs_per_query: Sequence[Sequence[str]], **options: Any
+    ) -> list[RankedResults]:
+        """:meth:`rank_many` in a worker thread (natively async for a remote model)."""
+        return await asyncio.to_thread(self.rank_many, queries, docs_per_query, **options)
 
     # ---- helpers for families --------------------------------------------------------------
 

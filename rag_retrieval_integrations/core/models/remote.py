@@ -1,0 +1,256 @@
+"""``RemoteReranker``: a model served by ``rag-retrieval-serve``, behind the ``Reranker`` API.
+
+It fetches raw scores from the server's ``POST /v1/rerank`` (``raw_scores: true``) and does
+everything else (validation, duplicates, ``normalize``, sorting, ``top_k``) with the same
+``BaseReranker`` code a local model uses, so ``rank``/``rank_many``/``compute_score`` give a
+local model's results, and the LangChain and LlamaIndex wrappers take it as their ``model``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..results import RankedResults
+from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query
+from ..text.truncation import TruncationStats
+from .base import BaseReranker, rank_from_raw, sigmoid
+
+_T = TypeVar("_T")
+
+
+class RemoteRerankerError(RuntimeError):
+    """The server refused a request or could not be reached; ``status`` is the HTTP status (or None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("RemoteReranker needs httpx: pip install 'rag-retrieval[remote]'") from err
+    return httpx
+
+
+class RemoteReranker(BaseReranker):
+    """A ranking model served over HTTP by ``rag-retrieval-serve``, used like a local ``Reranker``.
+
+    Args:
+        url: the server's base URL, e.g. ``"http://127.0.0.1:8000"``.
+        api_key: sent as ``Authorization: Bearer <api_key>`` (the server's ``RAG_RETRIEVAL_API_KEY``).
+        model: the served model's name, sent as ``model`` so that a server serving another
+            model refuses the request; ``None`` sends none.
+        timeout: seconds per HTTP request.
+        documents_per_request: the most documents one request carries (the server's
+            ``--max-documents``); a longer list goes as several requests, scored concurrently.
+        max_concurrency: requests in flight at once from one call (``rank_many`` of many
+            queries sends one request per query, which the server micro-batches).
+        retries: how often a 503 (server busy) is retried, after its ``Retry-After``.
+
+    ``batch_size`` and per-call model options do not apply: the server's model has its own.
+    Thread-safe, and its async methods (``arank``, ``arank_many``, ``acompute_score``) use a
+    native async HTTP client.
+    """
+
+    model_type = "remote"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout: float = 60.0,
+        documents_per_request: int = 1000,
+        max_concurrency: int = 8,
+        retries: int = 3,
+    ) -> None:
+        # BaseReranker.__init__ is not called: it reads a checkpoint, and here there is none. What its
+        # methods read (batch_size, the lock, the truncation counters) is set below instead.
+        _httpx()
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        self.url = url.rstrip("/")
+        self.model_name_or_path = self.url
+        self.served_model = model
+        self.documents_per_request = check_positive_int(documents_per_request, "documents_per_request")
+        self.max_concurrency = check_positive_int(max_concurrency, "max_concurrency")
+        self.retries = retries
+        self.batch_size = 1  # unused: the server batches
+        self.max_length = None
+        self.position_limit = None
+        self.truncation_totals = TruncationStats()
+        self._truncation = None
+        self._lock = contextlib.nullcontext()  # calls need no serializing here: the server's model is serialized
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client_options = {"base_url": self.url, "headers": headers, "timeout": timeout}
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the sync methods run, started on first use
+        self._loop_lock = threading.Lock()
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"RemoteReranker({self.url!r}, model={self.served_model!r})"
+
+    def close(self) -> None:
+        """Close the connections of the sync methods and stop their event loop thread."""
+        with self._loop_lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    def _chunks(self, queries: list[str], docs: list[str]) -> list[tuple[str, np.ndarray]]:
+        """Requests to send: (query, positions of its documents), at most ``documents_per_request`` each."""
+        by_query: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            by_query.setdefault(q, []).append(i)
+        n = self.documents_per_request
+        return [(q, np.asarray(rows[s : s + n])) for q, rows in by_query.items() for s in range(0, len(rows), n)]
+
+    def _body(self, query: str, docs: list[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"query": query, "documents": docs, "raw_scores": True}
+        if self.served_model is not None:
+            body["model"] = self.served_model
+        return body
+
+    def _read(self, response: Any, n_docs: int) -> np.ndarray | float:
+        """Raw scores in request order from a 200; the seconds to wait from a retryable 503."""
+        if response.status_code == 503 and "retry-after" in response.headers:
+            with contextlib.suppress(ValueError):
+                return min(float(response.headers["retry-after"]), 30.0)
+        if response.status_code != 200:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:500]
+            raise RemoteRerankerError(
+                f"{self.url}/v1/rerank answered {response.status_code}: {message}", response.status_code
+            )
+        raw = np.empty(n_docs, dtype=np.float64)
+        results = response.json()["results"]
+        if len(results) != n_docs:
+            raise RemoteRerankerError(f"{self.url}/v1/rerank returned {len(results)} results for {n_docs} documents")
+        for r in results:
+            raw[r["index"]] = r["relevance_score"]
+        return raw
+
+    async def _post(self, client: Any, query: str, docs: list[str]) -> np.ndarray:
+        httpx = _httpx()
+        for attempt in range(self.retries + 1):
+            try:
+                response = await client.post("/v1/rerank", json=self._body(query, docs))
+            except httpx.HTTPError as err:
+                raise RemoteRerankerError(f"cannot reach {self.url}: {err}") from err
+            out = self._read(response, len(docs))
+            if isinstance(out, np.ndarray):
+                return out
+            if attempt < self.retries:
+                await asyncio.sleep(out)
+        raise RemoteRerankerError(f"{self.url} stayed busy (503) through {self.retries} retries", 503)
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on this client's own event loop thread and wait for it: the sync methods
+        share the async code, and work from any thread, inside a running event loop (a notebook) too."""
+        with self._loop_lock:
+            if self._loop is None:
+                self._client = _httpx().AsyncClient(**self._client_options)  # kept: its connections are reused
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="rag-retrieval-remote", daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    # ---- what BaseReranker calls ----------------------------------------------------------------
+
+    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        return self._run(self._ascore(queries, docs, lambda: self._client))
+
+    async def _ascore(self, queries: list[str], docs: list[str], client: Callable[[], Any] | None = None) -> np.ndarray:
+        """Raw scores of the pairs, one request per query (and ``documents_per_request``), in flight
+        together; on ``client()``, or on a client of the caller's event loop, closed at the end."""
+        if not docs:
+            return np.zeros(0, dtype=np.float64)
+        if client is None:  # a client per call: an AsyncClient cannot outlive the event loop it ran on
+            async with _httpx().AsyncClient(**self._client_options) as own:
+                return await self._ascore(queries, docs, lambda: own)
+        chunks = self._chunks(queries, docs)
+        limit = asyncio.Semaphore(self.max_concurrency)
+
+        async def post(chunk: tuple[str, np.ndarray]) -> np.ndarray:
+            async with limit:
+                return await self._post(client(), chunk[0], [docs[i] for i in chunk[1]])
+
+        parts = await asyncio.gather(*(post(c) for c in chunks))
+        return _scatter(len(docs), chunks, list(parts))
+
+    # ---- async API ------------------------------------------------------------------------------
+
+    async def acompute_score(
+        self, pairs: Sequence[tuple[str, str]] | tuple[str, str], *, normalize: bool = False, **options: Any
+    ) -> list[float]:
+        """:meth:`compute_score` with async HTTP: scores in input order."""
+        self._check_options(options)
+        queries, docs = check_pairs(pairs)
+        raw = await self._ascore(queries, docs)
+        return (sigmoid(raw) if normalize else raw).tolist()
+
+    async def arank(
+        self, query: str, docs: Sequence[str], *, top_k: int | None = None, normalize: bool = False, **options: Any
+    ) -> RankedResults:
+        """:meth:`rank` with async HTTP."""
+        self._check_options(options)
+        query, docs = check_query(query), check_docs(docs)
+        return rank_from_raw(query, docs, await self._ascore([query] * len(docs), docs), normalize, top_k)
+
+    async def arank_many(
+        self,
+        queries: Sequence[str],
+        docs_per_query: Sequence[Sequence[str]],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        **options: Any,
+    ) -> list[RankedResults]:
+        """:meth:`rank_many` with async HTTP: one request per query, ``max_concurrency`` in flight."""
+        self._check_options(options)
+        queries = check_docs(queries, "queries")
+        if len(queries) != len(docs_per_query):
+            raise ValueError(
+                f"rank_many needs one list of documents per query: got {len(queries)} queries "
+                f"and {len(docs_per_query)} document lists"
+            )
+        doc_lists = [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
+        raw = await self._ascore([q for q, d in zip(queries, doc_lists) for _ in d], [x for d in doc_lists for x in d])
+        bounds = np.cumsum([0] + [len(d) for d in doc_lists])
+        return [
+            rank_from_raw(q, d, raw[bounds[i] : bounds[i + 1]], normalize, top_k)
+            for i, (q, d) in enumerate(zip(queries, doc_lists))
+        ]
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        """The sync methods' ``batch_size`` is accepted (the wrappers pass it); nothing else is."""
+        if options.get("batch_size") is not None:
+            check_positive_int(options["batch_size"], "batch_size")
+        unknown = sorted(set(options) - {"batch_size"})
+        if unknown:
+            raise TypeError(f"RemoteReranker got unexpected per-call option(s): {unknown}; it accepts batch_size")
+
+
+def _scatter(n: int, chunks: list[tuple[str, np.ndarray]], parts: list[np.ndarray]) -> np.ndarray:
+    """Each request's scores back at their pairs' positions."""
+    scores = np.empty(n, dtype=np.float64)
+    for (_, rows), part in zip(chunks, parts):
+        scores[rows] = part
+    return scores
