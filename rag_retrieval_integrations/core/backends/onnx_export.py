@@ -24,7 +24,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def export_onnx(
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
             warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not the user's concern
             program = torch.onnx.export(
                 _Forward(model, output),
@@ -117,7 +118,20 @@ def quantize_int8(source: Path, target: Path, *, external_data: bool = False) ->
     require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, use_external_data_format=external_data)
+    with _quiet(""):  # it logs advice to the root logger ("consider pre-processing") on every call
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, use_external_data_format=external_data)
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only errors from the logger ``name`` (``""``: the root logger) for the block."""
+    target = logging.getLogger(name)
+    level = target.level
+    target.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
 
 
 @dataclass(frozen=True)

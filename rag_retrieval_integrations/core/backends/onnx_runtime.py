@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +49,19 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def has_int8_dot_product(flags_reader: Callable[[], set[str]] = cpu_flags) -> bool | None:
-    """Whether the CPU has int8 dot-product instructions; ``None`` where that cannot be told
-    (not Linux on x86, or no flags to read: ARM's dot-product instructions are not checked)."""
-    flags = flags_reader()
+def has_int8_dot_product(flags: set[str] | None = None) -> bool | None:
+    """Whether the CPU (or ``flags``, by default :func:`cpu_flags`) has int8 dot-product
+    instructions; ``None`` where that cannot be told (no flags to read: not Linux; ARM's
+    dot-product instructions are not checked)."""
+    flags = cpu_flags() if flags is None else flags
     if not flags:
         return None
     return any(flag in flags for flag in INT8_DOT_PRODUCT_FLAGS)
 
 
-def warn_if_slow_int8(flags_reader: Callable[[], set[str]] = cpu_flags) -> None:
+def warn_if_slow_int8() -> None:
     """Warn that int8 gains less on this CPU when it lacks VNNI/AMX."""
-    if has_int8_dot_product(flags_reader) is False:
+    if has_int8_dot_product() is False:
         logger.warning(
             "quantize='int8' on a CPU without int8 dot-product instructions (none of %s in /proc/cpuinfo): "
             "onnxruntime's int8 kernels are slower there and the speed-up over float32 is smaller",
