@@ -20,6 +20,7 @@ largest score difference from torch, and how many questions' rankings changed.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +40,13 @@ def trained_models(base: str, folder: Path, reranker_epochs: float) -> dict[str,
     import train_reranker_wikiqa as reranker_bench
 
     train = read_wikiqa(WIKIQA / "train.tsv")
-    embedding, cross_encoder = folder / "embedding-infonce", folder / "cross-encoder-listwise"
+    zero_shot, embedding, cross_encoder = (
+        folder / "minilm",
+        folder / "embedding-infonce",
+        folder / "cross-encoder-listwise",
+    )
+    if not zero_shot.is_dir():  # a copy: the ONNX export is cached beside the checkpoint, not in site-packages
+        shutil.copytree(base, zero_shot)
     with tempfile.TemporaryDirectory() as tmp:
         if not (embedding / "modules.json").is_file():
             data = Path(tmp) / "embedding.jsonl"
@@ -53,7 +60,7 @@ def trained_models(base: str, folder: Path, reranker_epochs: float) -> dict[str,
                 base, data, cross_encoder, recipe, seed=0, loss="listwise_ce", train_group_size=8, batch_size=4
             )
     return {
-        "all-MiniLM-L6-v2 (bi-encoder, zero-shot)": (base, "embedding"),
+        "all-MiniLM-L6-v2 (bi-encoder, zero-shot)": (str(zero_shot), "embedding"),
         "+ fine-tuned, rag-retrieval-train embedding": (str(embedding), "embedding"),
         "cross-encoder, rag-retrieval-train reranker listwise_ce": (str(cross_encoder), "cross-encoder"),
     }
