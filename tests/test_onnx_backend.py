@@ -263,3 +263,21 @@ def test_families_without_a_backend_refuse_the_option(tmp_path):
     path = tc.build_decoder_llm(tmp_path / "llm")
     with pytest.raises(TypeError, match="unexpected option.*backend"):
         Reranker(path, backend="onnx")
+
+
+def test_a_failed_export_is_named_and_leaves_no_cache_entry(tmp_path, monkeypatch):
+    import torch
+
+    from rag_retrieval_integrations.core.errors import OnnxExportError
+
+    path = tc.build_bert_cross_encoder(tmp_path / "ce")
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("aten::made_up_op is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(
+        OnnxExportError, match=r"could not export BertForSequenceClassification .*made_up_op.*backend='torch'"
+    ):
+        Reranker(path, backend="onnx")
+    assert list((path / ONNX_FOLDER).iterdir()) == []  # nothing a later load could take for an export

@@ -118,13 +118,23 @@ def quantize_int8(source: Path, target: Path, *, external_data: bool = False) ->
     require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet(""):  # it logs advice to the root logger ("consider pre-processing") on every call
+    # it logs advice ("consider pre-processing") through logging.warning on every call; only those
+    # records are dropped (a filter on the root logger sees what is logged to it, not what propagates)
+    root = logging.getLogger()
+    root.addFilter(_not_from_onnxruntime)
+    try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, use_external_data_format=external_data)
+    finally:
+        root.removeFilter(_not_from_onnxruntime)
+
+
+def _not_from_onnxruntime(record: logging.LogRecord) -> bool:
+    return f"onnxruntime{os.sep}quantization" not in record.pathname or record.levelno >= logging.ERROR
 
 
 @contextmanager
 def _quiet(name: str) -> Iterator[None]:
-    """Only errors from the logger ``name`` (``""``: the root logger) for the block."""
+    """Only errors from the logger ``name`` for the block."""
     target = logging.getLogger(name)
     level = target.level
     target.setLevel(logging.ERROR)
@@ -183,7 +193,11 @@ class OnnxModelCache:
     def model_file(self, model: torch.nn.Module, output: str, input_names: Sequence[str], precision: str) -> Path:
         """The ONNX file of ``model`` at ``precision`` (``"fp32"`` or ``"int8"``), exported (and
         quantized) only when the cache does not hold it yet."""
-        folder = self.folder()
+        return self._model_file(self.folder(), model, output, input_names, precision)
+
+    def _model_file(
+        self, folder: Path, model: torch.nn.Module, output: str, input_names: Sequence[str], precision: str
+    ) -> Path:
         entry = folder / self.entry_name(output, input_names, precision)
         target = entry / MODEL_FILE
         if target.is_file():
@@ -191,7 +205,7 @@ class OnnxModelCache:
             return target
         big = _parameter_bytes(model) > _EXTERNAL_DATA_BYTES
         if precision == "int8":
-            source = self.model_file(model, output, input_names, "fp32")
+            source = self._model_file(folder, model, output, input_names, "fp32")
             _write_entry(entry, lambda path: quantize_int8(source, path, external_data=big))
         else:
             logger.info("exporting %s to ONNX (once; cached in %s)", self.checkpoint, entry)
