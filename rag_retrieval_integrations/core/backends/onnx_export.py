@@ -4,7 +4,8 @@ The graph is exported with ``torch.onnx``'s dynamo exporter, dynamic in batch an
 older TorchScript exporter traces ``transformers``' attention mask as it was for the example
 batch (no padding: no mask), so padded batches score wrong (0.018 apart on MiniLM); the dynamo
 exporter keeps the mask logic and equals PyTorch to 1e-7. ``int8`` is onnxruntime's dynamic
-quantization (int8 weights, activations quantized per batch): no calibration data to choose.
+quantization (int8 weights, activations quantized per batch: no calibration data to choose), with
+one scale per output channel (see :func:`quantize_int8`).
 ``onnxruntime.transformers.optimizer``'s BERT fusions were measured and left out: onnxruntime's
 own graph optimizations at session start already give what they give (fused: 9.5 s, plain: 8.9 s
 on the same MiniLM batches).
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 ONNX_FOLDER = "rag_retrieval_onnx"
 """The cache folder's name inside a checkpoint (not ``onnx/``: sentence-transformers reads that one)."""
-EXPORT_FORMAT = 1  # bump when the export recipe changes, so old cached files are not reused
+EXPORT_FORMAT = 2  # bump when the export recipe changes, so old cached files are not reused
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # ONNX protobufs end at 2 GB: larger weights go to a side file
 
 
@@ -114,7 +115,14 @@ def export_onnx(
 
 
 def quantize_int8(source: Path, target: Path, *, external_data: bool = False) -> None:
-    """onnxruntime's dynamic int8 quantization of ``source`` (int8 weights, activations per batch)."""
+    """onnxruntime's dynamic int8 quantization of ``source``: int8 weights with one scale per output
+    channel, activations quantized per batch, the weight MatMuls only.
+
+    The defaults of ``quantize_dynamic`` (one scale per weight matrix, embedding tables too) moved
+    all-MiniLM-L6-v2's WikiQA dev MAP by -0.020 (cosine to fp32: mean 0.961, worst 0.857);
+    per-channel scales on the MatMuls give a mean cosine of 0.993 (worst 0.973) for about 10% of
+    the int8 speed-up (1.84x over onnx fp32 instead of 2.05x, same run).
+    """
     require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -123,7 +131,14 @@ def quantize_int8(source: Path, target: Path, *, external_data: bool = False) ->
     root = logging.getLogger()
     root.addFilter(_not_from_onnxruntime)
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, use_external_data_format=external_data)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],  # not Gather: int8 embedding tables lose accuracy and save no time
+            use_external_data_format=external_data,
+        )
     finally:
         root.removeFilter(_not_from_onnxruntime)
 
