@@ -49,7 +49,9 @@ class OnnxForward:
             tensor = given.get(name)
             # BERT's own default for a missing token_type_ids is zeros
             feed[name] = (
-                np.zeros(input_ids.shape, np.int64) if tensor is None else tensor.cpu().numpy().astype(np.int64)
+                np.zeros(input_ids.shape, np.int64)
+                if tensor is None
+                else tensor.cpu().numpy().astype(np.int64, copy=False)
             )
         result = torch.from_numpy(self.session.run([self.output], feed)[0])
         if self.output == "logits":
