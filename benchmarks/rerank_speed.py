@@ -1,11 +1,15 @@
-"""Cross-encoder reranking speed: ours against sentence-transformers and FlagEmbedding.
+"""Cross-encoder reranking speed: our backends (torch, onnx fp32, onnx int8) against
+sentence-transformers and FlagEmbedding, and how close each gets to the fp32 compute limit.
 
-The three implementations score the same 1,500 (question, sentence) pairs from WikiQA with
+The five implementations score the same 1,500 (question, sentence) pairs from WikiQA with
 the same checkpoint (all-MiniLM-L6-v2 with a freshly initialised 1-logit head: speed does
 not depend on the head being trained), the same ``max_length`` and ``batch_size``. 30% of
 the sentences are lengthened by repeating them 2-6 times (seeded), a mix of lengths like
 real RAG chunks. Runs are interleaved over several rounds so that machine noise hits every
-implementation alike; the table reports the median pairs/s and the ratio to each peer.
+implementation alike; the table reports the median pairs/s, the ratios to our torch path and to
+the faster peer, the largest score difference from our torch path, and the share of the fp32
+compute limit (``compute_limit.py``: FLOPs of the forward pass on the exact token lengths over a
+matmul probe run among the others in every round).
 
     python benchmarks/rerank_speed.py [--pairs 1500] [--rounds 3] [--batch-size 32] [--max-length 512]
 """
@@ -15,8 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,7 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, print_table, wikiqa_pairs
+from common import interleaved, wikiqa_pairs
+from compute_limit import encoder_flops, matmul_gflops
 
 
 def build_checkpoint(folder: Path) -> Path:
@@ -38,6 +45,29 @@ def build_checkpoint(folder: Path) -> Path:
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)
     return folder
+
+
+def print_backends_table(n_pairs: int, seconds: dict[str, float], scores: dict[str, np.ndarray], limit: float) -> None:
+    """Pairs/s of each implementation, its ratio to our torch path and to the faster peer, its
+    largest score difference from our torch path and its share of the fp32 compute limit."""
+    peers = [name for name in seconds if name in PEERS]
+    fastest_peer = min(peers, key=lambda name: seconds[name])
+    print(
+        "| implementation | pairs/s | vs rag-retrieval torch | vs faster peer | max abs score diff vs torch | share of fp32 limit |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, secs in seconds.items():
+        rate = n_pairs / secs
+        diff = float(np.max(np.abs(scores[name] - scores[OURS])))
+        print(
+            f"| {name} | {rate:.1f} | {seconds[OURS] / secs:.2f}x | {seconds[fastest_peer] / secs:.2f}x | "
+            f"{diff:.1e} | {rate / limit:.0%} |"
+        )
+    print(f"\nfaster peer: {fastest_peer}; fp32 compute limit: {limit:.1f} pairs/s")
+
+
+OURS = "rag-retrieval (torch)"
+PEERS = ("sentence-transformers CrossEncoder", "FlagEmbedding FlagReranker")
 
 
 def main() -> None:
@@ -58,31 +88,59 @@ def main() -> None:
     pairs = wikiqa_pairs(args.pairs)
     with tempfile.TemporaryDirectory() as tmp:
         path = build_checkpoint(Path(tmp) / "minilm-ce")
-        ours = Reranker(path, device="cpu", max_length=args.max_length, batch_size=args.batch_size)
+        common = {"device": "cpu", "max_length": args.max_length, "batch_size": args.batch_size}
+        ours = Reranker(path, **common)
+        start = time.perf_counter()
+        onnx = Reranker(path, backend="onnx", **common)
+        export_seconds = time.perf_counter() - start
+        int8 = Reranker(path, backend="onnx", quantize="int8", **common)
         st = CrossEncoder(str(path), device="cpu", max_length=args.max_length, activation_fn=torch.nn.Identity())
         flag = FlagReranker(str(path), use_fp16=False, devices="cpu", max_length=args.max_length)
+        config = ours.model.config
+        probes: list[float] = []
+
+        def probe() -> list[float]:  # the machine's matmul rate, measured once per round among the others
+            probes.append(matmul_gflops(config.hidden_size, config.intermediate_size))
+            return [0.0] * len(pairs)
 
         runners: dict[str, Callable[[], Sequence[float]]] = {
-            "rag-retrieval": lambda: ours.compute_score(pairs),
-            "sentence-transformers CrossEncoder": lambda: st.predict(
-                pairs, batch_size=args.batch_size, show_progress_bar=False
-            ),
-            "FlagEmbedding FlagReranker": lambda: flag.compute_score(pairs, batch_size=args.batch_size),
+            OURS: lambda: ours.compute_score(pairs),
+            "rag-retrieval (onnx fp32)": lambda: onnx.compute_score(pairs),
+            "rag-retrieval (onnx int8)": lambda: int8.compute_score(pairs),
+            PEERS[0]: lambda: st.predict(pairs, batch_size=args.batch_size, show_progress_bar=False),
+            PEERS[1]: lambda: flag.compute_score(pairs, batch_size=args.batch_size),
+            "matmul probe": probe,
         }
         seconds, scores = interleaved(runners, args.rounds)
+        del seconds["matmul probe"], scores["matmul probe"]
 
-    lengths = [len(ours.tokenizer(q, d)["input_ids"]) for q, d in pairs]
+    lengths = [len(ids) for ids in ours.encode_pairs([q for q, _ in pairs], [d for _, d in pairs]).input_ids]
+    flops = encoder_flops(config, lengths)
+    gflops = statistics.median(probes)
+    limit = len(pairs) / (flops / (gflops * 1e9))
     print(
-        f"\n{len(pairs)} WikiQA pairs (30% lengthened 2-6x; tokens per pair: median {int(np.median(lengths))}, "
-        f"max {max(lengths)}), max_length={args.max_length}, batch_size={args.batch_size}, fp32, "
-        f"{torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()}, "
-        f"{args.rounds} interleaved rounds, median shown\n"
+        f"\n{len(pairs)} WikiQA pairs (30% lengthened 2-6x; tokens per pair as scored: median {int(np.median(lengths))}, "
+        f"max {max(lengths)}), max_length={args.max_length}, batch_size={args.batch_size}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()} "
+        f"({cpu_note()}), {args.rounds} interleaved rounds, median shown\n"
     )
-    print_table(len(pairs), seconds, scores, "rag-retrieval")
+    print_backends_table(len(pairs), seconds, scores, limit)
+    print(
+        f"fp32 compute limit = {flops / len(pairs) / 1e9:.2f} GFLOP per pair (forward pass on the exact lengths) at "
+        f"{gflops:.0f} GFLOP/s (fp32 matmul probe, median of {len(probes)} rounds); "
+        f"ONNX export + load: {export_seconds:.1f} s once (cached beside the checkpoint)"
+    )
     print(
         f"\ncommand: python benchmarks/rerank_speed.py --pairs {args.pairs} --rounds {args.rounds}"
         f" --batch-size {args.batch_size} --max-length {args.max_length}  (cpu count {os.cpu_count()})"
     )
+
+
+def cpu_note() -> str:
+    from rag_retrieval_integrations.core.backends import has_int8_dot_product
+
+    dot = has_int8_dot_product()
+    return {True: "int8 dot products (VNNI/AMX)", False: "no VNNI/AMX", None: "int8 instructions unknown"}[dot]
 
 
 if __name__ == "__main__":

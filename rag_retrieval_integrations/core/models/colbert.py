@@ -32,6 +32,7 @@ from ..errors import InvalidCheckpointError
 from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
+from .backend_option import EncoderBackendMixin, first_transformer
 from .base import BaseReranker, ModelPath, register_model_type
 from .checkpoint import (
     BGE_M3_COLBERT_FILE,
@@ -283,7 +284,7 @@ def load_colbert_model(
 
 
 @register_model_type("colbert")
-class ColBERTReranker(BaseReranker):
+class ColBERTReranker(EncoderBackendMixin, BaseReranker):
     """Ranks with ColBERT: query and documents encoded apart into token vectors, scored by MaxSim.
 
     Loads sentence-transformers ``MultiVectorEncoder`` folders (what ``rag-retrieval-train
@@ -303,7 +304,9 @@ class ColBERTReranker(BaseReranker):
         query_expansion: pad queries with scored ``[MASK]`` tokens; default: the checkpoint's.
         query_mean: divide scores by the number of query tokens (MeanMaxSim); default: the
             checkpoint's ``similarity_fn_name``.
-        **options: the common options of :class:`BaseReranker`.
+        **options: the common options of :class:`BaseReranker`, and ``backend``/``quantize``
+            (:class:`EncoderBackendMixin`: the encoder runs in ONNX Runtime, the projection and
+            MaxSim stay in PyTorch).
 
     Detected from the multi-vector layouts, and from a bare encoder folder whose only head is
     BGE-M3's ``colbert_linear.pt``; trained by :meth:`for_training`.
@@ -351,6 +354,10 @@ class ColBERTReranker(BaseReranker):
         )
         self.model.eval()
         transformer = self.model[0]
+        if self.backend != "torch":
+            self._use_backend(
+                first_transformer(self.model, self.checkpoint.path), "last_hidden_state", transformer.tokenizer
+            )
         self._configure_queries(transformer, query_length, query_expansion)
         if query_mean is not None:
             self.model.similarity_fn_name = "meanmaxsim" if query_mean else "maxsim"

@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ..errors import InvalidCheckpointError
 from ..text.batching import score_in_batches
 from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
+from .backend_option import EncoderBackendMixin
 from .base import BaseReranker, ModelPath, register_model_type
 from .checkpoint import CheckpointInfo, has_classification_head, is_decoder_only, is_pair_classifier, read_checkpoint
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
@@ -53,7 +54,7 @@ def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register_model_type("cross-encoder")
-class CrossEncoderReranker(BaseReranker):
+class CrossEncoderReranker(EncoderBackendMixin, BaseReranker):
     """A BERT-style cross-encoder: query and document read together, one relevance logit out.
 
     Loads any ``AutoModelForSequenceClassification`` checkpoint with a 1- or 2-logit head
@@ -99,6 +100,7 @@ class CrossEncoderReranker(BaseReranker):
                 f"{path!r} has a classification head with {num_labels} labels; a cross-encoder needs 1 or 2"
             )
         self.model.to(self.device).eval()
+        self._use_backend(self.model, "logits", self.tokenizer)
         if self.tokenizer.pad_token_id is None:
             raise InvalidCheckpointError(f"the tokenizer of {path!r} has no pad token")
         self.position_limit = position_limit(self.model.config)

@@ -11,6 +11,7 @@ import torch
 from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
+from .backend_option import EncoderBackendMixin, first_transformer
 from .base import BaseReranker, ModelPath, register_model_type
 from .checkpoint import CheckpointInfo, is_decoder_only, st_model_type
 from .cross_encoder import checkpoint_info
@@ -18,7 +19,7 @@ from .loading import capped_max_length, check_tokenizer_files, encoder_position_
 
 
 @register_model_type("embedding")
-class EmbeddingReranker(BaseReranker):
+class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
     """Ranks with a bi-encoder: query and documents embedded apart, scored by similarity.
 
     Loads any sentence-transformers checkpoint (or, with ``model_type="embedding"``, a bare
@@ -30,7 +31,9 @@ class EmbeddingReranker(BaseReranker):
         truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka models).
         query_prompt, document_prompt: text put before queries/documents; by default the
             checkpoint's own ``"query"``/``"document"`` prompts, if it has them.
-        **options: the common options of :class:`BaseReranker`.
+        **options: the common options of :class:`BaseReranker`, and ``backend``/``quantize``
+            (:class:`EncoderBackendMixin`: the transformer runs in ONNX Runtime, pooling and
+            normalization stay sentence-transformers').
 
     Detected from a sentence-transformers folder (``modules.json``) that no family before it
     claims; trained by :meth:`for_training`.
@@ -109,6 +112,10 @@ class EmbeddingReranker(BaseReranker):
         if truncate_dim is not None and dim is not None and truncate_dim > dim:
             raise ValueError(f"truncate_dim={truncate_dim} exceeds the model's embedding dimension {dim}")
         self.model.eval()
+        if self.backend != "torch":
+            self._use_backend(
+                first_transformer(self.model, self.checkpoint.path), "last_hidden_state", self.model.tokenizer
+            )
         self.truncate_dim = truncate_dim
         self.query_prompt = query_prompt
         self.document_prompt = document_prompt

@@ -1,0 +1,64 @@
+"""The ``backend=`` and ``quantize=`` options of the encoder families (cross-encoder, embedding, ColBERT)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..backends.onnx_forward import OnnxForward, Output, model_input_names, run_on_onnx
+from ..backends.onnx_runtime import require_onnxruntime
+from ..backends.options import Backend, Quantization, check_backend, onnx_loading_options
+
+
+class EncoderBackendMixin:
+    """Gives a family the ``backend`` and ``quantize`` loading options; put it before
+    :class:`~.base.BaseReranker` among the bases, and call :meth:`_use_backend` once the model is loaded.
+
+    Args:
+        backend: ``"torch"`` (default) runs the model in PyTorch; ``"onnx"`` exports its transformer
+            once with ``torch.onnx`` (cached beside the checkpoint, keyed by its weights) and runs the
+            forward pass in ONNX Runtime on the CPU. Tokenization, long documents, batching, pooling
+            and scores' conventions are the family's own on both.
+        quantize: ``None`` (float32) or ``"int8"`` (ONNX Runtime's dynamic quantization; needs
+            ``backend="onnx"``; warns on a CPU without VNNI/AMX, where it gains less).
+        **options: the family's other options.
+    """
+
+    backend: Backend
+    quantize: Quantization | None
+    onnx_forward: OnnxForward | None
+
+    def __init__(
+        self,
+        model_name_or_path: Any,
+        *,
+        backend: Backend = "torch",
+        quantize: Quantization | None = None,
+        **options: Any,
+    ) -> None:
+        self.backend, self.quantize = check_backend(backend, quantize)
+        self.onnx_forward = None
+        if self.backend == "onnx":
+            require_onnxruntime()  # before minutes of loading, not after
+            options = onnx_loading_options(options)
+        super().__init__(model_name_or_path, **options)  # type: ignore[call-arg]
+
+    def _use_backend(self, model: torch.nn.Module, output: Output, tokenizer: Any) -> None:
+        """Run ``model``'s forward pass on the chosen backend (nothing to do for PyTorch)."""
+        if self.backend == "onnx":
+            path = self.checkpoint.path  # type: ignore[attr-defined]
+            self.onnx_forward = run_on_onnx(model, path, output, model_input_names(model, tokenizer), self.quantize)
+
+
+def first_transformer(model: Any, path: str) -> torch.nn.Module:
+    """The ``transformers`` model inside a sentence-transformers model's first module (what a
+    backend runs); a clear error for a model that starts with something else (static embeddings)."""
+    first = model[0] if len(model) else None
+    inner = getattr(first, "auto_model", None)
+    if not isinstance(inner, torch.nn.Module):
+        raise ValueError(
+            f"backend='onnx' runs a transformer, but the first module of {path!r} is {type(first).__name__}; "
+            "use backend='torch' for this model"
+        )
+    return inner
