@@ -208,7 +208,16 @@ def main() -> None:
     command = " ".join(["python benchmarks/mined_negatives.py", *sys.argv[1:]])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "mined_negatives.json").write_text(
-        json.dumps({"date": str(date.today()), "command": command, "args": vars(args), "rows": rows}, indent=2) + "\n"
+        json.dumps(
+            {
+                "date": str(date.today()),
+                "command": command,
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     table = [
         "| model | WikiQA dev MAP | WikiQA dev MRR@10 | SQuAD held-out R@10 | nDCG@10 | MRR@10 |",
