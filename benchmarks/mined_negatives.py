@@ -44,6 +44,7 @@ from typing import Any
 from common import WIKIQA, read_wikiqa
 from train_colbert_squad import evaluate_bi_encoder, load_squad
 from train_embedding_wikiqa import evaluate as evaluate_wikiqa
+from train_embedding_wikiqa import train_ours
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HELD_OUT_FROM_ARTICLE = 12  # as train_colbert_squad.py: the first 12 articles train, the last 12 are held out
@@ -92,28 +93,9 @@ def write_jsonl(lines: list[dict[str, Any]], path: Path) -> Path:
 
 
 def train(base: str, data: Path, out: Path, args: argparse.Namespace, max_length: int) -> float:
-    """``rag-retrieval-train embedding`` on ``data``; returns the training seconds."""
-    from rag_retrieval_train.config import build_config
-    from rag_retrieval_train.embedding import EmbeddingTrainConfig, EmbeddingTrainingRun
-
-    values = {
-        "model_name_or_path": base,
-        "train_data": str(data),
-        "output_dir": str(out),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-        "temperature": 0.05,
-        "train_group_size": 2,
-        "max_length": max_length,
-        "seed": args.seed,
-        "report_to": [],
-        "logging_steps": 5,
-        "warmup_ratio": 0.1,
-        "disable_progress_bar": True,
-    }
+    """``train_embedding_wikiqa.py``'s recipe on ``data`` (this run's seed and max_length); returns the seconds."""
     start = time.perf_counter()
-    EmbeddingTrainingRun(build_config(EmbeddingTrainConfig, values, {})).run()
+    train_ours(base, data, out, args, max_length=max_length, seed=args.seed, disable_progress_bar=True)
     return time.perf_counter() - start
 
 

@@ -47,7 +47,9 @@ def evaluate(model_path: str, groups: dict[str, list[tuple[str, int]]]) -> dict[
     return map_mrr([[groups[q][r.index][1] for r in results] for q, results in zip(questions, ranked)])
 
 
-def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace) -> float:
+def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace, **overrides: object) -> float:
+    """``rag-retrieval-train embedding`` with this benchmark's recipe (``overrides`` replace its keys);
+    returns training samples/s."""
     from rag_retrieval_train.config import build_config
     from rag_retrieval_train.embedding import EmbeddingTrainConfig, EmbeddingTrainingRun
 
@@ -68,6 +70,7 @@ def train_ours(base: str, data: Path, out: Path, args: argparse.Namespace) -> fl
             "logging_steps": 5,
             "save_total_limit": 1,
             "warmup_ratio": 0.1,
+            **overrides,
         },
         {},
     )
