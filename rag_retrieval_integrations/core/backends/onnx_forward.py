@@ -19,6 +19,7 @@ import torch
 
 from .onnx_export import OnnxModelCache
 from .onnx_runtime import inference_session, warn_if_slow_int8
+from .smoothing import calibration_batches, calibration_key
 
 Output = Literal["logits", "last_hidden_state"]
 
@@ -76,15 +77,22 @@ def run_on_onnx(
     model: torch.nn.Module,
     checkpoint: str,
     output: Output,
-    input_names: Sequence[str],
+    tokenizer: Any,
     quantize: str | None,
+    calibration: Sequence[str | tuple[str, str]] | None = None,
 ) -> OnnxForward:
-    """Make ``model``'s forward pass run in onnxruntime (exported, maybe quantized, cached) and
-    return the :class:`OnnxForward` now in place."""
+    """Make ``model``'s forward pass run in onnxruntime (exported, maybe smoothed and quantized,
+    cached) and return the :class:`OnnxForward` now in place. A ``"logits"`` model (a cross-encoder)
+    calibrates int8 on text pairs, an encoder on single texts; ``calibration`` replaces the bundled
+    texts."""
+    input_names = model_input_names(model, tokenizer)
+    cache = OnnxModelCache.for_model(checkpoint, model)
     if quantize == "int8":
         warn_if_slow_int8()
-    cache = OnnxModelCache.for_model(checkpoint, model)
-    path = cache.model_file(model, output, list(input_names), "int8" if quantize == "int8" else "fp32")
+        batches = calibration_batches(tokenizer, input_names, pairs=output == "logits", texts=calibration)
+        path = cache.model_file(model, output, input_names, "int8", batches, calibration_key(calibration))
+    else:
+        path = cache.model_file(model, output, input_names, "fp32")
     forward = OnnxForward(inference_session(path), output, str(path))
     model.forward = forward  # an instance attribute: nn.Module.__call__ and getattr(model, "forward") find it
     return forward

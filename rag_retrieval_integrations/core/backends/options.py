@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -26,6 +27,34 @@ def check_backend(backend: Any, quantize: Any) -> tuple[Backend, Quantization | 
     if quantize is not None and backend != "onnx":
         raise ValueError(f"quantize={quantize!r} needs backend='onnx' (got backend={backend!r})")
     return backend, quantize
+
+
+CalibrationText = str | tuple[str, str] | list[str]
+"""One calibration input: a text, or a (query, passage) pair."""
+
+
+def check_calibration(calibration: Any, quantize: Any) -> tuple[str | tuple[str, str], ...] | None:
+    """``calibration`` as a tuple of texts and (query, passage) pairs, or ``None`` (the bundled set).
+
+    Raises:
+        ValueError: calibration without ``quantize="int8"`` (only int8 smoothing reads it), an empty
+            set, or an item that is neither a text nor a pair of texts.
+    """
+    if calibration is None:
+        return None
+    if quantize != "int8":
+        raise ValueError("calibration= sets int8 smoothing's activation ranges: it needs quantize='int8'")
+    if isinstance(calibration, str) or not isinstance(calibration, Sequence) or not calibration:
+        raise ValueError("calibration must be a non-empty list of texts or (query, passage) pairs")
+    items: list[str | tuple[str, str]] = []
+    for i, item in enumerate(calibration):
+        if isinstance(item, str) and item:
+            items.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) and t for t in item):
+            items.append((item[0], item[1]))
+        else:
+            raise ValueError(f"calibration[{i}] must be a non-empty text or a (query, passage) pair, got {item!r}")
+    return tuple(items)
 
 
 def onnx_loading_options(options: dict[str, Any]) -> dict[str, Any]:

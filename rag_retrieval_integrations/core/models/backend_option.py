@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from ..backends.onnx_forward import OnnxForward, Output, model_input_names, run_on_onnx
+from ..backends.onnx_forward import OnnxForward, Output, run_on_onnx
 from ..backends.onnx_runtime import require_onnxruntime
-from ..backends.options import Backend, Quantization, check_backend, onnx_loading_options
+from ..backends.options import (
+    Backend,
+    CalibrationText,
+    Quantization,
+    check_backend,
+    check_calibration,
+    onnx_loading_options,
+)
 
 
 class EncoderBackendMixin:
@@ -20,8 +28,12 @@ class EncoderBackendMixin:
             once with ``torch.onnx`` (cached beside the checkpoint, keyed by its weights) and runs the
             forward pass in ONNX Runtime on the CPU. Tokenization, long documents, batching, pooling
             and scores' conventions are the family's own on both.
-        quantize: ``None`` (float32) or ``"int8"`` (ONNX Runtime's dynamic quantization; needs
-            ``backend="onnx"``; warns on a CPU without VNNI/AMX, where it gains less).
+        quantize: ``None`` (float32) or ``"int8"`` (ONNX Runtime's dynamic quantization of the
+            model smoothed on a bundled calibration set; needs ``backend="onnx"``; warns on a CPU
+            without VNNI/AMX, where it gains less).
+        calibration: with ``quantize="int8"``, the texts (or (query, passage) pairs) whose
+            activation ranges the smoothing reads, in place of the bundled set: a few dozen from
+            your own corpus fit int8 to it best (see docs/backends.md).
         **options: the family's other options.
     """
 
@@ -35,9 +47,11 @@ class EncoderBackendMixin:
         *,
         backend: Backend = "torch",
         quantize: Quantization | None = None,
+        calibration: Sequence[CalibrationText] | None = None,
         **options: Any,
     ) -> None:
         self.backend, self.quantize = check_backend(backend, quantize)
+        self.calibration = check_calibration(calibration, self.quantize)
         self.onnx_forward = None
         if self.backend == "onnx":
             require_onnxruntime()  # before minutes of loading, not after
@@ -48,7 +62,7 @@ class EncoderBackendMixin:
         """Run ``model``'s forward pass on the chosen backend (nothing to do for PyTorch)."""
         if self.backend == "onnx":
             path = self.checkpoint.path  # type: ignore[attr-defined]
-            self.onnx_forward = run_on_onnx(model, path, output, model_input_names(model, tokenizer), self.quantize)
+            self.onnx_forward = run_on_onnx(model, path, output, tokenizer, self.quantize, self.calibration)
 
 
 def first_transformer(model: Any, path: str) -> torch.nn.Module:
