@@ -253,7 +253,9 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = write_hits_jsonl({q: train_groups[q] for q in train_questions}, run_dir / "train.jsonl")
     n_pairs = sum(len(train_groups[q]) for q in train_questions)
-    steps = planned_steps(len(train_questions), args)
+    # a question whose candidates are all correct has nothing to rank: the trainer leaves it out
+    all_correct = sum(all(label for _, label in train_groups[q]) for q in train_questions)
+    steps = planned_steps(len(train_questions) - all_correct, args)
     dev_desc = (
         f"all {len(dev_all)} dev questions with a correct answer"
         if len(dev_questions) == len(dev_all)
@@ -353,7 +355,8 @@ def main() -> None:
         f"WikiQA dev: {dev_desc}; every model at max_length {args.eval_max_length}. Fine-tuned: "
         f"`rag-retrieval-train reranker`, family `llm` (yes-token) from SmolLM2-135M-Instruct (Q4_1 GGUF, "
         f"dequantized to fp32), `listwise_ce`, group {args.group_size}, {args.batch_size} questions per step, "
-        f"{len(train_questions)} train questions with a correct answer ({n_pairs} pairs), {steps} step(s), "
+        f"{len(train_questions)} train questions with a correct answer ({n_pairs} pairs; the trainer leaves out "
+        f"the {all_correct} whose candidates are all correct), {steps} step(s), "
         f"max_length {args.max_length}, seed {args.seed}; CPU fp32."
         + (" **Smoke run: the numbers mean nothing.**" if args.smoke else ""),
         "",
