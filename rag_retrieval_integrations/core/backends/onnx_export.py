@@ -5,7 +5,7 @@ older TorchScript exporter traces ``transformers``' attention mask as it was for
 batch (no padding: no mask), so padded batches score wrong (0.018 apart on MiniLM); the dynamo
 exporter keeps the mask logic and equals PyTorch to 1e-7. ``int8`` is onnxruntime's dynamic
 quantization (int8 weights, activations quantized per batch), with one scale per output channel
-(see :func:`quantize_int8`), of the model smoothed first on a bundled calibration set (see
+(see :func:`quantize_int8`); given calibration texts, of the model smoothed first (see
 :mod:`.smoothing`).
 ``onnxruntime.transformers.optimizer``'s BERT fusions were measured and left out: onnxruntime's
 own graph optimizations at session start already give what they give (fused: 9.5 s, plain: 8.9 s
@@ -202,11 +202,11 @@ class OnnxModelCache:
 
     def entry_name(self, output: str, input_names: Sequence[str], precision: str, calibration_key: str = "") -> str:
         """The cached entry's folder name: output, precision, weights key and a hash of the recipe
-        (for int8, the smoothing and its calibration texts too)."""
+        (for a smoothed int8 model, the smoothing and its calibration texts too)."""
         import onnxruntime
 
         recipe = f"{EXPORT_FORMAT}:{','.join(input_names)}:torch{torch.__version__}:ort{onnxruntime.__version__}"
-        if precision == "int8":
+        if precision == "int8" and calibration_key:
             recipe += f":{SMOOTHING_RECIPE}:{calibration_key}"
         return f"{output}.{precision}.{self.key}.{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
@@ -220,20 +220,30 @@ class OnnxModelCache:
         calibration_key: str = "",
     ) -> Path:
         """The ONNX file of ``model`` at ``precision`` (``"fp32"`` or ``"int8"``), exported (and
-        quantized) only when the cache does not hold it yet. ``calibration``: the model inputs that
-        int8 smoothing reads (:func:`.smoothing.calibration_batches`), needed for ``"int8"``, and
-        ``calibration_key`` what names them in the cache (:func:`.smoothing.calibration_key`)."""
-        folder = self.folder()
-        entry = folder / self.entry_name(output, input_names, precision, calibration_key)
+        quantized) only when the cache does not hold it yet. For int8, ``calibration`` (model
+        inputs, :func:`.smoothing.calibration_batches`) smooths the model first, and
+        ``calibration_key`` (:func:`.smoothing.calibration_key`) names those inputs in the cache;
+        without them, int8 quantizes the cached fp32 export as it is."""
+        return self._model_file(self.folder(), model, output, input_names, precision, calibration, calibration_key)
+
+    def _model_file(
+        self,
+        folder: Path,
+        model: torch.nn.Module,
+        output: str,
+        input_names: Sequence[str],
+        precision: str,
+        calibration: Sequence[dict[str, torch.Tensor]] = (),
+        calibration_key: str = "",
+    ) -> Path:
+        entry = folder / self.entry_name(output, input_names, precision, calibration_key if calibration else "")
         target = entry / MODEL_FILE
         if target.is_file():
             logger.info("using the cached ONNX model %s", target)
             return target
         big = _parameter_bytes(model) > _EXTERNAL_DATA_BYTES
-        if precision == "int8":
-            if not calibration:
-                raise ValueError("int8 needs calibration inputs for its smoothing (see smoothing.calibration_batches)")
-            logger.info("exporting %s to ONNX int8 (once; cached in %s)", self.checkpoint, entry)
+        if precision == "int8" and calibration:
+            logger.info("exporting %s smoothed, to ONNX int8 (once; cached in %s)", self.checkpoint, entry)
 
             def write(path: Path) -> None:
                 # the smoothed float32 graph is only a step to int8: exported beside it, then deleted
@@ -243,6 +253,9 @@ class OnnxModelCache:
                     quantize_int8(smoothed, path, external_data=big)
 
             _write_entry(entry, write)
+        elif precision == "int8":
+            source = self._model_file(folder, model, output, input_names, "fp32")
+            _write_entry(entry, lambda path: quantize_int8(source, path, external_data=big))
         else:
             logger.info("exporting %s to ONNX (once; cached in %s)", self.checkpoint, entry)
             _write_entry(entry, lambda path: export_onnx(model, output, input_names, path, external_data=big))

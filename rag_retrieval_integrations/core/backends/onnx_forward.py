@@ -82,14 +82,16 @@ def run_on_onnx(
     calibration: Sequence[str | tuple[str, str]] | None = None,
 ) -> OnnxForward:
     """Make ``model``'s forward pass run in onnxruntime (exported, maybe smoothed and quantized,
-    cached) and return the :class:`OnnxForward` now in place. A ``"logits"`` model (a cross-encoder)
-    calibrates int8 on text pairs, an encoder on single texts; ``calibration`` replaces the bundled
-    texts."""
+    cached) and return the :class:`OnnxForward` now in place. ``calibration``: int8 smooths the model
+    on these texts first; a ``"logits"`` model (a cross-encoder) reads pairs as pairs, an encoder
+    reads each text alone."""
     input_names = model_input_names(model, tokenizer)
     cache = OnnxModelCache.for_model(checkpoint, model)
     if quantize == "int8":
         warn_if_slow_int8()
-        batches = calibration_batches(tokenizer, input_names, pairs=output == "logits", texts=calibration)
+        batches = (
+            calibration_batches(tokenizer, input_names, calibration, pairs=output == "logits") if calibration else []
+        )
         path = cache.model_file(model, output, input_names, "int8", batches, calibration_key(calibration))
     else:
         path = cache.model_file(model, output, input_names, "fp32")
