@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from datetime import date
@@ -57,6 +58,7 @@ def main() -> None:
         rows.append({"model": f"{name}, zero-shot", **evaluate(base, dev)})
         print(rows[-1], flush=True)
         out = args.work_dir / name
+        shutil.rmtree(out, ignore_errors=True)  # a rerun replaces the last one (the trainer refuses to mix runs)
         start = time.perf_counter()
         rate = train_ours(base, data, out, argparse.Namespace(epochs=args.epochs, batch_size=args.batch_size, lr=lr))
         seconds = time.perf_counter() - start

@@ -183,3 +183,22 @@ def test_distill_config_errors():
         DistillTrainConfig(
             model_name_or_path="m", train_data="x", output_dir="o", teacher_model="t", loss="bce"
         ).validate()
+
+
+@pytest.mark.parametrize(
+    ("shift", "loss", "warns"),
+    [(6.0, "distill_mse", True), (0.0, "distill_mse", False), (6.0, "distill_kl", False)],
+)
+def test_distill_mse_warns_when_the_teachers_scores_saturate_its_sigmoid_targets(tmp_path, caplog, shift, loss, warns):
+    from rag_retrieval_train.distill import warn_if_saturated_targets
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"query": f"q{i}", "hits": [{"content": f"d{j}", "score": float(shift + rng.normal())} for j in range(4)]}
+        for i in range(20)
+    ]  # shift 6: a yes-token LLM's Yes logits (all far above 3); shift 0: a cross-encoder's centred logits
+    path = write(tmp_path / "teacher.jsonl", rows)
+    with caplog.at_level("WARNING", logger="rag_retrieval_train.distill"):
+        share = warn_if_saturated_targets(path, loss)
+    assert ("use distill_kl or margin_mse" in caplog.text) is warns
+    assert (share > 0.5) is warns
