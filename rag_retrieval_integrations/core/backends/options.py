@@ -1,4 +1,4 @@
-"""The ``backend`` and ``quantize`` loading options: their values and how they combine."""
+"""The ``backend``, ``quantize`` and ``calibration`` loading options: their values and how they combine."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ CalibrationText = str | tuple[str, str] | list[str]
 
 
 def check_calibration(calibration: Any, quantize: Any) -> tuple[str | tuple[str, str], ...] | None:
-    """``calibration`` as a tuple of texts and (query, passage) pairs, or ``None`` (the bundled set).
+    """``calibration`` as a tuple of texts and (query, passage) pairs, or ``None`` (plain int8).
 
     Raises:
         ValueError: calibration without ``quantize="int8"`` (only int8 smoothing reads it), an empty

@@ -28,12 +28,12 @@ class EncoderBackendMixin:
             once with ``torch.onnx`` (cached beside the checkpoint, keyed by its weights) and runs the
             forward pass in ONNX Runtime on the CPU. Tokenization, long documents, batching, pooling
             and scores' conventions are the family's own on both.
-        quantize: ``None`` (float32) or ``"int8"`` (ONNX Runtime's dynamic quantization of the
-            model smoothed on a bundled calibration set; needs ``backend="onnx"``; warns on a CPU
-            without VNNI/AMX, where it gains less).
-        calibration: with ``quantize="int8"``, the texts (or (query, passage) pairs) whose
-            activation ranges the smoothing reads, in place of the bundled set: a few dozen from
-            your own corpus fit int8 to it best (see docs/backends.md).
+        quantize: ``None`` (float32) or ``"int8"`` (ONNX Runtime's dynamic quantization; needs
+            ``backend="onnx"``; warns on a CPU without VNNI/AMX, where it gains less).
+        calibration: with ``quantize="int8"``, a few dozen texts or (query, passage) pairs from
+            the corpus the model will score: the model is smoothed on them (SmoothQuant) before
+            quantizing, which brings int8 closer to fp32 (see docs/backends.md). ``None``: plain
+            dynamic int8.
         **options: the family's other options.
     """
 
