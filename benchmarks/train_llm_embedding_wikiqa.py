@@ -17,19 +17,17 @@ same recipe in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-from common import WIKIQA, read_wikiqa
+from common import WIKIQA, read_wikiqa, write_results
 from train_embedding_wikiqa import evaluate, train_ours, write_training_jsonl
 from train_llm_reranker_wikiqa import smollm2_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -79,12 +77,7 @@ def main() -> None:
         took = f"{r['train_s']:.0f}s" if "train_s" in r else ""
         table.append(f"| {r['model']} | {r['MAP']:.4f} | {r['MRR@10']:.4f} | {rate} | {took} |")
     text = "\n".join([f"`{command}` ({date.today()}, {args.epochs:g} epochs, batch {args.batch_size})", "", *table, ""])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train_llm_embedding_wikiqa.json").write_text(
-        json.dumps({"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
-    )
-    (RESULTS / "train_llm_embedding_wikiqa.md").write_text(text)
-    print(text)
+    write_results("train_llm_embedding_wikiqa", command, args, rows, text)
 
 
 if __name__ == "__main__":
