@@ -8,21 +8,26 @@ by ``rag-retrieval-train distill`` on the WikiQA train questions with a correct 
 1. ``step: teacher-scores``: the teacher scores every candidate of those questions once (max_length
    128, as it was trained; written to ``--work-dir`` and resumed from there if interrupted);
 2. ``step: student``, once per loss on the same scores: ``distill_kl`` (listwise KL over groups),
-   ``distill_mse`` (pointwise, on sigmoid scores), ``margin_mse`` (positive-negative margins);
+   ``distill_mse`` (pointwise, on sigmoid scores), ``margin_mse`` (positive-negative margins),
+   ``distill_kl_ce`` (``--label-weight`` times listwise CE on the labels plus the rest times
+   ``distill_kl``);
 3. the same student recipe trained on the labels instead (``listwise_ce``), the baseline a
    distillation has to beat.
 
 Every student: groups of ``--group-size`` (one correct sentence, the others re-drawn every epoch),
-``--batch-size`` pairs per step, lr ``--lr``, max_length 128, seed 0, ``--epochs`` epoch(s) (the
-recipe of ``train_reranker_wikiqa.py``). Reported: MAP and MRR@10 on WikiQA dev (the 121 answered
-questions), and each student's MAP as a share of the teacher's.
+``--batch-size`` pairs per step, lr ``--lr``, max_length 128, ``--epochs`` epoch(s) (the recipe of
+``train_reranker_wikiqa.py``), once per ``--seeds`` (default 0; with several, the table shows the
+mean ± standard deviation and the results go to ``distill_llm_wikiqa_seeds``). Reported: MAP and
+MRR@10 on WikiQA dev (the 121 answered questions), and each student's MAP as a share of the teacher's.
 
-    python benchmarks/distill_llm_wikiqa.py [--teacher PATH] [--losses distill_kl distill_mse margin_mse]
+    python benchmarks/distill_llm_wikiqa.py [--teacher PATH] [--losses distill_kl ... distill_kl_ce] [--label-weight 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
 from datetime import date
@@ -47,6 +52,7 @@ def student_config(base: str, data: Path, out: Path, scores: Path, loss: str, ar
         "train_data": str(data),
         "output_dir": str(out),
         "loss": loss,
+        "label_weight": args.label_weight,
         "train_group_size": args.group_size,
         "epochs": args.epochs,
         "batch_size": max(1, args.batch_size // args.group_size),  # groups per step
@@ -61,13 +67,33 @@ def student_config(base: str, data: Path, out: Path, scores: Path, loss: str, ar
     }
 
 
+def teacher_metrics(teacher: Path, dev: dict, cache: Path) -> dict[str, Any]:
+    """The teacher's WikiQA dev metrics, kept in ``cache`` for the same weights (4 minutes on 2 cores)."""
+    weights = sorted(teacher.glob("*.safetensors"))
+    stamp = {"teacher": str(teacher), "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights]}
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("stamp") == stamp:
+            return saved["metrics"]
+    metrics = evaluate_llm(str(teacher), dev, answered(dev), 256)
+    cache.write_text(json.dumps({"stamp": stamp, "metrics": metrics}))
+    return metrics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--teacher", type=Path, default=ROOT / "outputs" / "train_llm_reranker_wikiqa_752" / "run" / "full"
     )
-    parser.add_argument("--losses", nargs="+", default=["distill_kl", "distill_mse", "margin_mse"])
+    parser.add_argument("--losses", nargs="+", default=["distill_kl", "distill_mse", "margin_mse", "distill_kl_ce"])
+    parser.add_argument("--label-weight", type=float, default=0.5, help="distill_kl_ce: weight of the label term")
     parser.add_argument("--no-label-baseline", action="store_true", help="skip the student trained on labels")
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate students already in --work-dir with the same recipe, not retrain"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="one student per seed and loss; several: mean ± std"
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per step")
     parser.add_argument("--group-size", type=int, default=8)
@@ -93,7 +119,7 @@ def main() -> None:
     scores = args.work_dir / "teacher_scores.jsonl"
     print(f"train: {len(train)} questions, {sum(map(len, train.values()))} pairs", flush=True)
 
-    teacher = evaluate_llm(str(args.teacher), dev, answered(dev), 256)
+    teacher = teacher_metrics(args.teacher, dev, args.work_dir / "teacher_dev.json")
     rows: list[dict[str, Any]] = [{"model": f"teacher: SmolLM2 yes-token reranker ({args.teacher.name})", **teacher}]
     print(rows[-1], flush=True)
 
@@ -110,41 +136,89 @@ def main() -> None:
     teacher_s = time.perf_counter() - start
     print(f"teacher scores in {teacher_s:.0f}s", flush=True)
 
-    for loss in args.losses:
-        out = args.work_dir / f"student-{loss}"
-        start = time.perf_counter()
-        run_distill(build_config(DistillTrainConfig, student_config(base, data, out, scores, loss, args), {}))
-        seconds = time.perf_counter() - start
-        metrics = evaluate_student(str(out), dev)
-        rows.append({"model": f"MiniLM cross-encoder distilled, {loss}", "train_s": round(seconds, 1), **metrics})
+    for loss in [*args.losses, *([] if args.no_label_baseline else [LABELS])]:
+        name = f"{loss} (label_weight {args.label_weight:g})" if loss == "distill_kl_ce" else loss
+        model = (
+            f"MiniLM cross-encoder on the labels, {LABELS}"
+            if loss == LABELS
+            else f"MiniLM cross-encoder distilled, {name}"
+        )
+        runs = [train_student(base, data, scores, loss, seed, dev, args) for seed in args.seeds]
+        rows.append({"model": model, **summarize(runs)})
         print(rows[-1], flush=True)
-    if not args.no_label_baseline:
-        out = args.work_dir / "student-labels"
-        start = time.perf_counter()
-        recipe = student_config(base, data, out, scores, "listwise_ce", args)
+
+    command = " ".join(["python benchmarks/distill_llm_wikiqa.py", *sys.argv[1:]])
+    teacher_map = rows[0]["MAP"]
+    spread = len(args.seeds) > 1
+    table = [
+        f"| model | MAP{' (mean ± std over seeds ' + ', '.join(map(str, args.seeds)) + ')' if spread else ''} | "
+        "MRR@10 | share of the teacher's MAP |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        value = f"{r['MAP']:.4f} ± {r['MAP_std']:.4f}" if spread and "MAP_std" in r else f"{r['MAP']:.4f}"
+        table.append(f"| {r['model']} | {value} | {r['MRR@10']:.4f} | {100 * r['MAP'] / teacher_map:.1f}% |")
+    text = "\n".join([f"`{command}` ({date.today()}; teacher scores in {teacher_s:.0f}s)", "", *table, ""])
+    write_results("distill_llm_wikiqa" + ("_seeds" if spread else ""), command, args, rows, text)
+
+
+LABELS = "listwise_ce"
+
+
+def train_student(
+    base: str, data: Path, scores: Path, loss: str, seed: int, dev: dict, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One student (a distillation loss on the teacher's scores, or ``listwise_ce`` on the labels); its dev metrics."""
+    from rag_retrieval_train.config import build_config
+    from rag_retrieval_train.distill import DistillTrainConfig, run_distill
+
+    out = args.work_dir / (f"student-{'labels' if loss == LABELS else loss}" + (f"-seed{seed}" if seed else ""))
+    recipe = {**student_config(base, data, out, scores, loss, args), "seed": seed}
+    if args.reuse and trained_with(out, recipe):
+        print(f"reusing {out} (trained with this recipe)", flush=True)
+        return {"seed": seed, "train_s": None, **evaluate_student(str(out), dev)}
+    start = time.perf_counter()
+    if loss == LABELS:  # the reranker trainer on the labels, with the students' recipe
         train_ours(
             base,
             data,
             out,
             args,
-            loss="listwise_ce",
+            seed=seed,
+            loss=loss,
             train_group_size=args.group_size,
             batch_size=recipe["batch_size"],
+            overwrite_output_dir=True,
         )
-        seconds = time.perf_counter() - start
-        metrics = evaluate_student(str(out), dev)
-        rows.append(
-            {"model": "MiniLM cross-encoder on the labels, listwise_ce", "train_s": round(seconds, 1), **metrics}
-        )
-        print(rows[-1], flush=True)
+    else:
+        run_distill(build_config(DistillTrainConfig, recipe, {}))
+    return {"seed": seed, "train_s": round(time.perf_counter() - start, 1), **evaluate_student(str(out), dev)}
 
-    command = " ".join(["python benchmarks/distill_llm_wikiqa.py", *sys.argv[1:]])
-    teacher_map = rows[0]["MAP"]
-    table = ["| model | MAP | MRR@10 | share of the teacher's MAP |", "|---|---|---|---|"]
-    for r in rows:
-        table.append(f"| {r['model']} | {r['MAP']:.4f} | {r['MRR@10']:.4f} | {100 * r['MAP'] / teacher_map:.1f}% |")
-    text = "\n".join([f"`{command}` ({date.today()}; teacher scores in {teacher_s:.0f}s)", "", *table, ""])
-    write_results("distill_llm_wikiqa", command, args, rows, text)
+
+def trained_with(out: Path, recipe: dict[str, Any]) -> bool:
+    """``out`` holds a finished student whose saved config has every recipe key this benchmark sets
+    (the teacher-score keys aside for the label-trained one)."""
+    import yaml
+
+    saved_file = out / "rag_retrieval_train_config.yaml"
+    if not (out / "model.safetensors").is_file() or not saved_file.is_file():
+        return False
+    saved = yaml.safe_load(saved_file.read_text())
+    skip = {"step", "overwrite_output_dir", *(("teacher_scores", "label_weight") if recipe["loss"] == LABELS else ())}
+    return all(saved.get(k) == v for k, v in recipe.items() if k not in skip | {"disable_progress_bar"})
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean metrics over seeds (one run: its own), with the per-seed runs and the MAP's standard deviation."""
+    if len(runs) == 1:
+        return {k: v for k, v in runs[0].items() if k != "seed"}
+    maps = [r["MAP"] for r in runs]
+    return {
+        "MAP": statistics.mean(maps),
+        "MAP_std": statistics.stdev(maps),
+        "MRR@10": statistics.mean(r["MRR@10"] for r in runs),
+        "runs": runs,
+    }
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ Two steps, run together (``step: all``, the default) or one at a time:
    file ends.
 2. ``student``: the reranker trainer on ``teacher_scores`` with a distillation loss
    (``distill_kl``: listwise KL against the teacher's softmax, ``distill_mse``: pointwise MSE
-   on sigmoid scores, ``margin_mse``).
+   on sigmoid scores, ``margin_mse``; ``distill_kl_ce``: ``distill_kl`` plus listwise CE on the
+   labels that step 1 copies from ``train_data``).
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ class RerankerTrainConfig(LoRAOptions, TrainConfig):
     temperature: float = key(1.0, "softmax temperature of the listwise losses")
     max_label: float | None = key(None, "labels are divided by this (null: the largest label in the data)")
     pos_weight: float = key(1.0, "bce: weight of the positive term")
+    label_weight: float = key(0.5, "distill_kl_ce: weight of the label term, in [0, 1] (the teacher's is 1 minus it)")
     prompt_template: dict[str, Any] = key(
         doc="LLM backbones: PairPromptTemplate fields (saved with the model)", factory=dict
     )
@@ -73,6 +74,8 @@ class RerankerTrainConfig(LoRAOptions, TrainConfig):
             require(self, name, above=0)
         if self.max_label is not None:
             require(self, "max_label", above=0)
+        if not 0.0 <= self.label_weight <= 1.0:
+            raise ConfigError(f"label_weight must be in [0, 1], got {self.label_weight!r}")
         try:
             PairPromptTemplate.from_dict(self.prompt_template)
         except (TypeError, ValueError) as e:
@@ -232,7 +235,13 @@ class RerankerTrainingRun(TrainingRun):
         if spec.pointwise:
             return pointwise_view(examples, target, scale=self.label_scale or 1.0)
         return self.epoch_resampled(
-            group_view, examples, target, c.train_group_size, seed=c.seed, scale=self.label_scale or 1.0
+            group_view,
+            examples,
+            target,
+            c.train_group_size,
+            seed=c.seed,
+            scale=self.label_scale or 1.0,
+            by_label=spec.labelled_groups,
         )
 
     def training_file(self) -> str:

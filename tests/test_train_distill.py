@@ -154,7 +154,7 @@ def _sharpen(path: Path, factor: float) -> None:
     model.save_pretrained(path)
 
 
-@pytest.mark.parametrize("loss", ["distill_mse", "margin_mse"])
+@pytest.mark.parametrize("loss", ["distill_mse", "margin_mse", "distill_kl_ce"])
 def test_other_distillation_losses_run_from_teacher_scores(bert_cross_encoder, tmp_path, loss):
     source = write(tmp_path / "cands.jsonl", groups(5, 8))
     scores = score_with_teacher(Reranker(bert_cross_encoder), source, tmp_path / "t.jsonl", show_progress_bar=False)
@@ -179,6 +179,10 @@ def test_other_distillation_losses_run_from_teacher_scores(bert_cross_encoder, t
 def test_distill_config_errors():
     with pytest.raises(ConfigError, match="teacher_model is required for step=teacher-scores"):
         DistillTrainConfig(step="teacher-scores", train_data="x.jsonl").validate()
+    with pytest.raises(ConfigError, match=r"label_weight must be in \[0, 1\], got -0.1"):
+        DistillTrainConfig(
+            model_name_or_path="m", train_data="x", output_dir="o", teacher_model="t", label_weight=-0.1
+        ).validate()
     with pytest.raises(ConfigError, match="distill trains with one of"):
         DistillTrainConfig(
             model_name_or_path="m", train_data="x", output_dir="o", teacher_model="t", loss="bce"

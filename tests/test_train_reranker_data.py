@@ -120,3 +120,23 @@ def test_teacher_groups_are_sorted_by_teacher_score_and_short_rows_repeat(tmp_pa
     docs, values = drawer.draw(["a", "b", "c"], [0.1, 2.0, -1.0], random.Random(0))
     assert docs[:1] == ["b"] and len(docs) == 4 and set(docs) == {"a", "b", "c"}
     assert values == sorted(values, reverse=True)
+
+
+def test_labelled_teacher_groups_put_a_labelled_positive_first_with_teacher_scores(tmp_path, caplog):
+    """distill_kl_ce's groups: drawn by label (the positive first even when the teacher ranks a
+    negative above it), targets the teacher's scores of the drawn documents."""
+    hits = [{"content": f"d{j}", "label": int(j == 3), "score": float(10 - j)} for j in range(6)]
+    rows = [{"query": f"q{i}", "hits": hits} for i in range(5)]
+    rows.append({"query": "no positive", "hits": [{"content": "x", "label": 0, "score": 1.0}] * 2})
+    ds = load_reranker_examples(write(tmp_path, rows), cache_dir=tmp_path / "cache")
+    with caplog.at_level(logging.WARNING):
+        view = group_view(ds, "scores", 4, by_label=True)
+    assert "1 of 6 line(s)" in caplog.text and "no document labelled above another" in caplog.text
+    assert len(view) == 5
+    for row in (view[i] for i in range(5)):
+        assert row["docs"][0] == "d3" and "d3" not in row["docs"][1:]
+        assert row["labels"] == [10.0 - int(d[1:]) for d in row["docs"]]
+    unlabelled = [{"query": "q", "hits": [{"content": "a", "score": 1.0}, {"content": "b", "score": 0.0}]}]
+    ds = load_reranker_examples(write(tmp_path, unlabelled, "unlabelled.jsonl"), cache_dir=tmp_path / "cache2")
+    with pytest.raises(DataFormatError, match=r"unlabelled\.jsonl:1: .*labels"):
+        group_view(ds, "scores", 2, by_label=True)

@@ -11,6 +11,7 @@ import torch
 from rag_retrieval_train.losses import (
     ListNetLoss,
     ListwiseCELoss,
+    ListwiseKLCELoss,
     ListwiseKLLoss,
     MarginMSELoss,
     PointwiseBCELoss,
@@ -73,6 +74,21 @@ def test_listwise_kl_is_zero_for_the_teacher_and_scales_with_temperature():
     assert ListwiseKLLoss(temperature=2.0)(student, torch.tensor([[2.0, 0.0]])).item() == pytest.approx(kl2, rel=1e-6)
 
 
+def test_listwise_kl_ce_weighs_the_label_and_teacher_terms():
+    student = torch.tensor([[1.0, 0.5, -1.0], [0.0, 2.0, 0.3]])
+    teacher = torch.tensor([[4.0, 3.5, 0.0], [2.0, 1.0, 1.5]])
+    ce, kl = ListwiseCELoss()(student).item(), ListwiseKLLoss(temperature=2.0)(student, teacher).item()
+    for alpha in (0.0, 0.3, 1.0):
+        mixed = ListwiseKLCELoss(label_weight=alpha, temperature=2.0)(student, teacher).item()
+        assert mixed == pytest.approx(alpha * ce + (1 - alpha) * kl, rel=1e-6)
+    # the student that equals its teacher still pays the label term where the teacher prefers a negative
+    assert ListwiseKLCELoss(label_weight=0.5)(teacher.clone(), teacher).item() == pytest.approx(
+        0.5 * ListwiseCELoss()(teacher).item(), rel=1e-6
+    )
+    with pytest.raises(ValueError, match=r"label_weight must be in \[0, 1\]"):
+        ListwiseKLCELoss(label_weight=1.5)
+
+
 def test_margin_mse_by_hand_ignores_offsets():
     teacher = torch.tensor([[5.0, 3.0, 0.0]])
     assert MarginMSELoss()(teacher - 100.0, teacher).item() == pytest.approx(0.0, abs=1e-9)
@@ -81,7 +97,9 @@ def test_margin_mse_by_hand_ignores_offsets():
     assert MarginMSELoss()(student, teacher).item() == pytest.approx((1 + 16 + 9) / 3, rel=1e-6)
 
 
-@pytest.mark.parametrize("loss", [ListwiseCELoss(), ListNetLoss(), RankNetLoss(), MarginMSELoss(), ListwiseKLLoss()])
+@pytest.mark.parametrize(
+    "loss", [ListwiseCELoss(), ListNetLoss(), RankNetLoss(), MarginMSELoss(), ListwiseKLLoss(), ListwiseKLCELoss()]
+)
 def test_group_losses_refuse_flat_scores(loss):
     with pytest.raises(ValueError, match="group_size >= 2"):
         loss(torch.zeros(4), torch.zeros(4))

@@ -228,14 +228,19 @@ class GroupDrawer:
     - ``target="scores"`` (distillation): ``group_size`` documents drawn from the row without
       replacement (all of them, in file order, when the row has exactly that many), with the
       teacher's raw scores as targets; document 0 is the one the teacher scores highest.
+    - ``target="scores", by_label=True`` (labels plus teacher, ``distill_kl_ce``): the documents
+      drawn as for ``"labels"`` (a labelled positive first), with the teacher's raw scores.
 
     Draws come from ``row_rng(seed, epoch, line_number)``: the same in every run and process.
     """
 
-    def __init__(self, target: Target, group_size: int, *, seed: int = 0, scale: float = 1.0) -> None:
+    def __init__(
+        self, target: Target, group_size: int, *, seed: int = 0, scale: float = 1.0, by_label: bool = False
+    ) -> None:
         if group_size < 2:
             raise ValueError(f"group_size must be at least 2 for a group loss, got {group_size}")
         self.target = target
+        self.by_label = by_label
         self.group_size = group_size
         self.seed = seed
         self.scale = scale
@@ -244,8 +249,14 @@ class GroupDrawer:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def draw(self, docs: list[str], values: list[float], rng: random.Random) -> tuple[list[str], list[float]]:
+    def draw(
+        self, docs: list[str], values: list[float], rng: random.Random, labels: list[float] | None = None
+    ) -> tuple[list[str], list[float]]:
+        """One group: its documents and their targets; ``labels`` choose the documents when ``by_label``."""
         n = self.group_size
+        if self.by_label:
+            picked = self.draw_by_label(labels or [], rng)
+            return [docs[j] for j in picked], [values[j] for j in picked]
         if self.target == "scores":
             picked = list(range(len(docs)))
             if len(docs) > n:
@@ -254,9 +265,15 @@ class GroupDrawer:
                 picked = picked + [rng.choice(picked) for _ in range(n - len(docs))]
             picked.sort(key=lambda j: -values[j])
             return [docs[j] for j in picked], [values[j] for j in picked]
-        top = max(values)
-        positives = [j for j, v in enumerate(values) if v == top]
-        others = [j for j, v in enumerate(values) if v < top]
+        picked = self.draw_by_label(values, rng)
+        return [docs[j] for j in picked], [values[j] / self.scale for j in picked]
+
+    def draw_by_label(self, labels: list[float], rng: random.Random) -> list[int]:
+        """A document with the top label, then ``group_size - 1`` with lower labels (repeated evenly when too few)."""
+        n = self.group_size
+        top = max(labels)
+        positives = [j for j, v in enumerate(labels) if v == top]
+        others = [j for j, v in enumerate(labels) if v < top]
         first = rng.choice(positives)
         if len(others) >= n - 1:
             rest = rng.sample(others, n - 1)
@@ -264,13 +281,14 @@ class GroupDrawer:
             copies, extra = divmod(n - 1, len(others))
             rest = others * copies + rng.sample(others, extra)
             rng.shuffle(rest)
-        picked = [first, *rest]
-        return [docs[j] for j in picked], [values[j] / self.scale for j in picked]
+        return [first, *rest]
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"query": [], "docs": [], "labels": []}
-        for query, docs, values, line in zip(batch["query"], batch["docs"], batch[self.target], batch["line_number"]):
-            group_docs, group_values = self.draw(docs, values, row_rng(self.seed, self.epoch, line))
+        all_labels = batch["labels"] if self.by_label else [None] * len(batch["query"])
+        rows = zip(batch["query"], batch["docs"], batch[self.target], all_labels, batch["line_number"])
+        for query, docs, values, labels, line in rows:
+            group_docs, group_values = self.draw(docs, values, row_rng(self.seed, self.epoch, line), labels)
             out["query"].append(query)
             out["docs"].append(group_docs)
             out["labels"].append(group_values)
@@ -285,31 +303,37 @@ def group_view(
     seed: int = 0,
     scale: float = 1.0,
     epochs: EpochResampleCallback | None = None,
+    by_label: bool = False,
 ) -> Dataset:
     """Rows ``{"query", "docs": [group_size docs], "labels": [group_size floats]}``, drawn per epoch.
 
     Rows that cannot form a group are dropped with one warning naming how many and the first
-    ``file:line``: for ``target="labels"``, rows where no document is labelled above another
-    (no positive, e.g. a WikiQA question without a correct answer); for ``"scores"``, rows
-    with a single document. ``epochs``: an :class:`EpochResampleCallback` that moves the draw
-    to each new epoch.
+    ``file:line``: for ``target="labels"`` or ``by_label``, rows where no document is labelled
+    above another (no positive, e.g. a WikiQA question without a correct answer); for
+    ``"scores"``, rows with a single document. ``epochs``: an :class:`EpochResampleCallback`
+    that moves the draw to each new epoch. ``by_label`` (with ``target="scores"``): groups drawn
+    by label, targets the teacher's scores (see :class:`GroupDrawer`); every line needs both.
     """
     _require(dataset, target)
+    if by_label:
+        _require(dataset, "labels")
+    by_labels = target == "labels" or by_label
 
     def usable(batch: dict[str, list]) -> list[bool]:
-        if target == "labels":
+        if by_labels:
             return [bool(v) and max(v) > min(v) for v in batch["labels"]]
         return [len(v) >= 2 for v in batch["scores"]]
 
     kept = dataset.filter(usable, batched=True, desc="Checking groups")
     dropped = len(dataset) - len(kept)
     if dropped:
+        column = "labels" if by_labels else target
         first = next(
             f"{r['source_file']}:{r['line_number']}"
-            for r in dataset.select_columns([target, "source_file", "line_number"])
-            if not usable({target: [r[target]]})[0]
+            for r in dataset.select_columns([column, "source_file", "line_number"])
+            if not usable({column: [r[column]]})[0]
         )
-        reason = "no document labelled above another" if target == "labels" else "a single scored document"
+        reason = "no document labelled above another" if by_labels else "a single scored document"
         logger.warning(
             "%d of %d line(s) (the first at %s) have %s and are left out of group training",
             dropped,
@@ -324,7 +348,8 @@ def group_view(
         logger.warning(
             "%d line(s) have fewer than group_size=%d documents; their documents are repeated", short, group_size
         )
-    drawer = GroupDrawer(target, group_size, seed=seed, scale=scale)
+    drawer = GroupDrawer(target, group_size, seed=seed, scale=scale, by_label=by_label)
     if epochs is not None:
         epochs.add(drawer)
-    return kept.with_transform(drawer, columns=["query", "docs", target, "line_number"])
+    columns = ["query", "docs", target, *(["labels"] if by_label else []), "line_number"]
+    return kept.with_transform(drawer, columns=columns)

@@ -19,7 +19,7 @@ from .embedding_distillation import EmbeddingDistillationLoss, relative_similari
 from .info_nce import InfoNCELoss
 from .matryoshka import MatryoshkaLoss
 from .preference_kl import PreferenceKLLoss
-from .reranker_listwise import ListNetLoss, ListwiseCELoss, ListwiseKLLoss
+from .reranker_listwise import ListNetLoss, ListwiseCELoss, ListwiseKLCELoss, ListwiseKLLoss
 from .reranker_pairwise import MarginMSELoss, RankNetLoss
 from .reranker_pointwise import PointwiseBCELoss, PointwiseMSELoss
 
@@ -30,6 +30,7 @@ __all__ = [
     "InfoNCELoss",
     "ListNetLoss",
     "ListwiseCELoss",
+    "ListwiseKLCELoss",
     "ListwiseKLLoss",
     "MarginMSELoss",
     "MatryoshkaLoss",

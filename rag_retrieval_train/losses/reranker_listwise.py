@@ -77,3 +77,43 @@ class ListwiseKLLoss(nn.Module):
         log_q = torch.log_softmax(scores.float() / t, dim=-1)
         log_p = torch.log_softmax(teacher_scores.float() / t, dim=-1)
         return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean") * t * t
+
+
+class ListwiseKLCELoss(nn.Module):
+    """Hard plus soft targets (Hinton et al., 2015): listwise CE on the labels and KL from the teacher.
+
+    Formula, for B queries with student scores s_b and teacher scores t_b over groups whose
+    document 0 is a labelled positive, label weight alpha and temperatures tau (CE) and T (KL)::
+
+        loss = alpha * ListwiseCE_tau(s)  +  (1 - alpha) * ListwiseKL_T(s, t)
+
+    with :class:`ListwiseCELoss` and :class:`ListwiseKLLoss` as defined there. The labels keep
+    the student on the task where the teacher is wrong; the teacher's softmax adds how much
+    better than the negatives the positive is and how the negatives compare, which the labels
+    do not say. alpha = 1 is :class:`ListwiseCELoss`, alpha = 0 is :class:`ListwiseKLLoss`.
+
+    Inputs:
+
+    ==================  ======================  =============================================
+    argument            shape                   what
+    ==================  ======================  =============================================
+    ``scores``          (queries, group_size)   the student's scores; document 0 the positive
+    ``teacher_scores``  (queries, group_size)   the teacher's scores of the same documents
+    ==================  ======================  =============================================
+
+    Args:
+        label_weight: alpha in [0, 1]; default 0.5.
+        temperature: T > 0 of the KL term; default 1. The CE term uses temperature 1.
+    """
+
+    def __init__(self, label_weight: float = 0.5, temperature: float = 1.0) -> None:
+        super().__init__()
+        if not 0.0 <= label_weight <= 1.0:
+            raise ValueError(f"label_weight must be in [0, 1], got {label_weight}")
+        self.label_weight = float(label_weight)
+        self.ce = ListwiseCELoss()
+        self.kl = ListwiseKLLoss(temperature=temperature)
+
+    def forward(self, scores: Tensor, teacher_scores: Tensor) -> Tensor:
+        alpha = self.label_weight
+        return alpha * self.ce(scores) + (1.0 - alpha) * self.kl(scores, teacher_scores)

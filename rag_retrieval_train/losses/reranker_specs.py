@@ -44,6 +44,13 @@ def _specs() -> dict[str, LossSpec]:
             "MSE of sigmoid scores against sigmoid teacher scores",
         ),
         LossSpec("margin_mse", lambda c, m: pairwise.MarginMSELoss(), "teacher-groups", "MSE of score margins", 2),
+        LossSpec(
+            "distill_kl_ce",
+            lambda c, m: listwise.ListwiseKLCELoss(label_weight=c.label_weight, temperature=c.temperature),
+            "teacher-labelled-groups",
+            "label_weight * listwise CE on the labels + (1 - label_weight) * distill_kl",
+            2,
+        ),
     )
 
 

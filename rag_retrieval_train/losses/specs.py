@@ -25,7 +25,8 @@ class LossSpec:
         name: the ``loss`` value in a config.
         build: ``(config, model) -> nn.Module``; the config supplies ``temperature``, ``pos_weight``...
         data: the rows and targets it trains on: ``"pairs"`` / ``"groups"`` of labels or of teacher
-            scores (``"teacher-pairs"`` / ``"teacher-groups"``) for rerankers; ``"infonce"``,
+            scores (``"teacher-pairs"`` / ``"teacher-groups"``; ``"teacher-labelled-groups"``: groups
+            drawn by label, a positive first, with the teacher's scores) for rerankers; ``"infonce"``,
             ``"preference"`` or ``"teacher_vectors"`` for the embedding and ColBERT trainers.
         summary: one line for ``--list-keys`` and the key reference.
         min_group_size: the fewest documents per query (``train_group_size``) it works with.
@@ -41,6 +42,11 @@ class LossSpec:
     def teacher_scores(self) -> bool:
         """The target is a teacher's score (distillation), not the label."""
         return self.data.startswith("teacher-")
+
+    @property
+    def labelled_groups(self) -> bool:
+        """Groups are drawn by label (a positive first) even though the targets are teacher scores."""
+        return self.data == "teacher-labelled-groups"
 
     @property
     def pointwise(self) -> bool:
