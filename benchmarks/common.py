@@ -111,3 +111,14 @@ def write_results(name: str, command: str, args: Any, rows: list[dict[str, Any]]
     (results / f"{name}.json").write_text(json.dumps(record, indent=2))
     (results / f"{name}.md").write_text(text)
     print(text)
+
+
+def calibration_pairs(train: dict[str, list[tuple[str, int]]], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (question, candidate sentence) pairs of WikiQA *train* (seeded questions with a correct
+    answer, one seeded candidate each, correct or not): the texts ``calibration=`` smooths int8 on."""
+    import random
+
+    rng = random.Random(seed)
+    questions = [q for q, c in train.items() if any(label for _, label in c)]
+    rng.shuffle(questions)
+    return [(q, rng.choice(train[q])[0]) for q in questions[:n]]

@@ -31,20 +31,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import WIKIQA, map_mrr, read_wikiqa
+from common import WIKIQA, calibration_pairs, map_mrr, read_wikiqa
 
 BACKENDS = {"torch": {}, "onnx fp32": {"backend": "onnx"}, "onnx int8": {"backend": "onnx", "quantize": "int8"}}
-
-
-def calibration_pairs(train: dict[str, list[tuple[str, int]]], n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n`` (question, candidate sentence) pairs of WikiQA *train* (seeded questions with a correct
-    answer, one seeded candidate each, correct or not): the texts ``calibration=`` smooths int8 on."""
-    import random
-
-    rng = random.Random(seed)
-    questions = [q for q, c in train.items() if any(label for _, label in c)]
-    rng.shuffle(questions)
-    return [(q, rng.choice(train[q])[0]) for q in questions[:n]]
 
 
 def trained_models(base: str, folder: Path, reranker_epochs: float) -> dict[str, tuple[str, str]]:

@@ -1,7 +1,8 @@
-"""Cross-encoder reranking speed: our backends (torch, onnx fp32, onnx int8) against
+"""Cross-encoder reranking speed: our backends (torch, torch-compile, onnx fp32, onnx int8 plain and calibrated) against
 sentence-transformers and FlagEmbedding, and how close each gets to the fp32 compute limit.
 
-The five implementations score the same 1,500 (question, sentence) pairs from WikiQA with
+The implementations (``--calibration 0`` leaves out the calibrated int8 one, smoothed on that many
+WikiQA *train* pairs) score the same 1,500 (question, sentence) pairs from WikiQA with
 the same checkpoint (all-MiniLM-L6-v2 with a freshly initialised 1-logit head: speed does
 not depend on the head being trained), the same ``max_length`` and ``batch_size``. 30% of
 the sentences are lengthened by repeating them 2-6 times (seeded), a mix of lengths like
@@ -11,7 +12,7 @@ the faster peer, the largest score difference from our torch path, and the share
 compute limit (``compute_limit.py``: FLOPs of the forward pass on the exact token lengths over a
 matmul probe run among the others in every round).
 
-    python benchmarks/rerank_speed.py [--pairs 1500] [--rounds 3] [--batch-size 32] [--max-length 512]
+    python benchmarks/rerank_speed.py [--pairs 1500] [--rounds 3] [--batch-size 32] [--max-length 512] [--calibration 32]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, wikiqa_pairs
+from common import WIKIQA, calibration_pairs, interleaved, read_wikiqa, wikiqa_pairs
 from compute_limit import encoder_flops, matmul_gflops
 
 
@@ -67,6 +68,7 @@ def print_backends_table(n_pairs: int, seconds: dict[str, float], scores: dict[s
 
 
 OURS = "rag-retrieval (torch)"
+CALIBRATED = "rag-retrieval (onnx int8, calibration=)"
 PEERS = ("sentence-transformers CrossEncoder", "FlagEmbedding FlagReranker")
 
 
@@ -76,6 +78,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument(
+        "--calibration", type=int, default=32, help="WikiQA train pairs for the calibrated int8 row (0: no such row)"
+    )
     args = parser.parse_args()
 
     from FlagEmbedding import FlagReranker
@@ -91,9 +96,17 @@ def main() -> None:
         common = {"device": "cpu", "max_length": args.max_length, "batch_size": args.batch_size}
         ours = Reranker(path, **common)
         start = time.perf_counter()
+        compiled = Reranker(path, backend="torch-compile", **common)
+        compiled.compute_score(pairs[: args.batch_size])  # the first batch compiles
+        compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
         onnx = Reranker(path, backend="onnx", **common)
         export_seconds = time.perf_counter() - start
         int8 = Reranker(path, backend="onnx", quantize="int8", **common)
+        calibrated = None
+        if args.calibration:  # SmoothQuant-smoothed int8: one extra element-wise multiply per linear layer
+            texts = calibration_pairs(read_wikiqa(WIKIQA / "train.tsv"), args.calibration)
+            calibrated = Reranker(path, backend="onnx", quantize="int8", calibration=texts, **common)
         st = CrossEncoder(str(path), device="cpu", max_length=args.max_length, activation_fn=torch.nn.Identity())
         flag = FlagReranker(str(path), use_fp16=False, devices="cpu", max_length=args.max_length)
         config = ours.model.config
@@ -105,8 +118,10 @@ def main() -> None:
 
         runners: dict[str, Callable[[], Sequence[float]]] = {
             OURS: lambda: ours.compute_score(pairs),
+            "rag-retrieval (torch-compile)": lambda: compiled.compute_score(pairs),
             "rag-retrieval (onnx fp32)": lambda: onnx.compute_score(pairs),
             "rag-retrieval (onnx int8)": lambda: int8.compute_score(pairs),
+            **({CALIBRATED: lambda: calibrated.compute_score(pairs)} if calibrated is not None else {}),
             PEERS[0]: lambda: st.predict(pairs, batch_size=args.batch_size, show_progress_bar=False),
             PEERS[1]: lambda: flag.compute_score(pairs, batch_size=args.batch_size),
             "matmul probe": probe,
@@ -128,11 +143,13 @@ def main() -> None:
     print(
         f"fp32 compute limit = {flops / len(pairs) / 1e9:.2f} GFLOP per pair (forward pass on the exact lengths) at "
         f"{gflops:.0f} GFLOP/s (fp32 matmul probe, median of {len(probes)} rounds); "
-        f"ONNX export + load: {export_seconds:.1f} s once (cached beside the checkpoint)"
+        f"ONNX export + load: {export_seconds:.1f} s once (cached beside the checkpoint); torch-compile load + first "
+        f"batch: {compile_seconds:.1f} s"
     )
     print(
         f"\ncommand: python benchmarks/rerank_speed.py --pairs {args.pairs} --rounds {args.rounds}"
-        f" --batch-size {args.batch_size} --max-length {args.max_length}  (cpu count {os.cpu_count()})"
+        f" --batch-size {args.batch_size} --max-length {args.max_length} --calibration {args.calibration}"
+        f"  (cpu count {os.cpu_count()})"
     )
 
 

@@ -247,7 +247,11 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
 @pytest.mark.parametrize(
     "options, error, message",
     [
-        ({"backend": "tensorrt"}, ValueError, r"backend must be one of \['torch', 'onnx'\], got 'tensorrt'"),
+        (
+            {"backend": "tensorrt"},
+            ValueError,
+            r"backend must be one of \['torch', 'torch-compile', 'onnx'\], got 'tensorrt'",
+        ),
         ({"quantize": "int4", "backend": "onnx"}, ValueError, r"quantize must be one of \[None, 'int8'\], got 'int4'"),
         ({"quantize": "int8"}, ValueError, r"quantize='int8' needs backend='onnx'"),
         ({"backend": "onnx", "device": "meta"}, ValueError, r"backend='onnx' runs on the CPU .*device='meta'"),

@@ -1,8 +1,9 @@
-"""Inference backends of the encoder families: PyTorch (the default) and ONNX Runtime fp32/int8.
+"""Inference backends of the encoder families: PyTorch (the default), PyTorch through
+``torch.compile`` (:mod:`.compiled`) and ONNX Runtime fp32/int8.
 
 A backend is a loading option of a family (``Reranker(path, backend="onnx", quantize="int8")``),
 not a family of its own: the family tokenizes, windows, batches and pools as on PyTorch, and only
-the transformer's forward pass runs in onnxruntime (see :mod:`.onnx_forward`).
+the transformer's forward pass is compiled or runs in onnxruntime (see :mod:`.onnx_forward`).
 """
 
 from .onnx_export import ONNX_FOLDER, OnnxModelCache, onnx_cache_dir

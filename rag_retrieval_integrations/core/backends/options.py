@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import torch
 
-Backend = Literal["torch", "onnx"]
+Backend = Literal["torch", "torch-compile", "onnx"]
 Quantization = Literal["int8"]
-BACKENDS: tuple[str, ...] = ("torch", "onnx")
+BACKENDS: tuple[str, ...] = ("torch", "torch-compile", "onnx")
 QUANTIZATIONS: tuple[str | None, ...] = (None, "int8")
 
 

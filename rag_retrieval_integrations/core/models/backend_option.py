@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..backends.compiled import compile_in_place
 from ..backends.onnx_forward import OnnxForward, Output, run_on_onnx
 from ..backends.onnx_runtime import require_onnxruntime
 from ..backends.options import (
@@ -24,7 +25,9 @@ class EncoderBackendMixin:
     :class:`~.base.BaseReranker` among the bases, and call :meth:`_use_backend` once the model is loaded.
 
     Args:
-        backend: ``"torch"`` (default) runs the model in PyTorch; ``"onnx"`` exports its transformer
+        backend: ``"torch"`` (default) runs the model in PyTorch; ``"torch-compile"`` runs it
+            through ``torch.compile`` with frozen weights (the first batch compiles; needs a C++
+            compiler on the CPU); ``"onnx"`` exports its transformer
             once with ``torch.onnx`` (cached beside the checkpoint, keyed by its weights) and runs the
             forward pass in ONNX Runtime on the CPU. Tokenization, long documents, batching, pooling
             and scores' conventions are the family's own on both.
@@ -59,10 +62,12 @@ class EncoderBackendMixin:
         super().__init__(model_name_or_path, **options)  # type: ignore[call-arg]
 
     def _use_backend(self, model: torch.nn.Module, output: Output, tokenizer: Any) -> None:
-        """Run ``model``'s forward pass on the chosen backend (nothing to do for PyTorch)."""
+        """Run ``model``'s forward pass on the chosen backend (nothing to do for eager PyTorch)."""
         if self.backend == "onnx":
             path = self.checkpoint.path  # type: ignore[attr-defined]
             self.onnx_forward = run_on_onnx(model, path, output, tokenizer, self.quantize, self.calibration)
+        elif self.backend == "torch-compile":
+            compile_in_place(model, self.device)  # type: ignore[attr-defined]
 
 
 def first_transformer(model: Any, path: str) -> torch.nn.Module:
