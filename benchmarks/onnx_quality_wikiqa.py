@@ -15,7 +15,7 @@ run. Reported per backend: MAP and MRR@10 over the 121 dev questions with a corr
 largest score difference from torch, and how many questions' rankings changed. The last row of
 each model is int8 smoothed on ``--calibration`` WikiQA *train* pairs (``calibration=``).
 
-    python benchmarks/onnx_quality_wikiqa.py [--models outputs/onnx_quality] [--reranker-epochs 1] [--calibration 32]
+    python benchmarks/onnx_quality_wikiqa.py [--models outputs/onnx_quality] [--reranker-epochs 1] [--calibration 64]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("outputs/onnx_quality"))
     parser.add_argument("--reranker-epochs", type=float, default=1.0, help="the cross-encoder's training epochs")
     parser.add_argument(
-        "--calibration", type=int, default=32, help="WikiQA train pairs for the calibrated int8 row (0: no such row)"
+        "--calibration", type=int, default=64, help="WikiQA train pairs for the calibrated int8 row (0: no such row)"
     )
     args = parser.parse_args()
 

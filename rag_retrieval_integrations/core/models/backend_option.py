@@ -33,7 +33,7 @@ class EncoderBackendMixin:
             and scores' conventions are the family's own on both.
         quantize: ``None`` (float32) or ``"int8"`` (ONNX Runtime's dynamic quantization; needs
             ``backend="onnx"``; warns on a CPU without VNNI/AMX, where it gains less).
-        calibration: with ``quantize="int8"``, a few dozen texts or (query, passage) pairs from
+        calibration: with ``quantize="int8"``, 64 or so texts or (query, passage) pairs from
             the corpus the model will score: the model is smoothed on them (SmoothQuant) before
             quantizing, which brings int8 closer to fp32 (see docs/backends.md). ``None``: plain
             dynamic int8.
