@@ -41,6 +41,7 @@ from train_reranker_wikiqa import MAX_LENGTH, train_ours, write_hits_jsonl
 from train_reranker_wikiqa import evaluate as evaluate_student
 
 ROOT = Path(__file__).resolve().parents[1]
+LABELS = "listwise_ce"  # the baseline: the same student recipe on the labels
 
 
 def student_config(base: str, data: Path, out: Path, scores: Path, loss: str, args: argparse.Namespace) -> dict:
@@ -162,9 +163,6 @@ def main() -> None:
     write_results("distill_llm_wikiqa" + ("_seeds" if spread else ""), command, args, rows, text)
 
 
-LABELS = "listwise_ce"
-
-
 def train_student(
     base: str, data: Path, scores: Path, loss: str, seed: int, dev: dict, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -204,8 +202,10 @@ def trained_with(out: Path, recipe: dict[str, Any]) -> bool:
     if not (out / "model.safetensors").is_file() or not saved_file.is_file():
         return False
     saved = yaml.safe_load(saved_file.read_text())
-    skip = {"step", "overwrite_output_dir", *(("teacher_scores", "label_weight") if recipe["loss"] == LABELS else ())}
-    return all(saved.get(k) == v for k, v in recipe.items() if k not in skip | {"disable_progress_bar"})
+    skip = {"step", "overwrite_output_dir", "disable_progress_bar"}
+    if recipe["loss"] == LABELS:
+        skip |= {"teacher_scores", "label_weight"}
+    return all(saved.get(k) == v for k, v in recipe.items() if k not in skip)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -66,3 +66,10 @@ def test_a_missing_cpp_compiler_is_a_clear_error_at_load(tmp_path, monkeypatch):
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*backend='torch'"):
         Reranker(path, backend="torch-compile", device="cpu")
+
+
+def test_a_model_without_a_transformer_names_the_backend_asked_for():
+    from rag_retrieval_integrations.core.models.backend_option import first_transformer
+
+    with pytest.raises(ValueError, match=r"backend='torch-compile' runs a transformer.*use backend='torch'"):
+        first_transformer([torch.nn.Identity()], "static-model", "torch-compile")

@@ -255,7 +255,9 @@ class GroupDrawer:
         """One group: its documents and their targets; ``labels`` choose the documents when ``by_label``."""
         n = self.group_size
         if self.by_label:
-            picked = self.draw_by_label(labels or [], rng)
+            if labels is None:
+                raise ValueError("a by_label drawer needs each row's labels")
+            picked = self.draw_by_label(labels, rng)
             return [docs[j] for j in picked], [values[j] for j in picked]
         if self.target == "scores":
             picked = list(range(len(docs)))
@@ -317,23 +319,23 @@ def group_view(
     _require(dataset, target)
     if by_label:
         _require(dataset, "labels")
-    by_labels = target == "labels" or by_label
+    drawn_by_label = target == "labels" or by_label
 
     def usable(batch: dict[str, list]) -> list[bool]:
-        if by_labels:
+        if drawn_by_label:
             return [bool(v) and max(v) > min(v) for v in batch["labels"]]
         return [len(v) >= 2 for v in batch["scores"]]
 
     kept = dataset.filter(usable, batched=True, desc="Checking groups")
     dropped = len(dataset) - len(kept)
     if dropped:
-        column = "labels" if by_labels else target
+        column = "labels" if drawn_by_label else target
         first = next(
             f"{r['source_file']}:{r['line_number']}"
             for r in dataset.select_columns([column, "source_file", "line_number"])
             if not usable({column: [r[column]]})[0]
         )
-        reason = "no document labelled above another" if by_labels else "a single scored document"
+        reason = "no document labelled above another" if drawn_by_label else "a single scored document"
         logger.warning(
             "%d of %d line(s) (the first at %s) have %s and are left out of group training",
             dropped,

@@ -52,9 +52,8 @@ def compile_in_place(model: torch.nn.Module, device: torch.device) -> None:
     compiled: Callable[..., Any] = torch.compile(type(model).forward.__get__(model), dynamic=True)
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        with torch._inductor.config.patch(
-            freezing=not torch.is_grad_enabled()
-        ):  # frozen weights only when not training
+        # frozen weights only when not training (freezing must be on while the call compiles)
+        with torch._inductor.config.patch(freezing=not torch.is_grad_enabled()):
             return compiled(*args, **kwargs)
 
     model.forward = forward

@@ -70,14 +70,14 @@ class EncoderBackendMixin:
             compile_in_place(model, self.device)  # type: ignore[attr-defined]
 
 
-def first_transformer(model: Any, path: str) -> torch.nn.Module:
+def first_transformer(model: Any, path: str, backend: str) -> torch.nn.Module:
     """The ``transformers`` model inside a sentence-transformers model's first module (what a
     backend runs); a clear error for a model that starts with something else (static embeddings)."""
     first = model[0] if len(model) else None
     inner = getattr(first, "auto_model", None)
     if not isinstance(inner, torch.nn.Module):
         raise ValueError(
-            f"backend='onnx' runs a transformer, but the first module of {path!r} is {type(first).__name__}; "
+            f"backend={backend!r} runs a transformer, but the first module of {path!r} is {type(first).__name__}; "
             "use backend='torch' for this model"
         )
     return inner

@@ -356,7 +356,9 @@ class ColBERTReranker(EncoderBackendMixin, BaseReranker):
         transformer = self.model[0]
         if self.backend != "torch":
             self._use_backend(
-                first_transformer(self.model, self.checkpoint.path), "last_hidden_state", transformer.tokenizer
+                first_transformer(self.model, self.checkpoint.path, self.backend),
+                "last_hidden_state",
+                transformer.tokenizer,
             )
         self._configure_queries(transformer, query_length, query_expansion)
         if query_mean is not None:

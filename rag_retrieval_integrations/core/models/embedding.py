@@ -114,7 +114,9 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         self.model.eval()
         if self.backend != "torch":
             self._use_backend(
-                first_transformer(self.model, self.checkpoint.path), "last_hidden_state", self.model.tokenizer
+                first_transformer(self.model, self.checkpoint.path, self.backend),
+                "last_hidden_state",
+                self.model.tokenizer,
             )
         self.truncate_dim = truncate_dim
         self.query_prompt = query_prompt
