@@ -57,6 +57,10 @@ CASES = [
     ("llm forced on a BERT cross-encoder", "bert_cross_encoder", unchanged, "llm", "no causal-LM head"),
     ("llm-zero-shot forced on a bi-encoder", "bi_encoder", unchanged, "llm-zero-shot", "no causal-LM head"),
     ("llm-classifier forced on a causal LM", "decoder_llm", unchanged, "llm-classifier", "no sequence-classification"),
+    ("embedding forced on a cross-encoder", "bert_cross_encoder", unchanged, "embedding", "sequence-classification head"),
+    ("embedding forced on an LLM", "decoder_llm", unchanged, "embedding", "decoder LLM"),
+    ("embedding forced on an LLM classifier", "decoder_classifier", unchanged, "embedding", "classification head"),
+    ("embedding forced on ColBERT", "colbert_path", unchanged, "embedding", "MultiVectorEncoder"),
     ("truncated model.safetensors", "bert_cross_encoder", truncate_weights, None, "model.safetensors"),
     ("zeroed model.safetensors", "bert_cross_encoder", zero_weights, None, "model.safetensors"),
     ("truncated bi-encoder weights", "bi_encoder", truncate_weights, None, "model.safetensors"),
@@ -108,3 +112,30 @@ def test_xlmr_default_max_length_leaves_room_for_its_padding_offset(xlmr_cross_e
     ranker = Reranker(folder)
     assert ranker.max_length == 256
     assert len(ranker.compute_score([("q", "word " * 1000)])) == 1
+
+
+@pytest.mark.parametrize("start", ["bert_cross_encoder", "decoder_llm", "colbert_path"])
+def test_an_mrl_index_refuses_a_model_that_is_no_embedding_model(request, tmp_path, bi_encoder, start):
+    """MRLIndex loads its model as model_type='embedding': a path to another kind is refused, both
+    when building an index and when loading one with ``model=``."""
+    from rag_retrieval_integrations.core import MRLIndex
+
+    path = request.getfixturevalue(start)
+    with pytest.raises(InvalidCheckpointError, match="cannot be loaded as an embedding model"):
+        MRLIndex(path)
+    index = MRLIndex(bi_encoder)
+    index.add(["The giant panda is a bear.", "Paris is in France."])
+    index.save(tmp_path / "index")
+    with pytest.raises(InvalidCheckpointError, match="cannot be loaded as an embedding model"):
+        MRLIndex.load(tmp_path / "index", model=path)
+
+
+def test_a_bare_encoder_is_still_an_embedding_model_when_asked(tmp_path, bi_encoder):
+    """The documented direction: a bare transformers encoder (no head) mean-pooled as a bi-encoder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    bare = tmp_path / "bare"
+    AutoModel.from_pretrained(bi_encoder).save_pretrained(bare)
+    AutoTokenizer.from_pretrained(bi_encoder).save_pretrained(bare)
+    ranker = Reranker(bare, model_type="embedding")
+    assert ranker.model_type == "embedding" and len(ranker.compute_score([("q", "d")])) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import tiny_colbert as tc
 
@@ -78,7 +79,7 @@ def test_a_retrained_model_behind_the_recorded_path_is_refused(tmp_path, bi_enco
     assert len(MRLIndex.load(tmp_path / "index")) == 4
     retrained = kit.build_bi_encoder(tmp_path / "retrained", seed=7)
     shutil.copy(retrained / "model.safetensors", model / "model.safetensors")  # same path, new weights
-    with pytest.raises(CorruptIndexError, match=r"its weights changed \(fingerprint \w+, the index recorded \w+\)"):
+    with pytest.raises(CorruptIndexError, match=r"its weights changed \(fingerprint sha256:\w+, the index recorded sha256:\w+\)"):
         MRLIndex.load(tmp_path / "index")
 
 
@@ -93,3 +94,73 @@ def test_an_index_built_from_a_relative_path_loads_from_another_folder(tmp_path,
     before = results(index)
     monkeypatch.chdir(tmp_path)  # elsewhere: ./my-colbert does not exist here
     assert results(ColBERTIndex.load(tmp_path / "work" / "index")) == before
+
+
+def _change_one_tensor(weights, name_part: str) -> str:
+    """Add 1 to one tensor's values in place (same file size, same header): the name of the tensor."""
+    import json as _json
+    import struct
+
+    import numpy as np
+
+    raw = bytearray(weights.read_bytes())
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    header = _json.loads(raw[8 : 8 + header_len])
+    name = next(n for n in sorted(header) if name_part in n and header[n]["dtype"] == "F32")
+    start, end = (8 + header_len + offset for offset in header[name]["data_offsets"])
+    values = np.frombuffer(bytes(raw[start:end]), dtype=np.float32) + 1.0
+    raw[start:end] = values.tobytes()
+    weights.write_bytes(bytes(raw))
+    return name
+
+
+def test_the_fingerprint_covers_every_byte_of_the_weights(tmp_path):
+    """The earlier fingerprint sampled 16 blocks of 64 KiB and missed a change between them."""
+    from safetensors.numpy import save_file
+
+    from rag_retrieval_integrations.core.fingerprint import weights_fingerprint
+
+    rng = np.random.default_rng(0)
+    tensors = {f"layer.{i}.weight": rng.standard_normal(65536, dtype=np.float32) for i in range(16)}
+    save_file(tensors, str(tmp_path / "model.safetensors"))  # 4 MiB: the sampled blocks covered a quarter of it
+    before = weights_fingerprint(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[150_000] ^= 0xFF  # one byte between the first two sampled blocks
+    weights.write_bytes(bytes(raw))
+    after = weights_fingerprint(tmp_path)
+    assert before.startswith("sha256:") and after != before
+    assert weights_fingerprint(tmp_path) == after  # cached per file version, still the same value
+
+
+def test_an_index_refuses_a_model_with_one_layer_changed(tmp_path, bi_encoder):
+    import shutil
+
+    from rag_retrieval_integrations.core.indexes.folder import CorruptIndexError
+
+    model = tmp_path / "model"
+    shutil.copytree(bi_encoder, model)
+    index = MRLIndex(Reranker(model))
+    index.add(TEXTS)
+    index.save(tmp_path / "index")
+    _change_one_tensor(model / "model.safetensors", "layer.1.attention")
+    with pytest.raises(CorruptIndexError, match="its weights changed"):
+        MRLIndex.load(tmp_path / "index")
+
+
+def test_an_index_saved_with_the_sampled_fingerprint_still_loads(tmp_path, bi_encoder):
+    """Manifests written before whole-file fingerprints keep loading (checked the old way)."""
+    import json as _json
+
+    from rag_retrieval_integrations.core.fingerprint import legacy_weights_fingerprint
+
+    index = MRLIndex(Reranker(bi_encoder))
+    index.add(TEXTS)
+    index.save(tmp_path / "index")
+    manifest_path = tmp_path / "index" / "manifest.json"
+    manifest = _json.loads(manifest_path.read_text())
+    legacy = legacy_weights_fingerprint(bi_encoder)
+    assert legacy is not None and not legacy.startswith("sha256:")
+    manifest["model"]["weights_fingerprint"] = legacy
+    manifest_path.write_text(_json.dumps(manifest))
+    assert len(MRLIndex.load(tmp_path / "index")) == len(TEXTS)

@@ -285,3 +285,60 @@ def test_a_failed_export_is_named_and_leaves_no_cache_entry(tmp_path, monkeypatc
     ):
         Reranker(path, backend="onnx")
     assert list((path / ONNX_FOLDER).iterdir()) == []  # nothing a later load could take for an export
+
+
+def test_a_resaved_head_of_the_same_size_is_exported_again(tmp_path, monkeypatch):
+    """Only the classifier changed (same file size): the cached export must not be reused."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    path = tc.build_bert_cross_encoder(tmp_path / "ce")
+    stale = Reranker(path, backend="onnx").onnx_forward.path
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    with torch.no_grad():
+        model.classifier.weight.add_(0.5)
+        model.classifier.bias.add_(1.0)
+    size = (path / "model.safetensors").stat().st_size
+    model.save_pretrained(path)
+    assert (path / "model.safetensors").stat().st_size == size
+    exports = count_exports(monkeypatch)
+    fresh = Reranker(path, backend="onnx")
+    assert exports == ["logits"] and fresh.onnx_forward.path != stale
+    np.testing.assert_allclose(fresh.compute_score(PAIRS), Reranker(path).compute_score(PAIRS), atol=FP32_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: b"garbage" * 10,
+        lambda data: data[: len(data) // 2],
+        lambda data: b"",
+        lambda data: bytes(len(data)),
+    ],
+    ids=["garbage", "half", "empty", "zeroed"],
+)
+def test_a_corrupt_cached_export_is_exported_again_with_a_warning(tmp_path, monkeypatch, caplog, damage):
+    path = tc.build_bert_cross_encoder(tmp_path / "ce")
+    cached = Reranker(path, backend="onnx").onnx_forward.path
+    with open(cached, "rb") as f:
+        data = f.read()
+    with open(cached, "wb") as f:
+        f.write(damage(data))
+    exports = count_exports(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        ranker = Reranker(path, backend="onnx")
+    assert exports == ["logits"] and "exporting it again" in caplog.text
+    np.testing.assert_allclose(ranker.compute_score(PAIRS), Reranker(path).compute_score(PAIRS), atol=FP32_ATOL, rtol=0)
+
+
+def test_no_writable_cache_names_rag_retrieval_cache(tmp_path, monkeypatch):
+    from rag_retrieval_integrations.core.errors import OnnxExportError
+
+    path = tc.build_bert_cross_encoder(tmp_path / "ce")
+    monkeypatch.setattr(onnx_export, "_writable", lambda folder: False)  # a read-only checkpoint
+    monkeypatch.delenv("RAG_RETRIEVAL_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("RAG_RETRIEVAL_CACHE", str(tmp_path / "file" / "cache"))  # cannot be created
+    with pytest.raises(OnnxExportError, match="set RAG_RETRIEVAL_CACHE to a writable folder"):
+        Reranker(path, backend="onnx")

@@ -8,6 +8,8 @@ token ids with a peer or with transformers itself on real WikiQA text.
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,54 @@ def test_llm_classifier_head_is_new_only_in_training(smollm2, pairs):
         hook.remove()
     with torch.inference_mode():
         assert scores[0] == pytest.approx(head(hidden[0]).item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("kept", [8, 1 << 20])
+def test_a_truncated_gguf_is_an_invalid_checkpoint(tmp_path, kept):
+    """transformers' GGUF reader raises struct.error on a cut file: one error naming the file."""
+    cut = tmp_path / "cut.gguf"
+    with open(smollm2_gguf(), "rb") as f:
+        cut.write_bytes(f.read(kept))
+    with pytest.raises(InvalidCheckpointError, match="cut.gguf.*not a GGUF checkpoint"):
+        Reranker(cut)
+    with pytest.raises(InvalidCheckpointError, match="cut.gguf.*not a GGUF checkpoint"):
+        convert_gguf(cut, tmp_path / "out")
+
+
+@pytest.mark.parametrize("model_type", ["cross-encoder", "embedding", "colbert"])
+def test_an_encoder_family_forced_on_a_gguf_says_it_cannot_load_one(model_type):
+    with pytest.raises(InvalidCheckpointError, match=f"the '{model_type}' family cannot load one"):
+        Reranker(smollm2_gguf(), model_type=model_type)
+
+
+def test_convert_gguf_never_replaces_a_folder_of_other_files(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    source = work / "model.gguf"
+    source.symlink_to(smollm2_gguf())
+    (work / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds the GGUF file being converted"):
+        convert_gguf(source, work, overwrite=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files that are not a converted model \(notes.txt\)"):
+        convert_gguf(smollm2_gguf(), other, overwrite=True)
+    with pytest.raises(ValueError, match="is a file"):
+        convert_gguf(smollm2_gguf(), work / "notes.txt", overwrite=True)
+    assert (work / "notes.txt").read_text() == "mine" and source.exists() and (other / "notes.txt").exists()
+
+
+def test_convert_gguf_removes_the_staging_folder_of_a_killed_conversion(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that is gone
+    stale = tmp_path / f".out.converting-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    live = tmp_path / f".out.converting-{os.getpid()}-def"  # this process: a conversion under way
+    live.mkdir()
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("not a model")
+    with pytest.raises(InvalidCheckpointError):
+        convert_gguf(bad, tmp_path / "out")
+    assert not stale.exists() and live.exists()

@@ -1,7 +1,7 @@
 """``rag-retrieval-eval``: measure rerankers on a reranking set, or retrievers on a corpus.
 
     rag-retrieval-eval rerank --data dev.tsv --model ./before --compare ./after \\
-        [--model-type cross-encoder] [--option max_length=256] [--output-dir eval/]
+        [--model-type cross-encoder [auto ...]] [--option max_length=256] [--output-dir eval/]
     rag-retrieval-eval retrieval --data squad.json --model ./embedder --compare ./colbert \\
         [--retriever auto|embedding|colbert|mrl] [--option shortlist_factor=20] [--top-k 100] \\
         [--split test] [--max-queries 1000] [--index DIR] [--output-dir eval/]
@@ -47,7 +47,7 @@ def table(rows: list[dict[str, Any]], metrics: list[str], columns: tuple[str, ..
     head = ["model", *columns, *metrics, "queries", "truncated"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row in rows:
-        cells = [str(row["model"]), *(str(row[c]) for c in columns), *(f"{row[m]:.4f}" for m in metrics)]
+        cells = [str(row["model"]), *(str(row.get(c, "-")) for c in columns), *(f"{row[m]:.4f}" for m in metrics)]
         lines.append("| " + " | ".join([*cells, str(row["queries"]), str(row.get("truncated", "-"))]) + " |")
     return "\n".join(lines)
 
@@ -89,17 +89,36 @@ def run_rerank(args: argparse.Namespace) -> list[dict[str, Any]]:
     from .rerank_data import load_rerank_set
     from .rerank_eval import evaluate_reranker
 
-    data = load_rerank_set(args.data)
     options = _options(args.option)
     options.setdefault("show_progress_bar", not args.quiet)
+    models = [args.model, *args.compare]
+    model_types = _model_types(args.model_type, models)
+    data = load_rerank_set(args.data)
     rows = []
-    for model in [args.model, *args.compare]:
+    for model, model_type in zip(models, model_types):
         with _loading(model):
-            ranker = Reranker(model, model_type=args.model_type, **options)
+            ranker = Reranker(model, model_type=model_type, **options)
         print(f"scoring {len(data)} queries with {model} ({ranker.model_type})", file=sys.stderr, flush=True)
         scores = evaluate_reranker(ranker, data, tuple(args.metrics))
-        rows.append({"model": model, **scores, "truncated": ranker.truncation_totals.summary(ranker.max_length)})
+        truncated = ranker.truncation_totals.summary(ranker.max_length)
+        rows.append({"model": model, "family": ranker.model_type, **scores, "truncated": truncated})
     return rows
+
+
+def _model_types(given: list[str] | None, models: list[str]) -> list[str | None]:
+    """One ``model_type`` per model from ``--model-type``: none given, each detected; one value, for
+    ``--model`` alone (the ``--compare`` models are detected: one family forced on all of them
+    scored a cross-encoder as a bi-encoder); else one value per model, ``auto`` to detect that one."""
+    if not given:
+        return [None] * len(models)
+    if len(given) == 1:
+        return [None if given[0] == "auto" else given[0]] + [None] * (len(models) - 1)
+    if len(given) != len(models):
+        raise ValueError(
+            f"--model-type takes one value (for --model; the --compare models are detected) or one per model "
+            f"({len(models)}: --model then each --compare, 'auto' to detect one), got {len(given)}: {given}"
+        )
+    return [None if value == "auto" else value for value in given]
 
 
 def _load_set(args: argparse.Namespace) -> Any:
@@ -173,12 +192,14 @@ def run_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
     first_options = _options(args.first_stage_option)
     options = _options(args.option)  # a malformed --option fails before the first stage runs
     options.setdefault("show_progress_bar", not args.quiet)
+    models = [args.model, *args.compare]
+    model_types = _model_types(args.model_type, models)
     data = _load_set(args)
 
     def rerankers() -> Iterator[tuple[str, Any]]:  # loaded one at a time, once the candidates are in
-        for model in [args.model, *args.compare]:
+        for model, model_type in zip(models, model_types):
             with _loading(model):
-                ranker = Reranker(model, model_type=args.model_type, **options)
+                ranker = Reranker(model, model_type=model_type, **options)
             print(f"reranking the candidates with {model} ({ranker.model_type})", file=sys.stderr, flush=True)
             yield model, ranker
 
@@ -214,6 +235,12 @@ def _common_arguments(parser: argparse.ArgumentParser, data_help: str, metrics: 
     parser.add_argument("--metrics", nargs="+", default=list(metrics), help="ir_measures names (MRR for RR)")
     parser.add_argument("--output-dir", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+MODEL_TYPE_HELP = (
+    "the family of --model (the --compare models are detected), or one per model in order, 'auto' to detect "
+    "one (default: each detected from its checkpoint)"
+)
 
 
 def _positive_int(text: str) -> int:
@@ -254,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rerank = sub.add_parser("rerank", help="MAP, MRR@10, nDCG@10 of rerankers on a reranking set")
     _common_arguments(rerank, 'JSONL {"query", "candidates": [{"content", "label"}]} or WikiQA .tsv', RERANK_METRICS)
-    rerank.add_argument("--model-type", default=None, help="the family (default: detected from the checkpoint)")
+    rerank.add_argument("--model-type", nargs="+", default=None, help=MODEL_TYPE_HELP)
     retrieval = sub.add_parser("retrieval", help="nDCG@10, MRR@10, R@10, R@100 of retrievers over a corpus")
     _common_arguments(
         retrieval, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json", RETRIEVAL_METRICS
@@ -283,13 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     pipeline.add_argument(
         "--first-stage-option", action="append", default=[], help="first stage's index or model option key=value"
     )
-    pipeline.add_argument("--model-type", default=None, help="the rerankers' family (default: detected)")
+    pipeline.add_argument("--model-type", nargs="+", default=None, help=MODEL_TYPE_HELP)
     _set_arguments(pipeline)
     args = parser.parse_args(argv)
     runners = {
-        "rerank": (run_rerank, ()),
+        "rerank": (run_rerank, ("family",)),
         "retrieval": (run_retrieval, ("retriever",)),
-        "pipeline": (run_pipeline, ("first_stage",)),
+        "pipeline": (run_pipeline, ("first_stage", "family")),
     }
     run, columns = runners[args.command]
     try:

@@ -138,6 +138,7 @@ def first_stage_row(data: RetrievalSet, candidates: Candidates, metrics: Sequenc
     run = candidates.as_run()
     return {
         "model": FIRST_STAGE_ROW,
+        "family": candidates.retriever,
         **_common(data, candidates, run),
         **evaluate_run(run, data.qrels, metrics),
         "seconds": candidates.seconds,
@@ -169,6 +170,7 @@ def rerank_candidates(
     truncation = getattr(ranker, "truncation_totals", None)
     return {
         "model": name if name is not None else str(getattr(ranker, "model_name_or_path", type(ranker).__name__)),
+        "family": str(getattr(ranker, "model_type", "") or type(ranker).__name__),
         **_common(data, candidates, candidates.as_run()),
         **evaluate_run(run, data.qrels, metrics),
         "seconds": round(seconds, 3),

@@ -12,15 +12,17 @@ own graph optimizations at session start already give what they give (fused: 9.5
 on the same MiniLM batches).
 
 A cached model is a folder named for what it was made from: the model's output, its inputs, the weights'
-fingerprint (:func:`~..indexes.folder.weights_fingerprint`, or the hub commit), the precision and
+fingerprint (:func:`~..fingerprint.weights_fingerprint`, or the hub commit), the precision and
 the exporter's versions; a new fingerprint is a new name, and the stale entries of that output are
-removed. The cache lives in the checkpoint folder (``rag_retrieval_onnx/``) when it is writable,
+removed. Each entry has a manifest of its files' sizes and SHA-256: a garbled, truncated or emptied
+``model.onnx`` is exported again, with a WARNING, instead of failing in onnxruntime. The cache lives in the checkpoint folder (``rag_retrieval_onnx/``) when it is writable,
 else under ``$RAG_RETRIEVAL_CACHE`` (default ``~/.cache/rag_retrieval``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -34,12 +36,15 @@ from pathlib import Path
 import torch
 
 from ..errors import OnnxExportError
+from ..fingerprint import FINGERPRINT_PREFIX, file_sha256, weights_fingerprint
 from .onnx_runtime import require_onnxruntime
 from .smoothing import SMOOTHING_RECIPE, smoothed_copy
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
+ENTRY_MANIFEST = "manifest.json"
+"""Each cached entry's files with their sizes and SHA-256, written last: an entry is verified before use."""
 ONNX_FOLDER = "rag_retrieval_onnx"
 """The cache folder's name inside a checkpoint (not ``onnx/``: sentence-transformers reads that one)."""
 EXPORT_FORMAT = 2  # bump when the export recipe changes, so old cached files are not reused
@@ -178,9 +183,9 @@ class OnnxModelCache:
     def for_model(cls, checkpoint: str, model: torch.nn.Module) -> OnnxModelCache:
         """The cache of ``model`` loaded from ``checkpoint``: keyed by its weights' fingerprint, or
         for a hub model by the commit ``transformers`` downloaded."""
-        from ..indexes.folder import weights_fingerprint  # the indexes' fingerprint; imported late (it imports us)
 
-        key = weights_fingerprint(checkpoint)
+        fingerprint = weights_fingerprint(checkpoint)
+        key = None if fingerprint is None else fingerprint.removeprefix(FINGERPRINT_PREFIX)[:24]
         if key is None:
             commit = getattr(model.config, "_commit_hash", None)
             key = f"hub{commit[:16]}" if commit else None
@@ -197,7 +202,14 @@ class OnnxModelCache:
                 return folder
         where = hashlib.sha256(str(local.resolve() if local.is_dir() else self.checkpoint).encode()).hexdigest()[:16]
         folder = onnx_cache_dir() / where
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OnnxExportError(
+                f"cannot cache the ONNX export of {self.checkpoint!r}: "
+                f"{'its folder is not writable, and ' if local.is_dir() else ''}the cache folder {str(folder)!r} "
+                f"cannot be created ({err.strerror or err}); set RAG_RETRIEVAL_CACHE to a writable folder"
+            ) from None
         return folder
 
     def entry_name(self, output: str, input_names: Sequence[str], precision: str, calibration_key: str = "") -> str:
@@ -238,9 +250,13 @@ class OnnxModelCache:
     ) -> Path:
         entry = folder / self.entry_name(output, input_names, precision, calibration_key if calibration else "")
         target = entry / MODEL_FILE
-        if target.is_file():
-            logger.info("using the cached ONNX model %s", target)
-            return target
+        if entry.is_dir():
+            problem = _entry_problem(entry)
+            if problem is None:
+                logger.info("using the cached ONNX model %s", target)
+                return target
+            logger.warning("the cached ONNX model %s is unusable (%s); exporting it again", entry, problem)
+            shutil.rmtree(entry, ignore_errors=True)
         big = _parameter_bytes(model) > _EXTERNAL_DATA_BYTES
         if precision == "int8" and calibration:
             logger.info("exporting %s smoothed, to ONNX int8 (once; cached in %s)", self.checkpoint, entry)
@@ -283,6 +299,8 @@ def _write_entry(entry: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         write(tmp / MODEL_FILE)
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir())}
+        (tmp / ENTRY_MANIFEST).write_text(json.dumps({"files": files}, indent=2) + "\n", encoding="utf-8")
         try:
             os.rename(tmp, entry)
         except OSError:
@@ -290,6 +308,28 @@ def _write_entry(entry: Path, write: Callable[[Path], None]) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _entry_problem(entry: Path) -> str | None:
+    """What makes a cached entry unusable (a file missing, truncated, changed), or ``None``: each
+    file must have the size and SHA-256 its manifest recorded when it was written. A cache is only
+    a cache, so a bad entry is exported again rather than handed to onnxruntime."""
+    try:
+        manifest = json.loads((entry / ENTRY_MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if MODEL_FILE not in files:
+            return f"its {ENTRY_MANIFEST} lists no {MODEL_FILE}"
+        for name, expected in files.items():
+            file = entry / name
+            if not file.is_file():
+                return f"{name} is missing"
+            if file.stat().st_size != expected["bytes"] or file_sha256(file) != expected["sha256"]:
+                return f"{name} differs from what was written (size or SHA-256)"
+    except FileNotFoundError:
+        return f"it has no {ENTRY_MANIFEST} (written by an older version, or cut short)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"its {ENTRY_MANIFEST} is unreadable: {err}"
+    return None
 
 
 def _remove_stale(folder: Path, prefix: str, keep: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..fingerprint import same_weights, weights_fingerprint
 from ..models.base import BaseReranker
 from ..text.inputs import check_docs
 
@@ -184,33 +185,9 @@ def write_manifest(folder: Path, manifest: dict[str, Any], files: Iterable[str])
     (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "files": entries}, indent=2) + "\n", encoding="utf-8")
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-
-
 def model_location(path: str) -> str:
     """A local model folder as an absolute path (an index saved from ``./model`` loads from anywhere); a hub id as is."""
     return str(Path(path).resolve()) if Path(path).is_dir() else path
-
-
-def weights_fingerprint(path: str) -> str | None:
-    """A fingerprint of a local model's weights (``None`` for a hub id): SHA-256 over each weight
-    file's name, size and 16 blocks of 64 KiB spread over it. A retrained model changes every block,
-    so it is caught without reading gigabytes."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for file in files:
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(folder)}:{size};".encode())
-        with open(file, "rb") as f:
-            for i in range(16):
-                f.seek(size * i // 16)
-                digest.update(f.read(65536))
-    return digest.hexdigest()[:16]
 
 
 def model_record(settings: Mapping[str, Any], model_path: str) -> dict[str, Any]:
@@ -223,8 +200,8 @@ def check_same_weights(settings: Mapping[str, Any], model_path: str, folder: Pat
     recorded = settings.get("weights_fingerprint")
     if recorded is None or model_location(model_path) != settings.get("model"):
         return  # an index saved before fingerprints, or the user's choice of another model
-    current = weights_fingerprint(model_path)
-    if current is not None and current != recorded:
+    same, current = same_weights(str(recorded), model_path)
+    if not same:
         raise CorruptIndexError(
             f"the model at {model_path!r} is not the one the index at {str(folder)!r} was built with: its weights "
             f"changed (fingerprint {current}, the index recorded {recorded}); rebuild the index, or load it with "

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..device import resolve_device, resolve_dtype
-from ..errors import UnknownModelTypeError
+from ..errors import InvalidCheckpointError, UnknownModelTypeError
 from ..results import RankedResults
 from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
 from ..text.pair_encoding import EncodedPairs
@@ -155,6 +155,8 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
     """The peft ``TaskType`` name that fits the head :meth:`for_training` builds (``"SEQ_CLS"``...)."""
     fixed_options: ClassVar[frozenset[str]] = frozenset()
     """Constructor options of a parent class that this family sets itself (``Reranker`` refuses them)."""
+    reads_gguf: ClassVar[bool] = False
+    """Whether the family loads a GGUF file (decoder LLMs do; GGUF holds no encoder models)."""
 
     @classmethod
     def matches(cls, info: CheckpointInfo) -> bool:
@@ -239,6 +241,12 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         else:
             self.checkpoint = read_checkpoint(model_name_or_path, revision=revision, token=token, gguf_file=gguf_file)
         self.model_name_or_path = self.checkpoint.path
+        if self.checkpoint.gguf_file is not None and not self.reads_gguf:
+            raise InvalidCheckpointError(
+                f"{self.checkpoint.gguf_file!r} in {self.checkpoint.path!r} is a GGUF file, and the {self.model_type!r} "
+                "family cannot load one: GGUF holds decoder LLMs (model_type='llm', 'llm-zero-shot', ...); leave "
+                "model_type unset to detect it"
+            )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_length = max_length

@@ -170,15 +170,16 @@ def _gguf_checkpoint(
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    from .gguf import require_gguf
+    from .gguf import GGUF_READ_ERRORS, require_gguf
 
     require_gguf()
     where = str(local) if is_local else raw
     try:
         config = AutoConfig.from_pretrained(where, gguf_file=gguf_file, revision=revision, token=token).to_dict()
-    except (OSError, ValueError, KeyError) as exc:
+    except GGUF_READ_ERRORS as exc:
         raise InvalidCheckpointError(
-            f"{gguf_file!r} in {where!r} is not a GGUF checkpoint transformers reads: {exc}"
+            f"{gguf_file!r} in {where!r} is not a GGUF checkpoint transformers reads ({type(exc).__name__}: {exc}); "
+            "a truncated download? copy or download it again"
         ) from exc
     causal = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.get("model_type"))
     if not config.get("architectures") and causal:

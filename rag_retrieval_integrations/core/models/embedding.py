@@ -13,9 +13,24 @@ from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .backend_option import EncoderBackendMixin, first_transformer
 from .base import BaseReranker, ModelPath, register_model_type
-from .checkpoint import CheckpointInfo, is_decoder_only, st_model_type
+from ..errors import InvalidCheckpointError
+from .checkpoint import (
+    METADATA_FILE,
+    CheckpointInfo,
+    colbert_format,
+    has_classification_head,
+    has_generation_head,
+    is_decoder_only,
+    st_model_type,
+)
 from .cross_encoder import checkpoint_info
-from .loading import capped_max_length, check_tokenizer_files, encoder_position_limit, transformer_folder
+from .loading import (
+    capped_max_length,
+    check_tokenizer_files,
+    detected_model_type,
+    encoder_position_limit,
+    transformer_folder,
+)
 
 
 @register_model_type("embedding")
@@ -92,22 +107,10 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         document_prompt: str | None = None,
         **options: Any,
     ) -> None:
-        from sentence_transformers import SentenceTransformer
-
         super().__init__(model_name_or_path, **options)
         if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
-        check_tokenizer_files(transformer_folder(self.checkpoint))
-        self.model = self._preloaded_or(
-            "model",
-            lambda: SentenceTransformer(
-                self.checkpoint.path,
-                device=str(self.device),
-                truncate_dim=truncate_dim,
-                model_kwargs={"dtype": self.dtype},
-                **self.hf_kwargs,
-            ),
-        )
+        self.model = self._preloaded_or("model", lambda: self._load_model(truncate_dim))
         dim = self.model.get_embedding_dimension()
         if truncate_dim is not None and dim is not None and truncate_dim > dim:
             raise ValueError(f"truncate_dim={truncate_dim} exceeds the model's embedding dimension {dim}")
@@ -127,6 +130,18 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         else:
             self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
         self.model.max_seq_length = self.max_length
+
+    def _load_model(self, truncate_dim: int | None) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        _refuse_other_kinds(self.checkpoint)
+        return SentenceTransformer(
+            self.checkpoint.path,
+            device=str(self.device),
+            truncate_dim=truncate_dim,
+            model_kwargs={"dtype": self.dtype},
+            **self.hf_kwargs,
+        )
 
     @property
     def embedding_dim(self) -> int:
@@ -195,6 +210,48 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
             encode=lambda texts, is_query: self._encode(texts, is_query, batch_size, self.long_doc == "truncate"),
             pair_scores=lambda q, d, q_rows, d_rows: self.model.similarity_pairwise(q[q_rows], d[d_rows]),
         )
+
+
+def embedding_refusal(info: CheckpointInfo) -> str | None:
+    """Why ``info`` cannot be loaded faithfully as a bi-encoder, or ``None`` when it can.
+
+    A sentence-transformers ``SentenceTransformer`` folder is one; so is a bare encoder (its own
+    hidden states, or a masked-LM pre-training head left aside), which sentence-transformers
+    mean-pools. Anything that was built to score another way is not: a cross-encoder's
+    classification head or a ColBERT projection would be dropped, and a decoder LLM would be
+    mean-pooled, a pooling it was never trained with.
+    """
+    ours = info.metadata.get("model_type")
+    if ours and ours != "embedding":
+        return f"its {METADATA_FILE} says it is a {ours!r} model"
+    kind = st_model_type(info)
+    if info.modules is not None or kind is not None:
+        if kind in (None, "SentenceTransformer"):
+            return None
+        return f"it is a sentence-transformers {kind} folder, not a SentenceTransformer"
+    if colbert_format(info) is not None:
+        return "it is a ColBERT checkpoint: embedding it would drop its token projection"
+    if has_classification_head(info):
+        return "it has a sequence-classification head (a cross-encoder), which embedding it would drop"
+    if is_decoder_only(info.config or {}) or has_generation_head(info):
+        return (
+            "it is a decoder LLM without a sentence-transformers pooling; mean-pooling it would invent an "
+            "embedding it was never trained for (train one with rag-retrieval-train embedding, which "
+            "pools the last token)"
+        )
+    return None
+
+
+def _refuse_other_kinds(info: CheckpointInfo) -> None:
+    """Raise :class:`InvalidCheckpointError` for a checkpoint :func:`embedding_refusal` refuses, or
+    one without tokenizer files."""
+    reason = embedding_refusal(info)
+    if reason is not None:
+        raise InvalidCheckpointError(
+            f"{info.path!r} cannot be loaded as an embedding model: {reason}. Found {info.describe()}; "
+            f"detected model_type: {detected_model_type(info)} (Reranker(path) without model_type uses it)"
+        )
+    check_tokenizer_files(transformer_folder(info))
 
 
 def _append_eos(tokenizer: Any) -> None:

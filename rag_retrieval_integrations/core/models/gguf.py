@@ -14,8 +14,10 @@ sentence-transformers and the trainers load without ``gguf_file``.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,31 @@ import torch
 from ..errors import CheckpointNotFoundError, InvalidCheckpointError
 
 __all__ = ["convert_gguf", "require_gguf"]
+
+GGUF_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, IndexError, EOFError, struct.error)
+"""What transformers' GGUF reader raises on a file that is not one (truncated: ``struct.error``)."""
+
+# What a converted folder holds (save_pretrained of a causal LM and its tokenizer, plus what this
+# project adds to a checkpoint): ``overwrite=True`` replaces only a folder made of these.
+CONVERTED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "rag_retrieval.json",
+    "rag_retrieval_onnx",
+)
+_STAGING = ".converting-"
 
 
 def require_gguf() -> None:
@@ -55,14 +82,16 @@ def convert_gguf(
         CheckpointNotFoundError: ``gguf_path`` does not exist.
         InvalidCheckpointError: the file is not a GGUF checkpoint transformers can read.
         FileExistsError: ``output_dir`` exists and ``overwrite`` is false.
+        ValueError: ``output_dir`` is a file, holds the GGUF file, or holds files that are not a
+            converted model (``overwrite=True`` never deletes a user's other files).
         ImportError: the ``gguf`` package is missing.
     """
     source = Path(gguf_path).expanduser().resolve()
     target = Path(output_dir).expanduser().resolve()
     if not source.is_file():
         raise CheckpointNotFoundError(f"GGUF file {os.fspath(gguf_path)!r} does not exist")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{os.fspath(output_dir)!r} exists; pass overwrite=True to replace it")
+    _check_target(Path(gguf_path).expanduser().absolute(), target, os.fspath(output_dir), overwrite)
+    _remove_dead_staging(target)
     require_gguf()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -71,9 +100,10 @@ def convert_gguf(
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
-    except (OSError, ValueError, KeyError) as exc:
+    except GGUF_READ_ERRORS as exc:
         raise InvalidCheckpointError(
-            f"{os.fspath(gguf_path)!r} is not a GGUF checkpoint transformers can read: {exc}"
+            f"{os.fspath(gguf_path)!r} is not a GGUF checkpoint transformers can read "
+            f"({type(exc).__name__}: {exc}); a truncated download? copy or download it again"
         ) from exc
     # A GGUF-loaded model carries a quantization marker that makes save_pretrained refuse it;
     # a model built from the plain config with the same weights saves normally.
@@ -84,7 +114,7 @@ def convert_gguf(
         model.generation_config = loaded.generation_config
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{_STAGING}{os.getpid()}-", dir=target.parent))
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -95,3 +125,45 @@ def convert_gguf(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _check_target(source: Path, target: Path, given: str, overwrite: bool) -> None:
+    """Refuse, before the conversion's long read, an ``output_dir`` that cannot or must not be replaced."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ValueError(f"output_dir {given!r} is a file; give a folder to write the converted model to")
+    if not overwrite:
+        raise FileExistsError(f"{given!r} exists; pass overwrite=True to replace it")
+    if source.is_relative_to(target) or source.resolve().is_relative_to(target):
+        raise ValueError(
+            f"output_dir {given!r} holds the GGUF file being converted; replacing it would delete the source: "
+            "convert to another folder"
+        )
+    foreign = sorted(
+        p.name for p in target.iterdir() if not any(fnmatch.fnmatch(p.name, pattern) for pattern in CONVERTED_FILES)
+    )
+    if foreign:
+        raise ValueError(
+            f"output_dir {given!r} holds files that are not a converted model ({', '.join(foreign[:5])}); "
+            "overwrite=True replaces only a folder convert_gguf wrote: convert to a new or empty folder"
+        )
+
+
+def _remove_dead_staging(target: Path) -> None:
+    """Delete the staging folders of conversions into ``target`` whose process is gone (killed
+    midway: a staging folder holds a whole model, hundreds of MB)."""
+    for staging in target.parent.glob(f".{target.name}{_STAGING}*"):
+        pid = staging.name[len(f".{target.name}{_STAGING}") :].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

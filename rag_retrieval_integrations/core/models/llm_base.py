@@ -45,6 +45,7 @@ class DecoderReranker(BaseReranker):
     """
 
     padding_side = "left"
+    reads_gguf = True
 
     def __init__(
         self,

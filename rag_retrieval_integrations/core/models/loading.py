@@ -52,7 +52,8 @@ def transformer_folder(info: CheckpointInfo) -> str:
     return info.path
 
 
-def _detected(info: CheckpointInfo) -> str:
+def detected_model_type(info: CheckpointInfo) -> str:
+    """The detected ``model_type`` quoted, or ``"not detectable"``, for error messages."""
     try:
         return repr(detect_model_type(info))
     except (InvalidCheckpointError, ValueError):
@@ -73,7 +74,7 @@ def load_pretrained(auto_class: Any, info: CheckpointInfo, what: str, **kwargs: 
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise InvalidCheckpointError(
             f"{info.path!r} has no {what}: loading it as {type(model).__name__} would initialise {len(missing)} "
-            f"weights at random ({shown}). Found {info.describe()}; detected model_type: {_detected(info)} "
+            f"weights at random ({shown}). Found {info.describe()}; detected model_type: {detected_model_type(info)} "
             "(Reranker(path) without model_type uses it). To train a new head, use rag-retrieval-train reranker"
         )
     return model
