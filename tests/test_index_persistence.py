@@ -79,7 +79,9 @@ def test_a_retrained_model_behind_the_recorded_path_is_refused(tmp_path, bi_enco
     assert len(MRLIndex.load(tmp_path / "index")) == 4
     retrained = kit.build_bi_encoder(tmp_path / "retrained", seed=7)
     shutil.copy(retrained / "model.safetensors", model / "model.safetensors")  # same path, new weights
-    with pytest.raises(CorruptIndexError, match=r"its weights changed \(fingerprint sha256:\w+, the index recorded sha256:\w+\)"):
+    with pytest.raises(
+        CorruptIndexError, match=r"its weights changed \(fingerprint sha256:\w+, the index recorded sha256:\w+\)"
+    ):
         MRLIndex.load(tmp_path / "index")
 
 

@@ -8,12 +8,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..errors import InvalidCheckpointError
 from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .backend_option import EncoderBackendMixin, first_transformer
 from .base import BaseReranker, ModelPath, register_model_type
-from ..errors import InvalidCheckpointError
 from .checkpoint import (
     METADATA_FILE,
     CheckpointInfo,
