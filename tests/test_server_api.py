@@ -162,6 +162,7 @@ def test_openapi_documents_the_request_bodies(url):
         ({"query": QUERY, "documents": TEXTS, "return_documents": "yes"}, "return_documents"),
         (b'{"query": "\\udcff", "documents": ["a"]}', "query"),  # a lone surrogate: valid JSON, not text
         (b'{"query": "q", "documents": ["a", "\\udcff"]}', "documents"),
+        (b'{"query": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "body"),  # nested past Python's recursion limit
     ],
 )
 def test_malformed_bodies_get_422_naming_the_field_and_the_server_keeps_serving(url, body, field):
@@ -258,6 +259,13 @@ def test_embeddings_base64_and_matryoshka_dimensions(embedder, embed_url):
     assert tokens.status_code == 422 and tokens.json()["error"]["field"].startswith("input")
 
 
+def test_embeddings_of_no_input_and_of_bad_text(embed_url):
+    empty = post(embed_url, "/v1/embeddings", {"input": []}, headers={})
+    assert empty.status_code == 200 and empty.json()["data"] == []
+    bad = post(embed_url, "/v1/embeddings", b'{"input": ["fine", "\\udcff"]}', headers={})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "input" and "input[1]" in bad.text
+
+
 def test_an_embedding_model_ranks_on_v1_rerank_by_similarity(embedder, embed_url):
     got = post(embed_url, "/v1/rerank", {"query": QUERY, "documents": TEXTS}, headers={}).json()
     want = embedder.rank(QUERY, TEXTS, normalize=True)
@@ -270,7 +278,15 @@ def test_an_embedding_model_ranks_on_v1_rerank_by_similarity(embedder, embed_url
 
 @pytest.mark.parametrize(
     "field, value",
-    [("max_queue", 0), ("max_documents", -1), ("batch_wait_ms", -1), ("request_timeout_s", 0), ("api_key", "")],
+    [
+        ("max_queue", 0),
+        ("max_documents", -1),
+        ("batch_wait_ms", -1),
+        ("request_timeout_s", 0),
+        ("api_key", ""),
+        ("api_key", "key\n"),
+        ("api_key", "ключ"),
+    ],
 )
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -285,6 +301,25 @@ def test_cli_options_are_json_or_strings():
     }
     with pytest.raises(ValueError, match="key=value"):
         parse_options(["max_length"])
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_cli_refuses_a_port_out_of_range_in_one_line(bert_cross_encoder, capsys, port):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(bert_cross_encoder), "--port", port])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--port: must be a whole number from 0 to 65535" in err
+    assert "Traceback" not in err
+
+
+def test_an_api_key_read_with_its_newline_is_stripped_with_a_warning(monkeypatch, capsys):
+    from rag_retrieval_integrations.server.cli import api_key_from_environment
+
+    monkeypatch.setenv("RAG_RETRIEVAL_API_KEY", "secret\n")
+    assert api_key_from_environment() == "secret"
+    assert "trailing whitespace" in capsys.readouterr().err
+    monkeypatch.setenv("RAG_RETRIEVAL_API_KEY", "secret")
+    assert api_key_from_environment() == "secret" and capsys.readouterr().err == ""
 
 
 def test_cli_refuses_a_missing_model_in_one_line(tmp_path, capsys):

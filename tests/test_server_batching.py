@@ -159,3 +159,52 @@ def test_the_batcher_refuses_past_max_queue_and_when_not_started(model):
 
     first, second = asyncio.run(run())
     assert first.scores == model.rank("q", ["d"]).scores and second.texts == ["e"]
+
+
+class Slow:
+    """Makes each scoring call of a model take ``seconds_per_pair`` per pair (a big model on a CPU)."""
+
+    def __init__(self, model, seconds_per_pair: float) -> None:
+        import functools
+        import time
+
+        original = model._score
+        self.pairs_scored = 0
+
+        @functools.wraps(original)
+        def slow(queries, docs, batch_size, **kwargs):
+            time.sleep(seconds_per_pair * len(docs))
+            self.pairs_scored += len(docs)
+            return original(queries, docs, batch_size, **kwargs)
+
+        model._score = slow
+
+
+def test_a_small_request_after_a_timed_out_large_one_is_answered_in_its_own_budget(bert_cross_encoder):
+    """The large request (4 s of scoring) times out at 1 s and is given up at its next slice of
+    max_batch_pairs pairs; the small one behind it is scored within its own 1 s."""
+    slow_model = Reranker(bert_cross_encoder)
+    slow = Slow(slow_model, seconds_per_pair=0.02)
+    large = {"query": QUERIES[0], "documents": [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(200)]}
+    with serve(slow_model, request_timeout_s=1.0, max_batch_pairs=10, max_documents=500) as url:
+        first = httpx.post(url + "/v1/rerank", json=large, timeout=TIMEOUT)
+        small = httpx.post(url + "/v1/rerank", json={"query": QUERIES[0], "documents": TEXTS[:2]}, timeout=TIMEOUT)
+    assert first.status_code == 504
+    assert small.status_code == 200, small.text
+    assert slow.pairs_scored < 100  # the large request was not scored to its end
+
+
+def test_a_request_whose_client_left_is_not_scored_to_its_end(bert_cross_encoder):
+    import time
+
+    slow_model = Reranker(bert_cross_encoder)
+    slow = Slow(slow_model, seconds_per_pair=0.02)
+    large = {"query": QUERIES[0], "documents": [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(200)]}
+    with serve(slow_model, request_timeout_s=30.0, max_batch_pairs=10, max_documents=500) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/rerank", json=large, timeout=0.5)  # the client gives up and closes
+        started = time.perf_counter()
+        small = httpx.post(url + "/v1/rerank", json={"query": QUERIES[0], "documents": TEXTS[:2]}, timeout=TIMEOUT)
+        waited = time.perf_counter() - started
+    assert small.status_code == 200 and waited < 1.5, waited
+    assert slow.pairs_scored < 100

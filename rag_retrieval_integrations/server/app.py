@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -48,6 +48,7 @@ from .schemas import (
 )
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def create_app(model: BaseReranker, config: ServerConfig) -> FastAPI:
@@ -183,7 +184,7 @@ class _Endpoints:
             )
 
     async def _rank(
-        self, endpoint: str, query: str, docs: list[str], normalize: bool, top_n: int | None
+        self, endpoint: str, request: Request, query: str, docs: list[str], normalize: bool, top_n: int | None
     ) -> RankedResults:
         field = "documents" if endpoint == "rerank" else "texts"
         check_count(len(docs), field, self.config.max_documents)
@@ -193,7 +194,7 @@ class _Endpoints:
                 check()
             except (TypeError, ValueError) as err:
                 raise APIError(422, "invalid_request", str(err), field=name) from None
-        ranked = await self.batcher.rank(query, docs, normalize=normalize, top_n=top_n)
+        ranked = await _unless_disconnected(request, self.batcher.rank(query, docs, normalize=normalize, top_n=top_n))
         self.metrics.pairs.labels(endpoint).inc(len(docs))
         return ranked
 
@@ -206,7 +207,7 @@ class _Endpoints:
             body = await read_body(request, RerankRequest, self.config.max_request_bytes)
             self._check_model(body.model)
             docs = body.texts()
-            ranked = await self._rank("rerank", body.query, docs, not body.raw_scores, body.top_n)
+            ranked = await self._rank("rerank", request, body.query, docs, not body.raw_scores, body.top_n)
             results = [
                 RerankResult(
                     index=r.index,
@@ -232,7 +233,7 @@ class _Endpoints:
 
         async def handle() -> list[TEIRank]:
             body = await read_body(request, TEIRerankRequest, self.config.max_request_bytes)
-            ranked = await self._rank("tei_rerank", body.query, body.texts, not body.raw_scores, None)
+            ranked = await self._rank("tei_rerank", request, body.query, body.texts, not body.raw_scores, None)
             return [TEIRank(index=r.index, score=r.score, text=r.text if body.return_text else None) for r in ranked]
 
         return await self._answer("tei_rerank", request, handle)
@@ -253,6 +254,10 @@ class _Endpoints:
             self._check_model(body.model)
             texts = body.texts()
             check_count(len(texts), "input", self.config.max_documents)
+            try:
+                check_docs(texts, "input")
+            except (TypeError, ValueError) as err:
+                raise APIError(422, "invalid_request", str(err), field="input") from None
             dim = model.embedding_dim
             if body.dimensions is not None and body.dimensions > dim:
                 raise APIError(
@@ -261,7 +266,10 @@ class _Endpoints:
                     f"dimensions={body.dimensions} exceeds the model's {dim}",
                     field="dimensions",
                 )
-            vectors, tokens = await self.batcher.call(lambda: _embed(model, texts, body.input_type == "query"))
+            vectors, tokens = np.zeros((0, dim), dtype=np.float32), 0  # no input: an empty answer, like no documents
+            if texts:
+                work = self.batcher.call(lambda: _embed(model, texts, body.input_type == "query"))
+                vectors, tokens = await _unless_disconnected(request, work)
             if body.dimensions is not None and body.dimensions < dim:
                 vectors = prefix_vectors(vectors, body.dimensions, model.similarity)
             self.metrics.pairs.labels("embeddings").inc(len(texts))
@@ -285,6 +293,29 @@ class _Endpoints:
     async def prometheus(self) -> Response:
         """Prometheus text format; no API key needed (scrapers rarely send one)."""
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
+    """``await work``, cancelled (so dropped from the batcher's queue, or stopped at its next slice)
+    if the client disconnects meanwhile. Called once the body is read: the only message left to
+    receive is the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            raise APIError(499, "client_disconnected", "the client went away before the answer was ready")
+        return task.result()
+    finally:
+        watcher.cancel()
+        if not task.done():  # this request was cancelled itself (its timeout): the work goes too
+            task.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _embed(model: EmbeddingReranker, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:

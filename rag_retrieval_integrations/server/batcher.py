@@ -10,12 +10,18 @@ afterwards by ``rank_from_raw``, the function ``BaseReranker.rank`` itself ends 
 share a pass. The queue is first in, first out and bounded: a request never waits behind more
 than the batches already queued before it, and a full queue is refused at once
 (:class:`QueueFullError`, a 503 to the client) rather than left to time out.
+
+Work nobody waits for is not done: a request whose caller timed out (504) or went away is
+dropped from the queue, and a request larger than ``max_batch_pairs`` is scored in slices of that
+many pairs and stops at the next slice once its caller is gone, so the requests behind it are
+not held up by an answer no one will read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +48,12 @@ class _RankJob:
     top_n: int | None
     future: asyncio.Future[RankedResults]
     enqueued: float = field(default_factory=time.perf_counter)
+    # set (on the event loop) once the caller has gone; read by the model's thread between slices
+    abandoned: threading.Event = field(default_factory=threading.Event)
+
+
+class _Abandoned(Exception):
+    """Raised on the model's thread when every caller of a batch has gone mid-way."""
 
 
 @dataclass
@@ -126,7 +138,9 @@ class MicroBatcher:
         requests that arrive within the batch window. Cancelling the caller (a client timeout)
         drops the request if it has not been scored yet."""
         future: asyncio.Future[RankedResults] = asyncio.get_running_loop().create_future()
-        self._put(_RankJob(query, docs, normalize, top_n, future))
+        job = _RankJob(query, docs, normalize, top_n, future)
+        future.add_done_callback(lambda f: job.abandoned.set() if f.cancelled() else None)
+        self._put(job)
         return await future
 
     async def call(self, call: Callable[[], Any]) -> Any:
@@ -197,6 +211,8 @@ class MicroBatcher:
             self.metrics.batch_pairs.observe(sum(len(j.docs) for j in batch))
             try:
                 ranked = await loop.run_in_executor(self._executor, self._rank_many, batch)
+            except _Abandoned:
+                continue
             except Exception as err:  # one bad batch must not stop the worker: its callers get the error
                 for j in batch:
                     if not j.future.done():
@@ -207,10 +223,24 @@ class MicroBatcher:
                     j.future.set_result(result)
 
     def _rank_many(self, batch: list[_RankJob]) -> list[RankedResults]:
+        if len(batch) == 1 and len(batch[0].docs) > self.max_batch_pairs:
+            return [self._rank_in_slices(batch[0])]
         full = self.model.rank_many([j.query for j in batch], [j.docs for j in batch])
         return [
             rank_from_raw(j.query, j.docs, raw_in_input_order(r), j.normalize, j.top_n) for j, r in zip(batch, full)
         ]
+
+    def _rank_in_slices(self, job: _RankJob) -> RankedResults:
+        """One request above ``max_batch_pairs``, scored that many pairs at a time, given up between
+        slices once its caller has gone (raw scores are per pair, so slicing leaves them as they are,
+        up to the last bits of differently padded forward passes)."""
+        raw = np.empty(len(job.docs), dtype=np.float64)
+        for start in range(0, len(job.docs), self.max_batch_pairs):
+            if job.abandoned.is_set():
+                raise _Abandoned
+            part = job.docs[start : start + self.max_batch_pairs]
+            raw[start : start + len(part)] = raw_in_input_order(self.model.rank_many([job.query], [part])[0])
+        return rank_from_raw(job.query, job.docs, raw, job.normalize, job.top_n)
 
 
 async def _settle(future: asyncio.Future[Any], work: asyncio.Future[Any]) -> None:

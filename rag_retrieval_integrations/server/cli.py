@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", default="127.0.0.1", help="default: loopback only; 0.0.0.0 to listen on every interface"
     )
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=_port, default=8000, help="0 to 65535 (0: any free port)")
     parser.add_argument("--served-model-name", default=None, help="the name clients send as `model` (default: MODEL)")
     for name, help_ in TUNING.items():  # the ServerConfig fields, with its defaults
         default = getattr(defaults, name)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
         config = ServerConfig(
             served_model_name=args.served_model_name or _default_name(args.model),
-            api_key=os.environ.get(API_KEY_ENV) or None,
+            api_key=api_key_from_environment(),
             **{name: getattr(args, name) for name in TUNING},
         )
         model = Reranker(
@@ -91,6 +91,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rag-retrieval-serve: error: {err}", file=sys.stderr)
         sys.exit(2)
     uvicorn.run(create_app(model, config), host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535, got {port}")
+    return port
+
+
+def api_key_from_environment() -> str | None:
+    """``RAG_RETRIEVAL_API_KEY`` without surrounding whitespace (a key read from a file often ends in a
+    newline, which no client sends: every request would be a 401), with a warning when it had some."""
+    raw = os.environ.get(API_KEY_ENV)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if key != raw:
+        print(
+            f"rag-retrieval-serve: warning: {API_KEY_ENV} has leading or trailing whitespace (a newline?); "
+            "using the key without it",
+            file=sys.stderr,
+        )
+    return key or None
 
 
 def _default_name(model: str) -> str:

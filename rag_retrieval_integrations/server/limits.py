@@ -61,6 +61,11 @@ class ServerConfig:
             raise ValueError("request_timeout_s must be positive, got 0")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ValueError("api_key must be a non-empty string or None")
+        if self.api_key is not None and self.api_key != self.api_key.strip():
+            # clients' keys are compared stripped: this one could never match, and every request would be a 401
+            raise ValueError("api_key has leading or trailing whitespace (a newline?): no request could match it")
+        if self.api_key is not None and not all(ord(c) < 256 for c in self.api_key):
+            raise ValueError("api_key holds characters an HTTP header cannot carry (only latin-1 ones can)")
 
 
 class APIError(Exception):
@@ -94,6 +99,7 @@ def check_api_key(request: Request, api_key: str | None) -> None:
     if api_key is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # headers arrive decoded as latin-1: the key's latin-1 bytes are what a client sent
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
         raise APIError(
             401,
@@ -122,6 +128,8 @@ async def read_body(request: Request, schema: type[_Body], max_bytes: int) -> _B
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise APIError(422, "invalid_json", f"the body is not valid JSON: {err}", field="body") from None
+    except RecursionError:
+        raise APIError(422, "invalid_json", "the body nests JSON too deeply to be read", field="body") from None
     if not isinstance(data, dict):
         raise APIError(
             422, "invalid_request", f"the body must be a JSON object, got {type(data).__name__}", field="body"

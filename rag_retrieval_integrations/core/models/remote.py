@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -78,8 +79,8 @@ class RemoteReranker(BaseReranker):
         _httpx()
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
         self.url = url.rstrip("/")
@@ -94,7 +95,8 @@ class RemoteReranker(BaseReranker):
         self.truncation_totals = TruncationStats()
         self._truncation = None
         self._lock = contextlib.nullcontext()  # calls need no serializing here: the server's model is serialized
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"Authorization": _authorization(api_key)} if api_key else {}
+        self.timeout = float(timeout)
         self._client_options = {"base_url": self.url, "headers": headers, "timeout": timeout}
         self._loop: asyncio.AbstractEventLoop | None = None  # where the sync methods run, started on first use
         self._loop_lock = threading.Lock()
@@ -140,21 +142,20 @@ class RemoteReranker(BaseReranker):
             raise RemoteRerankerError(
                 f"{self.url}/v1/rerank answered {response.status_code}: {message}", response.status_code
             )
-        raw = np.empty(n_docs, dtype=np.float64)
-        results = response.json()["results"]
-        if len(results) != n_docs:
-            raise RemoteRerankerError(f"{self.url}/v1/rerank returned {len(results)} results for {n_docs} documents")
-        for r in results:
-            raw[r["index"]] = r["relevance_score"]
-        return raw
+        return read_raw_scores(response, n_docs, f"{self.url}/v1/rerank")
 
     async def _post(self, client: Any, query: str, docs: list[str]) -> np.ndarray:
         httpx = _httpx()
         for attempt in range(self.retries + 1):
             try:
                 response = await client.post("/v1/rerank", json=self._body(query, docs))
+            except httpx.TimeoutException as err:
+                raise RemoteRerankerError(
+                    f"{self.url}/v1/rerank timed out after {self.timeout:g} s ({type(err).__name__}); raise timeout= "
+                    "or send fewer documents per request"
+                ) from err
             except httpx.HTTPError as err:
-                raise RemoteRerankerError(f"cannot reach {self.url}: {err}") from err
+                raise RemoteRerankerError(f"cannot reach {self.url}: {str(err) or type(err).__name__}") from err
             out = self._read(response, len(docs))
             if isinstance(out, np.ndarray):
                 return out
@@ -246,6 +247,57 @@ class RemoteReranker(BaseReranker):
         unknown = sorted(set(options) - {"batch_size"})
         if unknown:
             raise TypeError(f"RemoteReranker got unexpected per-call option(s): {unknown}; it accepts batch_size")
+
+
+def _authorization(api_key: Any) -> bytes:
+    """The ``Authorization`` header's value, as bytes: HTTP headers are latin-1, which is what the
+    server decodes them as, so a key it can hold is sent as such and any other is refused here."""
+    if not isinstance(api_key, str):
+        raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
+    if api_key != api_key.strip() or any(c in api_key for c in "\r\n\0"):
+        raise ValueError("api_key has leading or trailing whitespace or a line break; pass the key alone")
+    try:
+        return f"Bearer {api_key}".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("api_key holds characters that an HTTP header cannot carry (only latin-1 ones can)") from None
+
+
+def read_raw_scores(response: Any, n_docs: int, where: str) -> np.ndarray:
+    """The raw scores of a 200 answer to a rerank request of ``n_docs`` documents, in request order.
+
+    The answer is checked, not trusted: a JSON object whose ``results`` hold each sent index once
+    (``0 .. n_docs - 1``) with a finite ``relevance_score``. Anything else (a body that is not JSON,
+    a missing key, an index repeated or out of range, a null or NaN score) is a
+    :class:`RemoteRerankerError` naming ``where`` and what was wrong, never made-up scores.
+    """
+
+    def bad(what: str) -> RemoteRerankerError:
+        return RemoteRerankerError(f"{where} answered 200 with {what}", response.status_code)
+
+    try:
+        body = response.json()
+    except ValueError:
+        shown = response.text[:80]
+        raise bad(f"a body that is not JSON ({shown!r})" if shown else "an empty body") from None
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        raise bad("no 'results' list")
+    if len(results) != n_docs:
+        raise bad(f"{len(results)} results for {n_docs} documents")
+    raw = np.full(n_docs, np.nan, dtype=np.float64)
+    seen = np.zeros(n_docs, dtype=bool)
+    for i, result in enumerate(results):
+        index = result.get("index") if isinstance(result, dict) else None
+        score = result.get("relevance_score") if isinstance(result, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_docs:
+            raise bad(f"results[{i}].index = {index!r}, not a document index in 0..{n_docs - 1}")
+        if seen[index]:
+            raise bad(f"index {index} twice (results[{i}]); each document must be scored once")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise bad(f"results[{i}].relevance_score = {score!r}, not a finite number")
+        seen[index] = True
+        raw[index] = score
+    return raw
 
 
 def _scatter(n: int, chunks: list[tuple[str, np.ndarray]], parts: list[np.ndarray]) -> np.ndarray:
