@@ -57,10 +57,25 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             yield line_number, text.rstrip("\r\n")
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict, refusing a key given twice (``json`` would keep the last silently)."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _DuplicateKeyError(f"the key {twice!r} appears twice in one object; which one is meant is unclear")
+    return record
+
+
 def iter_jsonl(path: str | os.PathLike, validate: Callable[[Any], T]) -> Iterator[tuple[int, T]]:
     """Stream ``(line_number, validate(parsed_line))`` over a JSONL file, lazily.
 
-    Blank lines are skipped but counted. Invalid JSON, or a line that ``validate`` rejects with a
+    Blank lines are skipped but counted. Invalid JSON, an object with a key given twice, or a line
+    that ``validate`` rejects with a
     ``ValueError``/``TypeError``, raises :class:`DataFormatError` ``"{path}:{line}: {reason}"``
     when that line is reached (earlier lines have been yielded by then). A file with no examples
     raises :class:`DataFormatError` naming the file; a missing one ``FileNotFoundError``.
@@ -70,9 +85,11 @@ def iter_jsonl(path: str | os.PathLike, validate: Callable[[Any], T]) -> Iterato
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise DataFormatError(path, line_number, f"invalid JSON: {exc}") from None
+        except _DuplicateKeyError as exc:
+            raise DataFormatError(path, line_number, str(exc)) from None
         try:
             example = validate(record)
         except (ValueError, TypeError) as exc:

@@ -39,6 +39,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import isfinite
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,14 +89,78 @@ def _corpus_record(record: Any) -> str:
 
 def load_corpus(path: str | os.PathLike) -> list[str]:
     """The documents of a corpus file: JSONL ``{"text": ...}`` lines (a ``.jsonl``/``.json`` file;
-    BEIR's ``_id``/``title`` keys are allowed and ignored), else one document per non-blank line.
+    BEIR's ``_id``/``title`` keys are allowed and ignored), a ``.tsv`` file with a header row naming a
+    ``text`` column (BEIR's ``id<TAB>text[<TAB>title]``), else one document per non-blank line.
     Errors name ``file:line``."""
-    if Path(path).suffix.lower() in (".jsonl", ".json"):
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".json"):
         return [text for _, text in iter_jsonl(path, _corpus_record)]
+    if suffix == ".tsv":
+        return _tsv_corpus(path)
     docs = [text for _, text in iter_lines(path) if text.strip()]
     if not docs:
         raise DataFormatError(path, None, "the corpus file holds no documents")
     return docs
+
+
+def _tsv_corpus(path: str | os.PathLike) -> list[str]:
+    """The ``text`` column of a tab-separated corpus whose first row names the columns."""
+    lines = iter_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise DataFormatError(path, None, "the corpus file holds no documents")
+    header = first[1].split("\t")
+    if "text" not in header:
+        raise DataFormatError(
+            path, 1, f"a .tsv corpus starts with a header row naming a 'text' column (e.g. id<TAB>text); got {header}"
+        )
+    column = header.index("text")
+    docs = []
+    for line_number, line in lines:
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            raise DataFormatError(path, line_number, f"{len(cells)} columns, the header has {len(header)}")
+        if not cells[column].strip():
+            raise DataFormatError(path, line_number, "the 'text' column is empty")
+        docs.append(cells[column])
+    if not docs:
+        raise DataFormatError(path, None, "the corpus file holds no documents (only its header)")
+    return docs
+
+
+def _corpus_texts(corpus: str | os.PathLike | Sequence[str]) -> list[str]:
+    """The documents of ``corpus``: a corpus file, or a list of non-empty texts (checked)."""
+    if isinstance(corpus, (str, os.PathLike)):
+        if not Path(corpus).is_file():
+            raise FileNotFoundError(
+                f"corpus {os.fspath(corpus)[:80]!r} is not an existing file; a corpus is a file path, or a list of "
+                "texts (corpus=[text, ...])"
+            )
+        return load_corpus(corpus)
+    if not isinstance(corpus, Sequence):
+        raise TypeError(f"corpus must be a file path or a list of texts, got {type(corpus).__name__}")
+    for i, text in enumerate(corpus):
+        if not isinstance(text, str):
+            raise TypeError(f"corpus[{i}] must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"corpus[{i}] is empty or blank; an empty document is no negative worth training on")
+    return list(corpus)
+
+
+def _check_output(data: str | os.PathLike, output: str | os.PathLike | None) -> None:
+    """Refuse an output that would overwrite the input or is a folder, before any work."""
+    if output is None:
+        return
+    target = Path(output)
+    if target.is_dir():
+        raise ValueError(f"output {os.fspath(output)!r} is a folder; give the path of a JSONL file to write")
+    if target.exists() and Path(data).exists() and os.path.samefile(target, data):
+        raise ValueError(
+            f"output {os.fspath(output)!r} is the input file: lines without negatives would be lost from its only "
+            "copy; write to another file"
+        )
 
 
 def _validate_query_line(record: Any) -> dict[str, Any]:
@@ -196,13 +261,14 @@ def mine_hard_negatives(
         the output lines (``query``, ``pos``, ``neg`` and the input's prompts) and :class:`MiningStats`.
     """
     _check_options(range_min, range_max, num_negatives, sampling)
+    for name, value in (("margin", margin), ("max_score_ratio", max_score_ratio), ("rescore_margin", rescore_margin)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value)
+        ):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    _check_output(data, output)
     lines = list(iter_jsonl(data, _validate_query_line))
-    if corpus is None:
-        texts = [p for _, line in lines for p in line["pos"]]
-    elif isinstance(corpus, (str, os.PathLike)):
-        texts = load_corpus(corpus)
-    else:
-        texts = list(corpus)
+    texts = [p for _, line in lines for p in line["pos"]] if corpus is None else _corpus_texts(corpus)
     # dedup by normalized text (first occurrence kept, in order): each positive then matches at most
     # one document, so range_max + len(pos) hits always hold range_max candidates
     unique: dict[str, str] = {}
@@ -289,10 +355,14 @@ def _write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -180,3 +180,58 @@ def test_line_without_any_negative_is_left_out_unless_keep_empty(model, tmp_path
     assert load_examples(out, cache_dir=tmp_path / "cache")["neg"] == [rows[0]["neg"]]
     kept, _ = mine_hard_negatives(data, model, corpus=CORPUS, num_negatives=2, keep_empty=True)
     assert [r["neg"] for r in kept][1] == [] and kept[0] == rows[0]
+
+
+def test_a_tsv_corpus_is_read_by_its_header(model, tmp_path):
+    """A BEIR-style id<TAB>text file: the header and the ids are no documents, so a query's own
+    positive is not returned as its top negative."""
+    corpus = write(tmp_path / "c.tsv", ["id\ttext", f"3\t{POS}", *(f"{i}\t{t}" for i, t in enumerate(OTHERS, 10))])
+    assert load_corpus(corpus) == [POS, *OTHERS]
+    rows, _ = mine_hard_negatives(write(tmp_path / "d.jsonl", [{"query": QUERY, "pos": [POS]}]), model, corpus=corpus)
+    assert all(n in OTHERS for n in rows[0]["neg"])
+    with pytest.raises(DataFormatError, match=r"bad\.tsv:1: .*'text' column"):
+        load_corpus(write(tmp_path / "bad.tsv", ["a\tb", "1\tx"]))
+    with pytest.raises(DataFormatError, match=r"bad2\.tsv:3: 1 columns, the header has 2"):
+        load_corpus(write(tmp_path / "bad2.tsv", ["id\ttext", "1\tx", "2"]))
+
+
+@pytest.mark.parametrize(
+    "corpus, error, fragment",
+    [
+        (["", " ", "Berlin."], ValueError, r"corpus\[0\] is empty"),
+        ([None, "a"], TypeError, r"corpus\[0\] must be a str, got NoneType"),
+        ("Paris is the capital of France.", FileNotFoundError, "not an existing file.*list of texts"),
+    ],
+)
+def test_a_bad_corpus_list_or_text_is_named(model, data, corpus, error, fragment):
+    with pytest.raises(error, match=fragment):
+        mine_hard_negatives(data, model, corpus=corpus)
+
+
+@pytest.mark.parametrize("flag", ["--margin", "--max-score-ratio", "--rescore-margin"])
+def test_nan_filters_are_one_line_errors(bi_encoder, tmp_path, capsys, flag):
+    data = write(tmp_path / "d.jsonl", [{"query": QUERY, "pos": [POS]}])
+    argv = ["mine", "--data", str(data), "--model", str(bi_encoder), "--output", str(tmp_path / "o.jsonl")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, flag, "nan"])
+    assert exit_info.value.code == 2 and "must be a finite number, got nan" in capsys.readouterr().err
+
+
+def test_the_output_never_overwrites_the_input_and_a_folder_output_leaves_nothing(model, tmp_path):
+    lines = [{"query": QUERY, "pos": [POS]}, {"query": "what else?", "pos": CORPUS}]
+    data = write(tmp_path / "d.jsonl", lines)
+    before = data.read_text()
+    with pytest.raises(ValueError, match="is the input file"):
+        mine_hard_negatives(data, model, output=data, corpus=CORPUS)
+    assert data.read_text() == before
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        mine_hard_negatives(data, model, output=tmp_path / "out", corpus=CORPUS)
+    assert not (tmp_path / "out.tmp").exists()
+
+
+def test_a_repeated_key_in_a_line_is_an_error_naming_the_line(model, tmp_path):
+    data = tmp_path / "dup.jsonl"
+    data.write_text('{"query": "a", "pos": ["p"]}\n{"query": "a", "query": "b", "pos": ["p"]}\n')
+    with pytest.raises(DataFormatError, match=r"dup\.jsonl:2: the key 'query' appears twice"):
+        mine_hard_negatives(data, model)
