@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, field_serializer
 
 from .core.models.base import BaseReranker
 from .core.models.embedding import EmbeddingReranker
 from .core.models.factory import Reranker
 from .core.results import RankedResults, RankResult
+from .core.text.inputs import check_score_threshold
 
 ModelSpec = str | Path | BaseReranker
 """What the wrappers' ``model`` field takes: a local folder, a hub id, or a loaded model."""
@@ -113,7 +114,7 @@ def rerank(
 
 
 def _above(ranked: RankedResults, score_threshold: float | None) -> list[RankResult]:
-    if score_threshold is None:
+    if check_score_threshold(score_threshold) is None:
         return list(ranked)
     return [r for r in ranked if r.score >= score_threshold]
 
@@ -163,7 +164,7 @@ class RerankerWrapper(_ModelField):
         default=None, description="The model family when loading from a path (None: detected from the checkpoint)."
     )
     top_n: PositiveInt | None = Field(default=3, description="How many to return, best first (None: all).")
-    score_threshold: float | None = Field(
+    score_threshold: FiniteFloat | None = Field(
         default=None, description="Drop what scores below this (the score as reported: after the sigmoid if normalize)."
     )
     normalize: bool = Field(default=False, description="Report sigmoid(raw score), in (0, 1), not the raw score.")

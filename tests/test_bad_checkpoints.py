@@ -35,6 +35,22 @@ def zero_weights(folder: Path) -> None:
     weights.write_bytes(bytes(weights.stat().st_size))
 
 
+def zero_tensors(folder: Path) -> None:
+    """Every tensor's bytes zeroed behind the safetensors header, which stays valid."""
+    for weights in folder.rglob("model.safetensors"):
+        raw = weights.read_bytes()
+        header_end = 8 + int.from_bytes(raw[:8], "little")
+        weights.write_bytes(raw[:header_end] + bytes(len(raw) - header_end))
+
+
+def five_labels(folder: Path) -> None:
+    """config.json edited to 5 labels over a 1-logit head."""
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {str(i): f"L{i}" for i in range(5)}
+    config["label2id"] = {f"L{i}": i for i in range(5)}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 def config_as_list(folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps([json.loads((folder / "config.json").read_text())]))
 
@@ -71,6 +87,11 @@ CASES = [
     ("zeroed model.safetensors", "bert_cross_encoder", zero_weights, None, "model.safetensors"),
     ("truncated bi-encoder weights", "bi_encoder", truncate_weights, None, "model.safetensors"),
     ("config.json holding a JSON list", "bert_cross_encoder", config_as_list, None, "holds a JSON list"),
+    ("zeroed tensors behind a valid header", "bert_cross_encoder", zero_tensors, None, "every weight .* is zero"),
+    ("zeroed bi-encoder tensors", "bi_encoder", zero_tensors, None, "every weight .* is zero"),
+    ("zeroed LLM tensors", "decoder_llm", zero_tensors, None, "every weight .* is zero"),
+    ("zeroed ColBERT tensors", "colbert_path", zero_tensors, None, "every weight .* is zero"),
+    ("config.json with 5 labels over a 1-logit head", "bert_cross_encoder", five_labels, None, "does not fit its own"),
 ]
 
 

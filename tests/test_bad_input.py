@@ -151,3 +151,19 @@ def test_bad_options_and_text_are_typed_errors_naming_the_argument(bert_cross_en
         ranker = Reranker(bert_cross_encoder, **options)
         query, docs, *per_call = call
         ranker.rank(query, docs, **(per_call[0] if per_call else {}))
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), "0.5"])
+def test_a_score_threshold_that_is_no_finite_number_is_refused(bi_encoder, threshold):
+    """A NaN threshold dropped every document without a word; the shared rerank helper and every
+    index search refuse it (the framework retrievers too, at construction)."""
+    from rag_retrieval_integrations.core import MRLIndex
+    from rag_retrieval_integrations.shared_wrapper import rerank
+
+    ranker = Reranker(bi_encoder)
+    with pytest.raises((TypeError, ValueError), match="score_threshold"):
+        rerank(ranker, "q", ["a", "b"], score_threshold=threshold)
+    index = MRLIndex(ranker)
+    index.add(["a panda", "a bear"])
+    with pytest.raises((TypeError, ValueError), match="score_threshold"):
+        index.search("panda", 2, score_threshold=threshold)

@@ -68,7 +68,7 @@ def run_cli(*args: str) -> int:
 
 
 def read_rows(out: Path) -> list[dict]:
-    assert (out / "eval_pipeline.md").read_text().startswith("| model | first_stage | first-stage R@")
+    assert (out / "eval_pipeline.md").read_text().startswith("| model | first_stage | family | first-stage R@")
     return json.loads((out / "eval_pipeline.json").read_text())
 
 
@@ -173,6 +173,9 @@ def test_python_api_takes_loaded_rerankers_and_paths(bert_cross_encoder, tmp_pat
         (RUN_LINES + ["q1 Q0 d1 5 1.0 x"], [], r"bm25\.trec:9: the pair \('q1', 'd1'\) is listed twice"),
         (["q1 Q0 d1 1 9.0"], [], r"bm25\.trec:1: expected 6 fields"),
         (["q1 Q0 d1 one 9.0 x"], [], r"bm25\.trec:1: rank must be an integer"),
+        (["q1 Q0 d1 1 nan x"], [], r"bm25\.trec:1: score must be a finite number, got 'nan'"),
+        (["q1 Q0 d1 1 -inf x"], [], r"bm25\.trec:1: score must be a finite number, got '-inf'"),
+        (RUN_LINES, ["--model-type", "cross-encoder", "auto"], r"--model-type takes one value .* got 2"),
         (["q-none Q0 d1 1 1.0 x"], [], r"bm25\.trec: no candidates for any query of"),
         (RUN_LINES, ["--rerank-depth", "0"], r"--rerank-depth\) must be a whole number >= 1, got 0"),
         (RUN_LINES, ["--rerank-depth", "ten"], r"--rerank-depth must be a whole number >= 1, got 'ten'"),

@@ -76,7 +76,8 @@ def test_cli_compares_two_models_and_writes_json_and_markdown(bert_cross_encoder
     for row in rows:
         assert row["queries"] == 2 and row["queries_without_relevant"] == 1
         assert 0.5 <= row["MAP"] <= 1.0  # two candidates, one relevant: AP is 1 or 1/2
-    assert "| model | MAP | MRR@10 | nDCG@10 | queries | truncated |" in capsys.readouterr().out
+    assert "| model | family | MAP | MRR@10 | nDCG@10 | queries | truncated |" in capsys.readouterr().out
+    assert [r["family"] for r in rows] == ["cross-encoder", "embedding"]
     assert (tmp_path / "eval" / "eval_rerank.md").exists()
 
 
@@ -113,3 +114,15 @@ def test_missing_model_is_a_one_line_error(tmp_path, capsys):
         main(["rerank", "--data", str(write_set(tmp_path)), "--model", str(tmp_path / "nope"), "--quiet"])
     assert exit_info.value.code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_model_type_applies_to_model_alone_and_compare_models_are_detected(bert_cross_encoder, bi_encoder, tmp_path):
+    """--model-type embedding for a bi-encoder once forced embedding on every --compare model too,
+    scoring a cross-encoder as a bi-encoder without a word."""
+    data, out = write_set(tmp_path), tmp_path / "eval"
+    argv = ["rerank", "--data", str(data), "--model", str(bi_encoder), "--compare", str(bert_cross_encoder)]
+    assert main([*argv, "--model-type", "embedding", "--output-dir", str(out), "--quiet"]) == 0
+    rows = json.loads((out / "eval_rerank.json").read_text())
+    assert [r["family"] for r in rows] == ["embedding", "cross-encoder"]
+    assert main([*argv, "--model-type", "auto", "cross-encoder", "--output-dir", str(out), "--quiet"]) == 0
+    assert [r["family"] for r in json.loads((out / "eval_rerank.json").read_text())] == ["embedding", "cross-encoder"]

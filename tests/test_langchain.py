@@ -156,7 +156,16 @@ def test_top_n_must_be_positive(bert_cross_encoder, top_n):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("top_n", "three"), ("top_n", True), ("score_threshold", "high"), ("batch_size", 0), ("model", 42), ("topn", 3)],
+    [
+        ("top_n", "three"),
+        ("top_n", True),
+        ("score_threshold", "high"),
+        ("score_threshold", float("nan")),  # compared false with every score: all documents dropped
+        ("score_threshold", float("inf")),
+        ("batch_size", 0),
+        ("model", 42),
+        ("topn", 3),
+    ],
 )
 def test_validation_errors_name_the_field(bert_cross_encoder, field, value):
     kwargs = {"model": bert_cross_encoder, field: value}

@@ -195,7 +195,10 @@ def test_top_n_must_be_positive(bert_cross_encoder, top_n):
         RagRetrievalRerank(model=bert_cross_encoder, top_n=top_n)
 
 
-@pytest.mark.parametrize("field, value", [("top_n", 1.5), ("score_threshold", "high"), ("model", 42), ("topn", 3)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("top_n", 1.5), ("score_threshold", "high"), ("score_threshold", float("nan")), ("model", 42), ("topn", 3)],
+)
 def test_validation_errors_name_the_field(bert_cross_encoder, field, value):
     with pytest.raises(ValidationError, match=field):
         RagRetrievalRerank(**{"model": bert_cross_encoder, field: value})

@@ -15,6 +15,7 @@ Candidates are retrieved (or read) once and shared by every reranker.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,6 +95,8 @@ def read_run_file(path: str | os.PathLike[str], data: RetrievalSet, depth: int) 
             raise DataFormatError(
                 path, line, f"rank must be an integer and score a number, got {rank_text!r}, {score_text!r}"
             ) from None
+        if not math.isfinite(score):  # NaN sorts anywhere: the candidates' order would be made up
+            raise DataFormatError(path, line, f"score must be a finite number, got {score_text!r}")
         if qid not in data.qrels:
             if qid in data.left_out_query_ids:
                 continue

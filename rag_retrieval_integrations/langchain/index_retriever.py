@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, FiniteFloat
 
 from ..core.indexes.base import Index
 from ..core.indexes.folder import IndexHit
@@ -53,7 +53,7 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
 
     index: Index = Field(description="The index searched.")
     k: PositiveInt = Field(default=4, description="How many documents to return.")
-    score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
+    score_threshold: FiniteFloat | None = Field(default=None, description="Drop documents scoring below this.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the score.")
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")

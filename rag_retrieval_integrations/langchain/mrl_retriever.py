@@ -20,7 +20,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, FiniteFloat, PrivateAttr, model_validator
 
 from ..core.indexes.base import Index
 from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
@@ -192,7 +192,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
     shortlist_size: PositiveInt | None = Field(
         default=None, description="The fewest candidates fetched from the store."
     )
-    score_threshold: float | None = Field(default=None, description="Drop documents scoring below this.")
+    score_threshold: FiniteFloat | None = Field(default=None, description="Drop documents scoring below this.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the full-vector score.")
     vector_key: str = Field(default=VECTOR_KEY, description="Metadata key of the stored full vector.")
     vector_dtype: VectorDtype = Field(default="float16", description="Precision of the stored full vectors.")

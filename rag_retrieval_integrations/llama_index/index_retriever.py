@@ -16,7 +16,7 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from ..core.indexes.base import Index
 from ..core.indexes.folder import IndexHit
 from ..core.indexes.retriever import IndexRetrieverMixin
-from ..core.text.inputs import check_positive_int
+from ..core.text.inputs import check_positive_int, check_score_threshold
 from .index_nodes import check_nodes, index_entries, node_with_score
 
 _R = TypeVar("_R", bound="IndexRetriever")
@@ -49,7 +49,7 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
             raise TypeError(f"index must be {article} {self.index_class.__name__}, got {type(index).__name__}")
         self.index = index
         self.similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
-        self.score_threshold = score_threshold
+        self.score_threshold = check_score_threshold(score_threshold)
         super().__init__(callback_manager=callback_manager, object_map=object_map, verbose=verbose)
 
     def _search_options(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_emb
 from ..core.indexes.mrl import MRLIndex
 from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
-from ..core.text.inputs import check_positive_int
+from ..core.text.inputs import check_positive_int, check_score_threshold
 from ..shared_wrapper import EmbeddingWrapper, PositiveInt, model_name
 from .index_nodes import check_nodes
 from .index_retriever import IndexRetriever
@@ -223,7 +223,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
             vector_key=vector_key,
             vector_dtype=vector_dtype,
         )
-        self.score_threshold = score_threshold
+        self.score_threshold = check_score_threshold(score_threshold)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.base import BaseReranker
-from ..text.inputs import check_docs, check_positive_int, check_query
+from ..text.inputs import check_docs, check_positive_int, check_query, check_score_threshold
 from .folder import (
     DOCUMENTS_FILE,
     CorruptIndexError,
@@ -204,6 +204,7 @@ class Index(ABC):
     def _hits(self, rows: Iterable[int], scores: Iterable[float], score_threshold: float | None) -> list[IndexHit]:
         """Hits of ``rows`` ranked in the order given (best first); rows ``-1`` (none) and scores below
         ``score_threshold`` are left out."""
+        check_score_threshold(score_threshold)
         return [
             IndexHit(self._ids[r], self._texts[r], dict(self._metadatas[r]), float(s), rank)
             for rank, (r, s) in enumerate(zip(rows, scores), start=1)

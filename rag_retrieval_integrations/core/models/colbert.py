@@ -43,7 +43,14 @@ from .checkpoint import (
     st_model_type,
 )
 from .cross_encoder import DEFAULT_MAX_LENGTH
-from .loading import capped_max_length, check_tokenizer_files, default_max_length, position_limit, transformer_folder
+from .loading import (
+    capped_max_length,
+    check_tokenizer_files,
+    default_max_length,
+    position_limit,
+    refuse_all_zero_weights,
+    transformer_folder,
+)
 from .maxsim import maxsim_pairwise
 
 logger = logging.getLogger(__name__)
@@ -272,10 +279,14 @@ def load_colbert_model(
     layout = colbert_format(info)
     if layout == "multi-vector":
         load_kwargs = {k: v for k, v in hf_kwargs.items() if v is not None}
-        return MultiVectorEncoder(info.path, device=str(device), model_kwargs={"dtype": dtype}, **load_kwargs)
+        model = MultiVectorEncoder(info.path, device=str(device), model_kwargs={"dtype": dtype}, **load_kwargs)
+        refuse_all_zero_weights(model, info.path)
+        return model
     colbert_linear = _hub_file(info, BGE_M3_COLBERT_FILE, hf_kwargs.get("revision"), hf_kwargs.get("token"))
     if colbert_linear is not None:
-        return _bge_m3_model(info, colbert_linear, str(device), dtype, **hf_kwargs)
+        model = _bge_m3_model(info, colbert_linear, str(device), dtype, **hf_kwargs)
+        refuse_all_zero_weights(model, info.path)
+        return model
     raise InvalidCheckpointError(
         f"{info.path!r} is not a ColBERT checkpoint: found {info.describe()}, but no MultiVectorEncoder/PyLate "
         f"config, HF_ColBERT architecture or BGE-M3 {BGE_M3_COLBERT_FILE}. A ColBERT model needs a trained token "

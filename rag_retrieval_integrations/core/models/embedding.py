@@ -29,6 +29,7 @@ from .loading import (
     check_tokenizer_files,
     detected_model_type,
     encoder_position_limit,
+    refuse_all_zero_weights,
     transformer_folder,
 )
 
@@ -135,13 +136,15 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         from sentence_transformers import SentenceTransformer
 
         _refuse_other_kinds(self.checkpoint)
-        return SentenceTransformer(
+        model = SentenceTransformer(
             self.checkpoint.path,
             device=str(self.device),
             truncate_dim=truncate_dim,
             model_kwargs={"dtype": self.dtype},
             **self.hf_kwargs,
         )
+        refuse_all_zero_weights(model, self.checkpoint.path)
+        return model
 
     @property
     def embedding_dim(self) -> int:

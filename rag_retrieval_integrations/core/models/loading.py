@@ -68,7 +68,16 @@ def load_pretrained(auto_class: Any, info: CheckpointInfo, what: str, **kwargs: 
     """
     if info.gguf_file is None:  # a GGUF file holds its tokenizer
         check_tokenizer_files(info.path)
-    model, loading = auto_class.from_pretrained(info.path, output_loading_info=True, **kwargs)
+    try:
+        model, loading = auto_class.from_pretrained(info.path, output_loading_info=True, **kwargs)
+    except RuntimeError as err:
+        if "mismatch" not in str(err) and "ignore_mismatched_sizes" not in str(err):
+            raise
+        raise InvalidCheckpointError(
+            f"{info.path!r} does not fit its own config.json: some weights have other shapes than the config asks "
+            f"for (transformers: {str(err).strip().splitlines()[-1][:200]}). A config.json edited by hand (another "
+            "num_labels or id2label?) or copied from another model; restore the one saved with the weights"
+        ) from None
     missing = sorted(loading.get("missing_keys") or [])
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
@@ -77,7 +86,23 @@ def load_pretrained(auto_class: Any, info: CheckpointInfo, what: str, **kwargs: 
             f"weights at random ({shown}). Found {info.describe()}; detected model_type: {detected_model_type(info)} "
             "(Reranker(path) without model_type uses it). To train a new head, use rag-retrieval-train reranker"
         )
+    refuse_all_zero_weights(model, info.path)
     return model
+
+
+def refuse_all_zero_weights(model: Any, path: str) -> None:
+    """An :class:`InvalidCheckpointError` when every weight of ``model`` is zero: a file zeroed
+    behind a valid header (a failed copy, a sparse file) loads without complaint and scores every
+    pair 0. Stops at the first tensor with a non-zero value, so a real model costs one tensor."""
+    import torch
+
+    with torch.no_grad():
+        if any(bool(p.any()) for p in model.parameters()):
+            return
+    raise InvalidCheckpointError(
+        f"every weight of {path!r} is zero: the weights file holds a valid header but no values (a failed copy "
+        "or download?); copy or download it again"
+    )
 
 
 def position_limit(config: Any) -> int | None:

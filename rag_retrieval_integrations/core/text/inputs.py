@@ -7,6 +7,7 @@ document in a list of thousands.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,18 @@ def check_pairs(pairs: Any) -> tuple[list[str], list[str]]:
         queries.append(check_query(pair[0], f"pairs[{i}][0]"))
         docs.append(check_query(pair[1], f"pairs[{i}][1]"))
     return queries, docs
+
+
+def check_score_threshold(value: Any, name: str = "score_threshold") -> float | None:
+    """``None`` or a finite number: a NaN threshold compares false with every score and drops
+    everything without a word, an infinite one keeps all or nothing."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    return float(value)
 
 
 def check_positive_int(value: Any, name: str) -> int:
