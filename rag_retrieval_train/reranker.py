@@ -19,7 +19,12 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from rag_retrieval_integrations.core.models.base import BaseReranker, get_model_class
-from rag_retrieval_integrations.core.models.checkpoint import CheckpointInfo, is_decoder_only, read_checkpoint
+from rag_retrieval_integrations.core.models.checkpoint import (
+    CheckpointInfo,
+    is_decoder_only,
+    read_checkpoint,
+    write_metadata,
+)
 from rag_retrieval_integrations.core.models.factory import accepted_options
 from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
 
@@ -198,6 +203,8 @@ class RerankerTrainer(Trainer):
         if state_dict is None and not isinstance(self.model, PreTrainedModel):
             state_dict = self.model.state_dict()
         super()._save(output_dir, state_dict=None if state_dict is None else one_name_per_tensor(state_dict))
+        if output_dir is not None and isinstance(self.model, PairScorer):
+            describe_checkpoint(output_dir, self.model.scorer)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -205,6 +212,23 @@ class RerankerTrainer(Trainer):
         scores = scores.view(labels.shape)
         loss = self.loss(scores, labels)
         return (loss, scores) if return_outputs else loss
+
+
+def describe_checkpoint(folder: str, scorer: BaseReranker) -> None:
+    """Write what makes an intermediate ``checkpoint-N`` loadable by ``Reranker(path)`` and the eval CLI
+    next to its weights: ``config.json``, the tokenizer and our metadata (the family, its options, and
+    the ``model.`` prefix the training wrapper gives the weights' names, which loading maps away).
+    The weights stay as ``Trainer`` wrote them, so resuming reads them unchanged. A LoRA run's
+    weights are the adapter inside the wrapper: its metadata says so, and loading refuses it clearly."""
+    lora = lora_adapter(scorer) is not None
+    scorer.model.config.save_pretrained(folder)
+    scorer.tokenizer.save_pretrained(folder)
+    write_metadata(
+        folder,
+        scorer.model_type,
+        reranker_options=scorer.reranker_options(),
+        intermediate_checkpoint={"weights_prefix": "model.", "lora": lora},
+    )
 
 
 def build_reranker_loss(config: RerankerTrainConfig) -> torch.nn.Module:

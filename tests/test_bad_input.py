@@ -127,6 +127,16 @@ def test_unknown_option_is_a_type_error(bert_cross_encoder):
         Reranker(bert_cross_encoder, max_len=64)
 
 
+@pytest.mark.parametrize("option", ["args", "kwargs", "options", "verbose"])
+def test_the_accepted_options_list_only_real_options(bert_cross_encoder, option):
+    """``object.__init__``'s ``*args``/``**kwargs`` were listed as options, and passing them failed deep inside."""
+    with pytest.raises(TypeError, match="unexpected option") as err:
+        Reranker(bert_cross_encoder, **{option: 1})
+    accepted = str(err.value).split("it accepts", 1)[1]
+    assert "'args'" not in accepted and "'kwargs'" not in accepted and "'options'" not in accepted
+    assert "'max_length'" in accepted
+
+
 # ---- bad options and text: input, expected error, message fragment --------------------------
 
 BAD_CALLS = [

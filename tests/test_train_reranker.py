@@ -263,3 +263,46 @@ def test_decoder_with_tied_embeddings_saves_checkpoints_and_resumes(tmp_path, lo
     assert json.loads((out / "rag_retrieval.json").read_text())["training"]["steps"] == 3
     model = Reranker(out).model
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_intermediate_checkpoints_load_in_reranker_and_the_eval_cli(bert_cross_encoder, tmp_path, capsys):
+    """docs/training.md advises evaluating checkpoints: checkpoint-N loads as the model it holds
+    (the last one scores as the finished run), and the eval CLI takes it."""
+    from rag_retrieval_integrations.evaluation.cli import main as eval_main
+
+    out = train(**options(bert_cross_encoder, tmp_path, save_steps=1, max_steps=2, keep_checkpoints=True))
+    last = Reranker(out / "checkpoint-2")
+    assert last.model_type == "cross-encoder"
+    np.testing.assert_allclose(last.compute_score(PAIRS), Reranker(out).compute_score(PAIRS), atol=1e-6)
+    first = Reranker(out / "checkpoint-1").compute_score(PAIRS)
+    assert not np.allclose(first, last.compute_score(PAIRS))  # the step-1 weights, not the final ones
+    data = tmp_path / "set.jsonl"
+    candidates = [{"content": PAIRS[0][1], "label": 1}, {"content": PAIRS[1][1], "label": 0}]
+    data.write_text(json.dumps({"query": PAIRS[0][0], "candidates": candidates}) + "\n")
+    assert eval_main(["rerank", "--data", str(data), "--model", str(out / "checkpoint-1"), "--quiet"]) == 0
+    assert "checkpoint-1 | cross-encoder |" in capsys.readouterr().out
+
+
+def test_an_llm_checkpoint_loads_and_a_lora_one_is_refused_clearly(tmp_path):
+    from rag_retrieval_integrations import InvalidCheckpointError
+
+    tied = kit.build_decoder_llm(tmp_path / "tied-llm", tie_word_embeddings=True)
+    out = train(**options(tied, tmp_path, loss="listwise_ce", save_steps=2, max_steps=2, keep_checkpoints=True))
+    np.testing.assert_allclose(
+        Reranker(out / "checkpoint-2").compute_score(PAIRS), Reranker(out).compute_score(PAIRS), atol=1e-5
+    )
+    (tmp_path / "lora").mkdir()
+    lora = train(
+        **options(
+            tied,
+            tmp_path / "lora",
+            loss="listwise_ce",
+            save_steps=2,
+            max_steps=2,
+            keep_checkpoints=True,
+            lora=True,
+            lora_r=4,
+        )
+    )
+    with pytest.raises(InvalidCheckpointError, match="intermediate checkpoint of a LoRA run"):
+        Reranker(lora / "checkpoint-2")

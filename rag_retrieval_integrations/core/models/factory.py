@@ -70,8 +70,11 @@ def Reranker(
 def accepted_options(cls: type[BaseReranker]) -> set[str]:
     """The keyword options a family's constructor takes: its own and its parents' (which its
     ``**options`` passes on), less those it sets itself (``fixed_options``)."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     names: set[str] = set()
     for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            names |= set(inspect.signature(vars(klass)["__init__"]).parameters)
-    return names - {"self", "model_name_or_path", "options"} - cls.fixed_options
+        if klass is not object and "__init__" in vars(klass):
+            # only named parameters: a ``*args``/``**options`` is a pass-through, not an option called "args"
+            parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+            names |= {p.name for p in parameters if p.kind in named}
+    return names - {"self", "model_name_or_path"} - cls.fixed_options

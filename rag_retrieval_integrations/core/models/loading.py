@@ -11,6 +11,7 @@ look fine and mean nothing, so here each is an error naming what was found (or, 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ def load_pretrained(auto_class: Any, info: CheckpointInfo, what: str, **kwargs: 
     """
     if info.gguf_file is None:  # a GGUF file holds its tokenizer
         check_tokenizer_files(info.path)
+    kwargs.update(intermediate_checkpoint_options(info))
     try:
         model, loading = auto_class.from_pretrained(info.path, output_loading_info=True, **kwargs)
     except RuntimeError as err:
@@ -103,6 +105,23 @@ def refuse_all_zero_weights(model: Any, path: str) -> None:
         f"every weight of {path!r} is zero: the weights file holds a valid header but no values (a failed copy "
         "or download?); copy or download it again"
     )
+
+
+def intermediate_checkpoint_options(info: CheckpointInfo) -> dict[str, Any]:
+    """``from_pretrained`` options for a trainer's intermediate ``checkpoint-N`` folder: its weights'
+    names carry the training wrapper's prefix (``model.``), mapped away here. A LoRA run's checkpoint
+    (adapter weights inside the wrapper) is refused with what to load instead."""
+    described = info.metadata.get("intermediate_checkpoint")
+    if not isinstance(described, dict):
+        return {}
+    if described.get("lora"):
+        raise InvalidCheckpointError(
+            f"{info.path!r} is an intermediate checkpoint of a LoRA run: its weights are the adapters inside the "
+            "training wrapper, not a model. Load the finished run's folder (the LoRA merged or saved as an "
+            "adapter), or resume the run to finish it"
+        )
+    prefix = str(described.get("weights_prefix") or "")
+    return {"key_mapping": {f"^{re.escape(prefix)}": ""}} if prefix else {}
 
 
 def position_limit(config: Any) -> int | None:
