@@ -8,7 +8,9 @@ Two steps, run together (``step: all``, the default) or one at a time:
    ``teacher_scores`` (JSONL, one line per input line, flushed as it goes): grouped lines as
    ``{"query", "hits": [{"content", "score"[, "label"]}, ...]}``, pointwise lines as
    ``{"query", "content", "score"[, "label"]}``. An interrupted run resumes where the output
-   file ends.
+   file ends. Beside it, ``<teacher_scores>.source.json`` records the input it scored (path, SHA-256
+   of its bytes, line count): a scores file is only ever continued, reused or trained on with the
+   input it was made from, so an edited ``train_data`` is never trained on with stale scores.
 2. ``student``: the reranker trainer on ``teacher_scores`` with a distillation loss
    (``distill_kl``: listwise KL against the teacher's softmax, ``distill_mse``: pointwise MSE
    on sigmoid scores, ``margin_mse``; ``distill_kl_ce``: ``distill_kl`` plus listwise CE on the
@@ -17,6 +19,7 @@ Two steps, run together (``step: all``, the default) or one at a time:
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -28,6 +31,9 @@ from typing import Any, ClassVar, Literal
 
 from tqdm.auto import tqdm
 
+from rag_retrieval_integrations.core.fingerprint import file_sha256
+
+from . import run_folder
 from .config import ConfigError, key
 from .data.jsonl import DataFormatError, iter_jsonl, iter_lines
 from .data.reranker_data import validate_reranker_line
@@ -132,8 +138,12 @@ def score_with_teacher(
     candidates, output = Path(candidates), Path(output)
     total = sum(1 for _, text in iter_lines(candidates) if text.strip())
     done = _completed_lines(output) if resume else 0
+    if done:
+        check_scores_source(output, candidates)
     if done > total:
         raise DataFormatError(output, None, f"has {done} lines but {candidates} only {total}: not its teacher scores")
+    if not done:
+        write_scores_source(output, candidates, total)
     output.parent.mkdir(parents=True, exist_ok=True)
     last_written = ""
     if done:
@@ -188,6 +198,49 @@ def score_with_teacher(
     return output
 
 
+SOURCE_SUFFIX = ".source.json"
+
+
+def scores_source_path(scores: Path) -> Path:
+    """Where the record of what ``scores`` was made from lives: ``<scores>.source.json``."""
+    return scores.with_name(scores.name + SOURCE_SUFFIX)
+
+
+def write_scores_source(scores: Path, candidates: Path, lines: int) -> None:
+    """Record the input ``scores`` is being made from (before the first score is written)."""
+    scores.parent.mkdir(parents=True, exist_ok=True)
+    record = {"input": str(candidates.resolve()), "input_sha256": file_sha256(candidates), "input_lines": lines}
+    tmp = scores_source_path(scores).with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, scores_source_path(scores))
+
+
+def check_scores_source(scores: Path, candidates: Path) -> None:
+    """Refuse ``scores`` when it was made from another input than ``candidates`` (another content, even
+    at the same path and length). A scores file with no record (made by an older version or by hand)
+    cannot be checked: a warning says so."""
+    path = scores_source_path(scores)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        recorded = str(record["input_sha256"])
+    except FileNotFoundError:
+        logger.warning(
+            "%s has no %s: whether it holds the teacher scores of %s cannot be checked", scores, path.name, candidates
+        )
+        return
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataFormatError(path, None, f"is not a teacher-scores source record ({err}); delete it and {scores}")
+    if recorded != file_sha256(candidates):
+        raise DataFormatError(
+            scores,
+            None,
+            f"holds the teacher scores of another input than {str(candidates)!r}: it was made from "
+            f"{record.get('input')!r} (SHA-256 {recorded[:12]}...), and {str(candidates)!r} has other content now. "
+            "Score the input again (delete the scores file, or give another teacher_scores), or train on the input "
+            "the scores were made from",
+        )
+
+
 def _with_layout(record: Any) -> dict[str, Any]:
     """A validated line, remembering whether it was grouped, so the output keeps its layout."""
     return {**validate_reranker_line(record), "grouped": record.get("content") is None}
@@ -207,7 +260,8 @@ class DistillTrainingRun(RerankerTrainingRun):
         return {**super().data_files(), "teacher_scores": str(self.config.teacher_scores_path)}
 
     def own_files(self) -> list[Path]:
-        return [self.config.teacher_scores_path]  # written by the teacher step, maybe into output_dir
+        scores = self.config.teacher_scores_path  # written by the teacher step, maybe into output_dir
+        return [scores, scores_source_path(scores)]
 
     def metadata(self, model: Any, loss: Any) -> dict[str, Any]:
         return {
@@ -252,6 +306,11 @@ def warn_if_saturated_targets(scores_path: Path, loss: str) -> float:
     return share
 
 
+def _student_started(output_dir: Path) -> bool:
+    """Whether the student step has begun in ``output_dir`` (it saved its config or a checkpoint)."""
+    return run_folder.saved_config(output_dir) is not None or bool(run_folder.checkpoints(output_dir))
+
+
 def run_distill(config: DistillTrainConfig) -> Path:
     """Run the configured step(s); returns the student folder (or the teacher-scores file)."""
     from rag_retrieval_integrations import Reranker
@@ -259,6 +318,15 @@ def run_distill(config: DistillTrainConfig) -> Path:
     config.validate()
     scores_path = config.teacher_scores_path
     if config.step == "all":  # before the teacher writes into output_dir, and spends its time scoring
+        if config.resume is True and not _student_started(Path(config.output_dir)):
+            # killed in the teacher pass: that pass continues where it stopped (as it does without
+            # resume), and the student, which never started, trains from its first step
+            logger.warning(
+                "resume: %s holds no student checkpoint yet: the teacher pass continues where it stopped, then "
+                "the student trains from the start",
+                config.output_dir,
+            )
+            config = dataclasses.replace(config, resume=False)
         early = DistillTrainingRun(config)
         early.resume_checkpoint()
         early.check_output_dir()
@@ -280,5 +348,6 @@ def run_distill(config: DistillTrainConfig) -> Path:
             return scores_path
     if not scores_path.exists():
         raise FileNotFoundError(f"teacher scores {str(scores_path)!r} do not exist; run step=teacher-scores first")
+    check_scores_source(scores_path, Path(config.train_data))
     warn_if_saturated_targets(scores_path, config.loss)
     return DistillTrainingRun(config).run()

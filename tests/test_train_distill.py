@@ -206,3 +206,52 @@ def test_distill_mse_warns_when_the_teachers_scores_saturate_its_sigmoid_targets
         share = warn_if_saturated_targets(path, loss)
     assert ("use distill_kl or margin_mse" in caplog.text) is warns
     assert (share > 0.5) is warns
+
+
+def _distill_config(model, tmp_path, source, **overrides) -> DistillTrainConfig:
+    values = {
+        "model_name_or_path": str(model),
+        "teacher_model": str(model),
+        "train_data": str(source),
+        "output_dir": str(tmp_path / "out"),
+        "train_group_size": 4,
+        "max_steps": 1,
+        "batch_size": 4,
+        "report_to": [],
+        "disable_progress_bar": True,
+        "max_length": 64,
+    }
+    return DistillTrainConfig(**{**values, **overrides})
+
+
+def test_scores_of_another_input_are_never_reused_or_trained_on(bert_cross_encoder, tmp_path):
+    """Stale teacher scores: an input edited in place (same length) once reused a complete scores file
+    (only its last query was compared), and step=student trained on the old texts."""
+    from rag_retrieval_train.data import DataFormatError
+
+    source = write(tmp_path / "cands.jsonl", groups(7, 4))
+    scores = tmp_path / "out" / "teacher_scores.jsonl"
+    score_with_teacher(Reranker(bert_cross_encoder), source, scores, show_progress_bar=False)
+    rows = groups(7, 4)
+    rows[0]["pos"] = [SENTENCES[-1]]  # an edit that keeps the length and the last query
+    write(source, rows)
+    with pytest.raises(DataFormatError, match=r"teacher_scores\.jsonl: holds the teacher scores of another input"):
+        run_distill(_distill_config(bert_cross_encoder, tmp_path, source))
+    student = _distill_config(bert_cross_encoder, tmp_path, source, step="student", teacher_scores=str(scores))
+    with pytest.raises(DataFormatError, match="cands.jsonl.*has other content now"):
+        run_distill(student)
+
+
+def test_distill_killed_in_the_teacher_pass_resumes_with_resume_true(bert_cross_encoder, tmp_path):
+    source = write(tmp_path / "cands.jsonl", groups(8, 6))
+    scores = tmp_path / "out" / "teacher_scores.jsonl"
+    score_with_teacher(Reranker(bert_cross_encoder), source, scores, show_progress_bar=False)
+    lines = scores.read_text().splitlines(keepends=True)
+    scores.write_text("".join(lines[:2]) + lines[2][:10])  # killed while scoring line 3
+    out = run_distill(_distill_config(bert_cross_encoder, tmp_path, source, resume=True))
+    assert json.loads((Path(out) / "rag_retrieval.json").read_text())["training"]["steps"] == 1
+    resumed, expected = ([json.loads(x)["hits"] for x in text] for text in (scores.read_text().splitlines(), lines))
+    assert [[h["content"] for h in r] for r in resumed] == [[h["content"] for h in r] for r in expected]
+    np.testing.assert_allclose(
+        [h["score"] for r in resumed for h in r], [h["score"] for r in expected for h in r], atol=1e-6
+    )
