@@ -229,7 +229,9 @@ def check_scores_source(scores: Path, candidates: Path) -> None:
         )
         return
     except (ValueError, KeyError, TypeError) as err:
-        raise DataFormatError(path, None, f"is not a teacher-scores source record ({err}); delete it and {scores}")
+        raise DataFormatError(
+            path, None, f"is not a teacher-scores source record ({err}); delete it and {scores}"
+        ) from None
     if recorded != file_sha256(candidates):
         raise DataFormatError(
             scores,
