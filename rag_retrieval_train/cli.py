@@ -11,6 +11,7 @@ traceback instead. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Callable
@@ -87,17 +88,52 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(list_keys(config_cls))
         return 0
+    config = None
     try:
         config = build_config(config_cls, load_yaml(args.config) if args.config else {}, parse_flags(rest))
         run(config)
-    except USER_ERRORS as e:
+    except Exception as e:
         if args.debug:
             raise
+        failed_write = write_failure(e)
+        if failed_write is not None:
+            folder = getattr(config, "output_dir", None) or "the output folder"
+            parser.exit(
+                2,
+                f"{PROG}: error: cannot write to {str(folder)!r}: the disk is full or a file-size limit was reached "
+                f"({failed_write}); free space, then resume the run (resume: true continues from its last complete "
+                "checkpoint)\n",
+            )
+        if not isinstance(e, USER_ERRORS):
+            raise  # a bug: keep its traceback
         # one line, no traceback from deep inside the stack; --debug shows it
         parser.exit(2, f"{PROG}: error: {_one_line(e) or type(e).__name__}\n")
     # only on success: after a failure the other ranks may never reach the barrier
     _close_process_group()
     return 0
+
+
+# What a write cut short by a full disk or `ulimit -f` raises: OSError with one of these errnos, or
+# torch.save's stream writer, which reports it as a RuntimeError naming no errno.
+_FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_TORCH_WRITE_FAILURES = ("iostream error", "file write failed", "unexpected pos", "No space left", "File too large")
+
+
+def write_failure(error: BaseException) -> str | None:
+    """What failed, when ``error`` (or an exception it was raised from or during) is a write that ran
+    out of disk or hit the file-size limit; ``None`` otherwise."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _FULL_DISK_ERRNOS:
+            return _one_line(current)
+        if type(current).__name__ in ("RuntimeError", "SafetensorError") and any(
+            marker in str(current) for marker in _TORCH_WRITE_FAILURES
+        ):
+            return _one_line(current)[:200]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _close_process_group() -> None:

@@ -254,3 +254,42 @@ def test_the_installed_command_prints_one_line(tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr  # nothing else on stderr either: no log lines, no traceback
     assert lines[0].startswith("rag-retrieval-train: error: model_name_or_path: ") and "'m'" in lines[0]
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_run_resumes(bert_cross_encoder, tmp_path):
+    """``ulimit -f`` (RLIMIT_FSIZE) stops the first checkpoint's optimizer state midway: torch.save
+    reports it as a RuntimeError naming no file. One line naming the folder, exit 2; resume then works."""
+    import resource
+
+    rows = [{"query": "what is a panda", "pos": ["The giant panda is a bear."], "neg": ["Paris.", "Python."]}] * 8
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    size = (bert_cross_encoder / "model.safetensors").stat().st_size
+    flags = _flags(
+        {
+            "model_name_or_path": str(bert_cross_encoder),
+            "train_data": str(data),
+            "output_dir": str(out),
+            "max_steps": 2,
+            "save_steps": 1,
+            "batch_size": 2,
+            "train_group_size": 3,
+            "report_to": "[]",
+            "disable_progress_bar": "true",
+        }
+    )
+
+    def limit() -> None:  # room for the weights, not for the optimizer's two moments beside them
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(size * 1.5), resource.RLIM_INFINITY))
+
+    command = [sys.executable, "-m", "rag_retrieval_train", "reranker", *flags]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    full = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert full.returncode == 2, full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rag-retrieval-train: error: cannot write to {str(out)!r}: the disk is full")
+    assert "Traceback" not in full.stderr
+    resumed = subprocess.run([*command, "--resume", "true"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "rag_retrieval.json").read_text())["training"]["steps"] == 2
