@@ -27,6 +27,7 @@ from .folder import (
     CorruptIndexError,
     IndexHit,
     atomic_save,
+    folder_lock,
     check_ids,
     check_metadatas,
     check_same_weights,
@@ -269,6 +270,26 @@ class Index(ABC):
         read = {k: v for k, v in options.items() if k in cls.read_options}
         search = {k: v for k, v in options.items() if k not in cls.read_options}
         folder = Path(folder)
+        # a shared lock for the whole read: a save's swap (exclusive) waits, so the manifest and the
+        # files read are of one save, never half of each
+        with folder_lock(folder, shared=True):
+            index, documents, vectors = cls._read(folder, model, model_kwargs, verify, read, search)
+        index._ids, index._texts, index._metadatas = split_documents(documents)
+        index._row = {doc_id: r for r, doc_id in enumerate(index._ids)}
+        index._restore_vectors(vectors)
+        return index
+
+    @classmethod
+    def _read(
+        cls: type[_I],
+        folder: Path,
+        model: Any,
+        model_kwargs: Mapping[str, Any] | None,
+        verify: bool,
+        read: dict[str, Any],
+        search: dict[str, Any],
+    ) -> tuple[_I, list[Any], Any]:
+        """:meth:`load`'s reading and checks: the index (without documents), its documents and vectors."""
         manifest = read_manifest(
             folder,
             what=cls.described_as,
@@ -301,10 +322,7 @@ class Index(ABC):
             problems.append(problem)
         if problems:
             raise CorruptIndexError(f"{folder} is inconsistent: " + "; ".join(problems))
-        index._ids, index._texts, index._metadatas = split_documents(documents)
-        index._row = {doc_id: r for r, doc_id in enumerate(index._ids)}
-        index._restore_vectors(vectors)
-        return index
+        return index, documents, vectors
 
     # ---- hooks: the vectors -----------------------------------------------------------------
 

@@ -152,17 +152,47 @@ def atomic_save(folder: str | os.PathLike[str], own_files: Iterable[str]) -> Ite
         yield staging
         for path in staging.iterdir():
             _fsync(path)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(folder, old)
-            os.rename(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, folder)
+        # the swap under the folder's lock: a load never sees it half done, and two saves of one
+        # folder take turns (the last one wins) instead of renaming each other's folders away
+        with folder_lock(folder, shared=False):
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+                os.rename(folder, old)
+                os.rename(staging, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(staging, folder)
         _fsync(folder.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def folder_lock(folder: Path, *, shared: bool) -> Iterator[None]:
+    """An advisory lock on an index folder, across threads and processes: ``shared`` for a load
+    (many at once), exclusive for a save's swap. It is ``flock`` on a sibling file
+    ``.<name>.lock``, which stays next to the folder. Where it cannot be taken (no ``fcntl``,
+    a read-only parent folder) loads and saves go unlocked, as before."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    lock_path = folder.parent / f".{folder.name}.lock"
+    try:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 (held for the block, closed below)
+    except OSError:
+        try:
+            handle = open(lock_path, "rb")  # noqa: SIM115
+        except OSError:
+            yield
+            return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def _fsync(path: Path) -> None:
