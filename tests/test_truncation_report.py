@@ -111,3 +111,17 @@ def test_a_loop_of_calls_warns_once_then_logs_at_info(bert_cross_encoder, caplog
     levels = [r.levelno for r in caplog.records if r.name == LOGGER]
     assert levels == [logging.WARNING, logging.INFO, logging.INFO]
     assert ranker.truncation_totals.documents == 12 and ranker.truncation_totals.truncated == 3
+
+
+@pytest.mark.parametrize("fixture", ["bert_cross_encoder", "bi_encoder", "decoder_llm"])
+@pytest.mark.parametrize("long_doc", ["truncate", "split-max"])
+def test_no_false_alarm_from_transformers_where_the_project_truncates(request, capfd, fixture, long_doc):
+    """transformers warned 'Token indices sequence length is longer than ... will result in indexing
+    errors' when the project tokenized whole documents to window or count them (make demo showed it)."""
+
+    ranker = Reranker(request.getfixturevalue(fixture), long_doc=long_doc, max_length=64)
+    capfd.readouterr()
+    ranker.rank("what is a panda?", ["The giant panda is a bear native to China. " * 120, "short"])
+    if hasattr(ranker, "encode_documents"):
+        ranker.encode_documents(["The giant panda is a bear native to China. " * 120])
+    assert "Token indices sequence length" not in capfd.readouterr().err

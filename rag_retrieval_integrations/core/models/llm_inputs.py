@@ -74,7 +74,7 @@ class PairPromptTemplate:
 
 def token_id(tokenizer: PreTrainedTokenizerBase, token: str, role: str) -> int:
     """The id of ``token``, which must be a single token of this tokenizer."""
-    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(token, add_special_tokens=False, verbose=False)["input_ids"]
     if len(ids) != 1:
         pieces = tokenizer.convert_ids_to_tokens(ids)
         raise ValueError(
@@ -101,6 +101,7 @@ def split_prefix(
     encoded = tokenizer(
         [instruction + d for d in docs],
         add_special_tokens=False,
+        verbose=False,
         return_offsets_mapping=True,
         return_attention_mask=False,
     )
@@ -161,13 +162,15 @@ def encode_flag_pairs(
 ) -> EncodedPairs:
     """Inputs in the FlagEmbedding LLM-reranker format (see :class:`PairPromptTemplate`)."""
     distinct, query_of_pair = unique(queries)
-    query_ids = tokenizer([template.query_instruction + q for q in distinct], add_special_tokens=False)["input_ids"]
+    query_ids = tokenizer([template.query_instruction + q for q in distinct], add_special_tokens=False, verbose=False)[
+        "input_ids"
+    ]
     originals = docs
     if not split_long_docs:
         docs = clip_for_truncation(tokenizer, docs, max_length)
     prefixes, bodies = split_prefix(tokenizer, template.passage_instruction, docs)
-    sep = tokenizer(template.separator, add_special_tokens=False)["input_ids"]
-    prompt = tokenizer(template.prompt, add_special_tokens=False)["input_ids"]
+    sep = tokenizer(template.separator, add_special_tokens=False, verbose=False)["input_ids"]
+    prompt = tokenizer(template.prompt, add_special_tokens=False, verbose=False)["input_ids"]
     bos = tokenizer.bos_token_id
     lead = [bos] if template.add_bos and bos is not None and bos != tokenizer.pad_token_id else []
     fixed = len(lead) + 2 * len(sep) + len(prompt)

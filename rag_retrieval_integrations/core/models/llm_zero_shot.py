@@ -89,20 +89,24 @@ class ZeroShotLLMReranker(DecoderReranker):
         # the space before each placeholder goes with the text put there, as when rendered whole.
         self._query_lead = before[len(before.rstrip(" ")) :]
         self._doc_lead = between[len(between.rstrip(" ")) :]
-        ids = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]
+        ids = lambda s: self.tokenizer(s, add_special_tokens=False, verbose=False)["input_ids"]
         return ids(before.rstrip(" ")), ids(between.rstrip(" ")), ids(after)
 
     def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         assert self.max_length is not None
         distinct, query_of_pair = unique(queries)
-        query_ids = self.tokenizer([self._query_lead + q for q in distinct], add_special_tokens=False)["input_ids"]
+        query_ids = self.tokenizer([self._query_lead + q for q in distinct], add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
         prompt_tokens = len(self._before_query) + len(self._between) + len(self._after_doc)
         query_ids = truncate_query_ids(query_ids, self.max_length, self.min_doc_share, prompt_tokens)
         heads = [self._before_query + query_ids[q] + self._between for q in query_of_pair]
         originals = docs
         if not split_long_docs:
             docs = clip_for_truncation(self.tokenizer, docs, self.max_length)
-        bodies = self.tokenizer([self._doc_lead + d for d in docs], add_special_tokens=False)["input_ids"]
+        bodies = self.tokenizer([self._doc_lead + d for d in docs], add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
         encoded = assemble_inputs(
             heads,
             bodies,

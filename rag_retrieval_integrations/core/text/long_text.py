@@ -29,7 +29,7 @@ def clip_for_truncation(tokenizer: PreTrainedTokenizerBase, texts: list[str], ma
     rows = [i for i, text in enumerate(texts) if len(text) > bound]
     while rows:
         cuts = [texts[i][:bound] for i in rows]
-        ids = tokenizer(cuts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        ids = tokenizer(cuts, add_special_tokens=False, verbose=False, return_attention_mask=False)["input_ids"]
         retry = []
         for i, cut, tokens in zip(rows, cuts, ids):
             if len(tokens) > max_tokens + MARGIN_TOKENS:

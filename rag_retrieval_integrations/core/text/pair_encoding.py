@@ -67,7 +67,9 @@ def truncate_queries(
     tokenizer: PreTrainedTokenizerBase, queries: list[str], max_tokens: int
 ) -> tuple[list[str], list[int]]:
     """Cut queries longer than ``max_tokens`` tokens at a token boundary (text in, text out), and their token counts."""
-    encoded = tokenizer(queries, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    encoded = tokenizer(
+        queries, add_special_tokens=False, verbose=False, return_offsets_mapping=True, return_attention_mask=False
+    )
     out, lengths = [], []
     for query, offsets in zip(queries, encoded["offset_mapping"]):
         if len(offsets) > max_tokens:

@@ -67,7 +67,9 @@ def split_into_windows(
         raise ValueError(f"overlap={overlap} must be smaller than the window of {window_tokens} tokens")
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(f"{type(tokenizer).__name__} is not a fast (Rust) tokenizer; document windows need one")
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    encoded = tokenizer(
+        texts, add_special_tokens=False, verbose=False, return_offsets_mapping=True, return_attention_mask=False
+    )
     windows: list[str] = []
     owner: list[int] = []
     for index, text in enumerate(texts):
@@ -84,7 +86,7 @@ def split_into_windows(
 
 def text_window_limit(tokenizer: PreTrainedTokenizerBase, max_length: int, prefix: str) -> int:
     """Document tokens that fit ``max_length`` once the special tokens and ``prefix`` (a prompt or marker) are added."""
-    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+    prefix_tokens = len(tokenizer(prefix, add_special_tokens=False, verbose=False)["input_ids"]) if prefix else 0
     return max_length - tokenizer.num_special_tokens_to_add(pair=False) - prefix_tokens
 
 
@@ -93,7 +95,9 @@ def text_truncation(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each text's tokens in all and kept when cut at ``room`` tokens (``clipped``: the texts as
     cut before tokenizing, see ``long_text``), for the truncation report."""
-    lengths = tokenizer(clipped, add_special_tokens=False, return_attention_mask=False, return_length=True)["length"]
+    lengths = tokenizer(
+        clipped, add_special_tokens=False, verbose=False, return_attention_mask=False, return_length=True
+    )["length"]
     full = estimate_clipped(np.asarray(lengths, dtype=np.int64), originals, clipped)
     return full, np.minimum(full, max(room, 0))
 
