@@ -196,8 +196,9 @@ def build_xlmr_cross_encoder(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def build_bi_encoder(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
-    """A sentence-transformers folder: tiny BERT + mean pooling + Normalize."""
+def build_bi_encoder(path: Path, seed: int = 0, dropout: float = 0.1, max_positions: int = 256) -> Path:
+    """A sentence-transformers folder: tiny BERT + mean pooling + Normalize (``max_positions``: a
+    larger one makes a weights file of several MB, with the layers far from its start)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
     from transformers import BertModel
@@ -205,7 +206,9 @@ def build_bi_encoder(path: Path, seed: int = 0, dropout: float = 0.1) -> Path:
     backbone = path.with_name(path.name + "-backbone")
     tokenizer = _bert_tokenizer()
     torch.manual_seed(seed)
-    config = _tiny_bert_config(len(tokenizer), hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    config = _tiny_bert_config(
+        len(tokenizer), max_positions, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
     transformer = Transformer(str(backbone), max_seq_length=128)
