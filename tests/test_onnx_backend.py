@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -308,23 +309,27 @@ def test_a_resaved_head_of_the_same_size_is_exported_again(tmp_path, monkeypatch
     np.testing.assert_allclose(fresh.compute_score(PAIRS), Reranker(path).compute_score(PAIRS), atol=FP32_ATOL, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda data: b"garbage" * 10,
-        lambda data: data[: len(data) // 2],
-        lambda data: b"",
-        lambda data: bytes(len(data)),
-    ],
-    ids=["garbage", "half", "empty", "zeroed"],
-)
-def test_a_corrupt_cached_export_is_exported_again_with_a_warning(tmp_path, monkeypatch, caplog, damage):
+DAMAGES = {
+    "garbage": lambda data: b"garbage" * 10,
+    "half": lambda data: data[: len(data) // 2],
+    "empty": lambda data: b"",
+    "zeroed": lambda data: bytes(len(data)),
+}
+
+
+def test_a_corrupt_cached_export_is_exported_again_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A cache is a cache: a damaged model.onnx once failed every load in onnxruntime (InvalidProtobuf)."""
     path = tc.build_bert_cross_encoder(tmp_path / "ce")
-    cached = Reranker(path, backend="onnx").onnx_forward.path
-    with open(cached, "rb") as f:
-        data = f.read()
-    with open(cached, "wb") as f:
-        f.write(damage(data))
+    cached = Path(Reranker(path, backend="onnx").onnx_forward.path)
+    data = cached.read_bytes()
+    for name, damage in DAMAGES.items():  # each damage is seen (the entry's manifest), without exporting again
+        cached.write_bytes(damage(data))
+        assert onnx_export._entry_problem(cached.parent) is not None, name
+    cached.write_bytes(data)
+    assert onnx_export._entry_problem(cached.parent) is None
+    (cached.parent / onnx_export.ENTRY_MANIFEST).unlink()  # an entry of an older version, or cut short
+    assert "manifest" in onnx_export._entry_problem(cached.parent)
+    cached.write_bytes(DAMAGES["garbage"](data))
     exports = count_exports(monkeypatch)
     with caplog.at_level(logging.WARNING):
         ranker = Reranker(path, backend="onnx")

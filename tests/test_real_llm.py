@@ -168,7 +168,7 @@ def test_a_truncated_gguf_is_an_invalid_checkpoint(tmp_path, kept):
         convert_gguf(cut, tmp_path / "out")
 
 
-@pytest.mark.parametrize("model_type", ["cross-encoder", "embedding", "colbert"])
+@pytest.mark.parametrize("model_type", ["cross-encoder", "embedding"])
 def test_an_encoder_family_forced_on_a_gguf_says_it_cannot_load_one(model_type):
     with pytest.raises(InvalidCheckpointError, match=f"the '{model_type}' family cannot load one"):
         Reranker(smollm2_gguf(), model_type=model_type)
