@@ -1,11 +1,12 @@
-"""The ``model`` field of the framework wrappers: a path, a hub id or an already loaded model.
+"""The ``model`` field of the framework wrappers: a path, a hub id or an already loaded ranker.
 
 The LangChain and LlamaIndex wrappers resolve that field here, so one loaded model can serve
-several wrappers (a reranker in a LangChain chain and in a LlamaIndex query engine, say), and
-call the model here, under one lock per loaded model.
+several wrappers (a reranker in a LangChain chain and in a LlamaIndex query engine, say). A
+loaded ranker is any :class:`~.core.models.ranker.Ranker`: a checkpoint family, a
+``RemoteReranker``, or a user's own class.
 
-Thread safety comes from the core layer: every loaded model scores one call at a time
-(see ``BaseReranker``), so wrappers sharing a model from worker threads are safe.
+Thread safety comes from the core layer, not from here: a checkpoint family scores one call at
+a time (its lock, see ``BaseReranker``), so wrappers sharing a model from worker threads are safe.
 
 ``RerankerWrapper`` and ``EmbeddingWrapper`` hold the pydantic fields, loading and calls that the
 LangChain and LlamaIndex classes share; each framework class adds its own base class and methods.
@@ -23,13 +24,13 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, field_serializer
 
-from .core.models.base import BaseReranker
 from .core.models.embedding import EmbeddingReranker
 from .core.models.factory import Reranker
+from .core.models.ranker import Ranker
 from .core.results import RankedResults, RankResult
 from .core.text.inputs import check_score_threshold
 
-ModelSpec = str | Path | BaseReranker
+ModelSpec = str | Path | Ranker
 """What the wrappers' ``model`` field takes: a local folder, a hub id, or a loaded model."""
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
@@ -37,19 +38,21 @@ PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 
 def model_name(model: ModelSpec) -> str:
     """The path or hub id of ``model``, for serialization and instrumentation."""
-    return model.model_name_or_path if isinstance(model, BaseReranker) else os.fspath(model)
+    if isinstance(model, Ranker):
+        return str(getattr(model, "model_name_or_path", None) or type(model).__name__)
+    return os.fspath(model)
 
 
 def load_reranker(
     model: ModelSpec, model_type: str | None = None, model_kwargs: Mapping[str, Any] | None = None
-) -> BaseReranker:
-    """A loaded reranker for the wrappers' ``model`` field.
+) -> Ranker:
+    """A loaded ranker for the wrappers' ``model`` field.
 
     A path or hub id is loaded with ``Reranker(model, model_type, **model_kwargs)``; a loaded
     model is returned as it is, and then ``model_type`` and ``model_kwargs`` must not ask for
     something else (they would be silently ignored).
     """
-    if isinstance(model, BaseReranker):
+    if isinstance(model, Ranker):
         if model_type is not None and model_type != model.model_type:
             raise ValueError(
                 f"model_type={model_type!r} does not match the loaded model, a {model.model_type!r} model; "
@@ -75,7 +78,7 @@ def load_embedding_model(
     ``None`` are not passed; with a loaded model, those that are set must equal the model's own.
     """
     options = {k: v for k, v in embedding_options.items() if v is not None}
-    if isinstance(model, BaseReranker):
+    if isinstance(model, Ranker):
         if not isinstance(model, EmbeddingReranker):
             raise TypeError(
                 f"model must be an embedding model (model_type='embedding'), "
@@ -95,7 +98,7 @@ def load_embedding_model(
 
 
 def rerank(
-    model: BaseReranker,
+    model: Ranker,
     query: str,
     texts: Sequence[str],
     *,
@@ -120,7 +123,7 @@ def _above(ranked: RankedResults, score_threshold: float | None) -> list[RankRes
 
 
 async def arerank(
-    model: BaseReranker, query: str, texts: Sequence[str], *, top_n: int | None = None, **options: Any
+    model: Ranker, query: str, texts: Sequence[str], *, top_n: int | None = None, **options: Any
 ) -> list[RankResult]:
     """:func:`rerank` through ``model.arank``: a worker thread for a local model, so that the event
     loop keeps running meanwhile; a native async HTTP call for a ``RemoteReranker``."""
@@ -172,14 +175,14 @@ class RerankerWrapper(_ModelField):
         default=None, description="Model inputs per forward pass (None: the model's own batch_size)."
     )
 
-    _reranker: BaseReranker = PrivateAttr()
+    _reranker: Ranker = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         self._reranker = load_reranker(self.model, self.model_type, self.model_kwargs)
 
     @property
-    def reranker(self) -> BaseReranker:
+    def reranker(self) -> Ranker:
         """The loaded model, to share it with other wrappers or call ``rank`` on it directly."""
         return self._reranker
 

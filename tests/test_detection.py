@@ -77,7 +77,7 @@ def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp
     """A checkpoint whose metadata names a family that is not registered (e.g. a plugin family whose
     package is not imported) names the family and says how to choose one, instead of failing later;
     a multi-vector folder with no family to detect it is an error, not a bi-encoder."""
-    from rag_retrieval_integrations.core.models import base
+    from rag_retrieval_integrations.core.models import registry
 
     folder = tmp_path / "multi-vector"
     shutil.copytree(bi_encoder, folder)
@@ -85,7 +85,7 @@ def test_detected_family_without_implementation_is_a_clear_error(bi_encoder, tmp
     (folder / "config_sentence_transformers.json").write_text(
         json.dumps({**st_config, "model_type": "MultiVectorEncoder"})
     )
-    monkeypatch.delitem(base._REGISTRY, "colbert")
+    monkeypatch.delitem(registry._REGISTRY, "colbert")
     with pytest.raises(InvalidCheckpointError, match="MultiVectorEncoder checkpoints: pass model_type="):
         Reranker(folder)
     write_metadata(folder, "colbert")
@@ -142,9 +142,9 @@ def test_a_registered_family_takes_part_in_detection(bert_cross_encoder, tmp_pat
     import numpy as np
 
     from rag_retrieval_integrations import BaseReranker, available_model_types, register_model_type
-    from rag_retrieval_integrations.core.models import base
+    from rag_retrieval_integrations.core.models import registry
 
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @register_model_type("keyword-scorer")
     class KeywordScorer(BaseReranker):
@@ -165,7 +165,7 @@ def test_a_registered_family_takes_part_in_detection(bert_cross_encoder, tmp_pat
     (folder / "config.json").write_text(json.dumps({**config, "keyword_scorer": True}))
 
     assert "keyword-scorer" in available_model_types()
-    assert base.detection_order()[0] is KeywordScorer
+    assert registry.detection_order()[0] is KeywordScorer
     assert detect_model_type(read_checkpoint(folder)) == "keyword-scorer"
     ranker = Reranker(folder)
     assert isinstance(ranker, KeywordScorer)
@@ -173,7 +173,7 @@ def test_a_registered_family_takes_part_in_detection(bert_cross_encoder, tmp_pat
     # the checkpoint without the marker is what it was, and a subclass does not inherit a place in detection
     assert detect_model_type(read_checkpoint(bert_cross_encoder)) == "cross-encoder"
     register_model_type("keyword-scorer-v2")(type("KeywordScorerV2", (KeywordScorer,), {}))
-    assert [f.model_type for f in base.detection_order()].count("keyword-scorer-v2") == 0
+    assert [f.model_type for f in registry.detection_order()].count("keyword-scorer-v2") == 0
 
 
 def test_nothing_matching_lists_the_model_types(tmp_path):

@@ -10,8 +10,8 @@ from .indexes.colbert import ColBERTIndex
 from .indexes.folder import CorruptIndexError, IndexHit, IndexNotFoundError
 from .indexes.mrl import MRLIndex
 from .indexes.mrl_encoder import MRLEncoder
-from .models.base import BaseReranker, available_model_types, register_model_type
-from .models.checkpoint import METADATA_FILE, CheckpointInfo, detect_model_type, read_checkpoint, write_metadata
+from .models.base import BaseReranker
+from .models.checkpoint import METADATA_FILE, CheckpointInfo, read_checkpoint, write_metadata
 from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_model
 from .models.cross_encoder import CrossEncoderReranker
 from .models.embedding import EmbeddingReranker
@@ -21,6 +21,8 @@ from .models.llm_classifier import LLMClassifierReranker
 from .models.llm_inputs import PairPromptTemplate
 from .models.llm_yes_token import LayerwiseLLMReranker, LLMReranker
 from .models.llm_zero_shot import ZeroShotLLMReranker
+from .models.ranker import Ranker
+from .models.registry import available_model_types, detect_model_type, register_model_type
 from .results import RankedResults, RankResult
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "MRLEncoder",
     "MRLIndex",
     "PairPromptTemplate",
+    "Ranker",
     "ZeroShotLLMReranker",
     "EmbeddingReranker",
     "Index",

@@ -2,7 +2,7 @@
 
 ``create_app(model, config)`` wraps a model that is already loaded; the app itself loads
 nothing and reads no file, whatever a request says. Every ranking goes through the
-:class:`MicroBatcher` (so through ``model.rank_many``), every embedding through the model's
+:class:`MicroBatcher` (so through ``model.score_pairs``), every embedding through the model's
 own ``encode_queries``/``encode_documents`` on the same model thread.
 """
 
@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ..core.indexes.mrl_vectors import prefix_vectors
-from ..core.models.base import BaseReranker
 from ..core.models.embedding import EmbeddingReranker
+from ..core.models.ranker import Ranker
 from ..core.results import RankedResults
 from ..core.text.inputs import check_docs, check_query
 from .batcher import MicroBatcher, QueueFullError
@@ -51,15 +51,15 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-def create_app(model: BaseReranker, config: ServerConfig) -> FastAPI:
+def create_app(model: Ranker, config: ServerConfig) -> FastAPI:
     """A FastAPI app serving ``model``: ``/v1/rerank`` (and ``/v2/rerank``), ``/rerank`` (TEI),
     ``/v1/embeddings`` (embedding models only), ``/health`` and ``/metrics``.
 
     The app is stateless apart from its queue: replicas behind a load balancer need no
     coordination. Run it with any ASGI server (``rag-retrieval-serve`` uses uvicorn).
     """
-    if not isinstance(model, BaseReranker):
-        raise TypeError(f"model must be a loaded Reranker (a BaseReranker), got {type(model).__name__}")
+    if not isinstance(model, Ranker):
+        raise TypeError(f"model must be a loaded ranker (Reranker(...), or any Ranker), got {type(model).__name__}")
     if not isinstance(config, ServerConfig):
         raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
     metrics = ServerMetrics()
@@ -135,9 +135,7 @@ def error_response(err: APIError) -> JSONResponse:
 class _Endpoints:
     """The route handlers, around one model, its batcher and its metrics."""
 
-    def __init__(
-        self, model: BaseReranker, config: ServerConfig, batcher: MicroBatcher, metrics: ServerMetrics
-    ) -> None:
+    def __init__(self, model: Ranker, config: ServerConfig, batcher: MicroBatcher, metrics: ServerMetrics) -> None:
         self.model = model
         self.config = config
         self.batcher = batcher

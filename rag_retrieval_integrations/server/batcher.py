@@ -1,13 +1,14 @@
-"""Micro-batching: requests that arrive close together are scored in one ``rank_many`` pass.
+"""Micro-batching: requests that arrive close together are scored in one ``score_pairs`` pass.
 
 One worker task owns the model. It takes the oldest waiting request, waits up to
-``batch_wait_ms`` for more, and scores everything it collected (at most ``max_batch_pairs``
-pairs) with a single ``rank_many`` call in a one-thread executor, off the event loop: the
-model is not thread-safe, and on the CPU one forward pass already uses every core.
+``batch_wait_ms`` for more, and scores every pair it collected (at most ``max_batch_pairs``)
+with a single ``score_pairs`` call in a one-thread executor, off the event loop: the model
+scores one call at a time anyway (its lock), and on the CPU one forward pass already uses every
+core, so one thread keeps the event loop free and costs nothing.
 
-Scores are computed raw and each request's own ``normalize`` and ``top_n`` are applied
-afterwards by ``rank_from_raw``, the function ``BaseReranker.rank`` itself ends with, so requests with different options
-share a pass. The queue is first in, first out and bounded: a request never waits behind more
+Scores come back raw and in input order; each request's own ``normalize`` and ``top_n`` are
+applied by ``rank_from_raw``, the function ``Ranker.rank`` itself ends with, so requests with
+different options share a pass and each is sorted once. The queue is first in, first out and bounded: a request never waits behind more
 than the batches already queued before it, and a full queue is refused at once
 (:class:`QueueFullError`, a 503 to the client) rather than left to time out.
 
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.models.base import BaseReranker, rank_from_raw
+from ..core.models.ranker import Ranker, rank_from_raw
 from ..core.results import RankedResults
 from .metrics import ServerMetrics
 
@@ -65,21 +66,14 @@ class _CallJob:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-def raw_in_input_order(ranked: RankedResults) -> np.ndarray:
-    """The scores of a full (not top-k) ranking, back in the order the documents were given."""
-    raw = np.empty(len(ranked), dtype=np.float64)
-    raw[ranked.indices] = ranked.scores
-    return raw
-
-
 class MicroBatcher:
     """Collects ranking requests for ``batch_wait_ms`` and scores them together.
 
     Args:
-        model: the loaded model; only this batcher's worker thread calls it.
+        model: the loaded ranker; only this batcher's worker thread calls it.
         batch_wait_ms: how long the oldest request waits for company; 0 scores what is
             already queued without waiting.
-        max_batch_pairs: the most (query, document) pairs in one ``rank_many`` call; a single
+        max_batch_pairs: the most (query, document) pairs in one ``score_pairs`` call; a single
             request above it is scored alone. The core splits a pass into length-sorted,
             token-budgeted forward passes, so this bounds the latency of one pass, not memory.
         max_queue: the most requests waiting (not yet being scored); beyond it
@@ -89,7 +83,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        model: BaseReranker,
+        model: Ranker,
         *,
         batch_wait_ms: float,
         max_batch_pairs: int,
@@ -225,9 +219,11 @@ class MicroBatcher:
     def _rank_many(self, batch: list[_RankJob]) -> list[RankedResults]:
         if len(batch) == 1 and len(batch[0].docs) > self.max_batch_pairs:
             return [self._rank_in_slices(batch[0])]
-        full = self.model.rank_many([j.query for j in batch], [j.docs for j in batch])
+        raw = self.model.score_pairs([j.query for j in batch for _ in j.docs], [d for j in batch for d in j.docs])
+        bounds = np.cumsum([0] + [len(j.docs) for j in batch])
         return [
-            rank_from_raw(j.query, j.docs, raw_in_input_order(r), j.normalize, j.top_n) for j, r in zip(batch, full)
+            rank_from_raw(j.query, j.docs, raw[bounds[i] : bounds[i + 1]], j.normalize, j.top_n)
+            for i, j in enumerate(batch)
         ]
 
     def _rank_in_slices(self, job: _RankJob) -> RankedResults:
@@ -239,7 +235,7 @@ class MicroBatcher:
             if job.abandoned.is_set():
                 raise _Abandoned
             part = job.docs[start : start + self.max_batch_pairs]
-            raw[start : start + len(part)] = raw_in_input_order(self.model.rank_many([job.query], [part])[0])
+            raw[start : start + len(part)] = self.model.score_pairs([job.query] * len(part), part)
         return rank_from_raw(job.query, job.docs, raw, job.normalize, job.top_n)
 
 

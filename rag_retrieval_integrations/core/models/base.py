@@ -1,20 +1,21 @@
-"""The base class every model family subclasses, and the family registry.
+"""``BaseReranker``: the base of the checkpoint-backed model families.
 
-A family implements :meth:`BaseReranker._score` (raw scores for aligned query/document
-lists) and registers itself with :func:`register_model_type`; validation, ``normalize``,
-``rank``, ``rank_many`` and result objects come from here, identical for every family.
+A family reads a checkpoint (a folder, a hub id or a GGUF file), loads its model on a device,
+implements :meth:`~.ranker.Ranker._score` and registers itself with
+:func:`~.registry.register_model_type`. The public API (``score_pairs``, ``compute_score``,
+``rank``, ``rank_many``, async forms) is :class:`~.ranker.Ranker`'s, the same for every ranker;
+this class adds what a checkpoint brings: device and dtype, ``max_length`` and long documents,
+truncation accounting, thread safety, and the hooks trainers use.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import os
 import threading
-from abc import ABC, ABCMeta, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from abc import ABCMeta
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import numpy as np
@@ -22,13 +23,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..device import resolve_device, resolve_dtype
-from ..errors import InvalidCheckpointError, UnknownModelTypeError
-from ..results import RankedResults
-from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
+from ..errors import InvalidCheckpointError
+from ..text.inputs import check_positive_int
 from ..text.pair_encoding import EncodedPairs
 from ..text.truncation import TruncationStats, warn_if_noticeable
 from .checkpoint import CheckpointInfo, read_checkpoint
 from .loading import corrupt_weights_error
+from .ranker import Ranker
 
 logger = logging.getLogger(__name__)
 
@@ -37,63 +38,18 @@ ModelPath = Union[str, "os.PathLike[str]", CheckpointInfo]
 """What a family's constructor takes: a folder, a hub id, or the checkpoint already read."""
 LONG_DOC_MODES: tuple[str, ...] = ("truncate", "split-max")
 
-_REGISTRY: dict[str, type[BaseReranker]] = {}
-_R = TypeVar("_R", bound="type[BaseReranker]")
 _Self = TypeVar("_Self", bound="BaseReranker")
-
-
-def register_model_type(name: str) -> Callable[[_R], _R]:
-    """Class decorator that makes a family available as ``Reranker(path, model_type=name)``."""
-
-    def decorator(cls: _R) -> _R:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"model_type {name!r} is already registered by {_REGISTRY[name].__name__}")
-        cls.model_type = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def available_model_types() -> list[str]:
-    """The ``model_type`` values that ``Reranker`` accepts."""
-    return sorted(_REGISTRY)
-
-
-def detection_order() -> list[type[BaseReranker]]:
-    """The registered families that take part in detection, in the order they are asked: those
-    declaring a ``detection_priority`` on their own class (it is not inherited), lowest first,
-    ties by ``model_type``."""
-    detected = [cls for cls in _REGISTRY.values() if vars(cls).get("detection_priority") is not None]
-    return sorted(detected, key=lambda cls: (cls.detection_priority, cls.model_type))
-
-
-def get_model_class(model_type: str) -> type[BaseReranker]:
-    """The family registered as ``model_type``; an :class:`UnknownModelTypeError` listing the valid ones."""
-    if model_type not in _REGISTRY:
-        raise UnknownModelTypeError(
-            f"unknown model_type {model_type!r}; valid values are {available_model_types()} (or None to detect it)"
-        )
-    return _REGISTRY[model_type]
-
-
-def sigmoid(scores: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-scores))
-
-
-def rank_from_raw(
-    query: str, docs: list[str], raw: np.ndarray, normalize: bool, top_k: int | None = None
-) -> RankedResults:
-    """A ranking from raw scores in input order: the sigmoid first when ``normalize`` (so scores that
-    saturate to 1.0 tie, and keep input order), then the stable sort, then ``top_k``. ``rank``,
-    ``rank_many``, the remote client and the server's micro-batches all build results here."""
-    return RankedResults.from_scores(query, docs, sigmoid(raw) if normalize else raw).top_k(top_k)
-
 
 DEFAULT_OVERLAP = 32
 
 
-class _FamilyMeta(ABCMeta):
+@contextmanager
+def _locked_scope(lock: threading.RLock, scope: AbstractContextManager[Any]) -> Iterator[None]:
+    with lock, scope:
+        yield
+
+
+class _FamilyMeta(ABCMeta):  # noqa: B024
     """Wraps every family's construction: a weights file safetensors cannot read becomes an
     error naming the file, and the long-document options are checked once the most derived
     ``__init__`` has loaded the model (only then are ``max_length`` and the tokenizer known)."""
@@ -111,7 +67,7 @@ class _FamilyMeta(ABCMeta):
         return self
 
 
-class BaseReranker(ABC, metaclass=_FamilyMeta):
+class BaseReranker(Ranker, metaclass=_FamilyMeta):
     """Scores (query, document) pairs and ranks documents; one subclass per model family.
 
     Args:
@@ -268,17 +224,7 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         self.truncation_totals = TruncationStats()  # what truncation cut since loading (the eval CLI reports it)
         self._truncation: TruncationStats | None = None  # the open truncation_scope
 
-    # ---- what a family implements -------------------------------------------------------
-
-    @abstractmethod
-    def _score(self, queries: list[str], docs: list[str], batch_size: int, **kwargs: Any) -> np.ndarray:
-        """Raw scores (float64, one per pair) for the aligned ``queries[i]``, ``docs[i]``.
-
-        ``queries`` typically repeats the same string many times (``rank`` and ``rank_many``
-        pass one entry per document); families should encode each distinct query once.
-        A family may return one row of scores per pair (shape ``(pairs, k)``, e.g. one per
-        layer); ``kwargs`` are the family's per-call options (e.g. ``cutoff_layers``).
-        """
+    # ---- long documents ----------------------------------------------------------------------
 
     def _document_window_limit(self) -> int | None:
         """The most document tokens one model input holds, beside a one-token query and the
@@ -350,133 +296,11 @@ class BaseReranker(ABC, metaclass=_FamilyMeta):
         """Raw scores of a :meth:`collate` batch, shape ``(batch,)``, with gradients when enabled."""
         raise NotImplementedError(f"{type(self).__name__} cannot be trained as a pair scorer")
 
-    # ---- public API ------------------------------------------------------------------------
+    # ---- what Ranker's scoring runs inside ----------------------------------------------------
 
-    def compute_score(
-        self,
-        pairs: Sequence[tuple[str, str]] | tuple[str, str],
-        *,
-        normalize: bool = False,
-        batch_size: int | None = None,
-        **kwargs: Any,
-    ) -> list[float] | list[list[float]]:
-        """Score ``(query, document)`` pairs, in input order.
-
-        Raw scores are what the model's head outputs; ``normalize=True`` maps them to (0, 1)
-        with a sigmoid so that one threshold works across model kinds. ``kwargs`` are the
-        family's per-call options; a family asked for several scores per pair (an LLM with
-        several ``cutoff_layers``) returns one list per layer.
-        """
-        queries, docs = check_pairs(pairs)
-        scores = self._scores(queries, docs, normalize, batch_size, **kwargs)
-        return scores.T.tolist() if scores.ndim == 2 else scores.tolist()
-
-    def rank(
-        self,
-        query: str,
-        docs: Sequence[str],
-        *,
-        top_k: int | None = None,
-        normalize: bool = False,
-        batch_size: int | None = None,
-        **kwargs: Any,
-    ) -> RankedResults:
-        """Rank ``docs`` for ``query``, best first; each result keeps its original index."""
-        query = check_query(query)
-        docs = check_docs(docs)
-        raw = self._single_scores([query] * len(docs), docs, False, batch_size, **kwargs)
-        return rank_from_raw(query, docs, raw, normalize, top_k)
-
-    def rank_many(
-        self,
-        queries: Sequence[str],
-        docs_per_query: Sequence[Sequence[str]],
-        *,
-        top_k: int | None = None,
-        normalize: bool = False,
-        batch_size: int | None = None,
-        **kwargs: Any,
-    ) -> list[RankedResults]:
-        """Rank several queries' documents in one batched pass over all pairs."""
-        queries = check_docs(queries, "queries")
-        if isinstance(docs_per_query, (str, bytes)) or not isinstance(docs_per_query, Sequence):
-            raise TypeError(f"docs_per_query must be a list of lists of strings, got {type(docs_per_query).__name__}")
-        if len(queries) != len(docs_per_query):
-            raise ValueError(
-                f"rank_many needs one list of documents per query: got {len(queries)} queries "
-                f"and {len(docs_per_query)} document lists"
-            )
-        doc_lists = [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
-        flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
-        flat_docs = [doc for d in doc_lists for doc in d]
-        raw = self._single_scores(flat_queries, flat_docs, False, batch_size, **kwargs)
-        bounds = np.cumsum([0] + [len(d) for d in doc_lists])
-        return [
-            rank_from_raw(q, d, raw[bounds[i] : bounds[i + 1]], normalize, top_k)
-            for i, (q, d) in enumerate(zip(queries, doc_lists))
-        ]
-
-    # ---- the same, awaitable -------------------------------------------------------------------
-
-    async def acompute_score(
-        self, pairs: Sequence[tuple[str, str]] | tuple[str, str], **options: Any
-    ) -> list[float] | list[list[float]]:
-        """:meth:`compute_score` in a worker thread, so that the event loop keeps running meanwhile
-        (a remote model overrides it with a native async HTTP call)."""
-        return await asyncio.to_thread(self.compute_score, pairs, **options)
-
-    async def arank(self, query: str, docs: Sequence[str], **options: Any) -> RankedResults:
-        """:meth:`rank` in a worker thread (natively async for a remote model)."""
-        return await asyncio.to_thread(self.rank, query, docs, **options)
-
-    async def arank_many(
-        self, queries: Sequence[str], docs_per_query: Sequence[Sequence[str]], **options: Any
-    ) -> list[RankedResults]:
-        """:meth:`rank_many` in a worker thread (natively async for a remote model)."""
-        return await asyncio.to_thread(self.rank_many, queries, docs_per_query, **options)
-
-    # ---- helpers for families --------------------------------------------------------------
-
-    def _scores(
-        self, queries: list[str], docs: list[str], normalize: bool, batch_size: int | None, **kwargs: Any
-    ) -> np.ndarray:
-        batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
-        accepted = set(inspect.signature(self._score).parameters) - {"queries", "docs", "batch_size"}
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected per-call option(s): "
-                f"{unknown_options(unknown, accepted | {'normalize', 'batch_size', 'top_k'})}"
-            )
-        if not docs:
-            return np.zeros(0, dtype=np.float64)
-        # A pair given twice is scored once: duplicates get bit-equal scores (so a stable sort keeps
-        # their input order; two rows of one padded batch can differ in the last bits), and less work.
-        pair_index: dict[tuple[str, str], int] = {}
-        inverse = np.fromiter(
-            (pair_index.setdefault(pair, len(pair_index)) for pair in zip(queries, docs)), np.int64, len(docs)
-        )
-        if len(pair_index) < len(docs):
-            queries, docs = [q for q, _ in pair_index], [d for _, d in pair_index]
-        with self._lock, self.truncation_scope("scoring"):
-            scores = np.asarray(self._score(queries, docs, batch_size, **kwargs), dtype=np.float64)
-        if len(pair_index) < len(inverse):
-            scores = scores[inverse]
-        if scores.ndim == 2 and scores.shape[1] == 1:
-            scores = scores[:, 0]
-        return sigmoid(scores) if normalize else scores
-
-    def _single_scores(
-        self, queries: list[str], docs: list[str], normalize: bool, batch_size: int | None, **kwargs: Any
-    ) -> np.ndarray:
-        """One score per pair, for ranking."""
-        scores = self._scores(queries, docs, normalize, batch_size, **kwargs)
-        if scores.ndim != 1:
-            raise ValueError(
-                f"ranking needs one score per document, but this call gives {scores.shape[1]} (one per cutoff "
-                "layer); pass a single layer, e.g. cutoff_layers=[n], or use compute_score for all of them"
-            )
-        return scores
+    def _scoring(self) -> AbstractContextManager[Any]:
+        """One scoring call: the model's lock (one call at a time) and a truncation count of its own."""
+        return _locked_scope(self._lock, self.truncation_scope("scoring"))
 
     def _show_progress(self) -> bool:
         """Progress bars are shown when asked for, or by default when logging is at INFO."""

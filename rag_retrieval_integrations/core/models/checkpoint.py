@@ -1,10 +1,5 @@
-"""Reading a checkpoint (local folder or hub id) and detecting its model family.
-
-Detection looks only at what the checkpoint says about itself: our metadata file
-(``rag_retrieval.json``, written by our trainers) when there is one, else each registered
-family's ``matches`` rule over sentence-transformers' ``config_sentence_transformers.json`` /
-``modules.json`` and the ``architectures`` and ``model_type`` of ``config.json``, in the
-families' ``detection_priority`` order. It never looks at the model's name.
+"""Reading a checkpoint (local folder, hub id or GGUF file) once: the JSON files that describe it,
+and the facts about its layout that detection (:mod:`.registry`) and loading ask about.
 """
 
 from __future__ import annotations
@@ -244,38 +239,3 @@ def is_pair_classifier(info: CheckpointInfo) -> bool:
     sequence-classification head: one model reading query and document together."""
     kind = st_model_type(info)
     return kind == "CrossEncoder" or (kind is None and info.modules is None and has_classification_head(info))
-
-
-def detect_model_type(info: CheckpointInfo) -> str:
-    """The model family a checkpoint belongs to.
-
-    Our metadata file names it when there is one. Otherwise every registered family that declares
-    a ``detection_priority`` is asked, lowest priority first, whether the checkpoint is its own
-    (``cls.matches(info)``, see :class:`~.base.BaseReranker`); the first that says yes is the
-    answer. A family registered by a user takes part the same way. Nothing matching is an
-    :class:`InvalidCheckpointError` that says what was found and which ``model_type`` values exist.
-    """
-    if info.metadata.get("model_type"):
-        return str(info.metadata["model_type"])
-    from .base import available_model_types, detection_order
-
-    for family in detection_order():
-        if family.matches(info):
-            return family.model_type
-    kind = st_model_type(info)
-    if kind == "SparseEncoder":
-        raise InvalidCheckpointError(
-            f"{info.path!r} is a sentence-transformers SparseEncoder; sparse models are not supported"
-        )
-    found = f"cannot tell which model_type {info.path!r} is: found {info.describe()}"
-    if kind is not None:  # e.g. a MultiVectorEncoder folder while no installed family detects those
-        raise InvalidCheckpointError(
-            f"{found}; no installed model family detects sentence-transformers {kind} checkpoints: pass "
-            f"model_type= one of {available_model_types()}"
-        )
-    if info.architectures:
-        raise InvalidCheckpointError(
-            f"{found}. A bare encoder has no scoring head; pass model_type='embedding' to use it as a bi-encoder "
-            "with mean pooling"
-        )
-    raise InvalidCheckpointError(f"{found}; pass model_type= one of {available_model_types()}")

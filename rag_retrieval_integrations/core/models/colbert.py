@@ -33,7 +33,7 @@ from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .backend_option import EncoderBackendMixin, first_transformer
-from .base import BaseReranker, ModelPath, register_model_type
+from .base import BaseReranker, ModelPath
 from .checkpoint import (
     BGE_M3_COLBERT_FILE,
     CheckpointInfo,
@@ -52,6 +52,7 @@ from .loading import (
     transformer_folder,
 )
 from .maxsim import maxsim_pairwise
+from .registry import register_model_type
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from ..errors import InvalidCheckpointError
 from ..text.batching import score_in_batches
 from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 from .backend_option import EncoderBackendMixin
-from .base import BaseReranker, ModelPath, register_model_type
+from .base import BaseReranker, ModelPath
 from .checkpoint import CheckpointInfo, has_classification_head, is_decoder_only, is_pair_classifier, read_checkpoint
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
+from .registry import register_model_type
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .backend_option import EncoderBackendMixin, first_transformer
-from .base import BaseReranker, ModelPath, register_model_type
+from .base import BaseReranker, ModelPath
 from .checkpoint import (
     METADATA_FILE,
     CheckpointInfo,
@@ -32,6 +32,7 @@ from .loading import (
     refuse_all_zero_weights,
     transformer_folder,
 )
+from .registry import register_model_type
 
 
 @register_model_type("embedding")

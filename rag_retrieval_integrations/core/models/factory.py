@@ -10,8 +10,9 @@ import torch
 
 from ..errors import UnknownModelTypeError
 from ..text.inputs import unknown_options
-from .base import BaseReranker, get_model_class
-from .checkpoint import detect_model_type, read_checkpoint
+from .base import BaseReranker
+from .checkpoint import read_checkpoint
+from .registry import detect_model_type, get_model_class
 
 
 def Reranker(

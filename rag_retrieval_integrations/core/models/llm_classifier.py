@@ -8,12 +8,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from ..errors import InvalidCheckpointError
-from .base import ModelPath, register_model_type
+from .base import ModelPath
 from .checkpoint import CheckpointInfo, is_decoder_only, is_pair_classifier
 from .cross_encoder import classifier_for_training, logits_to_scores
 from .llm_inputs import PairPromptTemplate
 from .llm_yes_token import LLMReranker
 from .loading import load_pretrained
+from .registry import register_model_type
 
 
 @register_model_type("llm-classifier")

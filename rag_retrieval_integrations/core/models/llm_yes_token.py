@@ -9,12 +9,13 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..text.pair_encoding import EncodedPairs
-from .base import ModelPath, register_model_type
+from .base import ModelPath
 from .checkpoint import CheckpointInfo, has_generation_head
 from .cross_encoder import checkpoint_info
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
 from .loading import load_pretrained
+from .registry import register_model_type
 
 
 def _template(value: PairPromptTemplate | dict[str, Any] | None) -> PairPromptTemplate:

@@ -10,10 +10,11 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from ..text.long_text import clip_for_truncation
 from ..text.pair_encoding import EncodedPairs, unique
 from ..text.truncation import estimate_clipped
-from .base import ModelPath, register_model_type
+from .base import ModelPath
 from .llm_base import DecoderReranker
 from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
 from .loading import load_pretrained
+from .registry import register_model_type
 
 DEFAULT_ZERO_SHOT_INSTRUCTION = (
     "Judge whether the document is relevant to the query, that is, whether it contains information that "

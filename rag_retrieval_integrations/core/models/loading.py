@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidCheckpointError
-from .checkpoint import CheckpointInfo, detect_model_type
+from .checkpoint import CheckpointInfo
+from .registry import detected_model_type
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,6 @@ def transformer_folder(info: CheckpointInfo) -> str:
         if str(module.get("type", "")).endswith("Transformer"):
             return str(Path(info.path) / str(module.get("path") or ""))
     return info.path
-
-
-def detected_model_type(info: CheckpointInfo) -> str:
-    """The detected ``model_type`` quoted, or ``"not detectable"``, for error messages."""
-    try:
-        return repr(detect_model_type(info))
-    except (InvalidCheckpointError, ValueError):
-        return "not detectable"
 
 
 def load_pretrained(auto_class: Any, info: CheckpointInfo, what: str, **kwargs: Any) -> Any:

@@ -1,9 +1,10 @@
 """``RemoteReranker``: a model served by ``rag-retrieval-serve``, behind the ``Reranker`` API.
 
-It fetches raw scores from the server's ``POST /v1/rerank`` (``raw_scores: true``) and does
-everything else (validation, duplicates, ``normalize``, sorting, ``top_k``) with the same
-``BaseReranker`` code a local model uses, so ``rank``/``rank_many``/``compute_score`` give a
-local model's results, and the LangChain and LlamaIndex wrappers take it as their ``model``.
+It is a :class:`~.ranker.Ranker`: it fetches raw scores from the server's ``POST /v1/rerank``
+(``raw_scores: true``) and the ranker base does everything else (validation, duplicates,
+``normalize``, sorting, ``top_k``) with the code a local model uses, so ``rank``/``rank_many``/
+``compute_score`` give a local model's results, and the LangChain and LlamaIndex wrappers take it
+as their ``model``. Its async methods use a native async HTTP client.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ..results import RankedResults
-from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query
+from ..text.inputs import check_positive_int
 from ..text.truncation import TruncationStats
-from .base import BaseReranker, rank_from_raw, sigmoid
+from .ranker import Ranker
 
 _T = TypeVar("_T")
 
@@ -41,7 +41,7 @@ def _httpx() -> Any:
     return httpx
 
 
-class RemoteReranker(BaseReranker):
+class RemoteReranker(Ranker):
     """A ranking model served over HTTP by ``rag-retrieval-serve``, used like a local ``Reranker``.
 
     Args:
@@ -56,12 +56,14 @@ class RemoteReranker(BaseReranker):
             queries sends one request per query, which the server micro-batches).
         retries: how often a 503 (server busy) is retried, after its ``Retry-After``.
 
-    ``batch_size`` and per-call model options do not apply: the server's model has its own.
-    Thread-safe, and its async methods (``arank``, ``arank_many``, ``acompute_score``) use a
-    native async HTTP client.
+    ``batch_size`` is accepted and not used (the server's model batches); other per-call model
+    options are refused. Thread-safe, and its async methods (``arank``, ``arank_many``,
+    ``acompute_score``, ``ascore_pairs``) use a native async HTTP client.
     """
 
     model_type = "remote"
+    batch_size = 1  # unused: the server batches
+    max_length = None  # the server's model has its own
 
     def __init__(
         self,
@@ -74,8 +76,6 @@ class RemoteReranker(BaseReranker):
         max_concurrency: int = 8,
         retries: int = 3,
     ) -> None:
-        # BaseReranker.__init__ is not called: it reads a checkpoint, and here there is none. What its
-        # methods read (batch_size, the lock, the truncation counters) is set below instead.
         _httpx()
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
@@ -89,12 +89,7 @@ class RemoteReranker(BaseReranker):
         self.documents_per_request = check_positive_int(documents_per_request, "documents_per_request")
         self.max_concurrency = check_positive_int(max_concurrency, "max_concurrency")
         self.retries = retries
-        self.batch_size = 1  # unused: the server batches
-        self.max_length = None
-        self.position_limit = None
-        self.truncation_totals = TruncationStats()
-        self._truncation = None
-        self._lock = contextlib.nullcontext()  # calls need no serializing here: the server's model is serialized
+        self.truncation_totals = TruncationStats()  # the server's model truncates; nothing is counted here
         headers = {"Authorization": _authorization(api_key)} if api_key else {}
         self.timeout = float(timeout)
         self._client_options = {"base_url": self.url, "headers": headers, "timeout": timeout}
@@ -173,19 +168,20 @@ class RemoteReranker(BaseReranker):
                 threading.Thread(target=self._loop.run_forever, name="rag-retrieval-remote", daemon=True).start()
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    # ---- what BaseReranker calls ----------------------------------------------------------------
+    # ---- what Ranker calls ------------------------------------------------------------------
 
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
-        return self._run(self._ascore(queries, docs, lambda: self._client))
+        """Raw scores over this client's own event loop (the sync methods share the async code)."""
+        return self._run(self._requests(queries, docs, lambda: self._client))
 
-    async def _ascore(self, queries: list[str], docs: list[str], client: Callable[[], Any] | None = None) -> np.ndarray:
-        """Raw scores of the pairs, one request per query (and ``documents_per_request``), in flight
-        together; on ``client()``, or on a client of the caller's event loop, closed at the end."""
-        if not docs:
-            return np.zeros(0, dtype=np.float64)
-        if client is None:  # a client per call: an AsyncClient cannot outlive the event loop it ran on
-            async with _httpx().AsyncClient(**self._client_options) as own:
-                return await self._ascore(queries, docs, lambda: own)
+    async def _ascore(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        """Raw scores on the caller's event loop, with a client of that loop (closed at the end:
+        an AsyncClient cannot outlive the event loop it ran on)."""
+        async with _httpx().AsyncClient(**self._client_options) as own:
+            return await self._requests(queries, docs, lambda: own)
+
+    async def _requests(self, queries: list[str], docs: list[str], client: Callable[[], Any]) -> np.ndarray:
+        """One request per query (and ``documents_per_request``), ``max_concurrency`` in flight."""
         chunks = self._chunks(queries, docs)
         limit = asyncio.Semaphore(self.max_concurrency)
 
@@ -195,58 +191,6 @@ class RemoteReranker(BaseReranker):
 
         parts = await asyncio.gather(*(post(c) for c in chunks))
         return _scatter(len(docs), chunks, list(parts))
-
-    # ---- async API ------------------------------------------------------------------------------
-
-    async def acompute_score(
-        self, pairs: Sequence[tuple[str, str]] | tuple[str, str], *, normalize: bool = False, **options: Any
-    ) -> list[float]:
-        """:meth:`compute_score` with async HTTP: scores in input order."""
-        self._check_options(options)
-        queries, docs = check_pairs(pairs)
-        raw = await self._ascore(queries, docs)
-        return (sigmoid(raw) if normalize else raw).tolist()
-
-    async def arank(
-        self, query: str, docs: Sequence[str], *, top_k: int | None = None, normalize: bool = False, **options: Any
-    ) -> RankedResults:
-        """:meth:`rank` with async HTTP."""
-        self._check_options(options)
-        query, docs = check_query(query), check_docs(docs)
-        return rank_from_raw(query, docs, await self._ascore([query] * len(docs), docs), normalize, top_k)
-
-    async def arank_many(
-        self,
-        queries: Sequence[str],
-        docs_per_query: Sequence[Sequence[str]],
-        *,
-        top_k: int | None = None,
-        normalize: bool = False,
-        **options: Any,
-    ) -> list[RankedResults]:
-        """:meth:`rank_many` with async HTTP: one request per query, ``max_concurrency`` in flight."""
-        self._check_options(options)
-        queries = check_docs(queries, "queries")
-        if len(queries) != len(docs_per_query):
-            raise ValueError(
-                f"rank_many needs one list of documents per query: got {len(queries)} queries "
-                f"and {len(docs_per_query)} document lists"
-            )
-        doc_lists = [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
-        raw = await self._ascore([q for q, d in zip(queries, doc_lists) for _ in d], [x for d in doc_lists for x in d])
-        bounds = np.cumsum([0] + [len(d) for d in doc_lists])
-        return [
-            rank_from_raw(q, d, raw[bounds[i] : bounds[i + 1]], normalize, top_k)
-            for i, (q, d) in enumerate(zip(queries, doc_lists))
-        ]
-
-    def _check_options(self, options: dict[str, Any]) -> None:
-        """The sync methods' ``batch_size`` is accepted (the wrappers pass it); nothing else is."""
-        if options.get("batch_size") is not None:
-            check_positive_int(options["batch_size"], "batch_size")
-        unknown = sorted(set(options) - {"batch_size"})
-        if unknown:
-            raise TypeError(f"RemoteReranker got unexpected per-call option(s): {unknown}; it accepts batch_size")
 
 
 def _authorization(api_key: Any) -> bytes:

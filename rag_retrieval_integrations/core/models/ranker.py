@@ -1,0 +1,283 @@
+"""``Ranker``: the small base of everything that ranks, built on one raw-score method.
+
+A ranker implements :meth:`Ranker._score` (raw scores for aligned, validated query/document
+lists); the public API is built on it once, here: :meth:`~Ranker.score_pairs` (raw scores in
+input order), ``compute_score``, ``rank``, ``rank_many`` and their async forms. Checkpoint
+families (:class:`~.base.BaseReranker`), the remote client and a user's own class all are rankers;
+the server scores its micro-batches with ``score_pairs`` and sorts each request once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..results import RankedResults
+from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def sigmoid(scores: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-scores))
+
+
+def rank_from_raw(
+    query: str, docs: list[str], raw: np.ndarray, normalize: bool, top_k: int | None = None
+) -> RankedResults:
+    """A ranking from raw scores in input order: the sigmoid first when ``normalize`` (so scores that
+    saturate to 1.0 tie, and keep input order), then the stable sort, then ``top_k``. Every ranking
+    (``rank``, ``rank_many``, the server's micro-batches) is built here."""
+    return RankedResults.from_scores(query, docs, sigmoid(raw) if normalize else raw).top_k(top_k)
+
+
+@functools.cache
+def call_options(ranker_class: type[Ranker]) -> frozenset[str]:
+    """The per-call options a ranker class takes: the keyword parameters of its ``_score`` (read once
+    per class, not on every call)."""
+    return frozenset(inspect.signature(ranker_class._score).parameters) - {"self", "queries", "docs", "batch_size"}
+
+
+class Ranker(ABC):
+    """Scores (query, document) pairs and ranks documents; subclasses implement :meth:`_score`.
+
+    Everything public is built here once, on :meth:`_score`: validation of the input, per-call
+    options, duplicate pairs scored once, ``normalize``, ranking, ``top_k`` and the async forms
+    (a worker thread by default; a ranker with native async I/O overrides :meth:`_ascore`).
+
+    Attributes:
+        model_type: the family's name (``"cross-encoder"``, ``"remote"``...), for messages and the server.
+        batch_size: model inputs per forward pass when a call gives none.
+    """
+
+    model_type: ClassVar[str] = ""
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    # ---- what a ranker implements ----------------------------------------------------------
+
+    @abstractmethod
+    def _score(self, queries: list[str], docs: list[str], batch_size: int, **options: Any) -> np.ndarray:
+        """Raw scores (float64, one per pair, input order) for the aligned ``queries[i]``, ``docs[i]``.
+
+        The lists are validated, non-empty and free of duplicate pairs. ``queries`` typically repeats
+        one string many times (``rank`` passes one entry per document): encode each distinct query
+        once. A ranker may return one row of scores per pair (shape ``(pairs, k)``, e.g. one per
+        layer); ``options`` are its per-call options (e.g. ``cutoff_layers``).
+        """
+
+    def _scoring(self) -> AbstractContextManager[Any]:
+        """What one scoring call runs inside (a checkpoint family: its lock and truncation count)."""
+        return nullcontext()
+
+    async def _ascore(self, queries: list[str], docs: list[str], batch_size: int, **options: Any) -> np.ndarray:
+        """:meth:`_score`, awaitable: in a worker thread, so the event loop keeps running meanwhile."""
+        return await asyncio.to_thread(self._scored, queries, docs, batch_size, options)
+
+    # ---- raw scores --------------------------------------------------------------------------
+
+    def score_pairs(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int | None = None, **options: Any
+    ) -> np.ndarray:
+        """Raw scores of ``(queries[i], docs[i])``, in input order (float64; one row per pair and a
+        column per layer when a call asks for several ``cutoff_layers``). What ``compute_score``,
+        ``rank`` and ``rank_many`` are built on, and what the server scores its batches with."""
+        queries, docs = _aligned(queries, docs)
+        return self._raw(queries, docs, batch_size, options)
+
+    async def ascore_pairs(
+        self, queries: Sequence[str], docs: Sequence[str], *, batch_size: int | None = None, **options: Any
+    ) -> np.ndarray:
+        """:meth:`score_pairs`, awaitable."""
+        queries, docs = _aligned(queries, docs)
+        return await self._araw(queries, docs, batch_size, options)
+
+    def _raw(self, queries: list[str], docs: list[str], batch_size: int | None, options: dict[str, Any]) -> np.ndarray:
+        return self._scored(queries, docs, self._batch_size(batch_size, options), options)
+
+    async def _araw(
+        self, queries: list[str], docs: list[str], batch_size: int | None, options: dict[str, Any]
+    ) -> np.ndarray:
+        size = self._batch_size(batch_size, options)
+        if not docs:
+            return np.zeros(0, dtype=np.float64)
+        return _squeezed(await self._ascore(queries, docs, size, **options))
+
+    def _batch_size(self, batch_size: int | None, options: dict[str, Any]) -> int:
+        """The call's batch size, after checking its per-call options (input is checked before any work)."""
+        unknown = sorted(set(options) - call_options(type(self)))
+        if unknown:
+            accepted = call_options(type(self)) | {"normalize", "batch_size", "top_k"}
+            raise TypeError(
+                f"{type(self).__name__} got unexpected per-call option(s): {unknown_options(unknown, set(accepted))}"
+            )
+        return self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
+
+    def _scored(self, queries: list[str], docs: list[str], batch_size: int, options: dict[str, Any]) -> np.ndarray:
+        if not docs:
+            return np.zeros(0, dtype=np.float64)
+        # A pair given twice is scored once: duplicates get bit-equal scores (so a stable sort keeps
+        # their input order; two rows of one padded batch can differ in the last bits), and less work.
+        pair_index: dict[tuple[str, str], int] = {}
+        inverse = np.fromiter(
+            (pair_index.setdefault(pair, len(pair_index)) for pair in zip(queries, docs)), np.int64, len(docs)
+        )
+        if len(pair_index) < len(docs):
+            queries, docs = [q for q, _ in pair_index], [d for _, d in pair_index]
+        with self._scoring():
+            scores = np.asarray(self._score(queries, docs, batch_size, **options), dtype=np.float64)
+        if len(pair_index) < len(inverse):
+            scores = scores[inverse]
+        return _squeezed(scores)
+
+    # ---- public API ------------------------------------------------------------------------
+
+    def compute_score(
+        self,
+        pairs: Sequence[tuple[str, str]] | tuple[str, str],
+        *,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> list[float] | list[list[float]]:
+        """Score ``(query, document)`` pairs, in input order.
+
+        Raw scores are what the model's head outputs; ``normalize=True`` maps them to (0, 1) with a
+        sigmoid so that one threshold works across model kinds. ``options`` are the ranker's per-call
+        options; a family asked for several scores per pair (an LLM with several ``cutoff_layers``)
+        returns one list per layer.
+        """
+        queries, docs = check_pairs(pairs)
+        return _as_lists(self._raw(queries, docs, batch_size, options), normalize)
+
+    def rank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> RankedResults:
+        """Rank ``docs`` for ``query``, best first; each result keeps its original index."""
+        query, docs = check_query(query), check_docs(docs)
+        raw = _one_per_pair(self._raw([query] * len(docs), docs, batch_size, options))
+        return rank_from_raw(query, docs, raw, normalize, top_k)
+
+    def rank_many(
+        self,
+        queries: Sequence[str],
+        docs_per_query: Sequence[Sequence[str]],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> list[RankedResults]:
+        """Rank several queries' documents in one batched pass over all pairs."""
+        queries, doc_lists = _query_lists(queries, docs_per_query)
+        flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
+        raw = _one_per_pair(self._raw(flat_queries, [x for d in doc_lists for x in d], batch_size, options))
+        return _split_rankings(queries, doc_lists, raw, normalize, top_k)
+
+    # ---- the same, awaitable -------------------------------------------------------------------
+
+    async def acompute_score(
+        self,
+        pairs: Sequence[tuple[str, str]] | tuple[str, str],
+        *,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> list[float] | list[list[float]]:
+        """:meth:`compute_score`, awaitable (a worker thread; native async I/O for a remote model)."""
+        queries, docs = check_pairs(pairs)
+        return _as_lists(await self._araw(queries, docs, batch_size, options), normalize)
+
+    async def arank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> RankedResults:
+        """:meth:`rank`, awaitable."""
+        query, docs = check_query(query), check_docs(docs)
+        raw = _one_per_pair(await self._araw([query] * len(docs), docs, batch_size, options))
+        return rank_from_raw(query, docs, raw, normalize, top_k)
+
+    async def arank_many(
+        self,
+        queries: Sequence[str],
+        docs_per_query: Sequence[Sequence[str]],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> list[RankedResults]:
+        """:meth:`rank_many`, awaitable."""
+        queries, doc_lists = _query_lists(queries, docs_per_query)
+        flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
+        raw = await self._araw(flat_queries, [x for d in doc_lists for x in d], batch_size, options)
+        return _split_rankings(queries, doc_lists, _one_per_pair(raw), normalize, top_k)
+
+
+def _aligned(queries: Any, docs: Any) -> tuple[list[str], list[str]]:
+    queries, docs = check_docs(queries, "queries"), check_docs(docs)
+    if len(queries) != len(docs):
+        raise ValueError(f"score_pairs needs one query per document: got {len(queries)} queries and {len(docs)} docs")
+    return queries, docs
+
+
+def _query_lists(queries: Any, docs_per_query: Any) -> tuple[list[str], list[list[str]]]:
+    """``rank_many``'s input, checked: the queries and one list of documents per query."""
+    queries = check_docs(queries, "queries")
+    if isinstance(docs_per_query, (str, bytes)) or not isinstance(docs_per_query, Sequence):
+        raise TypeError(f"docs_per_query must be a list of lists of strings, got {type(docs_per_query).__name__}")
+    if len(queries) != len(docs_per_query):
+        raise ValueError(
+            f"rank_many needs one list of documents per query: got {len(queries)} queries "
+            f"and {len(docs_per_query)} document lists"
+        )
+    return queries, [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
+
+
+def _split_rankings(
+    queries: list[str], doc_lists: list[list[str]], raw: np.ndarray, normalize: bool, top_k: int | None
+) -> list[RankedResults]:
+    bounds = np.cumsum([0] + [len(d) for d in doc_lists])
+    return [
+        rank_from_raw(q, d, raw[bounds[i] : bounds[i + 1]], normalize, top_k)
+        for i, (q, d) in enumerate(zip(queries, doc_lists))
+    ]
+
+
+def _squeezed(scores: np.ndarray) -> np.ndarray:
+    """One score per pair as a 1-D array (a ranker may return a single column)."""
+    return scores[:, 0] if scores.ndim == 2 and scores.shape[1] == 1 else scores
+
+
+def _as_lists(raw: np.ndarray, normalize: bool) -> list[float] | list[list[float]]:
+    scores = sigmoid(raw) if normalize else raw
+    return scores.T.tolist() if scores.ndim == 2 else scores.tolist()
+
+
+def _one_per_pair(scores: np.ndarray) -> np.ndarray:
+    """One score per pair, for ranking."""
+    if scores.ndim != 1:
+        raise ValueError(
+            f"ranking needs one score per document, but this call gives {scores.shape[1]} (one per cutoff "
+            "layer); pass a single layer, e.g. cutoff_layers=[n], or use compute_score for all of them"
+        )
+    return scores
