@@ -14,12 +14,12 @@ import argparse
 import errno
 import importlib
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import yaml
 
-from .config import TrainConfig, build_config, load_yaml, parse_flags
+from .config import build_config, load_yaml, parse_flags
+from .registry import TOOLS, TRAINERS, load_trainer
 
 PROG = "rag-retrieval-train"
 
@@ -27,26 +27,6 @@ PROG = "rag-retrieval-train"
 # errors subclass ValueError or FileNotFoundError) and what validation raises. OSError covers a
 # missing file or folder, and transformers' "can't load this checkpoint".
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, yaml.YAMLError)
-
-# trainer name -> (module, config class, run function); imported only when that trainer runs,
-# so one trainer's optional dependencies are not needed by another.
-TRAINERS: dict[str, tuple[str, str, str]] = {
-    "embedding": ("rag_retrieval_train.embedding", "EmbeddingTrainConfig", "train_embedding"),
-    "reranker": ("rag_retrieval_train.reranker", "RerankerTrainConfig", "train_reranker"),
-    "distill": ("rag_retrieval_train.distill", "DistillTrainConfig", "run_distill"),
-    "colbert": ("rag_retrieval_train.colbert", "ColBERTTrainConfig", "train_colbert"),
-}
-
-# sub-commands that are data tools, not trainers: module with ``main(argv) -> int`` taking its own
-# argparse options (no YAML config dataclass); ``rag-retrieval-train mine --help`` lists them.
-TOOLS: dict[str, str] = {"mine": "rag_retrieval_train.mining"}
-
-
-def load_trainer(name: str) -> tuple[type[TrainConfig], Callable[[Any], Any]]:
-    """The config class and run function of the trainer ``name`` (its module imported now)."""
-    module_name, config_name, run_name = TRAINERS[name]
-    module = importlib.import_module(module_name)
-    return getattr(module, config_name), getattr(module, run_name)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from .config import TrainConfig, key_doc
 from .lora import LoRAOptions
+from .registry import TRAINERS, load_trainer
 
 COMMAND = "python -m rag_retrieval_train.keys_doc > docs/training-keys.md"
 
@@ -98,8 +99,6 @@ def _notes(cls: type) -> list[str]:
 
 def trainer_configs() -> dict[str, type[TrainConfig]]:
     """Each ``rag-retrieval-train`` sub-command's config class, in the CLI's order."""
-    from .cli import TRAINERS, load_trainer
-
     return {name: load_trainer(name)[0] for name in TRAINERS}
 
 

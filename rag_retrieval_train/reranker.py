@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
-from rag_retrieval_integrations.core.models.base import BaseReranker, get_model_class
+from rag_retrieval_integrations.core.models.base import BaseReranker
 from rag_retrieval_integrations.core.models.checkpoint import (
     CheckpointInfo,
     is_decoder_only,
@@ -27,6 +27,7 @@ from rag_retrieval_integrations.core.models.checkpoint import (
 )
 from rag_retrieval_integrations.core.models.factory import accepted_options
 from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
+from rag_retrieval_integrations.core.models.registry import get_model_class
 
 from .config import ConfigError, TrainConfig, key, require
 from .lora import LoRAOptions, add_lora, finish_lora, lora_adapter

@@ -2,7 +2,7 @@
 
 The rerank API of Cohere v2 / Jina (``POST /v1/rerank``), Text Embeddings Inference's
 ``POST /rerank``, OpenAI's ``POST /v1/embeddings`` for embedding models, ``GET /health`` and
-``GET /metrics`` (Prometheus), with requests micro-batched into ``rank_many`` passes.
+``GET /metrics`` (Prometheus), with requests micro-batched into ``score_pairs`` passes.
 Needs ``pip install 'rag-retrieval[serve]'`` (FastAPI, uvicorn, httpx, prometheus-client).
 """
 

@@ -204,7 +204,7 @@ class MicroBatcher:
             self.metrics.batch_requests.observe(len(batch))
             self.metrics.batch_pairs.observe(sum(len(j.docs) for j in batch))
             try:
-                ranked = await loop.run_in_executor(self._executor, self._rank_many, batch)
+                ranked = await loop.run_in_executor(self._executor, self._rank_batch, batch)
             except _Abandoned:
                 continue
             except Exception as err:  # one bad batch must not stop the worker: its callers get the error
@@ -216,7 +216,7 @@ class MicroBatcher:
                 if not j.future.done():
                     j.future.set_result(result)
 
-    def _rank_many(self, batch: list[_RankJob]) -> list[RankedResults]:
+    def _rank_batch(self, batch: list[_RankJob]) -> list[RankedResults]:
         if len(batch) == 1 and len(batch[0].docs) > self.max_batch_pairs:
             return [self._rank_in_slices(batch[0])]
         raw = self.model.score_pairs([j.query for j in batch for _ in j.docs], [d for j in batch for d in j.docs])

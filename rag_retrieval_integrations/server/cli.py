@@ -21,8 +21,8 @@ from typing import Any
 
 API_KEY_ENV = "RAG_RETRIEVAL_API_KEY"
 TUNING = {  # ServerConfig fields that are flags of the same name
-    "batch_wait_ms": "how long the oldest request waits for others to share its rank_many pass",
-    "max_batch_pairs": "the most (query, document) pairs in one rank_many pass",
+    "batch_wait_ms": "how long the oldest request waits for others to share its score_pairs pass",
+    "max_batch_pairs": "the most (query, document) pairs in one score_pairs pass",
     "max_queue": "requests waiting beyond this get 503 + Retry-After",
     "max_documents": "documents per request; more is a 413",
     "max_request_bytes": "request body size; more is a 413",

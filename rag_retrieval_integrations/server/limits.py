@@ -26,7 +26,7 @@ class ServerConfig:
         served_model_name: the name requests may give as ``model`` (and answers report);
             a request naming another model is refused, none is ever loaded.
         batch_wait_ms: how long the oldest request waits for others to share its pass.
-        max_batch_pairs: the most (query, document) pairs in one ``rank_many`` pass.
+        max_batch_pairs: the most (query, document) pairs in one ``score_pairs`` pass.
         max_queue: requests waiting beyond this are refused with 503 and ``Retry-After``.
         max_documents: documents (or embedding inputs) per request; more is a 413.
         max_request_bytes: request body size; more is a 413.

@@ -22,7 +22,7 @@ class ServerMetrics:
         pairs: (query, document) pairs scored, and texts embedded, by endpoint.
         latency: seconds from a request's arrival to its answer, by endpoint.
         queue_wait: seconds a request waited before its batch started.
-        batch_pairs, batch_requests: pairs and requests per ``rank_many`` pass.
+        batch_pairs, batch_requests: pairs and requests per ``score_pairs`` pass.
         queue_depth: requests waiting now.
     """
 
@@ -44,10 +44,10 @@ class ServerMetrics:
             "rag_retrieval_queue_wait_seconds", "Time waiting for a batch", buckets=LATENCY_BUCKETS, registry=r
         )
         self.batch_pairs = Histogram(
-            "rag_retrieval_batch_pairs", "Pairs per rank_many pass", buckets=PAIR_BUCKETS, registry=r
+            "rag_retrieval_batch_pairs", "Pairs per score_pairs pass", buckets=PAIR_BUCKETS, registry=r
         )
         self.batch_requests = Histogram(
-            "rag_retrieval_batch_requests", "Requests per rank_many pass", buckets=REQUEST_BUCKETS, registry=r
+            "rag_retrieval_batch_requests", "Requests per score_pairs pass", buckets=REQUEST_BUCKETS, registry=r
         )
         self.queue_depth = Gauge("rag_retrieval_queue_depth", "Requests waiting to be scored", registry=r)
 

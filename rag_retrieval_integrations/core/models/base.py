@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from abc import ABCMeta
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from ..device import resolve_device, resolve_dtype
@@ -49,25 +50,15 @@ def _locked_scope(lock: threading.RLock, scope: AbstractContextManager[Any]) -> 
         yield
 
 
-class _FamilyMeta(ABCMeta):  # noqa: B024
-    """Wraps every family's construction: a weights file safetensors cannot read becomes an
-    error naming the file, and the long-document options are checked once the most derived
-    ``__init__`` has loaded the model (only then are ``max_length`` and the tokenizer known)."""
+@dataclass(frozen=True)
+class Loaded:
+    """A model and its tokenizer already in memory, for :meth:`BaseReranker.from_model`."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        from safetensors import SafetensorError
-
-        try:
-            self = super().__call__(*args, **kwargs)
-        except SafetensorError as err:
-            target = args[0] if args else kwargs.get("model_name_or_path")
-            path = target.path if isinstance(target, CheckpointInfo) else os.fspath(target or "")
-            raise corrupt_weights_error(path, err) from err
-        self._check_long_doc_options()
-        return self
+    model: Any
+    tokenizer: Any
 
 
-class BaseReranker(Ranker, metaclass=_FamilyMeta):
+class BaseReranker(Ranker):
     """Scores (query, document) pairs and ranks documents; one subclass per model family.
 
     Args:
@@ -93,6 +84,13 @@ class BaseReranker(Ranker, metaclass=_FamilyMeta):
         gguf_file: a GGUF file (llama.cpp format) inside the folder or hub repo to load instead of
             safetensors, as ``from_pretrained(..., gguf_file=)`` does (needs the ``gguf`` extra;
             transformers dequantizes it on every load: :func:`convert_gguf` converts once).
+        loaded: a model and tokenizer already in memory (:meth:`from_model`); ``None`` loads them
+            from the checkpoint.
+
+    Construction is one template: this ``__init__`` reads the checkpoint and sets what every
+    family shares, then calls the family's :meth:`_load` (the model, the tokenizer, ``max_length``),
+    then checks the long-document options against what was loaded. A family's own ``__init__``
+    checks and keeps its own options first, then calls this one.
 
     Thread-safe: a loaded model scores one call at a time. A fast tokenizer keeps its
     truncation and padding settings as state of one shared Rust object, so two threads
@@ -138,7 +136,13 @@ class BaseReranker(Ranker, metaclass=_FamilyMeta):
         return {}
 
     @classmethod
-    def from_loaded(
+    def from_checkpoint(cls: type[_Self], model_name_or_path: ModelPath, **options: Any) -> _Self:
+        """This family loaded from a checkpoint folder, hub id or :class:`CheckpointInfo` (what
+        ``Reranker(path, model_type)`` calls once it has chosen the family); the same as ``cls(...)``."""
+        return cls(model_name_or_path, **options)
+
+    @classmethod
+    def from_model(
         cls: type[_Self], model_name_or_path: ModelPath, model: torch.nn.Module, tokenizer: Any, **options: Any
     ) -> _Self:
         """This family around a model and tokenizer already in memory.
@@ -148,21 +152,7 @@ class BaseReranker(Ranker, metaclass=_FamilyMeta):
         uses. ``model_name_or_path`` is the checkpoint the model was loaded from (its files
         are read for metadata, not loaded again); ``options`` as for the constructor.
         """
-        self = cls.__new__(cls)
-        self._preloaded = (model, tokenizer)
-        try:
-            self.__init__(model_name_or_path, **options)  # type: ignore[misc]
-        finally:
-            del self._preloaded
-        self._check_long_doc_options()
-        return self
-
-    def _preloaded_or(self, which: Literal["model", "tokenizer"], load: Callable[[], Any]) -> Any:
-        """The object given to :meth:`from_loaded`, else ``load()``."""
-        preloaded = getattr(self, "_preloaded", None)
-        if preloaded is None:
-            return load()
-        return preloaded[0] if which == "model" else preloaded[1]
+        return cls(model_name_or_path, loaded=Loaded(model, tokenizer), **options)
 
     def __init__(
         self,
@@ -180,6 +170,7 @@ class BaseReranker(Ranker, metaclass=_FamilyMeta):
         revision: str | None = None,
         token: str | bool | None = None,
         gguf_file: str | None = None,
+        loaded: Loaded | None = None,
     ) -> None:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if max_length is not None:
@@ -223,6 +214,17 @@ class BaseReranker(Ranker, metaclass=_FamilyMeta):
         self.position_limit: int | None = None  # the longest input the weights take, where the family knows it
         self.truncation_totals = TruncationStats()  # what truncation cut since loading (the eval CLI reports it)
         self._truncation: TruncationStats | None = None  # the open truncation_scope
+        self._truncation_warned: set[str] = set()  # the kinds of call that have warned once
+        try:
+            self._load(loaded)
+        except SafetensorError as err:  # no ValueError, and its message names no file
+            raise corrupt_weights_error(self.checkpoint.path, err) from err
+        self._check_long_doc_options()
+
+    def _load(self, loaded: Loaded | None) -> None:
+        """Load the model and tokenizer (or take ``loaded``'s), put them on the device and set
+        ``max_length`` (and ``position_limit`` where the family knows it). Called once, by ``__init__``;
+        a family that scores without a model (a user's keyword scorer) keeps this one, which loads nothing."""
 
     # ---- long documents ----------------------------------------------------------------------
 
@@ -269,7 +271,7 @@ class BaseReranker(Ranker, metaclass=_FamilyMeta):
             self.truncation_totals.merge(stats)
             # a WARNING the first time per kind of call; a loop of calls (a RAG chain answering many
             # questions) then logs at INFO instead of repeating it, and truncation_totals keeps counting
-            warned = self.__dict__.setdefault("_truncation_warned", set())
+            warned = self._truncation_warned
             level = logging.INFO if what in warned else logging.WARNING
             if warn_if_noticeable(stats, what, self.max_length, self.position_limit, level):
                 warned.add(what)

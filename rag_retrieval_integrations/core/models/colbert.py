@@ -18,7 +18,6 @@ trains); :func:`load_colbert_model` loads the layouts in the wild:
 from __future__ import annotations
 
 import logging
-import os
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .backend_option import EncoderBackendMixin, first_transformer
-from .base import BaseReranker, ModelPath
+from .base import BaseReranker, Loaded, ModelPath
 from .checkpoint import (
     BGE_M3_COLBERT_FILE,
     CheckpointInfo,
@@ -61,15 +60,6 @@ DEFAULT_QUERY_LENGTH = 32
 DEFAULT_DOCUMENT_LENGTH = 180
 QUERY_MARKER = "[Q] "
 DOCUMENT_MARKER = "[D] "
-
-
-def _transformer_folder(info: CheckpointInfo) -> str:
-    """Where the transformer of a checkpoint lives: the folder itself, or the sub-folder of the
-    ``Transformer`` module of a sentence-transformers folder (its pooling and heads are dropped)."""
-    for module in info.modules or []:
-        if str(module.get("type", "")).endswith("Transformer"):
-            return os.path.join(info.path, module.get("path", ""))
-    return info.path
 
 
 def _register_markers(transformer: Any, markers: Sequence[str]) -> None:
@@ -152,7 +142,7 @@ def build_colbert_model(
     )
     load_kwargs = {k: v for k, v in hf_kwargs.items() if v is not None}
     transformer = Transformer(
-        _transformer_folder(info),
+        transformer_folder(info),
         max_seq_length=document_length,
         document_length=document_length,
         query_length=None if query_expansion else query_length,
@@ -208,7 +198,7 @@ def _bge_m3_model(info: CheckpointInfo, colbert_linear: str, device: str, dtype:
         )
     load_kwargs = {k: v for k, v in hf_kwargs.items() if v is not None}
     transformer = Transformer(
-        _transformer_folder(info),
+        transformer_folder(info),
         model_kwargs={"dtype": dtype, **load_kwargs},
         processor_kwargs=dict(load_kwargs),
         config_kwargs=dict(load_kwargs),
@@ -345,7 +335,7 @@ class ColBERTReranker(EncoderBackendMixin, BaseReranker):
         (``dim``, the markers, ``query_length``, ``document_length``, ``query_expansion``...)."""
         info = base_model if isinstance(base_model, CheckpointInfo) else read_checkpoint(base_model)
         model = load_colbert_model(info) if colbert_format(info) is not None else build_colbert_model(info, **settings)
-        return cls.from_loaded(info, model, model.tokenizer, device="cpu")
+        return cls.from_model(info, model, model.tokenizer, device="cpu")
 
     def __init__(
         self,
@@ -356,13 +346,19 @@ class ColBERTReranker(EncoderBackendMixin, BaseReranker):
         query_mean: bool | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(model_name_or_path, **options)
         if query_length is not None:
             check_positive_int(query_length, "query_length")
         if query_expansion is not None and not isinstance(query_expansion, bool):
             raise TypeError(f"query_expansion must be True, False or None, got {query_expansion!r}")
-        self.model = self._preloaded_or(
-            "model", lambda: load_colbert_model(self.checkpoint, device=self.device, dtype=self.dtype, **self.hf_kwargs)
+        self._query_options = (query_length, query_expansion, query_mean)  # applied to the model _load loads
+        super().__init__(model_name_or_path, **options)
+
+    def _load(self, loaded: Loaded | None) -> None:
+        query_length, query_expansion, query_mean = self._query_options
+        self.model = (
+            loaded.model
+            if loaded
+            else load_colbert_model(self.checkpoint, device=self.device, dtype=self.dtype, **self.hf_kwargs)
         )
         self.model.eval()
         transformer = self.model[0]

@@ -13,7 +13,7 @@ from ..errors import InvalidCheckpointError
 from ..text.batching import score_in_batches
 from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 from .backend_option import EncoderBackendMixin
-from .base import BaseReranker, ModelPath
+from .base import BaseReranker, Loaded, ModelPath
 from .checkpoint import CheckpointInfo, has_classification_head, is_decoder_only, is_pair_classifier, read_checkpoint
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
 from .registry import register_model_type
@@ -40,7 +40,7 @@ def classifier_for_training(cls: type[_Family], base_model: ModelPath, **options
         logger.info("%s has no classification head: training a new 1-logit head", info.path)
         head["num_labels"] = 1
     model = AutoModelForSequenceClassification.from_pretrained(info.path, **head)
-    return cls.from_loaded(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
+    return cls.from_model(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
 
 
 def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
@@ -81,19 +81,19 @@ class CrossEncoderReranker(EncoderBackendMixin, BaseReranker):
         or a new 1-logit head on an encoder without one (all-MiniLM-L6-v2, a bare BERT)."""
         return classifier_for_training(cls, base_model, **options)
 
-    def __init__(self, model_name_or_path: ModelPath, **options: Any) -> None:
-        super().__init__(model_name_or_path, **options)
+    def _load(self, loaded: Loaded | None) -> None:
         path = self.checkpoint.path
-        self.tokenizer = self._preloaded_or("tokenizer", lambda: self._load_tokenizer(path))
-        self.model = self._preloaded_or(
-            "model",
-            lambda: load_pretrained(
+        self.tokenizer = loaded.tokenizer if loaded else self._load_tokenizer(path)
+        self.model = (
+            loaded.model
+            if loaded
+            else load_pretrained(
                 AutoModelForSequenceClassification,
                 self.checkpoint,
                 "sequence-classification head (a cross-encoder)",
                 dtype=self.dtype,
                 **self.hf_kwargs,
-            ),
+            )
         )
         num_labels = self.model.config.num_labels
         if num_labels not in (1, 2):

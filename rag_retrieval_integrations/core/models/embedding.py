@@ -13,7 +13,7 @@ from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .backend_option import EncoderBackendMixin, first_transformer
-from .base import BaseReranker, ModelPath
+from .base import BaseReranker, Loaded, ModelPath
 from .checkpoint import (
     METADATA_FILE,
     CheckpointInfo,
@@ -98,7 +98,7 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
             model = SentenceTransformer(modules=[transformer, pooler, Normalize()], device="cpu")
         if query_prompt or document_prompt:
             model.prompts = {**model.prompts, "query": query_prompt, "document": document_prompt}
-        return cls.from_loaded(info, model, model.tokenizer, **{"device": "cpu", **options})
+        return cls.from_model(info, model, model.tokenizer, **{"device": "cpu", **options})
 
     def __init__(
         self,
@@ -109,13 +109,18 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         document_prompt: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(model_name_or_path, **options)
         if truncate_dim is not None and (not isinstance(truncate_dim, int) or truncate_dim <= 0):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
-        self.model = self._preloaded_or("model", lambda: self._load_model(truncate_dim))
+        self.truncate_dim = truncate_dim
+        self.query_prompt = query_prompt
+        self.document_prompt = document_prompt
+        super().__init__(model_name_or_path, **options)
+
+    def _load(self, loaded: Loaded | None) -> None:
+        self.model = loaded.model if loaded else self._load_model(self.truncate_dim)
         dim = self.model.get_embedding_dimension()
-        if truncate_dim is not None and dim is not None and truncate_dim > dim:
-            raise ValueError(f"truncate_dim={truncate_dim} exceeds the model's embedding dimension {dim}")
+        if self.truncate_dim is not None and dim is not None and self.truncate_dim > dim:
+            raise ValueError(f"truncate_dim={self.truncate_dim} exceeds the model's embedding dimension {dim}")
         self.model.eval()
         if self.backend != "torch":
             self._use_backend(
@@ -123,9 +128,6 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
                 "last_hidden_state",
                 self.model.tokenizer,
             )
-        self.truncate_dim = truncate_dim
-        self.query_prompt = query_prompt
-        self.document_prompt = document_prompt
         limit = self.position_limit = encoder_position_limit(self.model)
         if self.max_length is None:
             self.max_length = min(self.model.max_seq_length or 512, limit or 512)

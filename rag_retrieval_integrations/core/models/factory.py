@@ -65,7 +65,7 @@ def Reranker(
     if unknown:
         raise TypeError(f"{cls.__name__} got unexpected option(s): {unknown_options(unknown, accepted)}")
     merged = {**{k: v for k, v in saved.items() if k in accepted}, **options}
-    return cls(checkpoint, device=device, dtype=dtype, **merged)
+    return cls.from_checkpoint(checkpoint, device=device, dtype=dtype, **merged)
 
 
 def accepted_options(cls: type[BaseReranker]) -> set[str]:
@@ -78,4 +78,5 @@ def accepted_options(cls: type[BaseReranker]) -> set[str]:
             # only named parameters: a ``*args``/``**options`` is a pass-through, not an option called "args"
             parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
             names |= {p.name for p in parameters if p.kind in named}
-    return names - {"self", "model_name_or_path"} - cls.fixed_options
+    # ``loaded`` is from_model's (a model already in memory), not an option of loading from a path
+    return names - {"self", "model_name_or_path", "loaded"} - cls.fixed_options

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from ..errors import InvalidCheckpointError
 from ..text.batching import score_in_batches
 from ..text.pair_encoding import EncodedPairs, max_per_owner
-from .base import BaseReranker, ModelPath
+from .base import BaseReranker, Loaded, ModelPath
 from .loading import capped_max_length, check_tokenizer_files, position_limit
 
 DEFAULT_LLM_MAX_LENGTH = 1024
@@ -55,17 +55,20 @@ class DecoderReranker(BaseReranker):
         cutoff_layers: Sequence[int] | int | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(model_name_or_path, **options)
         if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0):
             raise ValueError(f"max_batch_tokens must be a positive integer or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
-        self.tokenizer = self._preloaded_or("tokenizer", self._load_tokenizer)
+        self.cutoff_layers = cutoff_layers  # as asked; checked against the model's layers once it is loaded
+        super().__init__(model_name_or_path, **options)
+
+    def _load(self, loaded: Loaded | None) -> None:
+        self.tokenizer = loaded.tokenizer if loaded else self._load_tokenizer()
         if self.tokenizer.pad_token_id is None:
             # Decoder tokenizers often have no pad token; any id works under the attention mask.
             if self.tokenizer.eos_token is None:
                 raise InvalidCheckpointError(f"the tokenizer of {self.checkpoint.path!r} has neither pad nor eos token")
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model: PreTrainedModel = self._preloaded_or("model", self._load_model)
+        self.model: PreTrainedModel = loaded.model if loaded else self._load_model()
         self._check_model(self.model)
         self.model.to(self.device).eval()
         limit = self.position_limit = position_limit(self.model.config)
@@ -74,7 +77,7 @@ class DecoderReranker(BaseReranker):
         else:
             self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
         self._forward_params = set(inspect.signature(self.model.forward).parameters)
-        self.cutoff_layers = self._check_cutoff_layers(cutoff_layers)
+        self.cutoff_layers = self._check_cutoff_layers(self.cutoff_layers)
 
     # ---- what a family implements --------------------------------------------------------
 
@@ -87,7 +90,7 @@ class DecoderReranker(BaseReranker):
         return AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
 
     def _check_model(self, model: PreTrainedModel) -> None:
-        """Validate (and adapt) a loaded model; called for models given to ``from_loaded`` too."""
+        """Validate (and adapt) a loaded model; called for models given to ``from_model`` too."""
 
     def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         raise NotImplementedError

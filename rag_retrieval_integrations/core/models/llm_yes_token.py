@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..text.pair_encoding import EncodedPairs
-from .base import ModelPath
+from .base import Loaded, ModelPath
 from .checkpoint import CheckpointInfo, has_generation_head
 from .cross_encoder import checkpoint_info
 from .llm_base import DecoderReranker
@@ -62,7 +62,7 @@ class LLMReranker(DecoderReranker):
 
         info = checkpoint_info(base_model)
         model = AutoModelForCausalLM.from_pretrained(info.path)
-        return cls.from_loaded(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
+        return cls.from_model(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
 
     def reranker_options(self) -> dict[str, Any]:
         return {"prompt_template": self.prompt_template.to_dict(), "yes_token": self.yes_token}
@@ -78,7 +78,10 @@ class LLMReranker(DecoderReranker):
         self.prompt_template = _template(prompt_template)
         self.yes_token = yes_token
         super().__init__(model_name_or_path, **options)
-        self.yes_id = token_id(self.tokenizer, yes_token, "yes") if self._scores_with_token() else -1
+
+    def _load(self, loaded: Loaded | None) -> None:
+        super()._load(loaded)
+        self.yes_id = token_id(self.tokenizer, self.yes_token, "yes") if self._scores_with_token() else -1
 
     @property
     def native_layerwise(self) -> bool:
@@ -160,5 +163,8 @@ class LayerwiseLLMReranker(LLMReranker):
         **options: Any,
     ) -> None:
         super().__init__(model_name_or_path, cutoff_layers=cutoff_layers, **options)
-        if self.cutoff_layers is None:
+
+    def _load(self, loaded: Loaded | None) -> None:
+        super()._load(loaded)
+        if self.cutoff_layers is None:  # the layer choice made explicit: the last one by default
             self.cutoff_layers = [self.num_layers]

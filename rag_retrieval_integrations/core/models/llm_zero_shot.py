@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from ..text.long_text import clip_for_truncation
 from ..text.pair_encoding import EncodedPairs, unique
 from ..text.truncation import estimate_clipped
-from .base import ModelPath
+from .base import Loaded, ModelPath
 from .llm_base import DecoderReranker
 from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
 from .loading import load_pretrained
@@ -58,14 +58,18 @@ class ZeroShotLLMReranker(DecoderReranker):
             raise ValueError(f"user_template must contain {{query}} and {{document}}, got {user_template!r}")
         self.instruction = instruction
         self.user_template = user_template
+        self.yes_token, self.no_token = yes_token, no_token
         super().__init__(model_name_or_path, **options)
+
+    def _load(self, loaded: Loaded | None) -> None:
+        super()._load(loaded)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(
                 f"the tokenizer of {self.checkpoint.path!r} has no chat template; zero-shot reranking needs a chat "
                 "model (or set tokenizer.chat_template)"
             )
-        self.yes_id = token_id(self.tokenizer, yes_token, "yes")
-        self.no_id = token_id(self.tokenizer, no_token, "no")
+        self.yes_id = token_id(self.tokenizer, self.yes_token, "yes")
+        self.no_id = token_id(self.tokenizer, self.no_token, "no")
         self._before_query, self._between, self._after_doc = self._template_parts()
 
     def _load_model(self) -> PreTrainedModel:
