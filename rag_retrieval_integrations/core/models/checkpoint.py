@@ -146,6 +146,11 @@ def read_checkpoint(
     return CheckpointInfo(raw, False, config, st_config, modules, metadata or {})
 
 
+def checkpoint_info(checkpoint: str | os.PathLike[str] | CheckpointInfo) -> CheckpointInfo:
+    """``checkpoint`` read (a folder or hub id), or as it is when it was read already."""
+    return checkpoint if isinstance(checkpoint, CheckpointInfo) else read_checkpoint(checkpoint)
+
+
 def _gguf_checkpoint(
     raw: str, local: Path, gguf_file: str, revision: str | None, token: str | bool | None
 ) -> CheckpointInfo:

@@ -14,7 +14,13 @@ from ..text.batching import score_in_batches
 from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
 from .backend_option import EncoderBackendMixin
 from .base import BaseReranker, Loaded, ModelPath
-from .checkpoint import CheckpointInfo, has_classification_head, is_decoder_only, is_pair_classifier, read_checkpoint
+from .checkpoint import (
+    CheckpointInfo,
+    checkpoint_info,
+    has_classification_head,
+    is_decoder_only,
+    is_pair_classifier,
+)
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
 from .registry import register_model_type
 
@@ -22,11 +28,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512
 _Family = TypeVar("_Family", bound=BaseReranker)
-
-
-def checkpoint_info(base_model: ModelPath) -> CheckpointInfo:
-    """``base_model`` read as a checkpoint (unless it already is one)."""
-    return base_model if isinstance(base_model, CheckpointInfo) else read_checkpoint(base_model)
 
 
 def classifier_for_training(cls: type[_Family], base_model: ModelPath, **options: Any) -> _Family:

@@ -17,13 +17,13 @@ from .base import BaseReranker, Loaded, ModelPath
 from .checkpoint import (
     METADATA_FILE,
     CheckpointInfo,
+    checkpoint_info,
     colbert_format,
     has_classification_head,
     has_generation_head,
     is_decoder_only,
     st_model_type,
 )
-from .cross_encoder import checkpoint_info
 from .loading import (
     capped_max_length,
     check_tokenizer_files,

@@ -10,8 +10,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..text.pair_encoding import EncodedPairs
 from .base import Loaded, ModelPath
-from .checkpoint import CheckpointInfo, has_generation_head
-from .cross_encoder import checkpoint_info
+from .checkpoint import CheckpointInfo, checkpoint_info, has_generation_head
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
 from .loading import load_pretrained
