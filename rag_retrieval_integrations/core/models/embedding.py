@@ -6,14 +6,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from ..errors import InvalidCheckpointError
-from ..text.inputs import check_docs, check_positive_int
-from ..text.long_text import clip_for_truncation
-from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
-from .backend_option import EncoderBackendMixin, first_transformer
-from .base import BaseReranker, Loaded, ModelPath
+from .backend_option import first_transformer
+from .base import Loaded, ModelPath
 from .checkpoint import (
     METADATA_FILE,
     CheckpointInfo,
@@ -33,10 +29,11 @@ from .loading import (
     transformer_folder,
 )
 from .registry import register_model_type
+from .st_encoder import SentenceTransformersEncoder
 
 
 @register_model_type("embedding")
-class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
+class EmbeddingReranker(SentenceTransformersEncoder):
     """Ranks with a bi-encoder: query and documents embedded apart, scored by similarity.
 
     Loads any sentence-transformers checkpoint (or, with ``model_type="embedding"``, a bare
@@ -162,9 +159,11 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         """The similarity it scores with: the checkpoint's ``similarity_fn_name`` (``"cosine"`` unless it sets another)."""
         return str(self.model.similarity_fn_name)
 
+    # ---- what SentenceTransformersEncoder asks --------------------------------------------------
+
     def encode_queries(self, queries: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Embed queries as ranking does (query prompt, ``truncate_dim``): a float32 array, one row each."""
-        return self._encode_texts(check_docs(queries, "queries"), True, batch_size)
+        return super().encode_queries(queries, batch_size=batch_size)
 
     def encode_documents(self, docs: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Embed documents as ranking does in ``"truncate"`` mode: a float32 array, one row each.
@@ -172,50 +171,21 @@ class EmbeddingReranker(EncoderBackendMixin, BaseReranker):
         Each document is one vector, cut at ``max_length`` tokens; ``long_doc="split-max"``
         applies to ranking only.
         """
-        return self._encode_texts(check_docs(docs), False, batch_size)
+        return super().encode_documents(docs, batch_size=batch_size)
 
-    @torch.inference_mode()
-    def _encode_texts(self, texts: list[str], is_query: bool, batch_size: int | None) -> np.ndarray:
-        batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
-        if not texts:
+    def _document_prompt(self) -> str:
+        return self.document_prompt or ""
+
+    def _encode_options(self, is_query: bool) -> dict[str, Any]:
+        return {"prompt": self.query_prompt if is_query else self.document_prompt, "convert_to_tensor": True}
+
+    def _as_output(self, encoded: Any, n_texts: int) -> np.ndarray:
+        if encoded is None:
             return np.zeros((0, self.model.get_embedding_dimension() or 0), dtype=np.float32)
-        with self._lock:
-            return self._encode(texts, is_query, batch_size).cpu().numpy()
+        return encoded.float().cpu().numpy()
 
-    def _encode(self, texts: list[str], is_query: bool, batch_size: int, count_truncation: bool = True) -> torch.Tensor:
-        encode = self.model.encode_query if is_query else self.model.encode_document
-        prompt = self.query_prompt if is_query else self.document_prompt
-        if not is_query:  # windows of split-max are far shorter than the cut: this only bites on huge texts
-            clipped = clip_for_truncation(self.model.tokenizer, texts, self.max_length or 512)
-            if count_truncation:
-                full, kept = text_truncation(self.model.tokenizer, texts, clipped, self._document_window_limit() or 0)
-                self._note_truncation(full, kept)
-            texts = clipped
-        return encode(
-            texts,
-            prompt=prompt,
-            batch_size=batch_size,
-            convert_to_tensor=True,
-            show_progress_bar=self._show_progress(),
-        ).float()
-
-    def _document_window_limit(self) -> int | None:
-        assert self.max_length is not None
-        return text_window_limit(self.model.tokenizer, self.max_length, self.document_prompt or "")
-
-    def _document_windows(self, docs: list[str]) -> tuple[list[str], np.ndarray]:
-        assert self.max_length is not None
-        return document_windows(self.model.tokenizer, docs, self.max_length, self.document_prompt or "", self.overlap)
-
-    @torch.inference_mode()
-    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
-        return score_pairs_by_windows(
-            queries,
-            docs,
-            windows=self._document_windows if self.long_doc == "split-max" else None,
-            encode=lambda texts, is_query: self._encode(texts, is_query, batch_size, self.long_doc == "truncate"),
-            pair_scores=lambda q, d, q_rows, d_rows: self.model.similarity_pairwise(q[q_rows], d[d_rows]),
-        )
+    def _pair_scores(self, queries: Any, docs: Any, query_rows: np.ndarray, doc_rows: np.ndarray) -> Any:
+        return self.model.similarity_pairwise(queries[query_rows].float(), docs[doc_rows].float())
 
 
 def embedding_refusal(info: CheckpointInfo) -> str | None:
