@@ -10,8 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..errors import InvalidCheckpointError
-from ..text.batching import score_in_batches
-from ..text.pair_encoding import EncodedPairs, encode_pairs, max_per_owner, pair_window_limit
+from ..text.pair_encoding import EncodedPairs, encode_pairs, pair_window_limit
 from .backend_option import EncoderBackendMixin
 from .base import BaseReranker, Loaded, ModelPath
 from .checkpoint import (
@@ -22,6 +21,7 @@ from .checkpoint import (
     is_pair_classifier,
 )
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
+from .pair_family import PairEncodingFamily
 from .registry import register_model_type
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register_model_type("cross-encoder")
-class CrossEncoderReranker(EncoderBackendMixin, BaseReranker):
+class CrossEncoderReranker(EncoderBackendMixin, PairEncodingFamily):
     """A BERT-style cross-encoder: query and document read together, one relevance logit out.
 
     Loads any ``AutoModelForSequenceClassification`` checkpoint with a 1- or 2-logit head
@@ -131,26 +131,9 @@ class CrossEncoderReranker(EncoderBackendMixin, BaseReranker):
             min_doc_share=self.min_doc_share,
         )
 
-    def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
-        return self._encode(queries, docs, split_long_docs=False)
-
     def forward_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return logits_to_scores(self.model(**batch).logits)
 
     @torch.inference_mode()
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
-        encoded = self._encode(queries, docs, split_long_docs=self.long_doc == "split-max")
-        if encoded.doc_tokens is not None and encoded.kept_doc_tokens is not None:
-            self._note_truncation(encoded.doc_tokens, encoded.kept_doc_tokens)
-        with self._progress(len(encoded), "Scoring", unit="input") as progress:
-            window_scores = score_in_batches(
-                encoded,
-                self.forward_scores,
-                batch_size=batch_size,
-                pad_token_id=self.tokenizer.pad_token_id,
-                device=self.device,
-                progress=progress.update,
-            )
-        if self.long_doc == "split-max":
-            return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
-        return window_scores
+        return self._score_windows(queries, docs, batch_size, self.forward_scores)

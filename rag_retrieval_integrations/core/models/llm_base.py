@@ -12,10 +12,10 @@ import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
 from ..errors import InvalidCheckpointError
-from ..text.batching import score_in_batches
-from ..text.pair_encoding import EncodedPairs, max_per_owner
-from .base import BaseReranker, Loaded, ModelPath
+from ..text.pair_encoding import EncodedPairs
+from .base import Loaded, ModelPath
 from .loading import capped_max_length, check_tokenizer_files, position_limit
+from .pair_family import PairEncodingFamily
 
 DEFAULT_LLM_MAX_LENGTH = 1024
 DEFAULT_MAX_BATCH_TOKENS = 16384
@@ -30,7 +30,7 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-class DecoderReranker(BaseReranker):
+class DecoderReranker(PairEncodingFamily):
     """Base of the decoder-LLM families: loads the tokenizer (pad token set when it has none),
     pads on the left whatever the tokenizer's default, so the last real token is always the
     last position, and scores the inputs in token-budgeted, length-sorted batches.
@@ -94,9 +94,6 @@ class DecoderReranker(BaseReranker):
 
     def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
         raise NotImplementedError
-
-    def encode_pairs(self, queries: list[str], docs: list[str]) -> EncodedPairs:
-        return self._encode(queries, docs, split_long_docs=False)
 
     def _document_window_limit(self) -> int | None:
         assert self.max_length is not None
@@ -179,31 +176,11 @@ class DecoderReranker(BaseReranker):
         self, queries: list[str], docs: list[str], batch_size: int, cutoff_layers: Sequence[int] | int | None = None
     ) -> np.ndarray:
         layers = self._check_cutoff_layers(cutoff_layers) if cutoff_layers is not None else self.cutoff_layers
-        encoded = self._encode(queries, docs, split_long_docs=self.long_doc == "split-max")
-        if encoded.doc_tokens is not None and encoded.kept_doc_tokens is not None:
-            self._note_truncation(encoded.doc_tokens, encoded.kept_doc_tokens)
         if layers is None:
             score_batch = self._full_scores
         else:
             score_batch = lambda batch: self._layer_scores(batch, layers)
-        # Early-exit hooks live on shared modules: BaseReranker's lock keeps this one call at a time.
-        with self._progress(len(encoded), "Scoring", unit="input") as progress:
-            window_scores = score_in_batches(
-                encoded,
-                score_batch,
-                batch_size=batch_size,
-                pad_token_id=self.tokenizer.pad_token_id,
-                device=self.device,
-                padding_side="left",
-                max_batch_tokens=self.max_batch_tokens,
-                progress=progress.update,
-            )
-        if window_scores.ndim == 1:
-            return max_per_owner(window_scores, encoded.owner, encoded.num_pairs)
-        return np.stack(
-            [
-                max_per_owner(window_scores[:, k], encoded.owner, encoded.num_pairs)
-                for k in range(window_scores.shape[1])
-            ],
-            axis=1,
+        # Early-exit hooks live on shared modules: the family's lock keeps this one call at a time.
+        return self._score_windows(
+            queries, docs, batch_size, score_batch, padding_side="left", max_batch_tokens=self.max_batch_tokens
         )
