@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+from sentence_transformers import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
 
 from rag_retrieval_integrations.core import ColBERTReranker
 from rag_retrieval_integrations.core.models.colbert import (
@@ -19,6 +20,7 @@ from rag_retrieval_integrations.core.models.colbert import (
 from rag_retrieval_integrations.core.models.maxsim import DEFAULT_CHUNK_ELEMENTS
 
 from .config import ConfigError, TrainConfig, key, require
+from .eval_during_training import EvaluatingTrainer
 from .inference_length import inference_length
 from .losses.encoder_specs import COLBERT_LOSSES
 from .losses.specs import choices_summary
@@ -38,6 +40,10 @@ MODEL_KEYS = (
     "skip_punctuation",
     "query_mean",
 )
+
+
+class ColBERTTrainer(EvaluatingTrainer, MultiVectorEncoderTrainer):
+    """sentence-transformers' multi-vector trainer, whose ``evaluate()`` runs ``eval_data``'s evaluator."""
 
 
 @dataclass
@@ -170,9 +176,7 @@ class ColBERTTrainingRun(TrainingRun):
         return COLBERT_LOSSES[self.config.loss].build(self.config, model)
 
     def trainer_classes(self) -> tuple[type, type]:
-        from sentence_transformers import MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
-
-        return MultiVectorEncoderTrainer, MultiVectorEncoderTrainingArguments
+        return ColBERTTrainer, MultiVectorEncoderTrainingArguments
 
     def training_arguments(self, args_class: type) -> Any:
         args = super().training_arguments(args_class)

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
 from rag_retrieval_integrations.core import EmbeddingReranker
 
 from .config import ConfigError, TrainConfig, key, require
+from .eval_during_training import EvaluatingTrainer
 from .inference_length import inference_length
 from .lora import LoRAOptions, add_lora, finish_lora
 from .losses.encoder_specs import EMBEDDING_LOSSES
@@ -21,6 +23,10 @@ from .trainer import TrainingRun
 logger = logging.getLogger(__name__)
 
 EmbeddingLoss = Literal[tuple(EMBEDDING_LOSSES)]  # type: ignore[valid-type]
+
+
+class EmbeddingTrainer(EvaluatingTrainer, SentenceTransformerTrainer):
+    """sentence-transformers' trainer, whose ``evaluate()`` runs ``eval_data``'s evaluator."""
 
 
 @dataclass
@@ -120,9 +126,7 @@ class EmbeddingTrainingRun(TrainingRun):
         return loss
 
     def trainer_classes(self) -> tuple[type, type]:
-        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-
-        return SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+        return EmbeddingTrainer, SentenceTransformerTrainingArguments
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:
         if not trainer.is_world_process_zero():

@@ -13,8 +13,9 @@ The family object is the one the trainer built with ``for_training`` and trains 
 the module the Trainer updates), so the evaluation encodes and scores as ``Reranker(path)`` will
 on the saved checkpoint: nothing is re-implemented here, and nothing is saved or reloaded.
 
-:func:`evaluating` gives a trainer class whose ``evaluate()`` runs the evaluator instead of an
-eval-loss loop. ``transformers.Trainer`` does the rest: ``eval_steps``, logging to the console
+:class:`EvaluatingTrainer` is the mixin each trainer's own class (``RerankerTrainer``,
+``EmbeddingTrainer``, ``ColBERTTrainer``) puts before its base, so that ``evaluate()`` runs the
+evaluator instead of an eval-loss loop. ``transformers.Trainer`` does the rest: ``eval_steps``, logging to the console
 and to every ``report_to`` integration, ``metric_for_best_model``, and ``load_best_model_at_end``
 (it keeps the best checkpoint through ``save_total_limit`` and loads it when training ends).
 """
@@ -26,7 +27,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
 from sentence_transformers.base.evaluation import BaseEvaluator
@@ -142,18 +142,6 @@ class EvaluatingTrainer:
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-
-
-@cache
-def evaluating(trainer_class: type) -> type:
-    """``trainer_class`` with :class:`EvaluatingTrainer`'s ``evaluate()`` (the same name and behaviour otherwise)."""
-    if issubclass(trainer_class, EvaluatingTrainer):
-        return trainer_class
-    return type(
-        trainer_class.__name__,
-        (EvaluatingTrainer, trainer_class),
-        {"__module__": trainer_class.__module__, "__doc__": trainer_class.__doc__},
-    )
 
 
 def evaluation_arguments(config: TrainConfig) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
 from rag_retrieval_integrations.core.models.registry import get_model_class
 
 from .config import ConfigError, TrainConfig, key, require
+from .eval_during_training import EvaluatingTrainer
 from .lora import LoRAOptions, add_lora, finish_lora, lora_adapter
 from .losses.reranker_specs import RERANKER_LOSSES
 from .losses.specs import choices_summary
@@ -187,8 +188,9 @@ def one_name_per_tensor(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     return kept
 
 
-class RerankerTrainer(Trainer):
-    """``transformers.Trainer`` whose loss is ``loss(scores, labels)`` on the model's scores."""
+class RerankerTrainer(EvaluatingTrainer, Trainer):
+    """``transformers.Trainer`` whose loss is ``loss(scores, labels)`` on the model's scores (and whose
+    ``evaluate()`` runs ``eval_data``'s evaluator, :class:`EvaluatingTrainer`)."""
 
     def __init__(self, *args: Any, loss: torch.nn.Module, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -33,9 +33,9 @@ from rag_retrieval_integrations.core.models.checkpoint import METADATA_FILE, wri
 from . import model_card, run_folder
 from .config import RESOLVED_CONFIG_FILE, ConfigError, TrainConfig, config_payload, save_config
 from .eval_during_training import (
+    EvaluatingTrainer,
     TrainingEvaluator,
     check_unsharded,
-    evaluating,
     evaluation_arguments,
     load_eval_set,
 )
@@ -81,7 +81,9 @@ class TrainingRun(ABC):
 
     @abstractmethod
     def trainer_classes(self) -> tuple[type, type]:
-        """The (trainer, training-arguments) classes, e.g. sentence-transformers' for embeddings."""
+        """The (trainer, training-arguments) classes: a trainer class of the trainer's own, with
+        :class:`~.eval_during_training.EvaluatingTrainer` first among its bases (sentence-transformers'
+        trainer for embeddings, ``transformers.Trainer`` for rerankers)."""
 
     def callbacks(self) -> list[TrainerCallback]:
         """The trainer callbacks: the epoch resampler a trainer's ``build_train_dataset`` set as
@@ -315,7 +317,9 @@ class TrainingRun(ABC):
         loss = self.build_loss(model)
         configure_fsdp_wrap(model)  # before the Trainer builds its FSDP plugin
         trainer_class, args_class = self.trainer_classes()
-        trainer = evaluating(trainer_class)(
+        if not issubclass(trainer_class, EvaluatingTrainer):
+            raise TypeError(f"{trainer_class.__name__} must subclass EvaluatingTrainer (evaluation during training)")
+        trainer = trainer_class(
             model=model,
             args=self.training_arguments(args_class),
             train_dataset=train_dataset,
