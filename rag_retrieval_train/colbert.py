@@ -157,20 +157,24 @@ class ColBERTTrainingRun(TrainingRun):
         return build_colbert_training_model(self.config)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:
+        c = self.config
+        return self.text_groups(COLBERT_LOSSES[c.loss].data, model.tokenizer, max(c.max_length, c.query_length))
+
+    def column_prompts(self) -> dict[str, str]:
+        """The prompt of each training column. The trainer puts prompts before the texts of a column
+        only when told which: the markers (the model's "query"/"document" prompts, which
+        encode_query/encode_document add) go on the query column and on every document column, so
+        that training sees what inference sees."""
         from .data import training_columns
 
         c = self.config
-        kind = COLBERT_LOSSES[c.loss].data
-        # The trainer puts prompts before the texts of a column only when told which: the markers (the
-        # model's "query"/"document" prompts, which encode_query/encode_document add) go on the query
-        # column and on every document column, so that training sees what inference sees.
-        markers = [model.prompts.get("query") or "", model.prompts.get("document") or ""]
-        self._marker_prompts = {
+        prompts = self.family.model.prompts
+        markers = [prompts.get("query") or "", prompts.get("document") or ""]
+        return {
             name: markers[i > 0]
-            for i, name in enumerate(training_columns(kind, c.train_group_size))
+            for i, name in enumerate(training_columns(COLBERT_LOSSES[c.loss].data, c.train_group_size))
             if name != "label" and markers[i > 0]
         }
-        return self.text_groups(kind, model.tokenizer, max(c.max_length, c.query_length))
 
     def build_loss(self, model: torch.nn.Module) -> torch.nn.Module:
         return COLBERT_LOSSES[self.config.loss].build(self.config, model)
@@ -180,7 +184,7 @@ class ColBERTTrainingRun(TrainingRun):
 
     def training_arguments(self, args_class: type) -> Any:
         args = super().training_arguments(args_class)
-        args.prompts = getattr(self, "_marker_prompts", None) or None
+        args.prompts = self.column_prompts() or None
         return args
 
     def save_model(self, trainer: Any, model: torch.nn.Module) -> None:

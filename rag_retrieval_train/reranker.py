@@ -245,6 +245,11 @@ class RerankerTrainingRun(TrainingRun):
     name: ClassVar[str] = "reranker"
     config: RerankerTrainConfig
 
+    def __init__(self, config: RerankerTrainConfig) -> None:
+        super().__init__(config)
+        self.label_scale: float | None = None
+        """What graded labels are divided by (:meth:`build_train_dataset`; saved in the metadata)."""
+
     def build_family(self) -> BaseReranker:
         return build_reranker(self.config)
 
@@ -310,7 +315,7 @@ class RerankerTrainingRun(TrainingRun):
             "score": "raw logit; normalize=True applies a sigmoid",
             "base_model": self.config.model_name_or_path,
             "loss": self.config.loss,
-            "label_scale": getattr(self, "label_scale", None),
+            "label_scale": self.label_scale,
             "lora": {"r": self.config.lora_r, "merged": self.config.merge_lora} if self.config.lora else None,
         }
 

@@ -49,13 +49,23 @@ class TrainingRun(ABC):
     """One training run: subclasses build the model, the training data and the loss."""
 
     name: ClassVar[str]  # the CLI sub-command
-    # what ``Reranker`` loads the result as (written to our metadata): the family's, set in build_model
-    model_type: str
 
     def __init__(self, config: TrainConfig) -> None:
         config.validate()
         self.config = config
         self.output_dir = Path(config.output_dir)
+        # What the steps of :meth:`run` build, in order, for the steps after them (each is set once):
+        self.family: Any = None
+        """The core family object being trained (:meth:`build_model`); evaluation and saving use it."""
+        self.resampler: Any = None
+        """The epoch resampler of the training view (:meth:`epoch_resampled`), handed to the trainer."""
+
+    @property
+    def model_type(self) -> str:
+        """What ``Reranker`` loads the result as (written to our metadata): the trained family's."""
+        if self.family is None:
+            raise RuntimeError("the model is not built yet (build_model)")
+        return str(self.family.model_type)
 
     # ---- what a trainer implements ------------------------------------------------------
 
@@ -68,9 +78,8 @@ class TrainingRun(ABC):
         return family.model
 
     def build_model(self) -> torch.nn.Module:
-        """:meth:`build_family`, kept as ``self.family``; its ``model_type`` is what the result is saved as."""
+        """:meth:`build_family`, kept as :attr:`family`; its ``model_type`` is what the result is saved as."""
         self.family = self.build_family()
-        self.model_type = self.family.model_type
         return self.trainable(self.family)
 
     @abstractmethod
@@ -86,11 +95,10 @@ class TrainingRun(ABC):
         trainer for embeddings, ``transformers.Trainer`` for rerankers)."""
 
     def callbacks(self) -> list[TrainerCallback]:
-        """The trainer callbacks: the epoch resampler a trainer's ``build_train_dataset`` set as
-        ``self._resampler`` (every trainer draws its groups anew each epoch), if any, and
-        :class:`~.loss_curve.LogLastStep` (the last step is a point of the loss curve)."""
-        resampler = getattr(self, "_resampler", None)
-        return [*([resampler] if resampler is not None else []), LogLastStep()]
+        """The trainer callbacks: the epoch resampler of the training view (:attr:`resampler`: every
+        trainer draws its groups anew each epoch), if any, and :class:`~.loss_curve.LogLastStep` (the
+        last step is a point of the loss curve)."""
+        return [*([self.resampler] if self.resampler is not None else []), LogLastStep()]
 
     def build_evaluator(self, eval_set: Any) -> TrainingEvaluator:
         """The evaluator of ``eval_data``: the evaluation package, run on :attr:`family` (the core family
@@ -103,8 +111,8 @@ class TrainingRun(ABC):
         epoch, by the callback that :meth:`callbacks` hands the trainer."""
         from .data import EpochResampleCallback
 
-        self._resampler = EpochResampleCallback()
-        return build(*args, epochs=self._resampler, **kwargs)
+        self.resampler = EpochResampleCallback()
+        return build(*args, epochs=self.resampler, **kwargs)
 
     def text_groups(self, kind: str, tokenizer: Any, max_tokens: int, **options: Any) -> Any:
         """``train_data`` as :func:`~.data.training_view` rows of ``kind`` with ``train_group_size``
