@@ -118,7 +118,7 @@ class PairScorer(torch.nn.Module):
     def __init__(self, scorer: BaseReranker) -> None:
         super().__init__()
         self.model = scorer.model
-        self.__dict__["scorer"] = scorer
+        self.scorer = scorer  # not a Module: a plain attribute, outside state_dict and the module tree
 
     @property
     def config(self) -> Any:
