@@ -7,7 +7,8 @@ tokenization, scoring or pooling.
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
 from .indexes.base import Index
 from .indexes.colbert import ColBERTIndex
-from .indexes.folder import CorruptIndexError, IndexHit, IndexNotFoundError
+from .indexes.documents import IndexHit
+from .indexes.folder import CorruptIndexError, IndexNotFoundError
 from .indexes.mrl import MRLIndex
 from .indexes.mrl_encoder import MRLEncoder
 from .models.base import BaseReranker

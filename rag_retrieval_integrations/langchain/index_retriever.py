@@ -16,7 +16,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, FiniteFloat
 
 from ..core.indexes.base import Index
-from ..core.indexes.folder import IndexHit
+from ..core.indexes.documents import IndexHit
 from ..core.indexes.retriever import IndexRetrieverMixin
 from ..core.text.inputs import check_query
 from ..shared_wrapper import PositiveInt

@@ -13,7 +13,7 @@ from typing import Any
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from ..core.indexes.folder import IndexHit
+from ..core.indexes.documents import IndexHit
 
 
 def check_nodes(nodes: Sequence[BaseNode]) -> list[BaseNode]:

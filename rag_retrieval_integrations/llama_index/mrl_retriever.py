@@ -23,7 +23,7 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 from llama_index.core.storage.storage_context import StorageContext
 
 from ..core.indexes.base import Index
-from ..core.indexes.folder import IndexHit
+from ..core.indexes.documents import IndexHit
 from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
 from ..core.indexes.mrl import MRLIndex
 from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder

@@ -22,25 +22,27 @@ from tqdm.auto import tqdm
 
 from ..models.base import BaseReranker
 from ..text.inputs import check_docs, check_positive_int, check_query, check_score_threshold
-from .folder import (
+from .documents import (
     DOCUMENTS_FILE,
-    CorruptIndexError,
     IndexHit,
-    atomic_save,
     check_ids,
     check_metadatas,
-    check_same_weights,
     documents_problem,
-    folder_lock,
-    load_index_model,
-    model_record,
     read_documents,
-    read_manifest,
     split_documents,
-    verify_checksums,
     write_documents,
+)
+from .folder import (
+    CorruptIndexError,
+    atomic_save,
+    check_same_weights,
+    folder_lock,
+    model_record,
+    read_manifest,
+    verify_checksums,
     write_manifest,
 )
+from .index_model import load_index_model
 
 _I = TypeVar("_I", bound="Index")
 Manifest = dict[str, Any]

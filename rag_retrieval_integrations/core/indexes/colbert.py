@@ -47,8 +47,10 @@ from ..models.colbert import ColBERTReranker
 from ..models.maxsim import maxsim_packed
 from ..text.inputs import check_positive_int
 from .base import Index, Manifest, encode_in_chunks
+from .documents import IndexHit
 from .faiss_ops import MIN_POINTS_PER_CENTROID, add_with_ids, import_faiss, ivf_sq8
-from .folder import MANIFEST_FILE, CorruptIndexError, IndexHit, load_index_model
+from .folder import MANIFEST_FILE, CorruptIndexError
+from .index_model import load_index_model
 
 logger = logging.getLogger(__name__)
 

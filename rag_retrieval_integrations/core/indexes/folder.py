@@ -1,7 +1,7 @@
-"""The files of an index folder and the checks on what goes into one: search results, id and
-metadata checks, and the folder layout: data files plus a ``manifest.json`` written last, with
-every file's size and SHA-256, so a changed file is refused by name; saves are atomic
-(:func:`atomic_save`), so a save cut short leaves the previous index as it was."""
+"""The files of an index folder: data files plus a ``manifest.json`` written last, with every file's
+size and SHA-256, so a changed file is refused by name; the model recorded with its weights'
+fingerprint; saves are atomic (:func:`atomic_save`), so a save cut short leaves the previous index as
+it was, and a folder lock (:func:`folder_lock`) keeps loads and saves of one folder apart."""
 
 from __future__ import annotations
 
@@ -13,18 +13,12 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..fingerprint import same_weights, weights_fingerprint
-from ..models.base import BaseReranker
-from ..text.inputs import check_docs
-
-_Family = TypeVar("_Family", bound=BaseReranker)
 
 MANIFEST_FILE = "manifest.json"
-DOCUMENTS_FILE = "documents.jsonl"
 
 
 class IndexNotFoundError(FileNotFoundError):
@@ -35,95 +29,12 @@ class CorruptIndexError(ValueError):
     """The folder is not an index of this kind, or one of its files is missing, truncated or changed."""
 
 
-@dataclass(frozen=True)
-class IndexHit:
-    """One search result.
-
-    Attributes:
-        id: the document's id (given to ``add``, or generated).
-        text: the document text.
-        metadata: the document's metadata (a copy).
-        score: the index's exact score of the query and the document (MaxSim, cosine, ...).
-        rank: 1 for the best document.
-    """
-
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    score: float = 0.0
-    rank: int = 0
-
-
-def check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
-    """``n`` unique ids: the given ones, checked, or new UUIDs."""
-    if ids is None:
-        return [uuid.uuid4().hex for _ in range(n)]
-    ids = check_docs(ids, "ids")
-    if len(ids) != n:
-        raise ValueError(f"ids has {len(ids)} entries for {n} texts; give one id per text")
-    seen: set[str] = set()
-    for i, doc_id in enumerate(ids):
-        if doc_id in seen:
-            raise ValueError(f"ids[{i}] = {doc_id!r} is repeated; ids must be unique")
-        seen.add(doc_id)
-    return ids
-
-
-def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int) -> list[dict[str, Any]]:
-    """``n`` JSON-serializable metadata dicts (``None`` entries become ``{}``), copied."""
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    if isinstance(metadatas, (str, Mapping)) or not isinstance(metadatas, Sequence):
-        raise TypeError(f"metadatas must be a list of dicts, one per text, got {type(metadatas).__name__}")
-    if len(metadatas) != n:
-        raise ValueError(f"metadatas has {len(metadatas)} entries for {n} texts; give one per text")
-    out = []
-    for i, metadata in enumerate(metadatas):
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, Mapping):
-            raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(metadata).__name__}")
-        try:
-            json.dumps(dict(metadata))
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"metadatas[{i}] must be JSON-serializable to be saved with the index: {e}") from None
-        out.append(dict(metadata))
-    return out
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_documents(path: Path, ids: Iterable[str], texts: Iterable[str], metadatas: Iterable[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(
-            json.dumps({"id": doc_id, "text": text, "metadata": metadata}, ensure_ascii=False) + "\n"
-            for doc_id, text, metadata in zip(ids, texts, metadatas)
-        )
-
-
-def read_documents(path: Path) -> list[Any]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
-def documents_problem(documents: list[Any], n: int) -> str | None:
-    """What is wrong with the records read from the documents file, if anything, for an index of ``n``."""
-    if len(documents) != n or any(not isinstance(d, dict) or {"id", "text", "metadata"} - set(d) for d in documents):
-        return f"{DOCUMENTS_FILE} does not hold {n} documents with id, text and metadata"
-    if len({d["id"] for d in documents}) != n:
-        return f"{DOCUMENTS_FILE} repeats an id"
-    return None
-
-
-def split_documents(documents: list[dict[str, Any]]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """The ids, texts and metadatas of checked ``documents.jsonl`` records, as parallel lists."""
-    return [d["id"] for d in documents], [d["text"] for d in documents], [d["metadata"] for d in documents]
 
 
 @contextmanager
@@ -294,24 +205,3 @@ def verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:
             raise CorruptIndexError(
                 f"{folder / name} is corrupted: its SHA-256 differs from the one in {MANIFEST_FILE}"
             )
-
-
-def load_index_model(model: Any, model_kwargs: Mapping[str, Any] | None, family: type[_Family], noun: str) -> _Family:
-    """The model an index encodes with: ``model`` itself if it is a loaded ``family`` model, else
-    ``Reranker(model, family.model_type, **model_kwargs)`` for a path or hub id. ``noun`` names
-    the family in errors ("embedding model")."""
-    article = "an" if noun[0].lower() in "aeiou" else "a"
-    what = f"{article} {noun} (model_type={family.model_type!r})"
-    if isinstance(model, BaseReranker):
-        if not isinstance(model, family):
-            raise TypeError(f"model must be {what}, got a {model.model_type!r} model")
-        if model_kwargs:
-            raise ValueError(f"model_kwargs={dict(model_kwargs)!r} only apply when loading the model from a path")
-        return model
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be a path, a hub id or a loaded {noun}, got {type(model).__name__}")
-    from ..models.factory import Reranker
-
-    loaded = Reranker(model, family.model_type, **dict(model_kwargs or {}))
-    assert isinstance(loaded, family)
-    return loaded

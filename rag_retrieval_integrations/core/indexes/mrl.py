@@ -29,8 +29,8 @@ import numpy as np
 from ..models.embedding import EmbeddingReranker
 from ..text.inputs import check_positive_int
 from .base import Index, Manifest
+from .documents import IndexHit
 from .faiss_ops import best_of_subset, import_faiss, search_params, serialized_bytes, shortlist_index
-from .folder import IndexHit
 from .mrl_encoder import ModelLike, MRLEncoder, check_search_dim
 from .mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,

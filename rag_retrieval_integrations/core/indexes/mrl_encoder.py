@@ -15,7 +15,7 @@ from ..models.checkpoint import CheckpointInfo, read_checkpoint
 from ..models.embedding import EmbeddingReranker
 from ..text.inputs import check_docs, check_positive_int
 from .base import encode_in_chunks
-from .folder import load_index_model
+from .index_model import load_index_model
 from .mrl_vectors import check_similarity, full_vectors, prefix_vectors
 
 logger = logging.getLogger(__name__)

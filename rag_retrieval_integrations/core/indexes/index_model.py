@@ -1,0 +1,32 @@
+"""The model an index encodes with: a loaded family of the index's kind, or one loaded from a path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from ..models.base import BaseReranker
+
+_Family = TypeVar("_Family", bound=BaseReranker)
+
+
+def load_index_model(model: Any, model_kwargs: Mapping[str, Any] | None, family: type[_Family], noun: str) -> _Family:
+    """The model an index encodes with: ``model`` itself if it is a loaded ``family`` model, else
+    ``Reranker(model, family.model_type, **model_kwargs)`` for a path or hub id. ``noun`` names
+    the family in errors ("embedding model")."""
+    article = "an" if noun[0].lower() in "aeiou" else "a"
+    what = f"{article} {noun} (model_type={family.model_type!r})"
+    if isinstance(model, BaseReranker):
+        if not isinstance(model, family):
+            raise TypeError(f"model must be {what}, got a {model.model_type!r} model")
+        if model_kwargs:
+            raise ValueError(f"model_kwargs={dict(model_kwargs)!r} only apply when loading the model from a path")
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be a path, a hub id or a loaded {noun}, got {type(model).__name__}")
+    from ..models.factory import Reranker
+
+    loaded = Reranker(model, family.model_type, **dict(model_kwargs or {}))
+    assert isinstance(loaded, family)
+    return loaded
