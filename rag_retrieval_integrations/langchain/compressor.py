@@ -9,6 +9,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 
 from ..core.results import RankResult
 from ..shared_wrapper import RerankerWrapper
+from .index_documents import check_documents
 
 
 class RagRetrievalReranker(RerankerWrapper, BaseDocumentCompressor):
@@ -67,12 +68,7 @@ class RagRetrievalReranker(RerankerWrapper, BaseDocumentCompressor):
 
 
 def _texts(documents: Sequence[Document]) -> list[str]:
-    if isinstance(documents, (str, Document)) or not isinstance(documents, Sequence):
-        raise TypeError(f"documents must be a list of Documents, got {type(documents).__name__}")
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, Document):
-            raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}")
-    return [doc.page_content for doc in documents]
+    return [doc.page_content for doc in check_documents(documents)]
 
 
 def _with_scores(documents: Sequence[Document], results: list[RankResult]) -> list[Document]:

@@ -6,7 +6,6 @@ and async retrieval.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -20,30 +19,11 @@ from ..core.indexes.documents import IndexHit
 from ..core.indexes.retriever import IndexRetrieverMixin
 from ..core.text.inputs import check_query
 from ..shared_wrapper import PositiveInt
+from .index_documents import unpack_documents
 
 SCORE_KEY = "relevance_score"
 
 _R = TypeVar("_R", bound="IndexRetriever")
-
-
-def check_documents(documents: Sequence[Document]) -> list[Document]:
-    if isinstance(documents, (str, Document)) or not isinstance(documents, Sequence):
-        raise TypeError(f"documents must be a list of Documents, got {type(documents).__name__}")
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, Document):
-            raise TypeError(f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}: {doc!r:.80}")
-    return list(documents)
-
-
-def unpack_documents(
-    documents: Sequence[Document], ids: Sequence[str] | None
-) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """Texts, ids and metadata of LangChain documents; ``ids`` (if given) override the documents'
-    own, and a document without an id gets a new UUID."""
-    documents = check_documents(documents)
-    if ids is None:
-        ids = [str(doc.id) if doc.id else uuid.uuid4().hex for doc in documents]
-    return [doc.page_content for doc in documents], list(ids), [dict(doc.metadata) for doc in documents]
 
 
 class IndexRetriever(IndexRetrieverMixin, BaseRetriever):

@@ -29,7 +29,8 @@ from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
 from ..core.text.inputs import check_query
 from ..shared_wrapper import EmbeddingWrapper, PositiveInt
-from .index_retriever import SCORE_KEY, IndexRetriever, check_documents
+from .index_documents import check_documents
+from .index_retriever import SCORE_KEY, IndexRetriever
 
 
 class MRLRetriever(IndexRetriever):

@@ -37,3 +37,14 @@ def index_entries(nodes: Sequence[BaseNode]) -> dict[str, Any]:
 
 def node_with_score(hit: IndexHit) -> NodeWithScore:
     return NodeWithScore(node=metadata_dict_to_node(hit.metadata, text=hit.text), score=hit.score)
+
+
+def hiding(node: BaseNode, key: str) -> dict[str, list[str]]:
+    """``model_copy`` updates that keep metadata ``key`` out of the node's embed and LLM text."""
+    return {
+        name: keys if key in keys else [*keys, key]
+        for name, keys in (
+            ("excluded_embed_metadata_keys", node.excluded_embed_metadata_keys),
+            ("excluded_llm_metadata_keys", node.excluded_llm_metadata_keys),
+        )
+    }

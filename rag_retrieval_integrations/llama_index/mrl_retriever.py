@@ -30,7 +30,7 @@ from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
 from ..core.text.inputs import check_positive_int, check_score_threshold
 from ..shared_wrapper import EmbeddingWrapper, PositiveInt, model_name
-from .index_nodes import check_nodes
+from .index_nodes import check_nodes, hiding
 from .index_retriever import IndexRetriever
 
 
@@ -262,8 +262,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
                 update={
                     "embedding": prefix,
                     "metadata": metadata,
-                    "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, key),
-                    "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, key),
+                    **hiding(node, key),
                 }
             )
             for node, metadata, prefix in zip(nodes, metadatas, prefixes)
@@ -307,7 +306,3 @@ class MRLVectorStoreRetriever(BaseRetriever):
                 "embedding": None,
             }
         )
-
-
-def _with(keys: list[str], key: str) -> list[str]:
-    return keys if key in keys else [*keys, key]

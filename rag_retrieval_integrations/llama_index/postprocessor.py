@@ -14,6 +14,7 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 
 from ..core.results import RankResult
 from ..shared_wrapper import RerankerWrapper, model_name
+from .index_nodes import hiding
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 
@@ -115,11 +116,6 @@ class RagRetrievalRerank(RerankerWrapper, BaseNodePostprocessor):
         return node.model_copy(
             update={
                 "metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: scored.score},
-                "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, RETRIEVAL_SCORE_KEY),
-                "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, RETRIEVAL_SCORE_KEY),
+                **hiding(node, RETRIEVAL_SCORE_KEY),
             }
         )
-
-
-def _with(keys: list[str], key: str) -> list[str]:
-    return keys if key in keys else [*keys, key]
