@@ -33,23 +33,34 @@ def _specs() -> dict[str, LossSpec]:
         LossSpec(
             "distill_kl",
             lambda c, m: listwise.ListwiseKLLoss(temperature=c.temperature),
-            "teacher-groups",
+            "groups",
             "KL from the teacher's softmax over a group",
             2,
+            targets="teacher-scores",
         ),
         LossSpec(
             "distill_mse",
             lambda c, m: pointwise.PointwiseMSELoss(teacher_scores=True),
-            "teacher-pairs",
+            "pairs",
             "MSE of sigmoid scores against sigmoid teacher scores",
+            targets="teacher-scores",
         ),
-        LossSpec("margin_mse", lambda c, m: pairwise.MarginMSELoss(), "teacher-groups", "MSE of score margins", 2),
+        LossSpec(
+            "margin_mse",
+            lambda c, m: pairwise.MarginMSELoss(),
+            "groups",
+            "MSE of score margins",
+            2,
+            targets="teacher-scores",
+        ),
         LossSpec(
             "distill_kl_ce",
             lambda c, m: listwise.ListwiseKLCELoss(label_weight=c.label_weight, temperature=c.temperature),
-            "teacher-labelled-groups",
+            "groups",
             "label_weight * listwise CE on the labels + (1 - label_weight) * distill_kl",
             2,
+            targets="teacher-scores",
+            by_label=True,
         ),
     )
 
