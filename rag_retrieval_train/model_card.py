@@ -22,23 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from rag_retrieval_integrations.core.models.registry import get_model_class
+
 if TYPE_CHECKING:
     from .trainer import TrainingRun
 
 MODEL_CARD_FILE = "README.md"
-
-# model_type -> (library_name, pipeline_tag, tags)
-_KINDS: dict[str, tuple[str, str, list[str]]] = {
-    "embedding": ("sentence-transformers", "sentence-similarity", ["sentence-transformers", "feature-extraction"]),
-    "colbert": (
-        "sentence-transformers",
-        "sentence-similarity",
-        ["sentence-transformers", "colbert", "late-interaction"],
-    ),
-    "cross-encoder": ("sentence-transformers", "text-ranking", ["cross-encoder", "reranker"]),
-    "llm": ("transformers", "text-ranking", ["reranker", "llm-reranker", "yes-token"]),
-    "llm-classifier": ("transformers", "text-ranking", ["reranker", "llm-reranker"]),
-}
 
 # the hyperparameters a card lists, where the trainer's config has them
 _HYPERPARAMETERS = (
@@ -98,13 +87,18 @@ def _front_matter(text: str) -> dict[str, Any]:
 
 def front_matter(model_type: str, base_model: str, loss: str | None, trainer: str) -> dict[str, Any]:
     """The card's YAML header."""
-    library, pipeline, tags = _KINDS.get(model_type, ("transformers", "text-ranking", ["reranker"]))
-    header: dict[str, Any] = {"library_name": library, "base_model": base_model}
+    card = get_model_class(model_type).card  # what the family declares about its checkpoints
+    header: dict[str, Any] = {"library_name": card.library, "base_model": base_model}
     license_name = base_model_license(base_model)
     if license_name:
         header["license"] = license_name
-    header["pipeline_tag"] = pipeline
-    header["tags"] = [*tags, "rag-retrieval", f"rag-retrieval-train-{trainer}", *([f"loss:{loss}"] if loss else [])]
+    header["pipeline_tag"] = card.pipeline_tag
+    header["tags"] = [
+        *card.tags,
+        "rag-retrieval",
+        f"rag-retrieval-train-{trainer}",
+        *([f"loss:{loss}"] if loss else []),
+    ]
     return header
 
 

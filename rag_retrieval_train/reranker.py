@@ -27,7 +27,7 @@ from rag_retrieval_integrations.core.models.checkpoint import (
 )
 from rag_retrieval_integrations.core.models.factory import accepted_options
 from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
-from rag_retrieval_integrations.core.models.registry import get_model_class
+from rag_retrieval_integrations.core.models.registry import get_model_class, reranker_backbones
 
 from .config import ConfigError, TrainConfig, key, require
 from .eval_during_training import EvaluatingTrainer
@@ -38,7 +38,7 @@ from .trainer import TrainingRun
 
 logger = logging.getLogger(__name__)
 
-Backbone = Literal["auto", "cross-encoder", "llm", "llm-classifier"]
+Backbone = Literal[("auto", *reranker_backbones())]  # type: ignore[valid-type]  # the families that say they are
 # every list of loss names derives from the one table in losses/reranker_specs.py
 LOSSES = tuple(RERANKER_LOSSES)
 RerankerLoss = Literal[LOSSES]  # type: ignore[valid-type]  # the config's choices, for validation and --list-keys

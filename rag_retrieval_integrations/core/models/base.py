@@ -51,6 +51,16 @@ def _locked_scope(lock: threading.RLock, scope: AbstractContextManager[Any]) -> 
 
 
 @dataclass(frozen=True)
+class ModelCard:
+    """How a family's trained checkpoints present themselves on the Hugging Face hub: the model card's
+    ``library_name`` (the library that loads them as they are), ``pipeline_tag`` and ``tags``."""
+
+    library: str
+    pipeline_tag: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Loaded:
     """A model and its tokenizer already in memory, for :meth:`BaseReranker.from_model`."""
 
@@ -111,6 +121,11 @@ class BaseReranker(Ranker):
     """Constructor options of a parent class that this family sets itself (``Reranker`` refuses them)."""
     reads_gguf: ClassVar[bool] = False
     """Whether the family loads a GGUF file (decoder LLMs do; GGUF holds no encoder models)."""
+    card: ClassVar[ModelCard] = ModelCard("transformers", "text-ranking", ("reranker",))
+    """What the model card of a checkpoint trained as this family says (the trainers write it)."""
+    reranker_backbone: ClassVar[bool] = False
+    """Whether ``rag-retrieval-train reranker`` trains this family (its ``backbone`` values); declared
+    on the class itself, like ``detection_priority``: a subclass is not a backbone unless it says so."""
 
     @classmethod
     def matches(cls, info: CheckpointInfo) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..text.inputs import check_positive_int
 from .backend_option import first_transformer
-from .base import Loaded, ModelPath
+from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import (
     CheckpointInfo,
     colbert_format,
@@ -84,6 +84,9 @@ class ColBERTReranker(SentenceTransformersEncoder):
     """
 
     detection_priority = 30
+    card = ModelCard(
+        "sentence-transformers", "sentence-similarity", ("sentence-transformers", "colbert", "late-interaction")
+    )
     peft_task_type = "FEATURE_EXTRACTION"
 
     @classmethod

@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ..errors import InvalidCheckpointError
 from ..text.pair_encoding import EncodedPairs, encode_pairs, pair_window_limit
 from .backend_option import EncoderBackendMixin
-from .base import BaseReranker, Loaded, ModelPath
+from .base import BaseReranker, Loaded, ModelCard, ModelPath
 from .checkpoint import (
     CheckpointInfo,
     checkpoint_info,
@@ -70,6 +70,8 @@ class CrossEncoderReranker(EncoderBackendMixin, PairEncodingFamily):
 
     detection_priority = 10
     peft_task_type = "SEQ_CLS"
+    card = ModelCard("sentence-transformers", "text-ranking", ("cross-encoder", "reranker"))
+    reranker_backbone = True
 
     @classmethod
     def matches(cls, info: CheckpointInfo) -> bool:

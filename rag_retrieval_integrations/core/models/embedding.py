@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InvalidCheckpointError
 from .backend_option import first_transformer
-from .base import Loaded, ModelPath
+from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import (
     METADATA_FILE,
     CheckpointInfo,
@@ -54,6 +54,7 @@ class EmbeddingReranker(SentenceTransformersEncoder):
     """
 
     detection_priority = 50
+    card = ModelCard("sentence-transformers", "sentence-similarity", ("sentence-transformers", "feature-extraction"))
     peft_task_type = "FEATURE_EXTRACTION"
 
     @classmethod

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from ..errors import InvalidCheckpointError
-from .base import ModelPath
+from .base import ModelCard, ModelPath
 from .checkpoint import CheckpointInfo, is_decoder_only, is_pair_classifier
 from .cross_encoder import classifier_for_training, logits_to_scores
 from .llm_inputs import PairPromptTemplate
@@ -33,6 +33,8 @@ class LLMClassifierReranker(LLMReranker):
 
     detection_priority = 10
     peft_task_type = "SEQ_CLS"
+    card = ModelCard("transformers", "text-ranking", ("reranker", "llm-reranker"))
+    reranker_backbone = True
     fixed_options = frozenset({"yes_token"})
 
     @classmethod

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..text.pair_encoding import EncodedPairs
-from .base import Loaded, ModelPath
+from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import CheckpointInfo, checkpoint_info, has_generation_head
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
@@ -48,6 +48,8 @@ class LLMReranker(DecoderReranker):
 
     detection_priority = 60
     peft_task_type = "CAUSAL_LM"
+    card = ModelCard("transformers", "text-ranking", ("reranker", "llm-reranker", "yes-token"))
+    reranker_backbone = True
 
     @classmethod
     def matches(cls, info: CheckpointInfo) -> bool:

@@ -51,6 +51,12 @@ def get_model_class(model_type: str) -> type[BaseReranker]:
     return _REGISTRY[model_type]
 
 
+def reranker_backbones() -> list[str]:
+    """The families ``rag-retrieval-train reranker`` trains (those declaring ``reranker_backbone`` on
+    their own class), by ``model_type``."""
+    return sorted(name for name, cls in _REGISTRY.items() if vars(cls).get("reranker_backbone"))
+
+
 def detection_order() -> list[type[BaseReranker]]:
     """The registered families that take part in detection, in the order they are asked: those
     declaring a ``detection_priority`` on their own class (it is not inherited), lowest first,
