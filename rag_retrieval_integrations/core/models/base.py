@@ -117,8 +117,6 @@ class BaseReranker(Ranker):
     Declared on the class itself: a subclass does not take part unless it declares its own."""
     peft_task_type: ClassVar[str | None] = None
     """The peft ``TaskType`` name that fits the head :meth:`for_training` builds (``"SEQ_CLS"``...)."""
-    fixed_options: ClassVar[frozenset[str]] = frozenset()
-    """Constructor options of a parent class that this family sets itself (``Reranker`` refuses them)."""
     reads_gguf: ClassVar[bool] = False
     """Whether the family loads a GGUF file (decoder LLMs do; GGUF holds no encoder models)."""
     card: ClassVar[ModelCard] = ModelCard("transformers", "text-ranking", ("reranker",))

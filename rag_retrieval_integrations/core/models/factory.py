@@ -70,7 +70,7 @@ def Reranker(
 
 def accepted_options(cls: type[BaseReranker]) -> set[str]:
     """The keyword options a family's constructor takes: its own and its parents' (which its
-    ``**options`` passes on), less those it sets itself (``fixed_options``)."""
+    ``**options`` passes on)."""
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -79,4 +79,4 @@ def accepted_options(cls: type[BaseReranker]) -> set[str]:
             parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
             names |= {p.name for p in parameters if p.kind in named}
     # ``loaded`` is from_model's (a model already in memory), not an option of loading from a path
-    return names - {"self", "model_name_or_path", "loaded"} - cls.fixed_options
+    return names - {"self", "model_name_or_path", "loaded"}

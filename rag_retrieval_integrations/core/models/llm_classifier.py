@@ -11,14 +11,13 @@ from ..errors import InvalidCheckpointError
 from .base import ModelCard, ModelPath
 from .checkpoint import CheckpointInfo, is_decoder_only, is_pair_classifier
 from .cross_encoder import classifier_for_training, logits_to_scores
-from .llm_inputs import PairPromptTemplate
-from .llm_yes_token import LLMReranker
+from .llm_prompted import PromptedDecoderReranker
 from .loading import load_pretrained
 from .registry import register_model_type
 
 
 @register_model_type("llm-classifier")
-class LLMClassifierReranker(LLMReranker):
+class LLMClassifierReranker(PromptedDecoderReranker):
     """A decoder LLM with a classification head on its last token: raw score = the head's logit.
 
     Reads the same ``head + passage + prompt`` input as :class:`LLMReranker` (the template
@@ -35,7 +34,6 @@ class LLMClassifierReranker(LLMReranker):
     peft_task_type = "SEQ_CLS"
     card = ModelCard("transformers", "text-ranking", ("reranker", "llm-reranker"))
     reranker_backbone = True
-    fixed_options = frozenset({"yes_token"})
 
     @classmethod
     def matches(cls, info: CheckpointInfo) -> bool:
@@ -47,18 +45,6 @@ class LLMClassifierReranker(LLMReranker):
         """A classifier reranker to train on a decoder ``base_model``: its own classification head,
         or a new 1-logit head on the last token of a causal LM."""
         return classifier_for_training(cls, base_model, **options)
-
-    def reranker_options(self) -> dict[str, Any]:
-        return {"prompt_template": self.prompt_template.to_dict()}
-
-    def __init__(
-        self,
-        model_name_or_path: ModelPath,
-        *,
-        prompt_template: PairPromptTemplate | dict[str, Any] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(model_name_or_path, prompt_template=prompt_template, yes_token="", **options)
 
     def _load_model(self) -> PreTrainedModel:
         return load_pretrained(
@@ -76,9 +62,6 @@ class LLMClassifierReranker(LLMReranker):
                 "a reranker needs 1 or 2"
             )
         model.config.pad_token_id = self.tokenizer.pad_token_id
-
-    def _scores_with_token(self) -> bool:
-        return False
 
     def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # The last position is the last real token under left padding, whatever the pad id is.

@@ -8,27 +8,16 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from ..text.pair_encoding import EncodedPairs
 from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import CheckpointInfo, checkpoint_info, has_generation_head
-from .llm_base import DecoderReranker
-from .llm_inputs import PairPromptTemplate, encode_flag_pairs, token_id
+from .llm_inputs import PairPromptTemplate, token_id
+from .llm_prompted import PromptedDecoderReranker
 from .loading import load_pretrained
 from .registry import register_model_type
 
 
-def _template(value: PairPromptTemplate | dict[str, Any] | None) -> PairPromptTemplate:
-    if value is None:
-        return PairPromptTemplate()
-    if isinstance(value, PairPromptTemplate):
-        return value
-    if isinstance(value, dict):
-        return PairPromptTemplate.from_dict(value)
-    raise TypeError(f"prompt_template must be a PairPromptTemplate, a dict or None, got {type(value).__name__}")
-
-
 @register_model_type("llm")
-class LLMReranker(DecoderReranker):
+class LLMReranker(PromptedDecoderReranker):
     """A causal LM scoring a pair by the logit of its ``Yes`` token (FlagEmbedding ``FlagLLMReranker``).
 
     Input: ``bos + "A: {query}" + "\\n" + "B: {passage}" + "\\n" + prompt``; raw score: the
@@ -66,7 +55,7 @@ class LLMReranker(DecoderReranker):
         return cls.from_model(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
 
     def reranker_options(self) -> dict[str, Any]:
-        return {"prompt_template": self.prompt_template.to_dict(), "yes_token": self.yes_token}
+        return {**super().reranker_options(), "yes_token": self.yes_token}
 
     def __init__(
         self,
@@ -76,9 +65,8 @@ class LLMReranker(DecoderReranker):
         yes_token: str = "Yes",
         **options: Any,
     ) -> None:
-        self.prompt_template = _template(prompt_template)
         self.yes_token = yes_token
-        super().__init__(model_name_or_path, **options)
+        super().__init__(model_name_or_path, prompt_template=prompt_template, **options)
 
     def _load(self, loaded: Loaded | None) -> None:
         super()._load(loaded)
@@ -100,19 +88,6 @@ class LLMReranker(DecoderReranker):
             "causal-LM head (an LLM reranker)",
             dtype=self.dtype,
             **self.hf_kwargs,
-        )
-
-    def _encode(self, queries: list[str], docs: list[str], split_long_docs: bool) -> EncodedPairs:
-        assert self.max_length is not None
-        return encode_flag_pairs(
-            self.tokenizer,
-            self.prompt_template,
-            queries,
-            docs,
-            max_length=self.max_length,
-            min_doc_share=self.min_doc_share,
-            split_long_docs=split_long_docs,
-            overlap=self.overlap,
         )
 
     def _full_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
