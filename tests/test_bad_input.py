@@ -167,8 +167,8 @@ def test_bad_options_and_text_are_typed_errors_naming_the_argument(bert_cross_en
 def test_a_score_threshold_that_is_no_finite_number_is_refused(bi_encoder, threshold):
     """A NaN threshold dropped every document without a word; the shared rerank helper and every
     index search refuse it (the framework retrievers too, at construction)."""
+    from rag_retrieval_integrations.adapter_fields import rerank
     from rag_retrieval_integrations.core import MRLIndex
-    from rag_retrieval_integrations.shared_wrapper import rerank
 
     ranker = Reranker(bi_encoder)
     with pytest.raises((TypeError, ValueError), match="score_threshold"):

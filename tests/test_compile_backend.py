@@ -69,7 +69,7 @@ def test_a_missing_cpp_compiler_is_a_clear_error_at_load(tmp_path, monkeypatch):
 
 
 def test_a_model_without_a_transformer_names_the_backend_asked_for():
-    from rag_retrieval_integrations.core.models.backend_option import first_transformer
+    from rag_retrieval_integrations.core.models.encoder_backend import first_transformer
 
     with pytest.raises(ValueError, match=r"backend='torch-compile' runs a transformer.*use backend='torch'"):
         first_transformer([torch.nn.Identity()], "static-model", "torch-compile")

@@ -123,7 +123,7 @@ LAYERS = [
     (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.llama_index", "the model layer knows no framework"),
     (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.server", "the model layer knows no transport"),
     (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.evaluation", "evaluation uses the model layer, not the reverse"),
-    (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.shared_wrapper", "the adapters' fields sit above the model layer"),
+    (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.adapter_fields", "the adapters' fields sit above the model layer"),
     (INTEGRATIONS, "rag_retrieval_train", "inference never needs the trainers"),
     (f"{INTEGRATIONS}.langchain", f"{INTEGRATIONS}.llama_index", "each framework adapter stands alone"),
     (f"{INTEGRATIONS}.llama_index", f"{INTEGRATIONS}.langchain", "each framework adapter stands alone"),

@@ -285,3 +285,26 @@ def test_llama_index_errors(embedder):
         LlamaMRLVectorStoreRetriever(plain).retrieve(QUERY)
     with pytest.raises(TypeError, match=r"nodes\[0\] must be a LlamaIndex node .* got str"):
         LlamaMRLVectorStoreRetriever(plain).add_nodes(TEXTS)
+
+
+# ---- the two frameworks behave alike ------------------------------------------------------------
+
+FRAMEWORK_RETRIEVERS = {
+    "langchain": lambda index: MRLRetriever(index=index),
+    "llama_index": lambda index: LlamaMRLRetriever(index),
+}
+FRAMEWORK_PREFIX_EMBEDDINGS = {"langchain": MRLPrefixEmbeddings, "llama_index": MRLPrefixEmbedding}
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORK_RETRIEVERS))
+def test_an_index_without_a_model_is_refused_when_the_retriever_is_built(framework):
+    """Only LlamaIndex's retriever refused it when built; LangChain's failed at the first query."""
+    with pytest.raises(ValueError, match="index has no model to encode queries with"):
+        FRAMEWORK_RETRIEVERS[framework](MRLIndex(dim=4))
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORK_PREFIX_EMBEDDINGS))
+def test_prefix_embeddings_pass_their_batch_size_to_the_model(framework, embedder):
+    """Only LangChain's prefix embeddings passed batch_size on to the encoder."""
+    embeddings = FRAMEWORK_PREFIX_EMBEDDINGS[framework](model=embedder, search_dim=SEARCH_DIM, batch_size=3)
+    assert embeddings.encoder.batch_size == 3

@@ -137,7 +137,7 @@ def test_langchain_compressor_on_onnx(onnx_rankers, torch_rankers):
     )
 
 
-def test_eval_cli_takes_the_backend_option(models, tmp_path, capsys):
+def test_eval_cli_takes_the_encoder_backend(models, tmp_path, capsys):
     import json
 
     from rag_retrieval_integrations.evaluation.cli import main
@@ -259,7 +259,7 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
         ({"backend": "onnx", "dtype": "float16"}, ValueError, r"backend='onnx' runs in float32 .*'float16'"),
     ],
 )
-def test_bad_backend_options_name_the_value(models, options, error, message):
+def test_bad_encoder_backends_name_the_value(models, options, error, message):
     with pytest.raises(error, match=message):
         Reranker(models["cross-encoder"], **options)
 

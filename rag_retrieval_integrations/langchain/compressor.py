@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
+from ..adapter_fields import RerankerWrapper
 from ..core.results import RankResult
-from ..shared_wrapper import RerankerWrapper
 from .index_documents import check_documents
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from langchain_core.embeddings import Embeddings
 from pydantic import Field
 
+from ..adapter_fields import EmbeddingWrapper, PositiveInt
 from ..core.text.inputs import check_query
-from ..shared_wrapper import EmbeddingWrapper, PositiveInt
 
 
 class RagRetrievalEmbeddings(EmbeddingWrapper, Embeddings):

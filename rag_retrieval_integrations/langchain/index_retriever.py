@@ -14,11 +14,11 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, FiniteFloat
 
+from ..adapter_fields import PositiveInt
 from ..core.indexes.base import Index
 from ..core.indexes.documents import IndexHit
 from ..core.indexes.retriever import IndexRetrieverMixin
 from ..core.text.inputs import check_query
-from ..shared_wrapper import PositiveInt
 from .index_documents import unpack_documents
 
 SCORE_KEY = "relevance_score"

@@ -22,13 +22,13 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, FiniteFloat, PrivateAttr, model_validator
 
+from ..adapter_fields import EmbeddingWrapper, PositiveInt
 from ..core.indexes.base import Index
 from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
 from ..core.indexes.mrl import MRLIndex
 from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
 from ..core.text.inputs import check_query
-from ..shared_wrapper import EmbeddingWrapper, PositiveInt
 from .index_documents import check_documents
 from .index_retriever import SCORE_KEY, IndexRetriever
 
@@ -69,6 +69,11 @@ class MRLRetriever(IndexRetriever):
     shortlist_size: PositiveInt | None = Field(
         default=None, description="The fewest candidates (None: the index's own)."
     )
+
+    @model_validator(mode="after")
+    def _index_encodes_queries(self) -> MRLRetriever:
+        self.index.check_encodes_queries()  # as LlamaIndex's MRLRetriever: refused when built, not at the first query
+        return self
 
     def _search_options(self) -> dict[str, Any]:
         return {"shortlist_factor": self.shortlist_factor, "shortlist_size": self.shortlist_size}

@@ -6,7 +6,7 @@ from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 
-from ..shared_wrapper import EmbeddingWrapper, model_name
+from ..adapter_fields import EmbeddingWrapper, model_name
 
 
 class RagRetrievalEmbedding(EmbeddingWrapper, BaseEmbedding):

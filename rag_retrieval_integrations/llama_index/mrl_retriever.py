@@ -22,6 +22,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.storage.storage_context import StorageContext
 
+from ..adapter_fields import EmbeddingWrapper, PositiveInt, model_name
 from ..core.indexes.base import Index
 from ..core.indexes.documents import IndexHit
 from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
@@ -29,7 +30,6 @@ from ..core.indexes.mrl import MRLIndex
 from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
 from ..core.text.inputs import check_positive_int, check_score_threshold
-from ..shared_wrapper import EmbeddingWrapper, PositiveInt, model_name
 from .index_nodes import check_nodes, hiding
 from .index_retriever import IndexRetriever
 
@@ -78,8 +78,8 @@ class MRLRetriever(IndexRetriever):
     def __init__(
         self, index: MRLIndex, *, shortlist_factor: int | None = None, shortlist_size: int | None = None, **kwargs: Any
     ) -> None:
-        if isinstance(index, MRLIndex) and index.encoder is None:
-            raise ValueError("index has no model to encode queries with; create or load the MRLIndex with model=")
+        if isinstance(index, MRLIndex):
+            index.check_encodes_queries()
         self.shortlist_factor = (
             None if shortlist_factor is None else check_positive_int(shortlist_factor, "shortlist_factor")
         )
@@ -112,11 +112,13 @@ class MRLPrefixEmbedding(EmbeddingWrapper, BaseEmbedding):
         model_kwargs, query_prompt, document_prompt, truncate_dim: as for ``RagRetrievalEmbedding``
             (``truncate_dim`` sets what counts as the full vector).
         embed_batch_size: texts per call (LlamaIndex's field, default 10).
+        batch_size: texts per forward pass (``None``: the model's own).
     """
 
     search_dim: PositiveInt | None = Field(
         default=None, description="Dims of the first stage (None: the checkpoint's smallest Matryoshka dim)."
     )
+    batch_size: PositiveInt | None = Field(default=None, description="Texts per forward pass (None: the model's).")
 
     _encoder: MRLEncoder = PrivateAttr()
 
@@ -124,7 +126,7 @@ class MRLPrefixEmbedding(EmbeddingWrapper, BaseEmbedding):
         super().__init__(**data)
         if "model_name" not in data:
             self.model_name = model_name(self.model)
-        self._encoder = MRLEncoder(self.embedding_model, search_dim=self.search_dim)
+        self._encoder = MRLEncoder(self.embedding_model, search_dim=self.search_dim, batch_size=self.batch_size)
         self.search_dim = self._encoder.search_dim
 
     @classmethod

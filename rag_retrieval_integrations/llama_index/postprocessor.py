@@ -12,8 +12,8 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
+from ..adapter_fields import RerankerWrapper, model_name
 from ..core.results import RankResult
-from ..shared_wrapper import RerankerWrapper, model_name
 from .index_nodes import hiding
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"

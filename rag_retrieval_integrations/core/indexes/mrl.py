@@ -177,6 +177,12 @@ class MRLIndex(Index):
         """The embedding model (``None`` for an index of given vectors)."""
         return None if self.encoder is None else self.encoder.model
 
+    def check_encodes_queries(self) -> None:
+        """A ``ValueError`` for an index of given vectors (no model): a retriever over it could not
+        encode a query. The framework retrievers call it when they are built."""
+        if self.encoder is None:
+            raise ValueError("index has no model to encode queries with; create or load the MRLIndex with model=")
+
     @property
     def nbytes(self) -> dict[str, int]:
         """Bytes held per part: ``"vectors"`` (the full vectors) and ``"faiss"`` (the shortlist index)."""

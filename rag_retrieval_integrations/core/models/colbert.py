@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from ..text.inputs import check_positive_int
-from .backend_option import first_transformer
 from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import (
     CheckpointInfo,
@@ -33,6 +32,7 @@ from .colbert_models import (
     load_colbert_model,
 )
 from .cross_encoder import DEFAULT_MAX_LENGTH
+from .encoder_backend import first_transformer
 from .loading import (
     capped_max_length,
     default_max_length,

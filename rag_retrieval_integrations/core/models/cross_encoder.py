@@ -11,7 +11,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..errors import InvalidCheckpointError
 from ..text.pair_encoding import EncodedPairs, encode_pairs, pair_window_limit
-from .backend_option import EncoderBackendMixin
 from .base import BaseReranker, Loaded, ModelCard, ModelPath
 from .checkpoint import (
     CheckpointInfo,
@@ -20,6 +19,7 @@ from .checkpoint import (
     is_decoder_only,
     is_pair_classifier,
 )
+from .encoder_backend import EncoderBackendMixin
 from .loading import capped_max_length, check_tokenizer_files, default_max_length, load_pretrained, position_limit
 from .pair_family import PairEncodingFamily
 from .registry import register_model_type

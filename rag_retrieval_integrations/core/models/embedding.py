@@ -8,7 +8,6 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InvalidCheckpointError
-from .backend_option import first_transformer
 from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import (
     METADATA_FILE,
@@ -20,6 +19,7 @@ from .checkpoint import (
     is_decoder_only,
     st_model_type,
 )
+from .encoder_backend import first_transformer
 from .loading import (
     capped_max_length,
     check_tokenizer_files,

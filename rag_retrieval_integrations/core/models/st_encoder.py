@@ -19,8 +19,8 @@ import torch
 from ..text.inputs import check_docs, check_positive_int
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
-from .backend_option import EncoderBackendMixin
 from .base import BaseReranker
+from .encoder_backend import EncoderBackendMixin
 
 
 class SentenceTransformersEncoder(EncoderBackendMixin, BaseReranker):
