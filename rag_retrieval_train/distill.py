@@ -41,7 +41,7 @@ from .eval_during_training import load_eval_set
 from .losses.reranker_specs import DISTILL_LOSSES, RERANKER_LOSSES
 from .losses.specs import choices_summary
 from .reranker import RerankerLoss, RerankerTrainConfig, RerankerTrainingRun
-from .trainer import naming_key
+from .run_context import naming_key
 
 logger = logging.getLogger(__name__)
 

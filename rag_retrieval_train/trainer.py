@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,11 +22,6 @@ from typing import Any, ClassVar
 import torch
 from transformers import TrainerCallback, set_seed
 
-from rag_retrieval_integrations.core.errors import (
-    CheckpointNotFoundError,
-    InvalidCheckpointError,
-    UnknownModelTypeError,
-)
 from rag_retrieval_integrations.core.models.checkpoint import METADATA_FILE, write_metadata
 
 from . import model_card, run_folder
@@ -41,6 +35,7 @@ from .eval_during_training import (
 )
 from .fsdp import configure_fsdp_wrap
 from .loss_curve import LOSS_CURVE_FILE, LogLastStep, plot_loss_curve
+from .run_context import naming_key, progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +290,7 @@ class TrainingRun(ABC):
         Before any model loads, the run checks ``output_dir`` is its own (see :meth:`check_output_dir`
         and :meth:`resume_checkpoint`). ``disable_progress_bar`` silences model and data loading bars too.
         """
-        with _progress_bars(not self.config.disable_progress_bar):
+        with progress_bars(not self.config.disable_progress_bar):
             return self._run()
 
     def _finish_checkpoints(self, state: Any) -> None:
@@ -362,42 +357,6 @@ class TrainingRun(ABC):
             self._finish_checkpoints(trainer.state)
         self.trainer = trainer
         return self.output_dir
-
-
-@contextmanager
-def _progress_bars(show: bool) -> Iterator[None]:
-    """Without ``show``, no progress bars from transformers (model loading) or datasets (the Arrow cache)."""
-    if show:
-        yield
-        return
-    import datasets
-    from transformers.utils import logging as transformers_logging
-
-    shown = transformers_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:  # a global switch: put it back as it was for whoever runs next in this process
-        if shown[0]:
-            transformers_logging.enable_progress_bar()
-        if shown[1]:
-            datasets.enable_progress_bars()
-
-
-@contextmanager
-def naming_key(key: str) -> Iterator[None]:
-    """Prefix a model-loading error with the config key that named the model, for a one-line CLI error."""
-    try:
-        yield
-    except (CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError) as e:
-        if len(e.args) != 1 or str(e).startswith(f"{key}: "):
-            raise
-        try:
-            named = type(e)(f"{key}: {e}")
-        except TypeError:  # a subclass with other constructor arguments: leave it as it is
-            raise e from None
-        raise named from e
 
 
 def _round(value: float | None) -> float | None:

@@ -46,7 +46,8 @@ import numpy as np
 from ..models.colbert import ColBERTReranker
 from ..models.maxsim import maxsim_packed
 from ..text.inputs import check_positive_int
-from .base import Index, Manifest, encode_in_chunks
+from .base import Index, Manifest
+from .build_encoding import encode_in_chunks
 from .documents import IndexHit
 from .faiss_ops import MIN_POINTS_PER_CENTROID, add_with_ids, import_faiss, ivf_sq8
 from .folder import MANIFEST_FILE, CorruptIndexError

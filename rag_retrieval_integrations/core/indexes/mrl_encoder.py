@@ -14,7 +14,7 @@ from ..models.base import BaseReranker
 from ..models.checkpoint import CheckpointInfo, read_checkpoint
 from ..models.embedding import EmbeddingReranker
 from ..text.inputs import check_docs, check_positive_int
-from .base import encode_in_chunks
+from .build_encoding import encode_in_chunks
 from .index_model import load_index_model
 from .mrl_vectors import check_similarity, full_vectors, prefix_vectors
 
