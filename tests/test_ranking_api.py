@@ -133,3 +133,15 @@ def test_a_pair_given_twice_is_scored_once_and_gets_the_same_score(request, monk
     assert scores[0] == scores[2]
     ranked = ranker.rank("what is a panda?", docs)
     assert [r.index for r in ranked if r.text == docs[0]] == [0, 2]
+
+
+def test_per_call_options_follow_the_score_method_in_use(decoder_llm, monkeypatch):
+    """The accepted per-call options were cached per class: once a test spied on a class's _score
+    (a *args wrapper), the class refused its real options after the spy was gone."""
+    ranker = Reranker(decoder_llm)
+    real = type(ranker)._score
+    with monkeypatch.context() as m:
+        m.setattr(type(ranker), "_score", lambda self, queries, docs, batch_size: real(self, queries, docs, batch_size))
+        with pytest.raises(TypeError, match="cutoff_layers"):
+            ranker.compute_score([("q", "d")], cutoff_layers=[1])
+    assert len(ranker.compute_score([("q", "d")], cutoff_layers=[1])) == 1

@@ -208,3 +208,20 @@ def test_a_request_whose_client_left_is_not_scored_to_its_end(bert_cross_encoder
         waited = time.perf_counter() - started
     assert small.status_code == 200 and waited < 1.5, waited
     assert slow.pairs_scored < 100
+
+
+def test_a_model_scoring_several_layers_per_pair_gets_the_ranking_error(decoder_llm):
+    """score_pairs gives one column per cutoff layer; the batcher must say so as rank does, not
+    build a ranking from a 2-D array."""
+    model = Reranker(decoder_llm, model_type="llm-layerwise", cutoff_layers=[1, 2])
+
+    async def run():
+        batcher = MicroBatcher(model, batch_wait_ms=0, max_batch_pairs=10, max_queue=4, metrics=ServerMetrics())
+        batcher.start()
+        try:
+            return await batcher.rank("q", ["a", "b"], normalize=False, top_n=None)
+        finally:
+            await batcher.stop()
+
+    with pytest.raises(ValueError, match="ranking needs one score per document"):
+        asyncio.run(run())

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.models.ranker import Ranker, rank_from_raw
+from ..core.models.ranker import Ranker, one_score_per_pair, rank_from_raw
 from ..core.results import RankedResults
 from .metrics import ServerMetrics
 
@@ -219,7 +219,8 @@ class MicroBatcher:
     def _rank_batch(self, batch: list[_RankJob]) -> list[RankedResults]:
         if len(batch) == 1 and len(batch[0].docs) > self.max_batch_pairs:
             return [self._rank_in_slices(batch[0])]
-        raw = self.model.score_pairs([j.query for j in batch for _ in j.docs], [d for j in batch for d in j.docs])
+        queries, docs = [j.query for j in batch for _ in j.docs], [d for j in batch for d in j.docs]
+        raw = one_score_per_pair(self.model.score_pairs(queries, docs))  # a model set to several layers: its error
         bounds = np.cumsum([0] + [len(j.docs) for j in batch])
         return [
             rank_from_raw(j.query, j.docs, raw[bounds[i] : bounds[i + 1]], j.normalize, j.top_n)
@@ -235,7 +236,7 @@ class MicroBatcher:
             if job.abandoned.is_set():
                 raise _Abandoned
             part = job.docs[start : start + self.max_batch_pairs]
-            raw[start : start + len(part)] = self.model.score_pairs([job.query] * len(part), part)
+            raw[start : start + len(part)] = one_score_per_pair(self.model.score_pairs([job.query] * len(part), part))
         return rank_from_raw(job.query, job.docs, raw, job.normalize, job.top_n)
 
 

@@ -221,7 +221,7 @@ class ColBERTReranker(SentenceTransformersEncoder):
     def _document_prompt(self) -> str:
         return self.model.prompts.get("document") or ""  # the document marker
 
-    def _as_output(self, encoded: Any, n_texts: int) -> list[np.ndarray]:
+    def _as_output(self, encoded: Any) -> list[np.ndarray]:
         return [] if encoded is None else [v.float().cpu().numpy() for v in encoded]
 
     def _pair_scores(self, queries: Any, docs: Any, query_rows: np.ndarray, doc_rows: np.ndarray) -> Any:

@@ -180,7 +180,7 @@ class EmbeddingReranker(SentenceTransformersEncoder):
     def _encode_options(self, is_query: bool) -> dict[str, Any]:
         return {"prompt": self.query_prompt if is_query else self.document_prompt, "convert_to_tensor": True}
 
-    def _as_output(self, encoded: Any, n_texts: int) -> np.ndarray:
+    def _as_output(self, encoded: Any) -> np.ndarray:
         if encoded is None:
             return np.zeros((0, self.model.get_embedding_dimension() or 0), dtype=np.float32)
         return encoded.float().cpu().numpy()

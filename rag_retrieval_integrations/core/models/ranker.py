@@ -13,7 +13,7 @@ import asyncio
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
@@ -38,11 +38,17 @@ def rank_from_raw(
     return RankedResults.from_scores(query, docs, sigmoid(raw) if normalize else raw).top_k(top_k)
 
 
+def call_options(ranker: Ranker) -> frozenset[str]:
+    """The per-call options a ranker takes: the keyword parameters of its ``_score``."""
+    score = ranker._score
+    return _score_options(getattr(score, "__func__", score))
+
+
 @functools.cache
-def call_options(ranker_class: type[Ranker]) -> frozenset[str]:
-    """The per-call options a ranker class takes: the keyword parameters of its ``_score`` (read once
-    per class, not on every call)."""
-    return frozenset(inspect.signature(ranker_class._score).parameters) - {"self", "queries", "docs", "batch_size"}
+def _score_options(score: Callable[..., Any]) -> frozenset[str]:
+    # keyed by the function itself, not the class: read once per function, never stale when a
+    # ``_score`` is replaced (a subclass, a wrapper, a test's spy)
+    return frozenset(inspect.signature(score).parameters) - {"self", "queries", "docs", "batch_size"}
 
 
 class Ranker(ABC):
@@ -111,9 +117,9 @@ class Ranker(ABC):
 
     def _batch_size(self, batch_size: int | None, options: dict[str, Any]) -> int:
         """The call's batch size, after checking its per-call options (input is checked before any work)."""
-        unknown = sorted(set(options) - call_options(type(self)))
+        unknown = sorted(set(options) - call_options(self))
         if unknown:
-            accepted = call_options(type(self)) | {"normalize", "batch_size", "top_k"}
+            accepted = call_options(self) | {"normalize", "batch_size", "top_k"}
             raise TypeError(
                 f"{type(self).__name__} got unexpected per-call option(s): {unknown_options(unknown, set(accepted))}"
             )
@@ -168,7 +174,7 @@ class Ranker(ABC):
     ) -> RankedResults:
         """Rank ``docs`` for ``query``, best first; each result keeps its original index."""
         query, docs = check_query(query), check_docs(docs)
-        raw = _one_per_pair(self._raw([query] * len(docs), docs, batch_size, options))
+        raw = one_score_per_pair(self._raw([query] * len(docs), docs, batch_size, options))
         return rank_from_raw(query, docs, raw, normalize, top_k)
 
     def rank_many(
@@ -184,7 +190,7 @@ class Ranker(ABC):
         """Rank several queries' documents in one batched pass over all pairs."""
         queries, doc_lists = _query_lists(queries, docs_per_query)
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
-        raw = _one_per_pair(self._raw(flat_queries, [x for d in doc_lists for x in d], batch_size, options))
+        raw = one_score_per_pair(self._raw(flat_queries, [x for d in doc_lists for x in d], batch_size, options))
         return _split_rankings(queries, doc_lists, raw, normalize, top_k)
 
     # ---- the same, awaitable -------------------------------------------------------------------
@@ -213,7 +219,7 @@ class Ranker(ABC):
     ) -> RankedResults:
         """:meth:`rank`, awaitable."""
         query, docs = check_query(query), check_docs(docs)
-        raw = _one_per_pair(await self._araw([query] * len(docs), docs, batch_size, options))
+        raw = one_score_per_pair(await self._araw([query] * len(docs), docs, batch_size, options))
         return rank_from_raw(query, docs, raw, normalize, top_k)
 
     async def arank_many(
@@ -230,7 +236,7 @@ class Ranker(ABC):
         queries, doc_lists = _query_lists(queries, docs_per_query)
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
         raw = await self._araw(flat_queries, [x for d in doc_lists for x in d], batch_size, options)
-        return _split_rankings(queries, doc_lists, _one_per_pair(raw), normalize, top_k)
+        return _split_rankings(queries, doc_lists, one_score_per_pair(raw), normalize, top_k)
 
 
 def _aligned(queries: Any, docs: Any) -> tuple[list[str], list[str]]:
@@ -273,7 +279,7 @@ def _as_lists(raw: np.ndarray, normalize: bool) -> list[float] | list[list[float
     return scores.T.tolist() if scores.ndim == 2 else scores.tolist()
 
 
-def _one_per_pair(scores: np.ndarray) -> np.ndarray:
+def one_score_per_pair(scores: np.ndarray) -> np.ndarray:
     """One score per pair, for ranking."""
     if scores.ndim != 1:
         raise ValueError(

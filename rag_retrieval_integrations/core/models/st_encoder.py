@@ -42,8 +42,9 @@ class SentenceTransformersEncoder(EncoderBackendMixin, BaseReranker):
         """Extra keyword arguments of ``encode_query``/``encode_document`` (a prompt, the output type)."""
         return {}
 
-    def _as_output(self, encoded: Any, n_texts: int) -> Any:
-        """The encodings of :meth:`encode_queries`/:meth:`encode_documents` (NumPy, on the CPU)."""
+    def _as_output(self, encoded: Any) -> Any:
+        """The encodings of :meth:`encode_queries`/:meth:`encode_documents` (NumPy, on the CPU);
+        ``encoded`` is ``None`` for no texts."""
         raise NotImplementedError
 
     def _pair_scores(self, queries: Any, docs: Any, query_rows: np.ndarray, doc_rows: np.ndarray) -> Any:
@@ -65,9 +66,9 @@ class SentenceTransformersEncoder(EncoderBackendMixin, BaseReranker):
     def _encode_texts(self, texts: list[str], is_query: bool, batch_size: int | None) -> Any:
         batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
         if not texts:
-            return self._as_output(None, 0)
+            return self._as_output(None)
         with self._lock:
-            return self._as_output(self._encode(texts, is_query, batch_size), len(texts))
+            return self._as_output(self._encode(texts, is_query, batch_size))
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], is_query: bool, batch_size: int, count_truncation: bool = True) -> Any:
