@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, fie
 from .core.models.embedding import EmbeddingReranker
 from .core.models.factory import Reranker
 from .core.models.ranker import Ranker
+from .core.options import check_score_threshold
 from .core.results import RankedResults, RankResult
-from .core.text.inputs import check_score_threshold
 
 ModelSpec = str | Path | Ranker
 """What the wrappers' ``model`` field takes: a local folder, a hub id, or a loaded model."""

@@ -4,6 +4,7 @@ them consistent, and a missing or corrupted folder is a clear error."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -178,6 +179,17 @@ def test_loading_with_a_model_of_another_dim_fails(built, tmp_path):
     built.save(tmp_path / "index")
     with pytest.raises(ValueError, match="8-dim token vectors but the index .* holds 16-dim"):
         ColBERTIndex.load(tmp_path / "index", other)
+
+
+def test_loading_with_a_model_that_encodes_differently_warns(colbert, built, tmp_path, caplog):
+    built.save(tmp_path / "index")
+    longer = Reranker(colbert.model_name_or_path, query_length=colbert.query_length + 8)
+    with caplog.at_level(logging.WARNING, logger="rag_retrieval_integrations"):
+        ColBERTIndex.load(tmp_path / "index", colbert)
+    assert "encodes differently" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="rag_retrieval_integrations"):
+        ColBERTIndex.load(tmp_path / "index", longer)
+    assert f"query_length: index {colbert.query_length}, model {colbert.query_length + 8}" in caplog.text
 
 
 def test_real_squad_paragraphs_agree_with_exhaustive_search(colbert, shared_data):

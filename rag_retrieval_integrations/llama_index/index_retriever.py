@@ -16,7 +16,7 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from ..core.indexes.base import Index
 from ..core.indexes.documents import IndexHit
 from ..core.indexes.retriever import IndexRetrieverMixin
-from ..core.text.inputs import check_positive_int, check_score_threshold
+from ..core.options import check_positive_int, check_score_threshold
 from .index_nodes import check_nodes, index_entries, node_with_score
 
 _R = TypeVar("_R", bound="IndexRetriever")

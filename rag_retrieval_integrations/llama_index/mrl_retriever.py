@@ -29,7 +29,7 @@ from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_emb
 from ..core.indexes.mrl import MRLIndex
 from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
-from ..core.text.inputs import check_positive_int, check_score_threshold
+from ..core.options import check_positive_int, check_score_threshold
 from .index_nodes import check_nodes, hiding
 from .index_retriever import IndexRetriever
 

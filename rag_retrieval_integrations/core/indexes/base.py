@@ -20,7 +20,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..models.base import BaseReranker
-from ..text.inputs import check_docs, check_positive_int, check_query, check_score_threshold
+from ..options import check_positive_int, check_score_threshold
+from ..text.inputs import check_docs, check_query
 from .documents import (
     DOCUMENTS_FILE,
     IndexHit,

@@ -19,11 +19,8 @@ vectors; then the IVF index is trained on the vectors stored by then and used fr
 ``"ivf"`` builds it as soon as k-means has enough vectors (39 per cluster), ``"none"`` never does.
 ``search(..., exhaustive=True)`` always scores every document exactly.
 
-**Storage per token** (``dim`` = 128 by default): the token vectors in float16 for exact
-scoring, ``2 * dim`` bytes (256 B), plus, once the IVF index exists, FAISS's 8-bit code of the
-vector and its id, ``dim + 8`` bytes (136 B): ``3 * dim + 8`` = 392 bytes per token on disk, and 8
-more in memory for the token-to-document map. Texts, metadata and one offset per document come
-on top. A 180-token passage takes about 70 KB; a million such passages about 70 GB.
+**Storage**: ``3 * dim + 8`` bytes per token (float16 vectors for exact scoring, FAISS's 8-bit
+code and id once the IVF index exists), 392 B at ``dim`` 128: see docs/colbert.md.
 
 The folder written by :meth:`ColBERTIndex.save` (the template of :class:`~.base.Index`) holds ``manifest.json`` (format, model settings,
 counts, and the size and SHA-256 of every other file), ``token_vectors.npy`` (float16,
@@ -34,7 +31,6 @@ counts, and the size and SHA-256 of every other file), ``token_vectors.npy`` (fl
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -45,15 +41,14 @@ import numpy as np
 
 from ..models.colbert import ColBERTReranker
 from ..models.maxsim import maxsim_packed
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from .base import Index, Manifest
 from .build_encoding import encode_in_chunks
+from .colbert_search import best_k, candidate_slots
 from .documents import IndexHit
 from .faiss_ops import MIN_POINTS_PER_CENTROID, add_with_ids, import_faiss, ivf_sq8
 from .folder import MANIFEST_FILE, CorruptIndexError
-from .index_model import load_index_model
-
-logger = logging.getLogger(__name__)
+from .index_model import load_index_model, warn_on_setting_changes
 
 FaissKind = Literal["auto", "ivf", "none"]
 FAISS_KINDS: tuple[str, ...] = ("auto", "ivf", "none")
@@ -61,6 +56,9 @@ FAISS_KINDS: tuple[str, ...] = ("auto", "ivf", "none")
 VECTORS_FILE = "token_vectors.npy"
 OFFSETS_FILE = "doc_offsets.npy"
 FAISS_FILE = "faiss.index"
+
+COLBERT_SETTINGS = ("query_length", "query_expansion", "document_length", "query_mean", "prompts")
+"""The model settings that change a ColBERT model's vectors: a difference from the index's is warned of."""
 
 IVF_FROM_TOKENS = 100_000
 """``faiss_index="auto"`` builds the IVF index once the index holds this many token vectors."""
@@ -306,34 +304,22 @@ class ColBERTIndex(Index):
         rows = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
         return self._vectors[rows], offsets
 
-    @staticmethod
-    def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(-scores, kind="stable")[:k]
-        return rows[order], scores[order]
-
     def _exhaustive(self, query_vectors: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         # Every stored row in place (deleted documents' rows too, until compaction), then the live slots.
         offsets = np.asarray(self._slot_start + [len(self._vectors)], dtype=np.int64)
         scores = maxsim_packed(query_vectors, self._vectors, offsets, query_mean=self.model.query_mean)
         rows = np.arange(len(self))
-        return [self._best(rows, row[self._row_slot], k) for row in scores]
+        return [best_k(rows, row[self._row_slot], k) for row in scores]
 
     def _search_candidates(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self._faiss.nprobe = min(self.nprobe, self._faiss.nlist)
         sims, rows = self._faiss.search(np.ascontiguousarray(query, dtype=np.float32), self.token_k)
-        found = rows >= 0
-        if not found.any():
+        candidates = candidate_slots(sims, rows, self._token_slot, self.max_candidates)
+        if not len(candidates):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        slots, which = np.unique(self._token_slot[rows[found]], return_inverse=True)
-        # A query token's best similarity to a document none of whose tokens it found is at most the
-        # worst one it found (exactly so for a search of every token; about so for IVF): estimate with it.
-        floor = np.where(found.any(axis=1), np.where(found, sims, np.inf).min(axis=1), 0.0)
-        estimate = np.repeat(floor[:, None], len(slots), axis=1)
-        np.maximum.at(estimate, (np.nonzero(found)[0], which), sims[found])
-        candidates = slots[np.argsort(-estimate.sum(axis=0), kind="stable")[: self.max_candidates]]
         tokens, offsets = self._packed(candidates)
         scores = maxsim_packed([query], tokens, offsets, query_mean=self.model.query_mean)[0]
-        return self._best(self._slot_row[candidates], scores, k)
+        return best_k(self._slot_row[candidates], scores, k)
 
     # ---- persistence hooks ----------------------------------------------------------------
 
@@ -380,7 +366,7 @@ class ColBERTIndex(Index):
                 f"the model gives {index.dim}-dim token vectors but the index at {str(folder)!r} holds "
                 f"{manifest['dim']}-dim ones (built with {manifest['model'].get('model')!r}); load it with that model"
             )
-        _warn_on_setting_changes(index.model, manifest["model"], folder)
+        warn_on_setting_changes(index.model.settings(), manifest["model"], folder, COLBERT_SETTINGS)
         return index
 
     def _read_vectors(self, folder: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -415,20 +401,4 @@ class ColBERTIndex(Index):
         return (
             f"ColBERTIndex(model={self.model.model_name_or_path!r}, documents={len(self)}, "
             f"tokens={self.num_tokens}, faiss_index={self.faiss_index!r}, ivf_built={self.uses_faiss})"
-        )
-
-
-def _warn_on_setting_changes(model: ColBERTReranker, saved: dict[str, Any], folder: Path) -> None:
-    current = model.settings()
-    changed = [
-        f"{key}: index {saved.get(key)!r}, model {current[key]!r}"
-        for key in ("query_length", "query_expansion", "document_length", "query_mean", "prompts")
-        if key in saved and saved[key] != current[key]
-    ]
-    if changed:
-        logger.warning(
-            "the model encodes differently from the one that built the index at %s (%s): scores of new and old "
-            "documents may not compare",
-            folder,
-            "; ".join(changed),
         )

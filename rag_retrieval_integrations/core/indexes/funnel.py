@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from .mrl_encoder import MRLEncoder
 from .mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..models.base import BaseReranker
+
+logger = logging.getLogger(__name__)
 
 _Family = TypeVar("_Family", bound=BaseReranker)
 
@@ -30,3 +34,22 @@ def load_index_model(model: Any, model_kwargs: Mapping[str, Any] | None, family:
     loaded = Reranker(model, family.model_type, **dict(model_kwargs or {}))
     assert isinstance(loaded, family)
     return loaded
+
+
+def warn_on_setting_changes(
+    current: Mapping[str, Any], saved: Mapping[str, Any], folder: Path, keys: Sequence[str]
+) -> None:
+    """Warn when the loading model's settings (``current``) differ from those the index at
+    ``folder`` recorded (``saved``) in any of ``keys``: its new vectors may not compare with the old."""
+    changed = [
+        f"{key}: index {saved.get(key)!r}, model {current[key]!r}"
+        for key in keys
+        if key in saved and saved[key] != current[key]
+    ]
+    if changed:
+        logger.warning(
+            "the model encodes differently from the one that built the index at %s (%s): scores of new and old "
+            "documents may not compare",
+            folder,
+            "; ".join(changed),
+        )

@@ -27,11 +27,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..models.embedding import EmbeddingReranker
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from .base import Index, Manifest
 from .documents import IndexHit
-from .faiss_ops import best_of_subset, import_faiss, search_params, serialized_bytes, shortlist_index
-from .mrl_encoder import ModelLike, MRLEncoder, check_search_dim
+from .faiss_ops import import_faiss, search_params, serialized_bytes, shortlist_index
+from .mrl_encoder import ModelLike, MRLEncoder, check_model_fits, check_search_dim
 from .mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,
     VECTOR_DTYPES,
@@ -41,6 +41,7 @@ from .mrl_vectors import (
     check_similarity,
     full_vectors,
     prefix_vectors,
+    rescore_shortlist,
     shortlist_width,
 )
 
@@ -48,8 +49,6 @@ IndexType = Literal["flat", "hnsw", "ivf"]
 INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "ivf")
 VECTORS_FILE = "vectors.npy"
 FAISS_FILE = "faiss.index"
-
-_RESCORE_BLOCK_FLOATS = 1 << 22  # float16 candidate vectors converted at once while re-scoring (16 MB of float32)
 
 
 class MRLIndex(Index):
@@ -320,33 +319,10 @@ class MRLIndex(Index):
             _, shortlist = self._faiss.search(
                 prefix_vectors(queries, self.search_dim, self.similarity), width, params=params
             )
-            self._rescore(queries, shortlist, scores, rows)
+            rescore_shortlist(self._vectors[: len(self)], queries, shortlist, scores, rows)
         scores[rows < 0] = -np.inf
         rows[~np.isfinite(scores)] = -1
         return scores, rows
-
-    def _rescore(self, queries: np.ndarray, shortlist: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> None:
-        """Fill ``scores`` and ``rows`` with the best of each query's ``shortlist`` (rows; ``-1`` ends one)
-        by the inner product of the full vectors. Unfilled places keep row ``-1``.
-
-        float32 vectors are scored where they lie (memory-mapped too); float16 ones are converted a
-        block of queries' candidates at a time.
-        """
-        vectors = self._vectors
-        if vectors.dtype == np.float32 and vectors.flags.c_contiguous:
-            best_of_subset(queries, vectors[: len(self)], shortlist, scores, rows)
-            return
-        width = shortlist.shape[1]
-        block = max(1, _RESCORE_BLOCK_FLOATS // (width * self.dim))
-        for start in range(0, len(queries), block):
-            stop = min(start + block, len(queries))
-            cand = shortlist[start:stop]
-            found = cand >= 0
-            gathered = vectors[np.where(found, cand, 0)].astype(np.float32).reshape(-1, self.dim)
-            local = np.where(found, np.arange(cand.size).reshape(cand.shape), -1)
-            best_of_subset(queries[start:stop], gathered, local, scores[start:stop], rows[start:stop])
-            best = rows[start:stop]
-            best[:] = np.where(best >= 0, cand.reshape(-1)[best], -1)
 
     # ---- persistence hooks --------------------------------------------------------------------
 
@@ -395,7 +371,7 @@ class MRLIndex(Index):
         }
         if model is None:
             return cls(None, dim=manifest["dim"], similarity=manifest["similarity"], **common)
-        _check_model_fits(model, manifest, folder)
+        check_model_fits(model, manifest, folder)
         return cls(model, **common)
 
     def _read_vectors(self, folder: Path, manifest: dict[str, Any], mmap: bool = False) -> tuple[np.ndarray, Any]:
@@ -427,20 +403,4 @@ class MRLIndex(Index):
             f"MRLIndex(model={model!r}, documents={len(self)}, dim={self.dim}, search_dim={self.search_dim}, "
             f"index_type={self.index_type!r}, shortlist_factor={self.shortlist_factor}, "
             f"shortlist_size={self.shortlist_size})"
-        )
-
-
-def _check_model_fits(model: EmbeddingReranker, manifest: dict[str, Any], folder: Path) -> None:
-    """A model loading an index must give vectors of the index's dimension and similarity."""
-    dim, similarity = model.embedding_dim, model.similarity
-    built_with = (manifest["model"] or {}).get("model")
-    if dim != manifest["dim"]:
-        raise ValueError(
-            f"model {model.model_name_or_path!r} gives {dim}-dim vectors but the index at {str(folder)!r} holds "
-            f"{manifest['dim']}-dim ones (built with {built_with!r}); load it with a model of that dimension"
-        )
-    if similarity != manifest["similarity"]:
-        raise ValueError(
-            f"model {model.model_name_or_path!r} scores by {similarity!r} but the index at {str(folder)!r} holds "
-            f"vectors for {manifest['similarity']!r} (built with {built_with!r})"
         )

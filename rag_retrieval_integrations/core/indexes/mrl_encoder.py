@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -13,7 +14,8 @@ import numpy as np
 from ..models.base import BaseReranker
 from ..models.checkpoint import CheckpointInfo, read_checkpoint
 from ..models.embedding import EmbeddingReranker
-from ..text.inputs import check_docs, check_positive_int
+from ..options import check_positive_int
+from ..text.inputs import check_docs
 from .build_encoding import encode_in_chunks
 from .index_model import load_index_model
 from .mrl_vectors import check_similarity, full_vectors, prefix_vectors
@@ -148,3 +150,19 @@ class MRLEncoder:
 
     def __repr__(self) -> str:
         return f"MRLEncoder({self.model.model_name_or_path!r}, dim={self.dim}, search_dim={self.search_dim})"
+
+
+def check_model_fits(model: EmbeddingReranker, manifest: dict[str, Any], folder: Path) -> None:
+    """A model loading an index must give vectors of the index's dimension and similarity."""
+    dim, similarity = model.embedding_dim, model.similarity
+    built_with = (manifest["model"] or {}).get("model")
+    if dim != manifest["dim"]:
+        raise ValueError(
+            f"model {model.model_name_or_path!r} gives {dim}-dim vectors but the index at {str(folder)!r} holds "
+            f"{manifest['dim']}-dim ones (built with {built_with!r}); load it with a model of that dimension"
+        )
+    if similarity != manifest["similarity"]:
+        raise ValueError(
+            f"model {model.model_name_or_path!r} scores by {similarity!r} but the index at {str(folder)!r} holds "
+            f"vectors for {manifest['similarity']!r} (built with {built_with!r})"
+        )

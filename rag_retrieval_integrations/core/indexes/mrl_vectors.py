@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
+from .faiss_ops import best_of_subset
 
 Similarity = Literal["cosine", "dot"]
 VectorDtype = Literal["float32", "float16"]
@@ -138,3 +139,32 @@ def rescore_stored(
         return []
     order, scores = rescore(query, np.stack(vectors), k)
     return [(int(i), float(s)) for i, s in zip(order, scores) if score_threshold is None or s >= score_threshold]
+
+
+_RESCORE_BLOCK_FLOATS = 1 << 22  # float16 candidate vectors converted at once while re-scoring (16 MB of float32)
+
+
+def rescore_shortlist(
+    vectors: np.ndarray, queries: np.ndarray, shortlist: np.ndarray, scores: np.ndarray, rows: np.ndarray
+) -> None:
+    """Fill ``scores`` and ``rows`` with the best of each query's ``shortlist`` (rows of ``vectors``;
+    ``-1`` ends one) by the inner product of the full vectors. Unfilled places keep row ``-1``.
+
+    float32 vectors are scored where they lie (memory-mapped too); float16 ones are converted a
+    block of queries' candidates at a time.
+    """
+    if vectors.dtype == np.float32 and vectors.flags.c_contiguous:
+        best_of_subset(queries, vectors, shortlist, scores, rows)
+        return
+    dim = vectors.shape[1]
+    width = shortlist.shape[1]
+    block = max(1, _RESCORE_BLOCK_FLOATS // (width * dim))
+    for start in range(0, len(queries), block):
+        stop = min(start + block, len(queries))
+        cand = shortlist[start:stop]
+        found = cand >= 0
+        gathered = vectors[np.where(found, cand, 0)].astype(np.float32).reshape(-1, dim)
+        local = np.where(found, np.arange(cand.size).reshape(cand.shape), -1)
+        best_of_subset(queries[start:stop], gathered, local, scores[start:stop], rows[start:stop])
+        best = rows[start:stop]
+        best[:] = np.where(best >= 0, cand.reshape(-1)[best], -1)

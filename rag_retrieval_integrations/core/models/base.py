@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..device import resolve_device, resolve_dtype
 from ..errors import InvalidCheckpointError
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from ..text.pair_encoding import EncodedPairs
 from ..text.truncation import TruncationStats, warn_if_noticeable
 from .checkpoint import CheckpointInfo, read_checkpoint

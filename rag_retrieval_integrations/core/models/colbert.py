@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import (
     CheckpointInfo,

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import InvalidCheckpointError
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from .base import ModelPath
 from .checkpoint import (
     BGE_M3_COLBERT_FILE,

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..errors import UnknownModelTypeError
-from ..text.inputs import unknown_options
+from ..options import unknown_options
 from .base import BaseReranker
 from .checkpoint import read_checkpoint
 from .registry import detect_model_type, get_model_class

@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..options import check_positive_int, unknown_options
 from ..results import RankedResults
-from ..text.inputs import check_docs, check_pairs, check_positive_int, check_query, unknown_options
+from ..text.inputs import check_docs, check_pairs, check_query
 
 DEFAULT_BATCH_SIZE = 32
 

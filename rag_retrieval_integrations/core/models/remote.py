@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..text.inputs import check_positive_int
+from ..options import check_positive_int
 from ..text.truncation import TruncationStats
 from .ranker import Ranker
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..text.inputs import check_docs, check_positive_int
+from ..options import check_positive_int
+from ..text.inputs import check_docs
 from ..text.long_text import clip_for_truncation
 from ..text.text_windows import document_windows, score_pairs_by_windows, text_truncation, text_window_limit
 from .base import BaseReranker

@@ -6,8 +6,6 @@ document in a list of thousands.
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,30 +57,3 @@ def check_pairs(pairs: Any) -> tuple[list[str], list[str]]:
         queries.append(check_query(pair[0], f"pairs[{i}][0]"))
         docs.append(check_query(pair[1], f"pairs[{i}][1]"))
     return queries, docs
-
-
-def check_score_threshold(value: Any, name: str = "score_threshold") -> float | None:
-    """``None`` or a finite number: a NaN threshold compares false with every score and drops
-    everything without a word, an infinite one keeps all or nothing."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number or None, got {value!r}")
-    return float(value)
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def unknown_options(unknown: list[str], accepted: set[str]) -> str:
-    """``'max_lenght' (did you mean 'max_length'?)``, for each unknown name, and what is accepted."""
-    named = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
-        named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
-    return f"{', '.join(named)}; it accepts {sorted(accepted) or 'none'}"
