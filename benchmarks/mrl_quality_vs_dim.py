@@ -165,9 +165,9 @@ def trained_models(data: SquadRetrieval, args: argparse.Namespace) -> dict[str, 
 
 def encode(model_path: str, data: SquadRetrieval, questions: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
     """Full-size query and paragraph vectors (the model's max_length, 256 tokens for all three)."""
-    from rag_retrieval_integrations.core import EmbeddingReranker
+    from rag_retrieval_integrations.core import EmbeddingModel
 
-    model = EmbeddingReranker(model_path, device="cpu", batch_size=64)
+    model = EmbeddingModel(model_path, device="cpu", batch_size=64)
     docs = model.encode_documents(data.paragraphs)
     queries = model.encode_queries([data.questions[q] for q in questions])
     return queries, docs, model

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, field_serializer
 
-from .core.models.embedding import EmbeddingReranker
+from .core.models.embedding import EmbeddingModel
 from .core.models.factory import Reranker
 from .core.models.ranker import Ranker
 from .core.options import check_score_threshold
@@ -71,7 +71,7 @@ def load_reranker(
 
 def load_embedding_model(
     model: ModelSpec, model_kwargs: Mapping[str, Any] | None = None, **embedding_options: Any
-) -> EmbeddingReranker:
+) -> EmbeddingModel:
     """A loaded embedding model for the embeddings wrappers' ``model`` field.
 
     ``embedding_options`` (``truncate_dim``, ``query_prompt``, ``document_prompt``) left at
@@ -79,7 +79,7 @@ def load_embedding_model(
     """
     options = {k: v for k, v in embedding_options.items() if v is not None}
     if isinstance(model, Ranker):
-        if not isinstance(model, EmbeddingReranker):
+        if not isinstance(model, EmbeddingModel):
             raise TypeError(
                 f"model must be an embedding model (model_type='embedding'), "
                 f"got a {model.model_type!r} model: {model!r}"
@@ -93,7 +93,7 @@ def load_embedding_model(
                 )
         return model
     loaded = load_reranker(model, "embedding", {**dict(model_kwargs or {}), **options})
-    assert isinstance(loaded, EmbeddingReranker)
+    assert isinstance(loaded, EmbeddingModel)
     return loaded
 
 
@@ -131,16 +131,14 @@ async def arerank(
     return _above(await model.arank(query, texts, top_k=top_n, **options), threshold)
 
 
-def embed(
-    model: EmbeddingReranker, texts: Sequence[str], *, is_query: bool, batch_size: int | None = None
-) -> np.ndarray:
+def embed(model: EmbeddingModel, texts: Sequence[str], *, is_query: bool, batch_size: int | None = None) -> np.ndarray:
     """``encode_queries``/``encode_documents`` of ``model``."""
     encode = model.encode_queries if is_query else model.encode_documents
     return encode(texts, batch_size=batch_size)
 
 
 async def aembed(
-    model: EmbeddingReranker, texts: Sequence[str], *, is_query: bool, batch_size: int | None = None
+    model: EmbeddingModel, texts: Sequence[str], *, is_query: bool, batch_size: int | None = None
 ) -> np.ndarray:
     """:func:`embed` in a worker thread."""
     return await asyncio.to_thread(embed, model, texts, is_query=is_query, batch_size=batch_size)
@@ -214,7 +212,7 @@ class EmbeddingWrapper(_ModelField):
         default=None, description="Keep the first truncate_dim dimensions (Matryoshka models); None: all."
     )
 
-    _model: EmbeddingReranker = PrivateAttr()
+    _model: EmbeddingModel = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -227,7 +225,7 @@ class EmbeddingWrapper(_ModelField):
         )
 
     @property
-    def embedding_model(self) -> EmbeddingReranker:
+    def embedding_model(self) -> EmbeddingModel:
         """The loaded model, to share it with other wrappers."""
         return self._model
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-from rag_retrieval_integrations.core import EmbeddingReranker
+from rag_retrieval_integrations.core import EmbeddingModel
 
 from .config import ConfigError, TrainConfig, key, require
 from .eval_during_training import EvaluatingTrainer
@@ -81,10 +81,10 @@ class EmbeddingTrainConfig(LoRAOptions, TrainConfig):
             raise ConfigError("distill_weights takes three weights: cosine, similarity matrix, margin")
 
 
-def build_embedding_model(config: EmbeddingTrainConfig) -> EmbeddingReranker:
+def build_embedding_model(config: EmbeddingTrainConfig) -> EmbeddingModel:
     """The embedding family to train (its ``.model``, a ``SentenceTransformer``), from
-    :meth:`EmbeddingReranker.for_training`, with LoRA layers when the config asks for them."""
-    family = EmbeddingReranker.for_training(
+    :meth:`EmbeddingModel.for_training`, with LoRA layers when the config asks for them."""
+    family = EmbeddingModel.for_training(
         config.model_name_or_path,
         max_length=config.max_length,
         pooling=config.pooling,
@@ -102,7 +102,7 @@ class EmbeddingTrainingRun(TrainingRun):
     name: ClassVar[str] = "embedding"
     config: EmbeddingTrainConfig
 
-    def build_family(self) -> EmbeddingReranker:
+    def build_family(self) -> EmbeddingModel:
         return build_embedding_model(self.config)
 
     def build_train_dataset(self, model: torch.nn.Module) -> Any:

@@ -105,7 +105,7 @@ def _build_index(model: Any, batch_size: int | None, show_progress_bar: bool | N
     """An exact index over ``model``: ``MRLIndex`` (flat, full dims) or ``ColBERTIndex`` (exhaustive)."""
     from rag_retrieval_integrations.core import ColBERTIndex, MRLIndex
     from rag_retrieval_integrations.core.models.colbert import ColBERTReranker
-    from rag_retrieval_integrations.core.models.embedding import EmbeddingReranker
+    from rag_retrieval_integrations.core.models.embedding import EmbeddingModel
 
     if not isinstance(model, BaseReranker):
         if not isinstance(model, (str, os.PathLike)):
@@ -116,7 +116,7 @@ def _build_index(model: Any, batch_size: int | None, show_progress_bar: bool | N
     options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
     if isinstance(model, ColBERTReranker):
         return ColBERTIndex(model, faiss_index="none", **options)
-    if isinstance(model, EmbeddingReranker):
+    if isinstance(model, EmbeddingModel):
         return MRLIndex(model, search_dim=model.embedding_dim, index_type="flat", **options)
     raise TypeError(
         f"mining retrieves with an embedding, MRL or ColBERT model; got a {model.model_type!r} model "

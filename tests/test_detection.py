@@ -10,7 +10,7 @@ import pytest
 from rag_retrieval_integrations import InvalidCheckpointError, Reranker, UnknownModelTypeError
 from rag_retrieval_integrations.core import (
     CrossEncoderReranker,
-    EmbeddingReranker,
+    EmbeddingModel,
     detect_model_type,
     read_checkpoint,
     write_metadata,
@@ -25,7 +25,7 @@ def test_sequence_classification_checkpoints_are_cross_encoders(bert_cross_encod
 
 def test_sentence_transformers_folder_is_an_embedding_model(bi_encoder):
     assert detect_model_type(read_checkpoint(bi_encoder)) == "embedding"
-    assert isinstance(Reranker(bi_encoder), EmbeddingReranker)
+    assert isinstance(Reranker(bi_encoder), EmbeddingModel)
 
 
 def test_cross_encoder_saved_by_sentence_transformers(bert_cross_encoder, tmp_path):

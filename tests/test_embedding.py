@@ -32,6 +32,14 @@ def test_cosine_scores_equal_sentence_transformers(bi_encoder):
     np.testing.assert_allclose(ours, reference(bi_encoder, queries, docs), atol=1e-5)
 
 
+def test_the_family_is_the_embedding_model_under_both_names(bi_encoder):
+    from rag_retrieval_integrations import EmbeddingModel, EmbeddingReranker
+
+    model = Reranker(bi_encoder)
+    assert isinstance(model, EmbeddingModel) and EmbeddingReranker is EmbeddingModel  # the old name still imports
+    assert repr(model).startswith("EmbeddingModel(")
+
+
 def test_truncate_dim_equals_sentence_transformers(bi_encoder):
     ranker = Reranker(bi_encoder, truncate_dim=8)
     ours = ranker.compute_score([(QUERIES[0], d) for d in DOCS])

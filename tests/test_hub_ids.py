@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rag_retrieval_integrations import CheckpointNotFoundError, Reranker
-from rag_retrieval_integrations.core import CrossEncoderReranker, EmbeddingReranker
+from rag_retrieval_integrations.core import CrossEncoderReranker, EmbeddingModel
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -41,7 +41,7 @@ def test_hub_id_loads_and_detects_like_a_folder(hub_cache, bert_cross_encoder, b
         from_hub.compute_score(pairs), Reranker(bert_cross_encoder, max_length=64).compute_score(pairs), atol=1e-6
     )
     embedder = Reranker("rag-test/tiny-bi")
-    assert isinstance(embedder, EmbeddingReranker)
+    assert isinstance(embedder, EmbeddingModel)
     np.testing.assert_allclose(embedder.compute_score(pairs), Reranker(bi_encoder).compute_score(pairs), atol=1e-6)
 
 

@@ -23,7 +23,7 @@ from llama_index.core.schema import MetadataMode, QueryBundle, TextNode
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import MRLIndex
-from rag_retrieval_integrations.core.models.embedding import EmbeddingReranker
+from rag_retrieval_integrations.core.models.embedding import EmbeddingModel
 from rag_retrieval_integrations.langchain import (
     MRLPrefixEmbeddings,
     MRLRetriever,
@@ -78,13 +78,13 @@ class CountingEncoder:
 
     def __init__(self, monkeypatch):
         self.count = 0
-        original = EmbeddingReranker.encode_documents
+        original = EmbeddingModel.encode_documents
 
         def encode_documents(model, docs, **kwargs):
             self.count += len(docs)
             return original(model, docs, **kwargs)
 
-        monkeypatch.setattr(EmbeddingReranker, "encode_documents", encode_documents)
+        monkeypatch.setattr(EmbeddingModel, "encode_documents", encode_documents)
 
 
 # ---- LangChain ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rag_retrieval_integrations import Reranker
-from rag_retrieval_integrations.core import EmbeddingReranker
+from rag_retrieval_integrations.core import EmbeddingModel
 
 EXCERPT = Path(__file__).resolve().parents[1] / "examples" / "data" / "squad_excerpt.json"
 
@@ -30,18 +30,18 @@ def paragraphs() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def minilm(minilm_path: Path) -> EmbeddingReranker:
+def minilm(minilm_path: Path) -> EmbeddingModel:
     ranker = Reranker(minilm_path, device="cpu")  # model_type=None: detected from the checkpoint
-    assert isinstance(ranker, EmbeddingReranker)
+    assert isinstance(ranker, EmbeddingModel)
     return ranker
 
 
-def test_detected_as_embedding(minilm: EmbeddingReranker) -> None:
+def test_detected_as_embedding(minilm: EmbeddingModel) -> None:
     assert minilm.model_type == "embedding"
     assert minilm.max_length == 256  # the checkpoint's own max_seq_length
 
 
-def test_scores_equal_sentence_transformers_cosine(minilm: EmbeddingReranker, minilm_path: Path, paragraphs) -> None:
+def test_scores_equal_sentence_transformers_cosine(minilm: EmbeddingModel, minilm_path: Path, paragraphs) -> None:
     from sentence_transformers import SentenceTransformer
 
     # three questions from three articles, each with its own paragraph and another article's
@@ -60,7 +60,7 @@ def test_scores_equal_sentence_transformers_cosine(minilm: EmbeddingReranker, mi
     assert all(scores[0::2] > scores[1::2])  # sanity: the question's own paragraph wins each time
 
 
-def test_gold_paragraph_ranked_first(minilm: EmbeddingReranker, paragraphs) -> None:
+def test_gold_paragraph_ranked_first(minilm: EmbeddingModel, paragraphs) -> None:
     docs = [p["context"] for p in paragraphs]
     questions = [(q["question"], i) for i, p in enumerate(paragraphs) for q in p["questions"]]
     assert len(questions) == 271

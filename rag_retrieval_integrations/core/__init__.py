@@ -15,7 +15,7 @@ from .models.base import BaseReranker
 from .models.checkpoint import METADATA_FILE, CheckpointInfo, read_checkpoint, write_metadata
 from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_model
 from .models.cross_encoder import CrossEncoderReranker
-from .models.embedding import EmbeddingReranker
+from .models.embedding import EmbeddingModel, EmbeddingReranker
 from .models.factory import Reranker
 from .models.llm_base import DecoderReranker
 from .models.llm_classifier import LLMClassifierReranker
@@ -44,6 +44,7 @@ __all__ = [
     "PairPromptTemplate",
     "Ranker",
     "ZeroShotLLMReranker",
+    "EmbeddingModel",
     "EmbeddingReranker",
     "Index",
     "IndexHit",

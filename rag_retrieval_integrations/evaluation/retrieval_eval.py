@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from rag_retrieval_integrations.core import (
     BaseReranker,
     ColBERTIndex,
-    EmbeddingReranker,
+    EmbeddingModel,
     Index,
     IndexHit,
     MRLIndex,
@@ -132,7 +132,7 @@ def build_index(
         index = INDEX_CLASSES[retriever](model, model_kwargs=model_options or None, **index_options)
     else:
         encoder = model if loaded else Reranker(model, "embedding", **model_options)
-        if not isinstance(encoder, EmbeddingReranker):
+        if not isinstance(encoder, EmbeddingModel):
             raise TypeError(f"the embedding retriever needs an embedding model, got a {encoder.model_type!r} model")
         # all dims, k deep: the exact top k
         index = MRLIndex(encoder, search_dim=encoder.embedding_dim, shortlist_factor=1, **index_options)

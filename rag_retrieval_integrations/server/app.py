@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ..core.indexes.mrl_vectors import prefix_vectors
-from ..core.models.embedding import EmbeddingReranker
+from ..core.models.embedding import EmbeddingModel
 from ..core.models.ranker import Ranker
 from ..core.results import RankedResults
 from ..core.text.inputs import check_docs, check_query
@@ -241,7 +241,7 @@ class _Endpoints:
 
         async def handle() -> EmbeddingsResponse:
             model = self.model
-            if not isinstance(model, EmbeddingReranker):
+            if not isinstance(model, EmbeddingModel):
                 raise APIError(
                     404,
                     "endpoint_not_supported",
@@ -285,7 +285,7 @@ class _Endpoints:
             "model_type": self.model.model_type,
             "queued": self.batcher.queued,
             "endpoints": ["/v1/rerank", "/v2/rerank", "/rerank"]
-            + (["/v1/embeddings"] if isinstance(self.model, EmbeddingReranker) else []),
+            + (["/v1/embeddings"] if isinstance(self.model, EmbeddingModel) else []),
         }
 
     async def prometheus(self) -> Response:
@@ -316,7 +316,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _embed(model: EmbeddingReranker, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:
+def _embed(model: EmbeddingModel, texts: list[str], is_query: bool) -> tuple[np.ndarray, int]:
     """Vectors as ranking encodes them, and the tokens the model read (capped at ``max_length``)."""
     encode = model.encode_queries if is_query else model.encode_documents
     vectors = encode(texts)

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ..models.embedding import EmbeddingReranker
+from ..models.embedding import EmbeddingModel
 from ..options import check_positive_int
 from .base import Index, Manifest
 from .documents import IndexHit
@@ -101,7 +101,7 @@ class MRLIndex(Index):
         {"shortlist_factor", "shortlist_size", "hnsw_ef_search", "nprobe", "batch_size", "show_progress_bar"}
     )
     read_options: ClassVar[frozenset[str]] = frozenset({"mmap"})
-    family: ClassVar[type[EmbeddingReranker]] = EmbeddingReranker
+    family: ClassVar[type[EmbeddingModel]] = EmbeddingModel
     model_noun: ClassVar[str] = "embedding model"
     saved_model_options: ClassVar[Mapping[str, str]] = {
         "max_length": "max_length",
@@ -172,7 +172,7 @@ class MRLIndex(Index):
         self._faiss: Any = None
 
     @property
-    def model(self) -> EmbeddingReranker | None:  # type: ignore[override]
+    def model(self) -> EmbeddingModel | None:  # type: ignore[override]
         """The embedding model (``None`` for an index of given vectors)."""
         return None if self.encoder is None else self.encoder.model
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..models.base import BaseReranker
 from ..models.checkpoint import CheckpointInfo, read_checkpoint
-from ..models.embedding import EmbeddingReranker
+from ..models.embedding import EmbeddingModel
 from ..options import check_positive_int
 from ..text.inputs import check_docs
 from .build_encoding import encode_in_chunks
@@ -22,14 +22,14 @@ from .mrl_vectors import check_similarity, full_vectors, prefix_vectors
 
 logger = logging.getLogger(__name__)
 
-ModelLike = Union[EmbeddingReranker, str, "os.PathLike[str]"]
+ModelLike = Union[EmbeddingModel, str, "os.PathLike[str]"]
 
 
-def load_embedding_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None = None) -> EmbeddingReranker:
-    return load_index_model(model, model_kwargs, EmbeddingReranker, "embedding model")
+def load_embedding_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None = None) -> EmbeddingModel:
+    return load_index_model(model, model_kwargs, EmbeddingModel, "embedding model")
 
 
-def trained_matryoshka_dims(model: EmbeddingReranker | CheckpointInfo | str | os.PathLike[str]) -> list[int]:
+def trained_matryoshka_dims(model: EmbeddingModel | CheckpointInfo | str | os.PathLike[str]) -> list[int]:
     """The Matryoshka dims a checkpoint was trained with, ascending (``[]`` if it records none).
 
     Read from our metadata file (``rag_retrieval.json``, key ``"matryoshka_dims"``, written by
@@ -152,7 +152,7 @@ class MRLEncoder:
         return f"MRLEncoder({self.model.model_name_or_path!r}, dim={self.dim}, search_dim={self.search_dim})"
 
 
-def check_model_fits(model: EmbeddingReranker, manifest: dict[str, Any], folder: Path) -> None:
+def check_model_fits(model: EmbeddingModel, manifest: dict[str, Any], folder: Path) -> None:
     """A model loading an index must give vectors of the index's dimension and similarity."""
     dim, similarity = model.embedding_dim, model.similarity
     built_with = (manifest["model"] or {}).get("model")

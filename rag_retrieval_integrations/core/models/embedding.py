@@ -33,8 +33,9 @@ from .st_encoder import SentenceTransformersEncoder
 
 
 @register_model_type("embedding")
-class EmbeddingReranker(SentenceTransformersEncoder):
-    """Ranks with a bi-encoder: query and documents embedded apart, scored by similarity.
+class EmbeddingModel(SentenceTransformersEncoder):
+    """An embedding model (a bi-encoder): encodes queries and documents apart (what indexes, the
+    server's ``/v1/embeddings`` and the framework embeddings use) and ranks by their similarity.
 
     Loads any sentence-transformers checkpoint (or, with ``model_type="embedding"``, a bare
     transformers encoder, which sentence-transformers mean-pools). The score is the model's
@@ -73,7 +74,7 @@ class EmbeddingReranker(SentenceTransformersEncoder):
         query_prompt: str = "",
         document_prompt: str = "",
         **options: Any,
-    ) -> EmbeddingReranker:
+    ) -> EmbeddingModel:
         """A bi-encoder to train on ``base_model``: a sentence-transformers checkpoint as it is, or
         (any other checkpoint, or any ``pooling`` given) its transformer + ``pooling`` + ``Normalize``.
 
@@ -245,3 +246,7 @@ def _append_eos(tokenizer: Any) -> None:
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.eos_token_id)]
     )
+
+
+EmbeddingReranker = EmbeddingModel
+"""The name this family had before it was named for what it is (kept: same class)."""
