@@ -73,7 +73,7 @@ def load_squad(path: Path = SQUAD) -> SquadRetrieval:
 
 # ---- IR metrics (one relevant document per query) ------------------------------------------
 # No IR-metrics library (ir_measures, pytrec_eval, ranx) is installed in this environment;
-# these two are small enough to check by hand (tests/test_mrl_index.py does).
+# these two are small enough to check by hand (tests/core/indexes/test_mrl_index.py does).
 
 
 def recall_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = K) -> float:

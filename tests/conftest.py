@@ -1,7 +1,7 @@
 """Session-wide fixtures: tiny offline checkpoints, built once per test run.
 
 Nothing is downloaded: each fixture trains a tokenizer on the spot and saves a randomly
-initialised tiny model (see ``tiny_checkpoints.py``), which the tests load from disk through
+initialised tiny model (see ``kit/checkpoints.py``), which the tests load from disk through
 the same code a user's ``Reranker("./my-model")`` goes through.
 """
 
@@ -15,54 +15,53 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import tiny_checkpoints as kit
-from real_models import smollm2_gguf
+from kit import checkpoints
+from kit.paths import SHARED_DATA
+from kit.real_models import smollm2_gguf
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-pytest_plugins = ["locked_run"]  # a skip is a failure under make test (see locked_run.py)
+pytest_plugins = ["kit.locked_run"]  # a skip is a failure under make test (see kit/locked_run.py)
 
 
 @pytest.fixture(scope="session")
 def bert_cross_encoder(tmp_path_factory) -> Path:
     """1-logit BERT cross-encoder (ms-marco MiniLM layout)."""
-    return kit.build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-ce-1logit")
+    return checkpoints.build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-ce-1logit")
 
 
 @pytest.fixture(scope="session")
 def bert_cross_encoder_2logit(tmp_path_factory) -> Path:
     """2-logit BERT cross-encoder (binary classifier layout)."""
-    return kit.build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-ce-2logit", num_labels=2)
+    return checkpoints.build_bert_cross_encoder(tmp_path_factory.mktemp("models") / "bert-ce-2logit", num_labels=2)
 
 
 @pytest.fixture(scope="session")
 def xlmr_cross_encoder(tmp_path_factory) -> Path:
     """1-logit XLM-RoBERTa cross-encoder (bge-reranker layout)."""
-    return kit.build_xlmr_cross_encoder(tmp_path_factory.mktemp("models") / "xlmr-ce")
+    return checkpoints.build_xlmr_cross_encoder(tmp_path_factory.mktemp("models") / "xlmr-ce")
 
 
 @pytest.fixture(scope="session")
 def bi_encoder(tmp_path_factory) -> Path:
     """sentence-transformers bi-encoder: BERT + mean pooling + Normalize."""
-    return kit.build_bi_encoder(tmp_path_factory.mktemp("models") / "bi-encoder")
+    return checkpoints.build_bi_encoder(tmp_path_factory.mktemp("models") / "bi-encoder")
 
 
 @pytest.fixture(scope="session")
 def decoder_llm(tmp_path_factory) -> Path:
     """Qwen2-style causal LM with a byte-level BPE tokenizer and a chat template."""
-    return kit.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-llm")
+    return checkpoints.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-llm")
 
 
 @pytest.fixture(scope="session")
 def decoder_llm_with_bos(tmp_path_factory) -> Path:
     """Qwen2-style causal LM whose tokenizer has a bos token (Gemma-style inputs)."""
-    return kit.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-llm-bos", with_bos=True, seed=1)
+    return checkpoints.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-llm-bos", with_bos=True, seed=1)
 
 
 @pytest.fixture(scope="session")
 def decoder_classifier(tmp_path_factory) -> Path:
     """Qwen2ForSequenceClassification, 1 logit, tokenizer without a pad token."""
-    return kit.build_decoder_classifier(tmp_path_factory.mktemp("models") / "qwen2-classifier")
+    return checkpoints.build_decoder_classifier(tmp_path_factory.mktemp("models") / "qwen2-classifier")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ Every block runs with ``HF_HUB_OFFLINE=1``. A block written right after the line
 **Hub ids.** Nothing can be downloaded here, but the docs show the hub ids a user would type
 ("BAAI/bge-reranker-base"). Before a block runs, every string literal of the form ``"owner/name"``
 is looked up in :data:`HUB_IDS` and replaced by the folder of a tiny offline checkpoint of the
-same family (the conftest fixtures, built by ``tiny_checkpoints.py``/``tiny_colbert.py``) or by the
+same family (the conftest fixtures, built by ``kit/checkpoints.py``/``kit/colbert.py``) or by the
 bundled all-MiniLM-L6-v2; the block then goes through the real loading and detection code. A
 block that uses an ``owner/name`` literal missing from the table fails, so the docs cannot cite
 a model that nothing here stands in for. Local folders in the docs are therefore always written
@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tiny_checkpoints as kit
-import tiny_colbert
 import torch
+from kit import checkpoints
+from kit import colbert as tiny_colbert
+from kit.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 STANDALONE = {ROOT / "README.md"}
 GPU_MARKER = "<!-- needs a GPU -->"
@@ -66,16 +67,20 @@ HUB_ID = re.compile(
 
 @pytest.fixture(scope="session")
 def decoder_llm_24_layers(tmp_path_factory) -> Path:
-    return kit.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-24-layers", num_layers=24, hidden=32)
+    return checkpoints.build_decoder_llm(
+        tmp_path_factory.mktemp("models") / "qwen2-24-layers", num_layers=24, hidden=32
+    )
 
 
 @pytest.fixture(scope="session")
 def layerwise_40_layers(tmp_path_factory) -> Path:
     # build_native_layerwise makes 3 layers; the snippet asks for minicpm-layerwise's layer 28 (of 40)
-    original = kit._tiny_qwen2_config
+    original = checkpoints._tiny_qwen2_config
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kit, "_tiny_qwen2_config", lambda tokenizer, num_layers=2, **kw: original(tokenizer, 40, **kw))
-        return kit.build_native_layerwise(tmp_path_factory.mktemp("models") / "layerwise-40")
+        mp.setattr(
+            checkpoints, "_tiny_qwen2_config", lambda tokenizer, num_layers=2, **kw: original(tokenizer, 40, **kw)
+        )
+        return checkpoints.build_native_layerwise(tmp_path_factory.mktemp("models") / "layerwise-40")
 
 
 @pytest.fixture(scope="session")

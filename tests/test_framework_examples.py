@@ -6,11 +6,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from kit.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SOURCE_LINE = re.compile(r"^  [\u2713 ] ([123])\. (-?\d+\.\d{3})  ")
 
 

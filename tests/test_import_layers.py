@@ -11,8 +11,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from kit.paths import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PACKAGES = ("rag_retrieval_integrations", "rag_retrieval_train")
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from kit.paths import REPO
 
 pytest_plugins = ["pytester"]
 
 SUITE = """
 import pytest
-from peers import import_peer
+from kit.peers import import_peer
 
 def test_needs_a_missing_module():
     pytest.importorskip("no_such_module_for_rag_retrieval")
@@ -28,11 +29,11 @@ def run(pytester, monkeypatch, **env):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    tests = str(Path(__file__).parent)  # where peers.py and locked_run.py live
+    tests = str(REPO / "tests")  # where the kit package lives
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
     pytester.makepyfile(test_suite=SUITE)
     # a fresh process: peers.py reads the environment when it is imported
-    return pytester.runpytest_subprocess("-p", "locked_run", "-rs", "-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("-p", "kit.locked_run", "-rs", "-p", "no:cacheprovider")
 
 
 def test_locked_run_fails_every_skip_but_hardware_ones(pytester, monkeypatch):

@@ -16,8 +16,9 @@ class ColBERTRetriever(IndexRetriever):
     exact MaxSim score, the score ``Reranker(..., model_type="colbert")`` gives. Returns
     ``NodeWithScore`` objects, best first: the indexed node itself (stored with LlamaIndex's
     ``node_to_metadata_dict``: its class, metadata, exclusions and relationships come back) with
-    the MaxSim score in ``score``. A node is indexed on its text
-    (``node.get_content(metadata_mode=MetadataMode.NONE)``).
+    the MaxSim score in ``score``. A node is indexed on its ``MetadataMode.EMBED`` content (its
+    text with the metadata not excluded from embedding), as ``VectorStoreIndex`` embeds it and
+    ``RagRetrievalRerank`` scores it.
 
     Build one with ``from_nodes(nodes, model, ...)``: the model is a path, hub id or loaded
     ``Reranker(..., model_type="colbert")``; ``model_kwargs`` go to ``Reranker(...)`` when it is a path,

@@ -1,8 +1,9 @@
 """LlamaIndex nodes into and out of our persistent indexes (``ColBERTIndex``, ``MRLIndex``).
 
-A node is stored whole, through LlamaIndex's own ``node_to_metadata_dict`` (its class,
-metadata, exclusions and relationships), next to its plain text; a search hit is turned back
-into that node with ``metadata_dict_to_node``.
+A node is encoded on its ``MetadataMode.EMBED`` content, as LlamaIndex's ``VectorStoreIndex``
+embeds it and as ``RagRetrievalRerank`` scores it, and stored whole, through LlamaIndex's own
+``node_to_metadata_dict`` (its class, metadata, exclusions and relationships), next to its plain
+text; a search hit is turned back into that node with ``metadata_dict_to_node``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ def check_nodes(nodes: Sequence[BaseNode]) -> list[BaseNode]:
     return list(nodes)
 
 
+def embed_texts(nodes: Sequence[BaseNode]) -> list[str]:
+    """What a node is encoded on: its ``MetadataMode.EMBED`` content (its text, with the metadata
+    not excluded from embedding), as ``VectorStoreIndex`` does."""
+    return [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+
+
 def index_entries(nodes: Sequence[BaseNode]) -> dict[str, Any]:
-    """``add`` arguments for ``nodes``: their plain text, ``node_id`` and stored node dict."""
+    """``add_vectors`` arguments for ``nodes`` but the vectors: their plain text (what a hit
+    returns), ``node_id`` and stored node dict."""
     nodes = check_nodes(nodes)
     return {
         "texts": [n.get_content(metadata_mode=MetadataMode.NONE) for n in nodes],

@@ -17,7 +17,7 @@ from ..core.indexes.base import Index
 from ..core.indexes.documents import IndexHit
 from ..core.indexes.retriever import IndexRetrieverMixin
 from ..core.options import check_positive_int, check_score_threshold
-from .index_nodes import check_nodes, index_entries, node_with_score
+from .index_nodes import check_nodes, embed_texts, index_entries, node_with_score
 
 _R = TypeVar("_R", bound="IndexRetriever")
 
@@ -56,10 +56,6 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
         """The index's own search options (``exhaustive``, ``shortlist_factor``...) from the retriever's settings."""
         return {}
 
-    def _vectors(self, nodes: list[BaseNode]) -> Any:
-        """The vectors to index ``nodes`` with; ``None``: the index encodes their plain text."""
-        return None
-
     def _search(self, query_bundle: QueryBundle) -> list[IndexHit]:
         return self.index.search(
             query_bundle.query_str,
@@ -86,10 +82,10 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
     def add_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Encode and index nodes under their ``node_id`` (a node whose id is indexed replaces it); returns the ids."""
         nodes = check_nodes(nodes)
+        if not nodes:
+            return []
         entries = index_entries(nodes)
-        vectors = self._vectors(nodes) if nodes else None
-        if vectors is None:
-            return self.index.add(entries["texts"], ids=entries["ids"], metadatas=entries["metadatas"])
+        vectors = self.index.encode_documents(embed_texts(nodes))
         return self.index.add_vectors(entries["texts"], vectors, ids=entries["ids"], metadatas=entries["metadatas"])
 
     async def aadd_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:

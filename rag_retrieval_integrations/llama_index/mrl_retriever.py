@@ -19,7 +19,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.core.storage.storage_context import StorageContext
 
 from ..adapter_fields import EmbeddingWrapper, PositiveInt, model_name
@@ -30,18 +30,13 @@ from ..core.indexes.mrl import MRLIndex
 from ..core.indexes.mrl_encoder import ModelLike, MRLEncoder
 from ..core.indexes.mrl_vectors import DEFAULT_SHORTLIST_FACTOR, VectorDtype
 from ..core.options import check_positive_int, check_score_threshold
-from .index_nodes import check_nodes, hiding
+from .index_nodes import check_nodes, embed_texts, hiding
 from .index_retriever import IndexRetriever
 
 
 def _query_texts(query_bundle: QueryBundle) -> list[str]:
     """What a query is embedded from: ``embedding_strs`` (the query, or e.g. HyDE's texts; averaged), as LlamaIndex does."""
     return list(query_bundle.embedding_strs) or [query_bundle.query_str]
-
-
-def _embed_texts(nodes: Sequence[BaseNode]) -> list[str]:
-    """What a node is embedded on: its ``MetadataMode.EMBED`` content, as ``VectorStoreIndex`` does."""
-    return [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
 
 
 class MRLRetriever(IndexRetriever):
@@ -88,9 +83,6 @@ class MRLRetriever(IndexRetriever):
 
     def _search_options(self) -> dict[str, Any]:
         return {"shortlist_factor": self.shortlist_factor, "shortlist_size": self.shortlist_size}
-
-    def _vectors(self, nodes: list[BaseNode]) -> np.ndarray:
-        return self.index.encode_documents(_embed_texts(nodes))
 
     def _search(self, query_bundle: QueryBundle) -> list[IndexHit]:
         assert self.index.encoder is not None
@@ -258,7 +250,7 @@ class MRLVectorStoreRetriever(BaseRetriever):
         if not nodes:
             return []
         key = self.funnel.vector_key
-        metadatas, prefixes = self.funnel.encode_documents(_embed_texts(nodes), [n.metadata for n in nodes])
+        metadatas, prefixes = self.funnel.encode_documents(embed_texts(nodes), [n.metadata for n in nodes])
         copies = [
             node.model_copy(
                 update={

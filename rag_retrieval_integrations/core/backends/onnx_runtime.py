@@ -68,7 +68,7 @@ def int8_reduce_range(flags: set[str] | None = None) -> bool:
     and large activations (a BERT's outlier channels) come out clipped. 7-bit weights keep every
     sum in range, at the cost of half the weight resolution. On a tiny cross-encoder with outlier
     channels the largest score error of smoothed int8 fell from 2.4e-2 to 1.2e-4 on an AVX2 CPU
-    (``tests/test_onnx_smoothing.py``); onnxruntime's quantization guide gives the same advice.
+    (``tests/core/backends/test_onnx_smoothing.py``); onnxruntime's quantization guide gives the same advice.
     """
     return has_int8_dot_product(flags) is not True
 
