@@ -12,13 +12,17 @@ from .core import (
     EmbeddingModel,
     EmbeddingReranker,
     InvalidCheckpointError,
+    PromptFormat,
     RankedResults,
     Ranker,
     RankResult,
     Reranker,
     UnknownModelTypeError,
+    UnknownPromptFormatError,
     available_model_types,
+    available_prompt_formats,
     register_model_type,
+    register_prompt_format,
 )
 from .core.models.gguf import convert_gguf
 from .core.models.remote import RemoteReranker, RemoteRerankerError
@@ -39,6 +43,10 @@ __all__ = [
     "RemoteRerankerError",
     "Reranker",
     "UnknownModelTypeError",
+    "UnknownPromptFormatError",
+    "PromptFormat",
+    "available_prompt_formats",
+    "register_prompt_format",
     "__version__",
     "available_model_types",
     "convert_gguf",

@@ -27,6 +27,7 @@ from rag_retrieval_integrations.core.models.checkpoint import (
 )
 from rag_retrieval_integrations.core.models.factory import accepted_options
 from rag_retrieval_integrations.core.models.llm_inputs import PairPromptTemplate
+from rag_retrieval_integrations.core.models.prompt_formats import get_prompt_format
 from rag_retrieval_integrations.core.models.registry import get_model_class, reranker_backbones
 
 from .config import ConfigError, TrainConfig, key, require
@@ -67,10 +68,16 @@ class RerankerTrainConfig(LoRAOptions, TrainConfig):
     max_label: float | None = key(None, "labels are divided by this (null: the largest label in the data)")
     pos_weight: float = key(1.0, "bce: weight of the positive term")
     label_weight: float = key(0.5, "distill_kl_ce: weight of the label term, in [0, 1] (the teacher's is 1 minus it)")
-    prompt_template: dict[str, Any] = key(
-        doc="LLM backbones: PairPromptTemplate fields (saved with the model)", factory=dict
+    prompt_format: str | None = key(
+        None,
+        "LLM backbones: the prompt format trained in and saved with the model, by name (available_prompt_formats(): "
+        "bge-reranker-v2-gemma, qwen3-reranker, ...); null: the base model's saved format, else bge-reranker-v2-gemma",
     )
-    yes_token: str = key("Yes", "llm backbone: the token whose logit is the score")
+    prompt_template: dict[str, Any] = key(
+        doc="LLM backbones: PairPromptTemplate fields instead of a named format (saved with the model)", factory=dict
+    )
+    instruction: str | None = key(None, "LLM backbones: the task line of a format with one (qwen3-reranker's)")
+    yes_token: str | None = key(None, "llm backbone: replaces the format's answer token (null: the format's)")
 
     def validate(self) -> None:
         super().validate()
@@ -87,6 +94,15 @@ class RerankerTrainConfig(LoRAOptions, TrainConfig):
             PairPromptTemplate.from_dict(self.prompt_template)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"prompt_template: {e}") from None
+        if self.prompt_format is not None and self.prompt_template:
+            raise ConfigError("give prompt_format or prompt_template, not both")
+        if self.prompt_format is not None:
+            try:
+                fmt = get_prompt_format(self.prompt_format)
+                if self.instruction is not None:
+                    fmt.with_instruction(self.instruction)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"prompt_format: {e}") from None
 
 
 def resolve_backbone(config: RerankerTrainConfig, info: CheckpointInfo) -> str:
@@ -101,7 +117,12 @@ def build_reranker(config: RerankerTrainConfig) -> BaseReranker:
     builds its scoring head; see each family), with LoRA layers when the config asks for them."""
     info = read_checkpoint(config.model_name_or_path)
     family = get_model_class(resolve_backbone(config, info))
-    wanted = {"prompt_template": config.prompt_template or None, "yes_token": config.yes_token}
+    wanted = {
+        "prompt_format": config.prompt_format,
+        "prompt_template": config.prompt_template or None,
+        "instruction": config.instruction,
+        "yes_token": config.yes_token,
+    }
     options = {name: value for name, value in wanted.items() if name in accepted_options(family)}
     scorer = family.for_training(info, max_length=config.max_length, **options)
     # The LoRA layers go into scorer.model in place (and, for SEQ_CLS, the new head is made

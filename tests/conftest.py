@@ -85,3 +85,23 @@ def smollm2(tmp_path_factory) -> Path:
     from rag_retrieval_integrations import convert_gguf
 
     return convert_gguf(smollm2_gguf(), tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def qwen3_reranker(tmp_path_factory) -> Path:
+    """A tiny ``Qwen3ForCausalLM`` laid out as Qwen3-Reranker (no metadata of ours)."""
+    return checkpoints.build_qwen3_reranker(tmp_path_factory.mktemp("models") / "qwen3-reranker")
+
+
+@pytest.fixture(scope="session")
+def plain_decoder_llm(tmp_path_factory) -> Path:
+    """``decoder_llm`` without our metadata: a causal LM from the hub, whose prompt format nothing says."""
+    return checkpoints.build_decoder_llm(tmp_path_factory.mktemp("models") / "qwen2-plain", prompt_format=None)
+
+
+@pytest.fixture(scope="session")
+def plain_decoder_classifier(tmp_path_factory) -> Path:
+    """``decoder_classifier`` without our metadata."""
+    return checkpoints.build_decoder_classifier(
+        tmp_path_factory.mktemp("models") / "qwen2-cls-plain", prompt_format=None
+    )

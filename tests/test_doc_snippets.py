@@ -54,7 +54,8 @@ HUB_IDS: dict[str, str] = {
     "BAAI/bge-reranker-v2-gemma": "decoder_llm_with_bos",
     "Qwen/Qwen2.5-0.5B": "decoder_llm_24_layers",  # Qwen2.5-0.5B has 24 layers: cutoff_layers up to 24
     "Qwen/Qwen2.5-1.5B-Instruct": "decoder_llm",  # has a chat template, for llm-zero-shot
-    "BAAI/bge-reranker-v2-minicpm-layerwise": "layerwise_40_layers",  # remote code, one head per layer
+    "BAAI/bge-reranker-v2-minicpm-layerwise": "layerwise_40_layers",
+    "Qwen/Qwen3-Reranker-0.6B": "qwen3_reranker",  # a tiny Qwen3 causal LM with yes/no tokens  # remote code, one head per layer
     # ColBERT: a sentence-transformers MultiVectorEncoder folder
     "colbert-ir/colbertv2.0": "tiny_colbert_model",
 }

@@ -4,7 +4,7 @@ Integrations (LangChain, LlamaIndex) and trainers use this layer; they never re-
 tokenization, scoring or pooling.
 """
 
-from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError
+from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError, UnknownPromptFormatError
 from .indexes.base import Index
 from .indexes.colbert import ColBERTIndex
 from .indexes.documents import IndexHit
@@ -22,6 +22,13 @@ from .models.llm_classifier import LLMClassifierReranker
 from .models.llm_inputs import PairPromptTemplate
 from .models.llm_yes_token import LayerwiseLLMReranker, LLMReranker
 from .models.llm_zero_shot import ZeroShotLLMReranker
+from .models.prompt_formats import (
+    PromptFormat,
+    TextPromptTemplate,
+    available_prompt_formats,
+    get_prompt_format,
+    register_prompt_format,
+)
 from .models.ranker import Ranker
 from .models.registry import available_model_types, detect_model_type, register_model_type
 from .results import RankedResults, RankResult
@@ -54,6 +61,12 @@ __all__ = [
     "RankedResults",
     "Reranker",
     "UnknownModelTypeError",
+    "UnknownPromptFormatError",
+    "PromptFormat",
+    "TextPromptTemplate",
+    "available_prompt_formats",
+    "get_prompt_format",
+    "register_prompt_format",
     "available_model_types",
     "build_colbert_model",
     "detect_model_type",

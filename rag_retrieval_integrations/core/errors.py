@@ -16,6 +16,11 @@ class InvalidCheckpointError(ValueError):
     """The folder exists but is not a checkpoint of a kind this toolkit can load."""
 
 
+class UnknownPromptFormatError(InvalidCheckpointError):
+    """A decoder LLM reranker whose prompt format neither the caller nor its files give: scoring it
+    in a guessed format would give near-random scores, so it is not loaded."""
+
+
 class UnknownModelTypeError(ValueError):
     """``model_type`` names no registered model family."""
 

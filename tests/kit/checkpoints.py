@@ -258,6 +258,14 @@ def _tiny_qwen2_config(tokenizer, num_layers: int = 2, hidden: int = 32, tie_wor
     )
 
 
+def _say_format(path: Path, model_type: str, prompt_format: str | None) -> None:
+    """Our metadata naming the model's prompt format, as our trainer writes it."""
+    if prompt_format is not None:
+        from rag_retrieval_integrations.core import write_metadata
+
+        write_metadata(path, model_type, reranker_options={"prompt_format": prompt_format})
+
+
 def build_decoder_llm(
     path: Path,
     seed: int = 0,
@@ -266,8 +274,12 @@ def build_decoder_llm(
     num_layers: int = 2,
     hidden: int = 32,
     tie_word_embeddings: bool = False,
+    prompt_format: str | None = "bge-reranker-v2-gemma",
 ) -> Path:
     """A ``Qwen2ForCausalLM`` with a byte-level BPE tokenizer and a chat template.
+
+    ``prompt_format``: the format our ``rag_retrieval.json`` says it reads (as for a checkpoint our
+    trainer wrote); ``None``: a plain causal LM, whose format ``Reranker`` refuses to guess.
 
     ``with_bos`` gives the tokenizer a ``<bos>`` token (Gemma-style: FlagEmbedding's format
     then starts every input with it); ``tie_word_embeddings`` shares the LM head with the input
@@ -284,11 +296,42 @@ def build_decoder_llm(
     model.eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    _say_format(path, "llm", prompt_format)
     return path
 
 
-def build_decoder_classifier(path: Path, seed: int = 0) -> Path:
-    """A ``Qwen2ForSequenceClassification`` with a 1-logit head and a tokenizer without pad token."""
+def build_qwen3_reranker(path: Path, seed: int = 0, num_layers: int = 2, hidden: int = 32) -> Path:
+    """A ``Qwen3ForCausalLM`` laid out as Qwen3-Reranker is (a plain causal LM, no metadata of ours),
+    whose tokenizer has ``yes``/``no`` as single tokens and ``<think>``/``</think>`` and the chat
+    markers as added tokens, as Qwen3's does."""
+    from tokenizers import AddedToken
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = _decoder_tokenizer()
+    tokenizer.add_tokens([AddedToken("yes", single_word=True), AddedToken("no", single_word=True)])
+    tokenizer.add_tokens(["<think>", "</think>"], special_tokens=True)
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden // 4,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    Qwen3ForCausalLM(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_decoder_classifier(path: Path, seed: int = 0, prompt_format: str | None = "bge-reranker-v2-gemma") -> Path:
+    """A ``Qwen2ForSequenceClassification`` with a 1-logit head and a tokenizer without pad token
+    (``prompt_format``: as for :func:`build_decoder_llm`)."""
     from transformers import Qwen2ForSequenceClassification
 
     tokenizer = _decoder_tokenizer(with_pad=False)
@@ -297,6 +340,7 @@ def build_decoder_classifier(path: Path, seed: int = 0) -> Path:
     model.eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    _say_format(path, "llm-classifier", prompt_format)
     return path
 
 

@@ -119,6 +119,10 @@ class BaseReranker(Ranker):
     """The peft ``TaskType`` name that fits the head :meth:`for_training` builds (``"SEQ_CLS"``...)."""
     reads_gguf: ClassVar[bool] = False
     """Whether the family loads a GGUF file (decoder LLMs do; GGUF holds no encoder models)."""
+    replaces_saved: ClassVar[tuple[frozenset[str], ...]] = ()
+    """Groups of options that each describe one thing (the decoders' ``prompt_format`` and
+    ``prompt_template``): one of a group given to ``Reranker(...)`` drops all of the group that
+    the checkpoint's metadata saved, instead of both reaching the family."""
     card: ClassVar[ModelCard] = ModelCard("transformers", "text-ranking", ("reranker",))
     """What the model card of a checkpoint trained as this family says (the trainers write it)."""
     reranker_backbone: ClassVar[bool] = False

@@ -59,7 +59,10 @@ def Reranker(
                 f"{checkpoint.path!r} looks like a {detected!r} checkpoint ({checkpoint.describe()}), and no "
                 f"installed model family handles {detected!r}; pass model_type= to choose one explicitly"
             ) from None
-    saved = checkpoint.metadata.get("reranker_options") or {}
+    saved = dict(checkpoint.metadata.get("reranker_options") or {})
+    for group in cls.replaces_saved:
+        if group & set(options):
+            saved = {k: v for k, v in saved.items() if k not in group}
     accepted = accepted_options(cls)
     unknown = sorted(set(options) - accepted)
     if unknown:

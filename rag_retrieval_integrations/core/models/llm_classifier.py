@@ -9,9 +9,9 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from ..errors import InvalidCheckpointError
 from .base import ModelCard, ModelPath
-from .checkpoint import CheckpointInfo, is_decoder_only, is_pair_classifier
+from .checkpoint import CheckpointInfo, checkpoint_info, is_decoder_only, is_pair_classifier
 from .cross_encoder import classifier_for_training, logits_to_scores
-from .llm_prompted import PromptedDecoderReranker
+from .llm_prompted import PromptedDecoderReranker, with_training_format
 from .loading import load_pretrained
 from .registry import register_model_type
 
@@ -20,8 +20,8 @@ from .registry import register_model_type
 class LLMClassifierReranker(PromptedDecoderReranker):
     """A decoder LLM with a classification head on its last token: raw score = the head's logit.
 
-    Reads the same ``head + passage + prompt`` input as :class:`LLMReranker` (the template
-    comes from our metadata when the checkpoint has it), pads on the left and pools the last
+    Reads pairs in a prompt format as :class:`LLMReranker` does (``prompt_format=``, or the one
+    our metadata saved; a checkpoint that says none is refused), pads on the left and pools the last
     token; a 2-logit head scores ``logit[1] - logit[0]`` as for cross-encoders. The pad token
     is set from ``eos`` when the tokenizer has none, and written into the model config, which
     transformers needs to find the last token of each row.
@@ -44,7 +44,7 @@ class LLMClassifierReranker(PromptedDecoderReranker):
     def for_training(cls, base_model: ModelPath, **options: Any) -> LLMClassifierReranker:
         """A classifier reranker to train on a decoder ``base_model``: its own classification head,
         or a new 1-logit head on the last token of a causal LM."""
-        return classifier_for_training(cls, base_model, **options)
+        return classifier_for_training(cls, base_model, **with_training_format(checkpoint_info(base_model), options))
 
     def _load_model(self) -> PreTrainedModel:
         return load_pretrained(

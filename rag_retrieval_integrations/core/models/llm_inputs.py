@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -20,6 +20,9 @@ from transformers import PreTrainedTokenizerBase
 from ..text.long_text import clip_for_truncation
 from ..text.pair_encoding import EncodedPairs, query_token_budget, unique, window_overlap
 from ..text.truncation import estimate_clipped
+
+if TYPE_CHECKING:
+    from .prompt_formats import TextPromptTemplate
 
 FLAG_RERANK_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
@@ -187,3 +190,53 @@ def encode_flag_pairs(
     if encoded.doc_tokens is not None:
         encoded.doc_tokens = estimate_clipped(encoded.doc_tokens, originals, docs)
     return encoded
+
+
+def encode_text_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    template: TextPromptTemplate,
+    queries: list[str],
+    docs: list[str],
+    *,
+    max_length: int,
+    min_doc_share: float,
+    split_long_docs: bool,
+    overlap: int,
+) -> EncodedPairs:
+    """Inputs in a literal-text format (see :class:`.prompt_formats.TextPromptTemplate`): prefix and
+    suffix tokenized alone, each pair's user text as one string, whose tokens after the text before
+    the document are the document's. A query longer than its share of ``max_length`` loses its
+    last tokens, as in the other formats."""
+    before, between = template.parts()
+    ids = lambda text: tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
+    bos = tokenizer.bos_token_id
+    prefix = ([bos] if template.add_bos and bos is not None else []) + ids(template.prefix)
+    suffix = ids(template.suffix)
+    originals = docs
+    if not split_long_docs:
+        docs = clip_for_truncation(tokenizer, docs, max_length)
+    texts = [before + q + between + d for q, d in zip(queries, docs)]
+    encoded = tokenizer(texts, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+    heads, bodies = [], []
+    budget_cap = query_token_budget(max_length, min_doc_share)
+    for q, ids_, offsets in zip(queries, encoded["input_ids"], encoded["offset_mapping"]):
+        query_start, doc_start = len(before), len(before) + len(q) + len(between)
+        n = 0
+        while n < len(ids_) and offsets[n][1] <= doc_start and offsets[n][0] < doc_start:
+            n += 1
+        head, body = ids_[:n], ids_[n:]
+        # the query's own tokens (a token shared with the text around it stays as fixed text)
+        in_query = [i for i in range(n) if offsets[i][0] >= query_start and offsets[i][1] <= query_start + len(q)]
+        fixed = len(prefix) + len(suffix) + n - len(in_query)
+        budget = max(1, min(budget_cap, max_length - fixed - 1))
+        if len(in_query) > budget:
+            cut = set(in_query[budget:])
+            head = [t for i, t in enumerate(head) if i not in cut]
+        heads.append(prefix + head)
+        bodies.append(body)
+    encoded_pairs = assemble_inputs(
+        heads, bodies, [suffix] * len(docs), max_length=max_length, split_long_docs=split_long_docs, overlap=overlap
+    )
+    if encoded_pairs.doc_tokens is not None:
+        encoded_pairs.doc_tokens = estimate_clipped(encoded_pairs.doc_tokens, originals, docs)
+    return encoded_pairs

@@ -10,26 +10,28 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from .base import Loaded, ModelCard, ModelPath
 from .checkpoint import CheckpointInfo, checkpoint_info, has_generation_head
-from .llm_inputs import PairPromptTemplate, token_id
-from .llm_prompted import PromptedDecoderReranker
+from .llm_inputs import token_id
+from .llm_prompted import PromptedDecoderReranker, with_training_format
 from .loading import load_pretrained
 from .registry import register_model_type
 
 
 @register_model_type("llm")
 class LLMReranker(PromptedDecoderReranker):
-    """A causal LM scoring a pair by the logit of its ``Yes`` token (FlagEmbedding ``FlagLLMReranker``).
+    """A causal LM scoring a pair by the logits of answer tokens, in the checkpoint's prompt format.
 
-    Input: ``bos + "A: {query}" + "\\n" + "B: {passage}" + "\\n" + prompt``; raw score: the
-    logit of ``yes_token`` at the last position. Scores equal ``FlagLLMReranker.compute_score``
-    on the same checkpoint. With ``cutoff_layers``, scores come from earlier layers through the
-    model's final norm and LM head (early exit; see :class:`DecoderReranker`).
+    Input: the pair in its :class:`~.prompt_formats.PromptFormat` (``prompt_format=``, or the one
+    the checkpoint saved); raw score: the logit of the format's yes token at the last position,
+    or the log-odds ``logit(yes) - logit(no)`` for a format with a no token (``qwen3-reranker``:
+    ``normalize=True`` gives its P(yes)). In the bge formats, scores equal FlagEmbedding's
+    ``FlagLLMReranker.compute_score`` on the same checkpoint. With ``cutoff_layers``, scores come
+    from earlier layers through the model's final norm and LM head (early exit; see
+    :class:`DecoderReranker`).
 
     Args:
-        prompt_template: a :class:`PairPromptTemplate` (or its dict); checkpoints trained by
-            this project carry theirs in ``rag_retrieval.json``.
-        yes_token: the scoring token; must be a single token of the tokenizer.
-        **options: see :class:`DecoderReranker` and :class:`BaseReranker`.
+        yes_token: replaces the format's yes token; must be a single token of the tokenizer.
+        **options: ``prompt_format``, ``prompt_template``, ``instruction`` (see
+            :class:`PromptedDecoderReranker`), and those of :class:`DecoderReranker` and :class:`BaseReranker`.
 
     Detected from a causal-LM (or conditional-generation) checkpoint; trained by
     :meth:`for_training` with its own LM head scoring ``yes_token``.
@@ -52,25 +54,28 @@ class LLMReranker(PromptedDecoderReranker):
 
         info = checkpoint_info(base_model)
         model = AutoModelForCausalLM.from_pretrained(info.path)
-        return cls.from_model(info, model, AutoTokenizer.from_pretrained(info.path), **{"device": "cpu", **options})
-
-    def reranker_options(self) -> dict[str, Any]:
-        return {**super().reranker_options(), "yes_token": self.yes_token}
+        options = with_training_format(info, {"device": "cpu", **options})
+        return cls.from_model(info, model, AutoTokenizer.from_pretrained(info.path), **options)
 
     def __init__(
         self,
         model_name_or_path: ModelPath,
         *,
-        prompt_template: PairPromptTemplate | dict[str, Any] | None = None,
-        yes_token: str = "Yes",
+        yes_token: str | None = None,
         **options: Any,
     ) -> None:
-        self.yes_token = yes_token
-        super().__init__(model_name_or_path, prompt_template=prompt_template, **options)
+        self._yes_token_option = yes_token
+        super().__init__(model_name_or_path, **options)
+
+    def _format_yes_token(self) -> str | None:
+        return self._yes_token_option
 
     def _load(self, loaded: Loaded | None) -> None:
         super()._load(loaded)
-        self.yes_id = token_id(self.tokenizer, self.yes_token, "yes") if self._scores_with_token() else -1
+        self.yes_token, self.no_token = self.prompt_format.yes_token, self.prompt_format.no_token
+        scores_with_token = self._scores_with_token()
+        self.yes_id = token_id(self.tokenizer, self.yes_token, "yes") if scores_with_token else -1
+        self.no_id = token_id(self.tokenizer, self.no_token, "no") if scores_with_token and self.no_token else None
 
     @property
     def native_layerwise(self) -> bool:
@@ -94,8 +99,14 @@ class LLMReranker(PromptedDecoderReranker):
         if self.native_layerwise:
             return self._layer_scores(batch, [self.num_layers])[:, 0]
         extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_params else {}
-        logits = self.model(**self._inputs(batch), use_cache=False, **extra).logits
-        return logits[:, -1, self.yes_id]
+        logits = self.model(**self._inputs(batch), use_cache=False, **extra).logits[:, -1]
+        return self._answer_scores(logits)
+
+    def _answer_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """The raw score from last-position logits: logit(yes), or logit(yes) - logit(no)."""
+        if self.no_id is None:
+            return logits[:, self.yes_id]
+        return logits[:, self.yes_id] - logits[:, self.no_id]
 
     def _layer_scores(self, batch: dict[str, torch.Tensor], layers: list[int]) -> torch.Tensor:
         if not self.native_layerwise:
@@ -116,7 +127,7 @@ class LLMReranker(PromptedDecoderReranker):
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:  # Gemma-2 caps its logits; the early-exit head must do what the full model does
             logits = torch.tanh(logits / cap) * cap
-        return logits[:, self.yes_id]
+        return self._answer_scores(logits)
 
 
 @register_model_type("llm-layerwise")

@@ -19,7 +19,13 @@ from kit.peers import import_peer
 from kit.real_models import smollm2_gguf
 from transformers import AutoTokenizer
 
-from rag_retrieval_integrations import CheckpointNotFoundError, InvalidCheckpointError, Reranker, convert_gguf
+from rag_retrieval_integrations import (
+    CheckpointNotFoundError,
+    InvalidCheckpointError,
+    Reranker,
+    UnknownPromptFormatError,
+    convert_gguf,
+)
 from rag_retrieval_integrations.core import (
     LayerwiseLLMReranker,
     LLMClassifierReranker,
@@ -40,14 +46,16 @@ def pairs(shared_data: Path) -> list[tuple[str, str]]:
 
 def test_converted_folder_is_a_plain_causal_lm(smollm2):
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in smollm2.iterdir()}
-    ranker = Reranker(smollm2)
+    with pytest.raises(UnknownPromptFormatError):  # a plain causal LM: its prompt format is not guessed
+        Reranker(smollm2)
+    ranker = Reranker(smollm2, prompt_format="bge-reranker-v2-gemma")
     assert isinstance(ranker, LLMReranker) and ranker.model.config.architectures == ["LlamaForCausalLM"]
     assert ranker.tokenizer.chat_template and len(ranker.model.model.layers) == 30
 
 
 def test_yes_token_scores_equal_flag_llm_reranker(smollm2, pairs):
     flag_embedding = import_peer("FlagEmbedding")
-    ours = Reranker(smollm2, batch_size=4)
+    ours = Reranker(smollm2, prompt_format="bge-reranker-v2-gemma", batch_size=4)
     # FlagEmbedding first runs a batch padded to its max_length (to size batches): keep that
     # short, above every input here, so neither side truncates
     assert max(len(ids) for ids in ours.encode_pairs(*zip(*pairs)).input_ids) < 320
@@ -62,7 +70,7 @@ def test_yes_token_scores_equal_sentence_transformers_logit_score(smollm2, pairs
     from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder.modules import LogitScore
 
-    ours = Reranker(smollm2, batch_size=4)
+    ours = Reranker(smollm2, prompt_format="bge-reranker-v2-gemma", batch_size=4)
     template = ours.prompt_template.as_chat_template()
     peer = CrossEncoder(str(smollm2), processor_kwargs={"chat_template": template})
     peer[0].tokenizer.chat_template = template
@@ -75,8 +83,8 @@ def test_yes_token_scores_equal_sentence_transformers_logit_score(smollm2, pairs
 
 
 def test_layerwise_at_the_last_layer_equals_the_full_model_and_early_exit_stops(smollm2, pairs):
-    full = Reranker(smollm2, batch_size=4)
-    layerwise = Reranker(smollm2, model_type="llm-layerwise", batch_size=4)
+    full = Reranker(smollm2, prompt_format="bge-reranker-v2-gemma", batch_size=4)
+    layerwise = Reranker(smollm2, model_type="llm-layerwise", prompt_format="bge-reranker-v2-gemma", batch_size=4)
     assert isinstance(layerwise, LayerwiseLLMReranker) and layerwise.cutoff_layers == [30]
     np.testing.assert_allclose(layerwise.compute_score(pairs), full.compute_score(pairs), atol=1e-4)
     calls = [0] * 30
@@ -124,10 +132,12 @@ def test_gguf_file_loads_directly_and_scores_as_the_converted_folder(smollm2, pa
     gguf = smollm2_gguf()
     info = read_checkpoint(gguf)  # a path to the .gguf file itself: folder + gguf_file
     assert info.gguf_file == gguf.name and detect_model_type(info) == "llm"
-    direct = Reranker(gguf.parent, gguf_file=gguf.name, batch_size=4)
+    direct = Reranker(gguf.parent, gguf_file=gguf.name, prompt_format="bge-reranker-v2-gemma", batch_size=4)
     assert direct.hf_kwargs["gguf_file"] == gguf.name
     np.testing.assert_allclose(
-        direct.compute_score(pairs[:4]), Reranker(smollm2, batch_size=4).compute_score(pairs[:4]), atol=1e-5
+        direct.compute_score(pairs[:4]),
+        Reranker(smollm2, prompt_format="bge-reranker-v2-gemma", batch_size=4).compute_score(pairs[:4]),
+        atol=1e-5,
     )
 
 
@@ -140,7 +150,9 @@ def test_gguf_file_errors_name_the_file(tmp_path):
 
 def test_llm_classifier_head_is_new_only_in_training(smollm2, pairs):
     with pytest.raises(InvalidCheckpointError, match="sequence-classification head"):
-        Reranker(smollm2, model_type="llm-classifier")  # never scores with random head weights
+        Reranker(
+            smollm2, model_type="llm-classifier", prompt_format="bge-reranker-v2-gemma"
+        )  # never scores with random head weights
     trainable = LLMClassifierReranker.for_training(smollm2, batch_size=4)
     head = trainable.model.score
     assert head.out_features == 1 and trainable.model.config.num_labels == 1
