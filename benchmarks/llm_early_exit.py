@@ -53,7 +53,8 @@ def main() -> None:
     dev = read_wikiqa(WIKIQA / "dev.tsv")
     questions = [q for q, rows in dev.items() if any(label for _, label in rows)]
     pairs = [(q, s) for q in questions for s, _ in dev[q]]
-    ranker = Reranker(args.model, batch_size=args.batch_size, max_length=args.max_length)
+    # a checkpoint trained here carries its format; a plain one is read in FlagEmbedding's
+    ranker = Reranker(args.model, batch_size=args.batch_size, max_length=args.max_length, **_format_of(args.model))
     per_layer = ranker.compute_score(pairs, cutoff_layers=layers)
 
     quality = {}
@@ -120,3 +121,11 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _format_of(model) -> dict:
+    """No option for a checkpoint that saves its prompt format; FlagEmbedding's for a plain causal LM."""
+    from rag_retrieval_integrations.core.models.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(model).metadata.get("reranker_options") or {}
+    return {} if {"prompt_format", "prompt_template"} & set(saved) else {"prompt_format": "bge-reranker-v2-gemma"}

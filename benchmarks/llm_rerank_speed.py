@@ -104,6 +104,7 @@ def main() -> None:
             described = f"random Qwen2 '{args.model}' {SIZES[args.model]}"
         ours = Reranker(
             path,
+            prompt_format="bge-reranker-v2-gemma",  # FlagLLMReranker's format, which it is compared with
             device=args.device,
             dtype=args.dtype,
             max_length=2 * flag_max_length,

