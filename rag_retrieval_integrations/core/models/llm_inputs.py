@@ -92,8 +92,29 @@ def truncate_query_ids(
 ) -> list[list[int]]:
     """Queries cut to their share of ``max_length``, and, where ``prompt_tokens`` (every token of an
     input but the query's and the document's) leave less, so that one document token still fits."""
-    budget = max(1, min(query_token_budget(max_length, min_doc_share), max_length - prompt_tokens - 1))
+    budget = query_budget(max_length, min_doc_share, prompt_tokens)
     return [ids[:budget] for ids in query_ids]
+
+
+def query_budget(max_length: int, min_doc_share: float, prompt_tokens: int) -> int:
+    """The most tokens a query keeps: its share of ``max_length``, less where ``prompt_tokens`` leave
+    less room (one document token must still fit), and at least one."""
+    return max(1, min(query_token_budget(max_length, min_doc_share), max_length - prompt_tokens - 1))
+
+
+def tokens_before(offsets: Sequence[tuple[int, int]], boundary: int) -> int:
+    """How many leading tokens lie wholly before character ``boundary`` (a token that straddles it,
+    such as a space-led word, starts the text after it)."""
+    n = 0
+    while n < len(offsets) and offsets[n][1] <= boundary and offsets[n][0] < boundary:
+        n += 1
+    return n
+
+
+def bos_lead(tokenizer: PreTrainedTokenizerBase, add_bos: bool) -> list[int]:
+    """``[bos]`` when asked and the tokenizer has one that is not its pad token, else nothing."""
+    bos = tokenizer.bos_token_id
+    return [bos] if add_bos and bos is not None and bos != tokenizer.pad_token_id else []
 
 
 def split_prefix(
@@ -110,9 +131,7 @@ def split_prefix(
     )
     prefixes, bodies = [], []
     for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"]):
-        n = 0
-        while n < len(ids) and offsets[n][1] <= len(instruction) and offsets[n][0] < len(instruction):
-            n += 1
+        n = tokens_before(offsets, len(instruction))
         prefixes.append(ids[:n])
         bodies.append(ids[n:])
     return prefixes, bodies
@@ -174,8 +193,7 @@ def encode_flag_pairs(
     prefixes, bodies = split_prefix(tokenizer, template.passage_instruction, docs)
     sep = tokenizer(template.separator, add_special_tokens=False, verbose=False)["input_ids"]
     prompt = tokenizer(template.prompt, add_special_tokens=False, verbose=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    lead = [bos] if template.add_bos and bos is not None and bos != tokenizer.pad_token_id else []
+    lead = bos_lead(tokenizer, template.add_bos)
     fixed = len(lead) + 2 * len(sep) + len(prompt)
     # Each pair's own prompt length (its document's prefix can differ by a token): a query is
     # never cut by what another document in the call needs, so a score does not depend on the batch.
@@ -205,30 +223,27 @@ def encode_text_pairs(
 ) -> EncodedPairs:
     """Inputs in a literal-text format (see :class:`.prompt_formats.TextPromptTemplate`): prefix and
     suffix tokenized alone, each pair's user text as one string, whose tokens after the text before
-    the document are the document's. A query longer than its share of ``max_length`` loses its
-    last tokens, as in the other formats."""
+    the document are the document's. A query longer than its share of the room the format's text
+    leaves (``1 - min_doc_share`` of it) loses its last tokens."""
     before, between = template.parts()
-    ids = lambda text: tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
-    bos = tokenizer.bos_token_id
-    prefix = ([bos] if template.add_bos and bos is not None else []) + ids(template.prefix)
-    suffix = ids(template.suffix)
+    prefix, suffix = tokenizer([template.prefix, template.suffix], add_special_tokens=False, verbose=False)["input_ids"]
+    prefix = bos_lead(tokenizer, template.add_bos) + prefix
     originals = docs
     if not split_long_docs:
         docs = clip_for_truncation(tokenizer, docs, max_length)
     texts = [before + q + between + d for q, d in zip(queries, docs)]
     encoded = tokenizer(texts, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
     heads, bodies = [], []
-    budget_cap = query_token_budget(max_length, min_doc_share)
-    for q, ids_, offsets in zip(queries, encoded["input_ids"], encoded["offset_mapping"]):
-        query_start, doc_start = len(before), len(before) + len(q) + len(between)
-        n = 0
-        while n < len(ids_) and offsets[n][1] <= doc_start and offsets[n][0] < doc_start:
-            n += 1
-        head, body = ids_[:n], ids_[n:]
+    for q, ids, offsets in zip(queries, encoded["input_ids"], encoded["offset_mapping"]):
+        query_start, query_end = len(before), len(before) + len(q)
+        n = tokens_before(offsets, query_end + len(between))
+        head, body = ids[:n], ids[n:]
         # the query's own tokens (a token shared with the text around it stays as fixed text)
-        in_query = [i for i in range(n) if offsets[i][0] >= query_start and offsets[i][1] <= query_start + len(q)]
-        fixed = len(prefix) + len(suffix) + n - len(in_query)
-        budget = max(1, min(budget_cap, max_length - fixed - 1))
+        in_query = [i for i in range(n) if offsets[i][0] >= query_start and offsets[i][1] <= query_end]
+        # the document's share is of the room the format's own text leaves: a long prompt (Qwen3's is
+        # about 100 tokens) must not leave a long query all of it
+        room = max_length - (len(prefix) + len(suffix) + n - len(in_query))
+        budget = query_budget(room, min_doc_share, 0)
         if len(in_query) > budget:
             cut = set(in_query[budget:])
             head = [t for i, t in enumerate(head) if i not in cut]

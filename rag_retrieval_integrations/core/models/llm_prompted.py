@@ -9,6 +9,7 @@ encoding pairs in it, and saving it with a trained checkpoint.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from ..errors import UnknownPromptFormatError
@@ -83,7 +84,7 @@ def resolve_prompt_format(
             "model_type='llm-zero-shot'."
         )
     if yes_token is not None and yes_token != chosen.yes_token:
-        chosen = PromptFormat(chosen.name, chosen.template, yes_token, chosen.no_token)
+        chosen = replace(chosen, yes_token=yes_token)
     return chosen if instruction is None else chosen.with_instruction(instruction)
 
 

@@ -200,7 +200,6 @@ def format_of_template(template: PairPromptTemplate, yes_token: str | None) -> P
     """A FlagEmbedding-style template the user (or an older checkpoint's metadata) gave, named
     after the built-in format it equals, else ``"custom"``."""
     yes = yes_token or "Yes"
-    for known in (BGE_GEMMA,):
-        if known.template == template and known.yes_token == yes:
-            return known
+    if BGE_GEMMA.template == template and BGE_GEMMA.yes_token == yes:
+        return BGE_GEMMA
     return PromptFormat("custom", template, yes)

@@ -90,6 +90,26 @@ def test_qwen3_reranker_truncates_the_document_as_the_model_card_does(qwen3):
     )
 
 
+def test_a_long_query_is_cut_to_its_share_and_the_format_around_it_is_kept(qwen3):
+    ranker = Reranker(qwen3, prompt_format="qwen3-reranker", max_length=220)
+    query, doc = " ".join(["what is a panda?"] * 40), PAIRS[0][1]
+    encoded = ranker.encode_pairs([query], [doc])
+    (ids,), (kept,) = encoded.input_ids, encoded.kept_doc_tokens
+    template = ranker.prompt_template
+    prefix, suffix = (
+        ranker.tokenizer(t, add_special_tokens=False)["input_ids"] for t in (template.prefix, template.suffix)
+    )
+    doc_ids = ranker.tokenizer(" " + doc, add_special_tokens=False)["input_ids"]
+    assert len(ids) <= 220 and ids[: len(prefix)] == prefix and ids[-len(suffix) :] == suffix
+    room = (
+        220 - len(prefix) - len(suffix) - len(ranker.tokenizer(template.parts()[0] + template.parts()[1])["input_ids"])
+    )
+    assert kept >= room // 5 and ids[-len(suffix) - kept : -len(suffix)] == doc_ids[:kept]  # its share
+    assert ranker.compute_score([(query, doc)]) == pytest.approx(ranker.compute_score([(query, doc)] * 2)[:1])
+    query_ids = ranker.tokenizer(" " + query, add_special_tokens=False)["input_ids"]
+    assert len(prefix) + len(query_ids) + kept + len(suffix) > len(ids)  # the query was cut, not the format
+
+
 def test_qwen3_reranker_equals_sentence_transformers_logit_score(qwen3):
     """sentence-transformers loads a causal LM as a CrossEncoder with a LogitScore(yes, no) head; with the
     format as its chat template it reads the same tokens and gives the same log-odds."""
