@@ -23,6 +23,11 @@ class RankResult:
     score: float
     rank: int
 
+    @property
+    def doc_id(self) -> int:
+        """``index`` under the name the original ``rag_retrieval`` package's ``Result`` gave it."""
+        return self.index
+
 
 class RankedResults(Sequence[RankResult]):
     """The documents of one query, best first.
@@ -53,6 +58,27 @@ class RankedResults(Sequence[RankResult]):
         if not isinstance(k, int) or isinstance(k, bool) or k < 0:
             raise ValueError(f"top_k must be a non-negative integer or None, got {k!r}")
         return RankedResults(self.query, self._results[:k])
+
+    # ---- the names of the original ``rag_retrieval`` package's ``RankedResults`` ----------------
+
+    @property
+    def results(self) -> list[RankResult]:
+        """The results as a list, best first (``rag_retrieval``'s ``RankedResults.results``)."""
+        return list(self._results)
+
+    @property
+    def has_scores(self) -> bool:
+        """Always ``True``: every ranker here scores its documents (``rag_retrieval`` had rank-only results)."""
+        return True
+
+    def results_count(self) -> int:
+        """The number of results (``len(results)``)."""
+        return len(self._results)
+
+    def get_score_by_docid(self, doc_id: int) -> float | None:
+        """The score of the document passed at position ``doc_id``; ``None`` when it is not among
+        these results (cut by ``top_k``, or no such position), as in ``rag_retrieval``."""
+        return next((r.score for r in self._results if r.index == doc_id), None)
 
     @property
     def scores(self) -> list[float]:

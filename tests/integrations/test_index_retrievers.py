@@ -65,7 +65,7 @@ def test_added_documents_are_found_deleted_ones_are_not_and_a_saved_index_reload
     assert len(everything) == len(TEXTS) + 1
     (added,) = [f for f in everything if f.id == "new"]
     assert added.text == NEW and added.metadata == {"n": -1}
-    assert added.score == pytest.approx(model.compute_score((QUERY, NEW))[0], abs=ATOL[kind])
+    assert added.score == pytest.approx(model.compute_score((QUERY, NEW)), abs=ATOL[kind])
 
     framework.add(retriever, [TEXTS[0]], ["new"], [{"n": -2}])  # an indexed id: replaced, not added
     assert len(framework.retrieve(framework.over(retriever.index, k=30), QUERY)) == len(TEXTS) + 1

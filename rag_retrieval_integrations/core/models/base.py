@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
@@ -29,7 +29,7 @@ from ..options import check_positive_int
 from ..text.pair_encoding import EncodedPairs
 from ..text.truncation import TruncationStats, warn_if_noticeable
 from .checkpoint import CheckpointInfo, read_checkpoint
-from .loading import corrupt_weights_error
+from .loading import capped_max_length, corrupt_weights_error
 from .ranker import Ranker
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ DEFAULT_OVERLAP = 32
 
 
 @contextmanager
-def _locked_scope(lock: threading.RLock, scope: AbstractContextManager[Any]) -> Iterator[None]:
-    with lock, scope:
+def _locked_scope(lock: threading.RLock, *scopes: AbstractContextManager[Any]) -> Iterator[None]:
+    with lock, ExitStack() as stack:
+        for scope in scopes:
+            stack.enter_context(scope)
         yield
 
 
@@ -90,6 +92,8 @@ class BaseReranker(Ranker):
         min_doc_share: share of ``max_length`` always left to the document; a query is
             truncated only when it alone would leave less than that.
         show_progress_bar: show a progress bar while scoring; default: when logging is at INFO.
+        verbose: the original ``rag_retrieval`` package's switch (0 or 1): ``show_progress_bar``'s
+            default when that is not given. Messages go through ``logging``, as everywhere here.
         trust_remote_code, revision, token: passed to ``transformers`` when loading.
         gguf_file: a GGUF file (llama.cpp format) inside the folder or hub repo to load instead of
             safetensors, as ``from_pretrained(..., gguf_file=)`` does (needs the ``gguf`` extra;
@@ -125,6 +129,7 @@ class BaseReranker(Ranker):
     the checkpoint's metadata saved, instead of both reaching the family."""
     card: ClassVar[ModelCard] = ModelCard("transformers", "text-ranking", ("reranker",))
     """What the model card of a checkpoint trained as this family says (the trainers write it)."""
+    setting_options: ClassVar[frozenset[str]] = frozenset({"max_length", "long_doc", "show_progress_bar"})
     reranker_backbone: ClassVar[bool] = False
     """Whether ``rag-retrieval-train reranker`` trains this family (its ``backbone`` values); declared
     on the class itself, like ``detection_priority``: a subclass is not a backbone unless it says so."""
@@ -183,6 +188,7 @@ class BaseReranker(Ranker):
         overlap: int | None = None,
         min_doc_share: float = 0.25,
         show_progress_bar: bool | None = None,
+        verbose: int | bool | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
         token: str | bool | None = None,
@@ -218,7 +224,11 @@ class BaseReranker(Ranker):
         self._overlap_given = overlap is not None
         self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
         self.min_doc_share = float(min_doc_share)
-        self.show_progress_bar = show_progress_bar
+        if verbose is not None and (not isinstance(verbose, int) or verbose < 0):
+            raise ValueError(f"verbose must be 0 or 1 (or True/False), got {verbose!r}")
+        self.show_progress_bar = (
+            bool(verbose) if show_progress_bar is None and verbose is not None else show_progress_bar
+        )
         self.hf_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "token": token}
         if self.checkpoint.gguf_file is not None:
             self.hf_kwargs["gguf_file"] = self.checkpoint.gguf_file
@@ -317,9 +327,40 @@ class BaseReranker(Ranker):
 
     # ---- what Ranker's scoring runs inside ----------------------------------------------------
 
-    def _scoring(self) -> AbstractContextManager[Any]:
-        """One scoring call: the model's lock (one call at a time) and a truncation count of its own."""
-        return _locked_scope(self._lock, self.truncation_scope("scoring"))
+    def _scoring(self, **settings: Any) -> AbstractContextManager[Any]:
+        """One scoring call: the model's lock (one call at a time), the call's own ``max_length``,
+        ``long_doc`` and ``show_progress_bar`` where it gives them, and a truncation count of its own."""
+        return _locked_scope(self._lock, self._call_settings(**settings), self.truncation_scope("scoring"))
+
+    @contextmanager
+    def _call_settings(
+        self, max_length: int | None = None, long_doc: str | None = None, show_progress_bar: bool | None = None
+    ) -> Iterator[None]:
+        """The settings one call gives, checked as the constructor checks them and in force while
+        the call holds the lock (so no other call sees them), then restored."""
+        saved = (self.max_length, self.long_doc, self.show_progress_bar)
+        try:
+            if long_doc is not None:
+                if long_doc not in LONG_DOC_MODES:
+                    raise ValueError(f"long_doc must be one of {list(LONG_DOC_MODES)}, got {long_doc!r}")
+                self.long_doc = long_doc
+            if show_progress_bar is not None:
+                self.show_progress_bar = bool(show_progress_bar)
+            if max_length is not None:
+                check_positive_int(max_length, "max_length")
+                self.max_length = capped_max_length(max_length, self.position_limit, self.checkpoint.path)
+                self._apply_max_length()
+                self._check_long_doc_options()
+            yield
+        finally:
+            self.max_length, self.long_doc, self.show_progress_bar = saved
+            if max_length is not None:
+                self._apply_max_length()
+
+    def _apply_max_length(self) -> None:
+        """Hand ``max_length`` to whatever of the loaded model keeps its own copy (a
+        sentence-transformers model's ``max_seq_length``); families that read ``self.max_length``
+        when they encode keep this one, which does nothing."""
 
     def _show_progress(self) -> bool:
         """Progress bars are shown when asked for, or by default when logging is at INFO."""

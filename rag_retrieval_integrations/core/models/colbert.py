@@ -149,7 +149,10 @@ class ColBERTReranker(SentenceTransformersEncoder):
             )
         self.position_limit = position_limit(transformer.auto_model.config)
         self.max_length = capped_max_length(self.max_length, self.position_limit, self.checkpoint.path)
-        transformer.document_length = self.max_length
+        self._apply_max_length()
+
+    def _apply_max_length(self) -> None:
+        self.model[0].document_length = self.max_length
 
     @staticmethod
     def _configure_queries(transformer: Any, query_length: int | None, query_expansion: bool | None) -> None:

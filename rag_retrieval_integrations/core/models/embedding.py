@@ -132,6 +132,9 @@ class EmbeddingModel(SentenceTransformersEncoder):
             self.max_length = min(self.model.max_seq_length or 512, limit or 512)
         else:
             self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
+        self._apply_max_length()
+
+    def _apply_max_length(self) -> None:
         self.model.max_seq_length = self.max_length
 
     def _load_model(self, truncate_dim: int | None) -> Any:

@@ -21,9 +21,13 @@ import numpy as np
 
 from ..options import check_positive_int, unknown_options
 from ..results import RankedResults
-from ..text.inputs import check_docs, check_pairs, check_query
+from ..text.inputs import check_docs, check_pairs, check_query, is_single_pair
 
 DEFAULT_BATCH_SIZE = 32
+
+# ``rerank``'s ``long_doc_process_strategy`` values (the original ``rag_retrieval`` package's) and
+# the ``long_doc`` mode each is
+LONG_DOC_STRATEGIES = {"max_score_slice": "split-max", "max_length_truncation": "truncate"}
 
 
 def sigmoid(scores: np.ndarray) -> np.ndarray:
@@ -66,6 +70,10 @@ class Ranker(ABC):
 
     model_type: ClassVar[str] = ""
     batch_size: int = DEFAULT_BATCH_SIZE
+    setting_options: ClassVar[frozenset[str]] = frozenset()
+    """Per-call options that change how one call scores rather than what :meth:`_score` computes (a
+    checkpoint family's ``max_length``, ``long_doc`` and ``show_progress_bar``): taken out of the
+    call's options and given to :meth:`_scoring`, which applies them for that call only."""
 
     # ---- what a ranker implements ----------------------------------------------------------
 
@@ -79,8 +87,9 @@ class Ranker(ABC):
         layer); ``options`` are its per-call options (e.g. ``cutoff_layers``).
         """
 
-    def _scoring(self) -> AbstractContextManager[Any]:
-        """What one scoring call runs inside (a checkpoint family: its lock and truncation count)."""
+    def _scoring(self, **settings: Any) -> AbstractContextManager[Any]:
+        """What one scoring call runs inside (a checkpoint family: its lock, the call's
+        ``settings`` (see :attr:`setting_options`) and its truncation count)."""
         return nullcontext()
 
     async def _ascore(self, queries: list[str], docs: list[str], batch_size: int, **options: Any) -> np.ndarray:
@@ -118,9 +127,9 @@ class Ranker(ABC):
 
     def _batch_size(self, batch_size: int | None, options: dict[str, Any]) -> int:
         """The call's batch size, after checking its per-call options (input is checked before any work)."""
-        unknown = sorted(set(options) - call_options(self))
+        unknown = sorted(set(options) - call_options(self) - self.setting_options)
         if unknown:
-            accepted = call_options(self) | {"normalize", "batch_size", "top_k"}
+            accepted = call_options(self) | self.setting_options | {"normalize", "batch_size", "top_k"}
             raise TypeError(
                 f"{type(self).__name__} got unexpected per-call option(s): {unknown_options(unknown, set(accepted))}"
             )
@@ -137,7 +146,9 @@ class Ranker(ABC):
         )
         if len(pair_index) < len(docs):
             queries, docs = [q for q, _ in pair_index], [d for _, d in pair_index]
-        with self._scoring():
+        settings = {k: v for k, v in options.items() if k in self.setting_options}
+        options = {k: v for k, v in options.items() if k not in settings}
+        with self._scoring(**settings):
             scores = np.asarray(self._score(queries, docs, batch_size, **options), dtype=np.float64)
         if len(pair_index) < len(inverse):
             scores = scores[inverse]
@@ -147,21 +158,25 @@ class Ranker(ABC):
 
     def compute_score(
         self,
-        pairs: Sequence[tuple[str, str]] | tuple[str, str],
+        pairs: Sequence[Sequence[str]] | tuple[str, str],
         *,
         normalize: bool = False,
         batch_size: int | None = None,
+        enable_tqdm: bool | None = None,
         **options: Any,
-    ) -> list[float] | list[list[float]]:
-        """Score ``(query, document)`` pairs, in input order.
+    ) -> Any:
+        """Score ``(query, document)`` pairs, in input order: a list of floats, or one float for a
+        single pair (a tuple or list of two strings).
 
         Raw scores are what the model's head outputs; ``normalize=True`` maps them to (0, 1) with a
         sigmoid so that one threshold works across model kinds. ``options`` are the ranker's per-call
-        options; a family asked for several scores per pair (an LLM with several ``cutoff_layers``)
-        returns one list per layer.
+        options (a checkpoint family's ``max_length``, ``long_doc``, ``show_progress_bar``, of which
+        ``enable_tqdm`` is another name); a family asked for several scores per pair (an LLM with
+        several ``cutoff_layers``) returns one list per layer.
         """
         queries, docs = check_pairs(pairs)
-        return _as_lists(self._raw(queries, docs, batch_size, options), normalize)
+        raw = self._raw(queries, docs, batch_size, _progress_option(options, enable_tqdm))
+        return _as_lists(raw, normalize, single=is_single_pair(pairs))
 
     def rank(
         self,
@@ -177,6 +192,38 @@ class Ranker(ABC):
         query, docs = check_query(query), check_docs(docs)
         raw = one_score_per_pair(self._raw([query] * len(docs), docs, batch_size, options))
         return rank_from_raw(query, docs, raw, normalize, top_k)
+
+    def rerank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        top_k: int | None = None,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        long_doc_process_strategy: str | None = None,
+        enable_tqdm: bool | None = None,
+        **options: Any,
+    ) -> RankedResults:
+        """:meth:`rank` under the name and options of the original ``rag_retrieval`` package.
+
+        ``long_doc_process_strategy`` is ``"max_score_slice"`` (``long_doc="split-max"``: a long
+        document scores as its best window) or ``"max_length_truncation"`` (``long_doc="truncate"``);
+        ``None`` is ``"max_score_slice"``, as it was there, for a ranker that splits long documents
+        (a remote one leaves it to its server). ``enable_tqdm`` is ``show_progress_bar``; ``max_length``
+        and the ranker's other per-call options pass through.
+        """
+        options = _progress_option(options, enable_tqdm)
+        if long_doc_process_strategy is not None:
+            if long_doc_process_strategy not in LONG_DOC_STRATEGIES:
+                raise ValueError(
+                    f"long_doc_process_strategy must be one of {list(LONG_DOC_STRATEGIES)}, got "
+                    f"{long_doc_process_strategy!r}"
+                )
+            options["long_doc"] = LONG_DOC_STRATEGIES[long_doc_process_strategy]
+        elif "long_doc" in self.setting_options:
+            options.setdefault("long_doc", LONG_DOC_STRATEGIES["max_score_slice"])
+        return self.rank(query, docs, top_k=top_k, normalize=normalize, batch_size=batch_size, **options)
 
     def rank_many(
         self,
@@ -198,15 +245,17 @@ class Ranker(ABC):
 
     async def acompute_score(
         self,
-        pairs: Sequence[tuple[str, str]] | tuple[str, str],
+        pairs: Sequence[Sequence[str]] | tuple[str, str],
         *,
         normalize: bool = False,
         batch_size: int | None = None,
+        enable_tqdm: bool | None = None,
         **options: Any,
-    ) -> list[float] | list[list[float]]:
+    ) -> Any:
         """:meth:`compute_score`, awaitable (a worker thread; native async I/O for a remote model)."""
         queries, docs = check_pairs(pairs)
-        return _as_lists(await self._araw(queries, docs, batch_size, options), normalize)
+        raw = await self._araw(queries, docs, batch_size, _progress_option(options, enable_tqdm))
+        return _as_lists(raw, normalize, single=is_single_pair(pairs))
 
     async def arank(
         self,
@@ -275,9 +324,22 @@ def _squeezed(scores: np.ndarray) -> np.ndarray:
     return scores[:, 0] if scores.ndim == 2 and scores.shape[1] == 1 else scores
 
 
-def _as_lists(raw: np.ndarray, normalize: bool) -> list[float] | list[list[float]]:
+def _as_lists(raw: np.ndarray, normalize: bool, single: bool = False) -> Any:
+    """``compute_score``'s answer: a list of scores (one list per layer for several layers); for a
+    single pair, its score (a list of one score per layer)."""
     scores = sigmoid(raw) if normalize else raw
+    if single:
+        return scores[0].tolist()
     return scores.T.tolist() if scores.ndim == 2 else scores.tolist()
+
+
+def _progress_option(options: dict[str, Any], enable_tqdm: bool | None) -> dict[str, Any]:
+    """The call's options with ``enable_tqdm`` (the original ``rag_retrieval``'s name) as ``show_progress_bar``."""
+    if enable_tqdm is None:
+        return dict(options)
+    if "show_progress_bar" in options:
+        raise TypeError("pass show_progress_bar or enable_tqdm (the same option), not both")
+    return {**options, "show_progress_bar": enable_tqdm}
 
 
 def one_score_per_pair(scores: np.ndarray) -> np.ndarray:

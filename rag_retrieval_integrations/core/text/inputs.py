@@ -44,9 +44,15 @@ def _check_encodable(text: str, name: str) -> None:
         ) from None
 
 
+def is_single_pair(pairs: Any) -> bool:
+    """Whether ``pairs`` is one ``(query, doc)`` pair (a tuple or list of two strings) rather than a list
+    of pairs: what ``compute_score`` answers with one float instead of a list."""
+    return isinstance(pairs, (tuple, list)) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs)
+
+
 def check_pairs(pairs: Any) -> tuple[list[str], list[str]]:
-    """Split ``[(query, doc), ...]`` into two lists; a single ``(query, doc)`` tuple is one pair."""
-    if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+    """Split ``[(query, doc), ...]`` into two lists; a single ``(query, doc)`` pair is one pair."""
+    if is_single_pair(pairs):
         pairs = [pairs]
     if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
         raise TypeError(f"pairs must be a list of (query, document) tuples, got {type(pairs).__name__}")

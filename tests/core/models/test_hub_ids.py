@@ -1,36 +1,24 @@
 """Hub ids go through the same loading code as local folders.
 
 There is no network here, so the test fills a Hugging Face cache folder in the hub's own
-layout (``models--org--name/snapshots/<commit>``) and loads ``"org/name"`` offline from it,
-exactly as a user's machine does after a first download.
+layout (``kit/hub.py``) and loads ``"org/name"`` offline from it, exactly as a user's machine
+does after a first download.
 """
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from kit.hub import fill_hub_cache
 
 from rag_retrieval_integrations import CheckpointNotFoundError, Reranker
 from rag_retrieval_integrations.core import CrossEncoderReranker, EmbeddingModel
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
 
 @pytest.fixture()
 def hub_cache(tmp_path, monkeypatch, bert_cross_encoder, bi_encoder):
-    import huggingface_hub.constants
-
-    cache = tmp_path / "hub"
-    for repo, folder in {"rag-test/tiny-ce": bert_cross_encoder, "rag-test/tiny-bi": bi_encoder}.items():
-        root = cache / f"models--{repo.replace('/', '--')}"
-        shutil.copytree(folder, root / "snapshots" / COMMIT)
-        (root / "refs").mkdir()
-        (root / "refs" / "main").write_text(COMMIT)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return cache
+    repos = {"rag-test/tiny-ce": bert_cross_encoder, "rag-test/tiny-bi": bi_encoder}
+    return fill_hub_cache(monkeypatch, tmp_path / "hub", repos)
 
 
 def test_hub_id_loads_and_detects_like_a_folder(hub_cache, bert_cross_encoder, bi_encoder):
