@@ -17,9 +17,12 @@ from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_m
 from .models.cross_encoder import CrossEncoderReranker
 from .models.embedding import EmbeddingModel, EmbeddingReranker
 from .models.factory import Reranker
+from .models.listwise_endpoint import OpenAIListwiseReranker
+from .models.listwise_order import PermutationRepairs, SlidingWindow
 from .models.llm_base import DecoderReranker
 from .models.llm_classifier import LLMClassifierReranker
 from .models.llm_inputs import PairPromptTemplate
+from .models.llm_listwise import ListwiseLLMReranker
 from .models.llm_yes_token import LayerwiseLLMReranker, LLMReranker
 from .models.llm_zero_shot import ZeroShotLLMReranker
 from .models.prompt_formats import (
@@ -46,6 +49,10 @@ __all__ = [
     "LLMClassifierReranker",
     "LLMReranker",
     "LayerwiseLLMReranker",
+    "ListwiseLLMReranker",
+    "OpenAIListwiseReranker",
+    "PermutationRepairs",
+    "SlidingWindow",
     "MRLEncoder",
     "MRLIndex",
     "PairPromptTemplate",

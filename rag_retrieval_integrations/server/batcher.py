@@ -16,6 +16,9 @@ Work nobody waits for is not done: a request whose caller timed out (504) or wen
 dropped from the queue, and a request larger than ``max_batch_pairs`` is scored in slices of that
 many pairs and stops at the next slice once its caller is gone, so the requests behind it are
 not held up by an answer no one will read.
+
+A listwise model (``Ranker.listwise``: a document's score depends on the others of its list) is
+given each request alone and whole: never merged with another request, never sliced.
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ class MicroBatcher:
     async def _collect(self, first: _RankJob) -> list[_RankJob]:
         """``first`` and the ranking requests that arrive within the window, up to the pair budget."""
         batch, pairs = [first], len(first.docs)
+        if self.model.listwise:  # its scores depend on the list: each request is ranked alone
+            return batch
         deadline = time.perf_counter() + self.batch_wait
         while pairs < self.max_batch_pairs:
             if not self._queue:
@@ -217,7 +222,7 @@ class MicroBatcher:
                     j.future.set_result(result)
 
     def _rank_batch(self, batch: list[_RankJob]) -> list[RankedResults]:
-        if len(batch) == 1 and len(batch[0].docs) > self.max_batch_pairs:
+        if len(batch) == 1 and len(batch[0].docs) > self.max_batch_pairs and not self.model.listwise:
             return [self._rank_in_slices(batch[0])]
         queries, docs = [j.query for j in batch for _ in j.docs], [d for j in batch for d in j.docs]
         raw = one_score_per_pair(self.model.score_pairs(queries, docs))  # a model set to several layers: its error

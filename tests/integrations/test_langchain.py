@@ -27,9 +27,12 @@ def documents() -> list[Document]:
     return [Document(text, id=f"doc-{i}", metadata={"i": i}) for i, text in enumerate(TEXTS)]
 
 
-@pytest.fixture(scope="module", params=["bert_cross_encoder", "decoder_llm"])
+@pytest.fixture(scope="module", params=["bert_cross_encoder", "decoder_llm", "listwise"])
 def ranker(request):
-    """One loaded model per checkpoint kind, shared by every wrapper of the module."""
+    """One loaded model per checkpoint kind, shared by every wrapper of the module (``listwise``: the
+    tiny chat LLM ranking listwise, FIRST-style)."""
+    if request.param == "listwise":
+        return Reranker(request.getfixturevalue("decoder_llm"), model_type="llm-listwise", method="first")
     return Reranker(request.getfixturevalue(request.param))
 
 
@@ -129,7 +132,8 @@ def test_empty_inputs(ranker):
     assert asyncio.run(compressor.acompress_documents([], QUERY)) == []
     got = compressor.compress_documents([Document(""), Document(TEXTS[0])], QUERY)
     by_text = {d.page_content: d.metadata["relevance_score"] for d in got}
-    assert by_text[""] == pytest.approx(ranker.compute_score([(QUERY, "")])[0], abs=1e-6)
+    # scored with the list it came in (a listwise model scores a document against the others)
+    assert by_text[""] == pytest.approx(ranker.compute_score([(QUERY, ""), (QUERY, TEXTS[0])])[0], abs=1e-6)
 
 
 def test_callbacks_are_accepted(ranker, vector_store):

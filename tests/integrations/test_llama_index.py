@@ -40,9 +40,12 @@ def scored(nodes: list[TextNode]) -> list[NodeWithScore]:
     return [NodeWithScore(node=n, score=1.0 - i / 10) for i, n in enumerate(nodes)]
 
 
-@pytest.fixture(scope="module", params=["bert_cross_encoder", "decoder_llm"])
+@pytest.fixture(scope="module", params=["bert_cross_encoder", "decoder_llm", "listwise"])
 def ranker(request):
-    """One loaded model per checkpoint kind, shared by every wrapper of the module."""
+    """One loaded model per checkpoint kind, shared by every wrapper of the module (``listwise``: the
+    tiny chat LLM ranking listwise, FIRST-style)."""
+    if request.param == "listwise":
+        return Reranker(request.getfixturevalue("decoder_llm"), model_type="llm-listwise", method="first")
     return Reranker(request.getfixturevalue(request.param))
 
 
@@ -167,7 +170,8 @@ def test_empty_inputs(ranker):
     assert asyncio.run(rerank.apostprocess_nodes([], query_str=QUERY)) == []
     got = rerank.postprocess_nodes(scored([TextNode(text=""), TextNode(text=TEXTS[0])]), query_str=QUERY)
     by_text = {n.node.get_content(): n.score for n in got}
-    assert by_text[""] == pytest.approx(ranker.compute_score([(QUERY, "")])[0], abs=1e-6)
+    # scored with the list it came in (a listwise model scores a document against the others)
+    assert by_text[""] == pytest.approx(ranker.compute_score([(QUERY, ""), (QUERY, TEXTS[0])])[0], abs=1e-6)
 
 
 def test_duplicate_nodes_keep_their_own_entry(ranker):

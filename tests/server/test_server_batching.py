@@ -225,3 +225,28 @@ def test_a_model_scoring_several_layers_per_pair_gets_the_ranking_error(decoder_
 
     with pytest.raises(ValueError, match="ranking needs one score per document"):
         asyncio.run(run())
+
+
+def test_a_listwise_model_ranks_each_request_alone_and_whole(decoder_llm):
+    """A listwise model's scores depend on the list: merging two requests of one query, or slicing one,
+    would rank other lists than the callers sent."""
+    listwise = Reranker(decoder_llm, model_type="llm-listwise", method="first", window_size=3)
+    bodies = [
+        {"query": QUERIES[0], "documents": TEXTS[:4], "top_n": None, "raw_scores": True},
+        {"query": QUERIES[0], "documents": TEXTS[2:5], "top_n": None, "raw_scores": True},
+        {"query": QUERIES[0], "documents": TEXTS[1:3], "top_n": None, "raw_scores": True},
+    ]
+
+    async def run():
+        batcher = MicroBatcher(listwise, batch_wait_ms=200, max_batch_pairs=2, max_queue=100, metrics=ServerMetrics())
+        batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.rank(b["query"], b["documents"], normalize=False, top_n=None) for b in bodies)
+            )
+        finally:
+            await batcher.stop()
+
+    for body, ranked in zip(bodies, asyncio.run(run())):
+        assert_same([(r.index, r.score) for r in ranked], direct(listwise, body))
+        assert [r.score for r in ranked] == [1 / k for k in range(1, len(body["documents"]) + 1)]

@@ -70,6 +70,10 @@ class Ranker(ABC):
 
     model_type: ClassVar[str] = ""
     batch_size: int = DEFAULT_BATCH_SIZE
+    listwise: ClassVar[bool] = False
+    """Whether a document's score depends on the other documents of its query in the same call (a
+    listwise LLM): ``rank_many`` then ranks each query on its own, and the server never scores two
+    requests in one pass nor splits one request into several."""
     setting_options: ClassVar[frozenset[str]] = frozenset()
     """Per-call options that change how one call scores rather than what :meth:`_score` computes (a
     checkpoint family's ``max_length``, ``long_doc`` and ``show_progress_bar``): taken out of the
@@ -235,8 +239,14 @@ class Ranker(ABC):
         batch_size: int | None = None,
         **options: Any,
     ) -> list[RankedResults]:
-        """Rank several queries' documents in one batched pass over all pairs."""
+        """Rank several queries' documents in one batched pass over all pairs (a listwise ranker:
+        each query on its own, so that two entries of the same query are not ranked as one list)."""
         queries, doc_lists = _query_lists(queries, docs_per_query)
+        if self.listwise:
+            return [
+                self.rank(q, d, top_k=top_k, normalize=normalize, batch_size=batch_size, **options)
+                for q, d in zip(queries, doc_lists)
+            ]
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
         raw = one_score_per_pair(self._raw(flat_queries, [x for d in doc_lists for x in d], batch_size, options))
         return _split_rankings(queries, doc_lists, raw, normalize, top_k)
@@ -284,6 +294,11 @@ class Ranker(ABC):
     ) -> list[RankedResults]:
         """:meth:`rank_many`, awaitable."""
         queries, doc_lists = _query_lists(queries, docs_per_query)
+        if self.listwise:
+            return [
+                await self.arank(q, d, top_k=top_k, normalize=normalize, batch_size=batch_size, **options)
+                for q, d in zip(queries, doc_lists)
+            ]
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
         raw = await self._araw(flat_queries, [x for d in doc_lists for x in d], batch_size, options)
         return _split_rankings(queries, doc_lists, one_score_per_pair(raw), normalize, top_k)

@@ -1,0 +1,205 @@
+"""Listwise reranking with a local chat LLM: RankGPT-style generation or FIRST-style logits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..errors import InvalidCheckpointError
+from .base import BaseReranker, Loaded, ModelPath
+from .listwise_order import PermutationRepairs, SlidingWindow, listwise_scores, log_repairs, parse_permutation
+from .listwise_prompt import DEFAULT_SYSTEM_PROMPT, ListwisePrompt, window_labels
+from .loading import capped_max_length, check_tokenizer_files, load_pretrained, position_limit
+from .registry import register_model_type
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LISTWISE_MAX_LENGTH = 4096
+ListwiseMethod = Literal["generate", "first"]
+
+
+@register_model_type("llm-listwise")
+class ListwiseLLMReranker(BaseReranker):
+    """Listwise reranking with a chat LLM (a Hugging Face folder or a GGUF file): the model reads
+    the query and a window of labelled passages and orders them; a sliding window covers longer lists.
+
+    Two ways to read the model's order:
+
+    * ``method="generate"`` (RankGPT): the model writes the order (``[2] > [1] > [3]``), greedily;
+      the answer is parsed, and repaired where it is not a full permutation (missing identifiers
+      after the ranked ones in input order, duplicates and unknown identifiers dropped; counted in
+      :attr:`permutation_repairs` and logged).
+    * ``method="first"`` (FIRST, Reddy et al. 2024): passages are labelled ``A``, ``B``...; one forward
+      pass reads the logits of the first identifier after ``[`` and orders the window by them. One
+      pass per window, no generation, no parsing; at most 26 passages per window.
+
+    Scores: a document's raw score is ``1 / rank`` within its query's list (1.0, 0.5, 0.33...), so a
+    call's scores compare within a query, not across queries or calls. ``compute_score`` ranks the
+    documents of each query in the call together (one pair alone scores 1.0), ``rank_many`` ranks
+    each query on its own, and ``normalize=True`` applies the sigmoid as for every ranker (it is
+    not a probability here).
+
+    Args:
+        method: ``"generate"`` or ``"first"``.
+        window_size, step, passes: the sliding window (:class:`SlidingWindow`; 20, half the window and 1 by default).
+        system_prompt: the system turn (``None``: none, for chat templates that refuse one).
+        max_passage_words: each passage is cut to this many words; a window whose prompt still
+            passes ``max_length`` has its passages cut further, evenly, with a warning.
+        max_new_tokens: the generation budget (``"generate"``); default: the full answer's length.
+        **options: ``max_length`` (the longest prompt, default the model's limit, at most 4096),
+            ``device``, ``dtype``, ``show_progress_bar`` and the loading options of :class:`BaseReranker`.
+    """
+
+    reads_gguf = True
+    padding_side = "left"
+    listwise: ClassVar[bool] = True
+    setting_options = frozenset({"show_progress_bar"})
+
+    def __init__(
+        self,
+        model_name_or_path: ModelPath,
+        *,
+        method: ListwiseMethod = "generate",
+        window_size: int = 20,
+        step: int | None = None,
+        passes: int = 1,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        max_passage_words: int = 100,
+        max_new_tokens: int | None = None,
+        **options: Any,
+    ) -> None:
+        if method not in ("generate", "first"):
+            raise ValueError(f"method must be 'generate' or 'first', got {method!r}")
+        self.window = SlidingWindow(window_size, step, passes)
+        if method == "first":
+            window_labels(window_size, letters=True)  # at most 26 letters: refused here, before loading
+        if options.get("long_doc", "truncate") != "truncate":
+            raise ValueError(
+                "a listwise model cuts each passage to max_passage_words; long_doc='split-max' does not apply to it"
+            )
+        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+            raise ValueError(f"max_new_tokens must be a positive integer or None, got {max_new_tokens!r}")
+        if isinstance(max_passage_words, bool) or not isinstance(max_passage_words, int) or max_passage_words < 1:
+            raise ValueError(f"max_passage_words must be a positive integer, got {max_passage_words!r}")
+        self.method: ListwiseMethod = method
+        self.prompt = ListwisePrompt(system_prompt, max_passage_words)
+        self.max_new_tokens = max_new_tokens
+        self.permutation_repairs = PermutationRepairs()  # since loading, as truncation_totals counts truncation
+        super().__init__(model_name_or_path, **options)
+
+    def _load(self, loaded: Loaded | None) -> None:
+        if loaded is not None:
+            self.tokenizer, self.model = loaded.tokenizer, loaded.model
+        else:
+            if self.checkpoint.gguf_file is None:  # a GGUF file holds its tokenizer
+                check_tokenizer_files(self.checkpoint.path)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
+            self.model = load_pretrained(
+                AutoModelForCausalLM, self.checkpoint, "causal-LM head (a chat LLM)", dtype=self.dtype, **self.hf_kwargs
+            )
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InvalidCheckpointError(
+                f"the tokenizer of {self.checkpoint.path!r} has no chat template; listwise reranking needs a chat "
+                "(instruction-tuned) model"
+            )
+        if self.tokenizer.pad_token_id is None and self.tokenizer.eos_token is not None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.to(self.device).eval()
+        limit = self.position_limit = position_limit(self.model.config)
+        if self.max_length is None:
+            self.max_length = min(limit or DEFAULT_LISTWISE_MAX_LENGTH, DEFAULT_LISTWISE_MAX_LENGTH)
+        else:
+            self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
+        if self.method == "first":
+            self._label_ids = self._first_label_ids()
+
+    # ---- one window ----------------------------------------------------------------------------
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def _first_label_ids(self) -> list[int]:
+        """The token of each letter as it follows ``[`` (what the model's first answer token is)."""
+        bracket = self._ids("[")
+        ids = []
+        for label in window_labels(self.window.window_size, letters=True):
+            with_label = self._ids("[" + label)
+            if with_label[: len(bracket)] != bracket or len(with_label) != len(bracket) + 1:
+                raise InvalidCheckpointError(
+                    f"method='first' needs each identifier letter to be one token after '[', and {label!r} is not "
+                    f"one in the tokenizer of {self.checkpoint.path!r}; use method='generate'"
+                )
+            ids.append(with_label[-1])
+        return ids
+
+    def _prompt_ids(self, query: str, passages: list[str], labels: list[str], reserve: int) -> list[int]:
+        """The chat-templated prompt (assistant turn opened), its passages cut further, evenly, where
+        it would leave fewer than ``reserve`` of ``max_length``'s positions for the answer."""
+        assert self.max_length is not None
+        prompt = self.prompt
+        while True:
+            messages = prompt.messages(query, passages, labels)
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            ids = self._ids(text + ("[" if self.method == "first" else ""))
+            if len(ids) + reserve <= self.max_length:
+                if prompt is not self.prompt:
+                    logger.warning(
+                        "a window of %d passages does not fit max_length=%d at %d words each; cut to %d words",
+                        len(passages),
+                        self.max_length,
+                        self.prompt.max_passage_words,
+                        prompt.max_passage_words,
+                    )
+                return ids
+            if prompt.max_passage_words == 1:
+                raise ValueError(
+                    f"max_length={self.max_length} cannot hold the listwise prompt of {len(passages)} passages even at "
+                    "one word each; lower window_size or raise max_length"
+                )
+            prompt = ListwisePrompt(prompt.system_prompt, max(1, prompt.max_passage_words * 3 // 4))
+
+    @torch.inference_mode()
+    def _rank_window(self, query: str, passages: list[str]) -> tuple[list[int], PermutationRepairs]:
+        if self.method == "first":
+            labels = window_labels(len(passages), letters=True)
+            ids = torch.tensor([self._prompt_ids(query, passages, labels, reserve=1)], device=self.device)
+            logits = self.model(input_ids=ids, use_cache=False).logits[0, -1]
+            label_logits = logits[self._label_ids[: len(passages)]].float().cpu().numpy()
+            order = np.argsort(-label_logits, kind="stable").tolist()
+            return order, PermutationRepairs(windows=1)
+        labels = window_labels(len(passages), letters=False)
+        budget = self.max_new_tokens or len(self._ids(" > ".join(f"[{label}]" for label in labels))) + 8
+        ids = torch.tensor([self._prompt_ids(query, passages, labels, reserve=budget)], device=self.device)
+        generated = self.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=budget,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        answer = self.tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True)
+        order, repairs = parse_permutation(answer, labels)
+        if repairs.repairs:
+            logger.info("window answer %r repaired: %s", answer[:200], repairs)
+        return order, repairs
+
+    # ---- scoring -------------------------------------------------------------------------------
+
+    def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
+        repairs = PermutationRepairs()
+        with self._progress(len(set(queries)), "Ranking", unit="query") as progress:
+
+            def rank_list(query: str, docs_of_query: list[str]) -> list[int]:
+                order, found = self.window.order(query, docs_of_query, self._rank_window)
+                repairs.add(found)
+                progress.update(1)
+                return order
+
+            scores = listwise_scores(queries, docs, rank_list)
+        self.permutation_repairs.add(repairs)
+        log_repairs(repairs, f"{type(self).__name__}({self.checkpoint.path!r})")
+        return scores
