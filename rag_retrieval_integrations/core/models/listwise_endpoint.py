@@ -3,7 +3,6 @@ server, SGLang, Ollama, a hosted API): RankGPT's sliding window, over HTTP."""
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from typing import Any, ClassVar
@@ -11,12 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..options import check_positive_int
-from .listwise_order import PermutationRepairs, SlidingWindow, listwise_scores, log_repairs, parse_permutation
+from .listwise_order import PermutationRepairs, SlidingWindow, log_repairs, parse_answer
 from .listwise_prompt import DEFAULT_SYSTEM_PROMPT, ListwisePrompt, window_labels
 from .ranker import Ranker
 from .remote import RemoteRerankerError, _httpx
-
-logger = logging.getLogger(__name__)
 
 
 class OpenAIListwiseReranker(Ranker):
@@ -116,20 +113,10 @@ class OpenAIListwiseReranker(Ranker):
         # about 4 tokens per "[12] > " in any tokenizer, and room for a closing remark
         budget = self.max_tokens or 4 * len(passages) + 16
         answer = self._complete(self.prompt.messages(query, passages, labels), budget)
-        order, repairs = parse_permutation(answer, labels)
-        if repairs.repairs:
-            logger.info("window answer %r repaired: %s", answer[:200], repairs)
-        return order, repairs
+        return parse_answer(answer, labels)
 
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
-        repairs = PermutationRepairs()
-
-        def rank_list(query: str, docs_of_query: list[str]) -> list[int]:
-            order, found = self.window.order(query, docs_of_query, self._rank_window)
-            repairs.add(found)
-            return order
-
-        scores = listwise_scores(queries, docs, rank_list)
+        scores, repairs = self.window.scores(queries, docs, self._rank_window)
         with self._lock:
             self.permutation_repairs.add(repairs)
         log_repairs(repairs, repr(self))

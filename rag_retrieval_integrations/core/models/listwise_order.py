@@ -89,6 +89,14 @@ def parse_permutation(answer: str, labels: Sequence[str]) -> tuple[list[int], Pe
     return order + missing, repairs
 
 
+def parse_answer(answer: str, labels: Sequence[str]) -> tuple[list[int], PermutationRepairs]:
+    """:func:`parse_permutation`, with the answer logged at INFO where it needed repairs."""
+    order, repairs = parse_permutation(answer, labels)
+    if repairs.repairs:
+        logger.info("window answer %r repaired: %s", answer[:200], repairs)
+    return order, repairs
+
+
 @dataclass(frozen=True)
 class SlidingWindow:
     """RankGPT's sliding window: rank the last ``window_size`` documents, move ``step`` (default:
@@ -139,6 +147,26 @@ class SlidingWindow:
                 order[start:end] = [span[i] for i in window_order]
                 repairs.add(window_repairs)
         return order, repairs
+
+    def scores(
+        self,
+        queries: list[str],
+        docs: list[str],
+        rank_window: WindowRanker,
+        on_query: Callable[[int], object] | None = None,
+    ) -> tuple[np.ndarray, PermutationRepairs]:
+        """A listwise ranker's raw scores of aligned pairs (:func:`listwise_scores` over :meth:`order`)
+        and the repairs its windows needed; ``on_query(1)`` after each query (a progress bar)."""
+        repairs = PermutationRepairs()
+
+        def rank_list(query: str, docs_of_query: list[str]) -> list[int]:
+            order, found = self.order(query, docs_of_query, rank_window)
+            repairs.add(found)
+            if on_query is not None:
+                on_query(1)
+            return order
+
+        return listwise_scores(queries, docs, rank_list), repairs
 
 
 def listwise_scores(

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..errors import InvalidCheckpointError
 from .base import BaseReranker, Loaded, ModelPath
-from .listwise_order import PermutationRepairs, SlidingWindow, listwise_scores, log_repairs, parse_permutation
+from .listwise_order import PermutationRepairs, SlidingWindow, log_repairs, parse_answer
 from .listwise_prompt import DEFAULT_SYSTEM_PROMPT, ListwisePrompt, window_labels
 from .loading import capped_max_length, check_tokenizer_files, load_pretrained, position_limit
 from .registry import register_model_type
@@ -182,24 +182,13 @@ class ListwiseLLMReranker(BaseReranker):
             pad_token_id=self.tokenizer.pad_token_id,
         )
         answer = self.tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True)
-        order, repairs = parse_permutation(answer, labels)
-        if repairs.repairs:
-            logger.info("window answer %r repaired: %s", answer[:200], repairs)
-        return order, repairs
+        return parse_answer(answer, labels)
 
     # ---- scoring -------------------------------------------------------------------------------
 
     def _score(self, queries: list[str], docs: list[str], batch_size: int) -> np.ndarray:
-        repairs = PermutationRepairs()
         with self._progress(len(set(queries)), "Ranking", unit="query") as progress:
-
-            def rank_list(query: str, docs_of_query: list[str]) -> list[int]:
-                order, found = self.window.order(query, docs_of_query, self._rank_window)
-                repairs.add(found)
-                progress.update(1)
-                return order
-
-            scores = listwise_scores(queries, docs, rank_list)
+            scores, repairs = self.window.scores(queries, docs, self._rank_window, progress.update)
         self.permutation_repairs.add(repairs)
         log_repairs(repairs, f"{type(self).__name__}({self.checkpoint.path!r})")
         return scores
