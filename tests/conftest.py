@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from kit import checkpoints
 from kit.paths import SHARED_DATA
-from kit.real_models import smollm2_gguf
+from kit.real_models import gemma3_gguf, smollm2_gguf
 
 pytest_plugins = ["kit.locked_run"]  # a skip is a failure under make test (see kit/locked_run.py)
 
@@ -85,6 +85,17 @@ def smollm2(tmp_path_factory) -> Path:
     from rag_retrieval_integrations import convert_gguf
 
     return convert_gguf(smollm2_gguf(), tmp_path_factory.mktemp("models") / "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def gemma3(tmp_path_factory) -> Path:
+    """The second real LLM: Gemma 3 270M (a base model, Q4_K_M GGUF) converted once to a Hugging Face
+    folder (transformers dequantizes it in about a minute: once per run)."""
+    pytest.importorskip("gguf")
+    from rag_retrieval_integrations import convert_gguf
+
+    models = tmp_path_factory.mktemp("models")
+    return convert_gguf(gemma3_gguf(models), models / "gemma-3-270m")
 
 
 @pytest.fixture(scope="session")
