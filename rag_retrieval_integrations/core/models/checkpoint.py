@@ -239,8 +239,17 @@ def st_model_type(info: CheckpointInfo) -> str | None:
     return (info.st_config or {}).get("model_type")
 
 
+def has_logit_score_head(info: CheckpointInfo) -> bool:
+    """A sentence-transformers folder whose score is read from the LM head's logits (a ``LogitScore``
+    module: how sentence-transformers 5.4+ saves Qwen3-Reranker), not from a classification head."""
+    return any(str(module.get("type", "")).endswith("LogitScore") for module in info.modules or [])
+
+
 def is_pair_classifier(info: CheckpointInfo) -> bool:
-    """A sentence-transformers ``CrossEncoder`` folder, or a plain transformers folder with a
-    sequence-classification head: one model reading query and document together."""
+    """A sentence-transformers ``CrossEncoder`` folder (but one scoring with a ``LogitScore`` head: a
+    causal LM, the ``"llm"`` family's), or a plain transformers folder with a sequence-classification
+    head: one model reading query and document together."""
     kind = st_model_type(info)
-    return kind == "CrossEncoder" or (kind is None and info.modules is None and has_classification_head(info))
+    if kind == "CrossEncoder":
+        return not has_logit_score_head(info)
+    return kind is None and info.modules is None and has_classification_head(info)

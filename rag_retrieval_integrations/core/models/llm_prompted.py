@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from ..errors import UnknownPromptFormatError
 from ..text.pair_encoding import EncodedPairs
 from .base import Loaded, ModelPath
-from .checkpoint import CheckpointInfo, is_decoder_only
+from .checkpoint import CheckpointInfo, has_logit_score_head, is_decoder_only
 from .llm_base import DecoderReranker
 from .llm_inputs import PairPromptTemplate, encode_flag_pairs, encode_text_pairs
 from .prompt_formats import (
@@ -74,6 +74,14 @@ def resolve_prompt_format(
     elif is_native_layerwise(info):
         chosen = BGE_LAYERWISE
     else:
+        # a sentence-transformers CrossEncoder with a LogitScore head (how ST 5.4+ saves Qwen3-Reranker)
+        # keeps its prompt as a Jinja chat template, which is not read as a format here: name it
+        saved_by_st = (
+            " It is a sentence-transformers CrossEncoder with a LogitScore head: its prompt is the chat "
+            "template in its folder, which is not read as a format here; pass the named format it renders."
+            if has_logit_score_head(info)
+            else ""
+        )
         raise UnknownPromptFormatError(
             f"{info.path!r} is a decoder LLM whose files do not say which prompt format it was trained with "
             "(no prompt_format in a rag_retrieval.json), and an LLM reranker scored in another format gives "
@@ -81,7 +89,7 @@ def resolve_prompt_format(
             f"prompt_format='qwen3-reranker'); known formats: {available_prompt_formats()} "
             "(docs/models.md, 'Prompt formats', says which checkpoints use which), or your own with "
             "prompt_template= or register_prompt_format(). For a chat model never trained to rerank, use "
-            "model_type='llm-zero-shot'."
+            "model_type='llm-zero-shot'." + saved_by_st
         )
     if yes_token is not None and yes_token != chosen.yes_token:
         chosen = replace(chosen, yes_token=yes_token)

@@ -110,7 +110,7 @@ def test_a_long_query_is_cut_to_its_share_and_the_format_around_it_is_kept(qwen3
     assert len(prefix) + len(query_ids) + kept + len(suffix) > len(ids)  # the query was cut, not the format
 
 
-def test_qwen3_reranker_equals_sentence_transformers_logit_score(qwen3):
+def test_qwen3_reranker_equals_sentence_transformers_logit_score(qwen3, tmp_path):
     """sentence-transformers loads a causal LM as a CrossEncoder with a LogitScore(yes, no) head; with the
     format as its chat template it reads the same tokens and gives the same log-odds."""
     import_peer("sentence_transformers")
@@ -128,6 +128,14 @@ def test_qwen3_reranker_equals_sentence_transformers_logit_score(qwen3):
     assert peer[0].preprocess(PAIRS[:1])["input_ids"][0].tolist() == ours.encode_pairs(*zip(*PAIRS[:1])).input_ids[0]
     theirs = peer.predict(PAIRS, batch_size=4, activation_fn=torch.nn.Identity())
     np.testing.assert_allclose(ours.compute_score(PAIRS), theirs, atol=1e-5)
+    # the folder sentence-transformers saves: refused without a format (its chat template is not read
+    # as one), and the same scores with the format named
+    peer.save(str(tmp_path / "st-qwen3"))
+    with pytest.raises(UnknownPromptFormatError, match="LogitScore head"):
+        Reranker(tmp_path / "st-qwen3")
+    saved = Reranker(tmp_path / "st-qwen3", prompt_format="qwen3-reranker")
+    assert isinstance(saved, LLMReranker)  # the LM head scores: not a classifier with a missing head
+    np.testing.assert_allclose(saved.compute_score(PAIRS), theirs, atol=1e-5)
 
 
 @pytest.mark.parametrize("model_type", [None, "llm", "llm-layerwise"])
