@@ -35,7 +35,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("name", list(BUILDERS))
+# ColBERT compiles the same module as the embedding family (its first transformer, through
+# first_transformer): the default run checks the cross-encoder and the embedding family, -m slow
+# ColBERT too (each family's compile costs about 15 s on 2 cores)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if n == "colbert" else []) for n in BUILDERS]
+)
 def test_scores_equal_eager_pytorch_on_every_batch_shape(name, tmp_path):
     path = BUILDERS[name](tmp_path / name)
     options = {"max_length": 24, "long_doc": "split-max", "batch_size": 3}
