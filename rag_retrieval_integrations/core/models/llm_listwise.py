@@ -55,7 +55,6 @@ class ListwiseLLMReranker(BaseReranker):
     """
 
     reads_gguf = True
-    padding_side = "left"
     listwise: ClassVar[bool] = True
     setting_options = frozenset({"show_progress_bar"})
 
