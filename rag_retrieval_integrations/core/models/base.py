@@ -350,7 +350,8 @@ class BaseReranker(Ranker):
                 check_positive_int(max_length, "max_length")
                 self.max_length = capped_max_length(max_length, self.position_limit, self.checkpoint.path)
                 self._apply_max_length()
-                self._check_long_doc_options()
+            if max_length is not None or long_doc is not None:
+                self._check_long_doc_options()  # a window too small, an overlap no window holds
             yield
         finally:
             self.max_length, self.long_doc, self.show_progress_bar = saved
