@@ -22,6 +22,7 @@ rows also give the share of windows whose generated order had to be repaired. De
 choice here was made on, so these are dev numbers.
 
     python benchmarks/listwise_wikiqa.py [--questions 121] [--window 20]
+    python benchmarks/listwise_wikiqa.py --shuffle --rankers first      # without the page-order prior
 """
 
 from __future__ import annotations
@@ -39,16 +40,21 @@ from common import WIKIQA_DEV, map_mrr, read_wikiqa, write_results
 from train_llm_reranker_wikiqa import smollm2_folder
 
 
-def rankers(folder: Path, window: int) -> dict[str, tuple[dict[str, Any], Any]]:
-    """Name -> (Reranker options, calls per question as a function of its candidate count)."""
+def rankers(folder: Path, window: int) -> dict[str, tuple[str, dict[str, Any], Any]]:
+    """Key -> (name, Reranker options, calls per question as a function of its candidate count)."""
     from rag_retrieval_integrations.core import SlidingWindow
 
     windows = lambda n: len(SlidingWindow(window).windows(n))
     return {
-        "pointwise zero-shot": ({"model_type": "llm-zero-shot"}, lambda n: 1),
-        "pointwise yes-token (bge-reranker-v2-gemma prompt)": ({"prompt_format": "bge-reranker-v2-gemma"}, lambda n: 1),
-        "listwise generate (RankGPT)": ({"model_type": "llm-listwise", "window_size": window}, windows),
-        "listwise first (FIRST)": (
+        "zero-shot": ("pointwise zero-shot", {"model_type": "llm-zero-shot"}, lambda n: 1),
+        "yes-token": (
+            "pointwise yes-token (bge-reranker-v2-gemma prompt)",
+            {"prompt_format": "bge-reranker-v2-gemma"},
+            lambda n: 1,
+        ),
+        "generate": ("listwise generate (RankGPT)", {"model_type": "llm-listwise", "window_size": window}, windows),
+        "first": (
+            "listwise first (FIRST)",
             {"model_type": "llm-listwise", "method": "first", "window_size": min(window, 26)},
             windows,
         ),
@@ -61,11 +67,18 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/listwise_wikiqa"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rankers", default="zero-shot,yes-token,generate,first", help="comma-separated keys")
+    parser.add_argument(
+        "--shuffle", action="store_true", help="shuffle each question's candidates (seeded): no page-order prior"
+    )
     args = parser.parse_args()
 
     from rag_retrieval_integrations import Reranker
 
     dev = read_wikiqa(WIKIQA_DEV)
+    if args.shuffle:
+        rng = random.Random(args.seed)
+        dev = {q: rng.sample(c, len(c)) for q, c in dev.items()}
     questions = [q for q, c in dev.items() if any(label for _, label in c)]
     if args.questions is not None:
         questions = random.Random(args.seed).sample(questions, args.questions)
@@ -81,7 +94,9 @@ def main() -> None:
             "repaired windows": "-",
         }
     ]
-    for name, (options, calls_of) in rankers(folder, args.window).items():
+    chosen = [k.strip() for k in args.rankers.split(",") if k.strip()]
+    for key in chosen:
+        name, options, calls_of = rankers(folder, args.window)[key]
         ranker = Reranker(folder, max_length=2048, show_progress_bar=False, **options)
         ranked_labels, calls = [], 0
         start = time.perf_counter()
@@ -99,8 +114,9 @@ def main() -> None:
         print(row, flush=True)
     command = "python benchmarks/listwise_wikiqa.py " + shlex.join(sys.argv[1:])
     lines = [
-        f"WikiQA dev, {len(questions)} answered questions, SmolLM2-135M-Instruct (untrained for ranking), "
-        f"window {args.window}. `{command.strip()}`",
+        f"WikiQA dev, {len(questions)} answered questions"
+        + (" (candidates shuffled, seeded)" if args.shuffle else "")
+        + f", SmolLM2-135M-Instruct (untrained for ranking), window {args.window}. `{command.strip()}`",
         "",
         "| ranker | MAP | MRR@10 | s/question | model calls/question | repaired windows |",
         "|---|---|---|---|---|---|",
@@ -110,7 +126,9 @@ def main() -> None:
             for r in rows
         ),
     ]
-    write_results("listwise_wikiqa", command, args, rows, "\n".join(lines) + "\n")
+    write_results(
+        "listwise_wikiqa" + ("_shuffled" if args.shuffle else ""), command, args, rows, "\n".join(lines) + "\n"
+    )
 
 
 if __name__ == "__main__":
