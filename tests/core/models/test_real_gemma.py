@@ -50,4 +50,5 @@ def test_yes_token_scores_equal_flag_llm_reranker(gemma3, ours, pairs):
 
 def test_early_exit_at_the_last_layer_equals_the_full_model(ours, pairs):
     last = ours.num_layers
-    np.testing.assert_allclose(ours.compute_score(pairs, cutoff_layers=[last]), ours.compute_score(pairs), atol=1e-4)
+    few = pairs[:3]  # the first sentence is repeated (longer), so the batch pads
+    np.testing.assert_allclose(ours.compute_score(few, cutoff_layers=[last]), ours.compute_score(few), atol=1e-4)
