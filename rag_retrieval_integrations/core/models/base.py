@@ -350,7 +350,7 @@ class BaseReranker(Ranker):
                 check_positive_int(max_length, "max_length")
                 self.max_length = capped_max_length(max_length, self.position_limit, self.checkpoint.path)
                 self._apply_max_length()
-            if max_length is not None or long_doc is not None:
+            if max_length is not None or long_doc not in (None, saved[1]):
                 self._check_long_doc_options()  # a window too small, an overlap no window holds
             yield
         finally:

@@ -14,6 +14,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from ..errors import InvalidCheckpointError
 from ..text.pair_encoding import EncodedPairs
 from .base import Loaded, ModelPath
+from .checkpoint import CheckpointInfo
 from .loading import capped_max_length, check_tokenizer_files, position_limit
 from .pair_family import PairEncodingFamily
 
@@ -23,6 +24,43 @@ DEFAULT_MAX_BATCH_TOKENS = 16384
 
 class _EarlyExit(Exception):
     """Raised from a forward hook to stop a forward pass once the deepest wanted layer ran."""
+
+
+def load_decoder_tokenizer(info: CheckpointInfo, hf_kwargs: dict[str, Any]) -> Any:
+    """A decoder checkpoint's tokenizer (from its GGUF file when it has one), with a pad token."""
+    if info.gguf_file is None:  # a GGUF file holds its tokenizer
+        check_tokenizer_files(info.path)
+    return with_pad_token(AutoTokenizer.from_pretrained(info.path, **hf_kwargs), info.path)
+
+
+def with_pad_token(tokenizer: Any, path: str) -> Any:
+    """``tokenizer``, its eos token made the pad token when it has none (decoder tokenizers often
+    have none; any id works under the attention mask)."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise InvalidCheckpointError(f"the tokenizer of {path!r} has neither pad nor eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def decoder_max_length(
+    model: PreTrainedModel, max_length: int | None, default: int, path: str
+) -> tuple[int | None, int]:
+    """The model's position limit and the ``max_length`` to use: the one asked for (capped at the
+    limit, with a warning), or the limit, at most ``default``."""
+    limit = position_limit(model.config)
+    if max_length is None:
+        return limit, min(limit or default, default)
+    return limit, capped_max_length(max_length, limit, path)
+
+
+def require_chat_template(tokenizer: Any, path: str, what: str) -> None:
+    """Refuse a tokenizer without a chat template for a family that renders one (``what`` names it)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidCheckpointError(
+            f"the tokenizer of {path!r} has no chat template; {what} needs a chat (instruction-tuned) model "
+            "(or set tokenizer.chat_template)"
+        )
 
 
 def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -62,20 +100,14 @@ class DecoderReranker(PairEncodingFamily):
         super().__init__(model_name_or_path, **options)
 
     def _load(self, loaded: Loaded | None) -> None:
-        self.tokenizer = loaded.tokenizer if loaded else self._load_tokenizer()
-        if self.tokenizer.pad_token_id is None:
-            # Decoder tokenizers often have no pad token; any id works under the attention mask.
-            if self.tokenizer.eos_token is None:
-                raise InvalidCheckpointError(f"the tokenizer of {self.checkpoint.path!r} has neither pad nor eos token")
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        path = self.checkpoint.path
+        self.tokenizer = with_pad_token(loaded.tokenizer, path) if loaded else self._load_tokenizer()
         self.model: PreTrainedModel = loaded.model if loaded else self._load_model()
         self._check_model(self.model)
         self.model.to(self.device).eval()
-        limit = self.position_limit = position_limit(self.model.config)
-        if self.max_length is None:
-            self.max_length = min(limit or DEFAULT_LLM_MAX_LENGTH, DEFAULT_LLM_MAX_LENGTH)
-        else:
-            self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
+        self.position_limit, self.max_length = decoder_max_length(
+            self.model, self.max_length, DEFAULT_LLM_MAX_LENGTH, path
+        )
         self._forward_params = set(inspect.signature(self.model.forward).parameters)
         self.cutoff_layers = self._check_cutoff_layers(self.cutoff_layers)
 
@@ -85,9 +117,7 @@ class DecoderReranker(PairEncodingFamily):
         raise NotImplementedError
 
     def _load_tokenizer(self) -> Any:
-        if self.checkpoint.gguf_file is None:  # a GGUF file holds its tokenizer
-            check_tokenizer_files(self.checkpoint.path)
-        return AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
+        return load_decoder_tokenizer(self.checkpoint, self.hf_kwargs)
 
     def _check_model(self, model: PreTrainedModel) -> None:
         """Validate (and adapt) a loaded model; called for models given to ``from_model`` too."""

@@ -7,13 +7,14 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from ..errors import InvalidCheckpointError
 from .base import BaseReranker, Loaded, ModelPath
 from .listwise_order import PermutationRepairs, SlidingWindow, log_repairs, parse_answer
 from .listwise_prompt import DEFAULT_SYSTEM_PROMPT, ListwisePrompt, window_labels
-from .loading import capped_max_length, check_tokenizer_files, load_pretrained, position_limit
+from .llm_base import decoder_max_length, load_decoder_tokenizer, require_chat_template, with_pad_token
+from .loading import load_pretrained
 from .registry import register_model_type
 
 logger = logging.getLogger(__name__)
@@ -91,28 +92,24 @@ class ListwiseLLMReranker(BaseReranker):
         super().__init__(model_name_or_path, **options)
 
     def _load(self, loaded: Loaded | None) -> None:
-        if loaded is not None:
-            self.tokenizer, self.model = loaded.tokenizer, loaded.model
-        else:
-            if self.checkpoint.gguf_file is None:  # a GGUF file holds its tokenizer
-                check_tokenizer_files(self.checkpoint.path)
-            self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint.path, **self.hf_kwargs)
-            self.model = load_pretrained(
+        path = self.checkpoint.path
+        self.tokenizer = (
+            with_pad_token(loaded.tokenizer, path)
+            if loaded
+            else load_decoder_tokenizer(self.checkpoint, self.hf_kwargs)
+        )
+        require_chat_template(self.tokenizer, path, "listwise reranking")
+        self.model = (
+            loaded.model
+            if loaded
+            else load_pretrained(
                 AutoModelForCausalLM, self.checkpoint, "causal-LM head (a chat LLM)", dtype=self.dtype, **self.hf_kwargs
             )
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise InvalidCheckpointError(
-                f"the tokenizer of {self.checkpoint.path!r} has no chat template; listwise reranking needs a chat "
-                "(instruction-tuned) model"
-            )
-        if self.tokenizer.pad_token_id is None and self.tokenizer.eos_token is not None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        )
         self.model.to(self.device).eval()
-        limit = self.position_limit = position_limit(self.model.config)
-        if self.max_length is None:
-            self.max_length = min(limit or DEFAULT_LISTWISE_MAX_LENGTH, DEFAULT_LISTWISE_MAX_LENGTH)
-        else:
-            self.max_length = capped_max_length(self.max_length, limit, self.checkpoint.path)
+        self.position_limit, self.max_length = decoder_max_length(
+            self.model, self.max_length, DEFAULT_LISTWISE_MAX_LENGTH, path
+        )
         if self.method == "first":
             self._label_ids = self._first_label_ids()
 

@@ -11,7 +11,7 @@ from ..text.long_text import clip_for_truncation
 from ..text.pair_encoding import EncodedPairs, unique
 from ..text.truncation import estimate_clipped
 from .base import Loaded, ModelPath
-from .llm_base import DecoderReranker
+from .llm_base import DecoderReranker, require_chat_template
 from .llm_inputs import assemble_inputs, token_id, truncate_query_ids
 from .loading import load_pretrained
 from .registry import register_model_type
@@ -63,11 +63,7 @@ class ZeroShotLLMReranker(DecoderReranker):
 
     def _load(self, loaded: Loaded | None) -> None:
         super()._load(loaded)
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(
-                f"the tokenizer of {self.checkpoint.path!r} has no chat template; zero-shot reranking needs a chat "
-                "model (or set tokenizer.chat_template)"
-            )
+        require_chat_template(self.tokenizer, self.checkpoint.path, "zero-shot reranking")
         self.yes_id = token_id(self.tokenizer, self.yes_token, "yes")
         self.no_id = token_id(self.tokenizer, self.no_token, "no")
         self._before_query, self._between, self._after_doc = self._template_parts()
