@@ -6,9 +6,12 @@ tokenization, scoring or pooling.
 
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError, UnknownPromptFormatError
 from .indexes.base import Index
+from .indexes.bm25 import BM25Index
+from .indexes.bm25_text import BM25Analyzer
 from .indexes.colbert import ColBERTIndex
 from .indexes.documents import IndexHit
 from .indexes.folder import CorruptIndexError, IndexNotFoundError
+from .indexes.hybrid import HybridIndex
 from .indexes.mrl import MRLIndex
 from .indexes.mrl_encoder import MRLEncoder
 from .models.base import BaseReranker
@@ -37,6 +40,8 @@ from .models.registry import available_model_types, detect_model_type, register_
 from .results import RankedResults, RankResult
 
 __all__ = [
+    "BM25Analyzer",
+    "BM25Index",
     "METADATA_FILE",
     "BaseReranker",
     "CheckpointInfo",
@@ -60,6 +65,7 @@ __all__ = [
     "ZeroShotLLMReranker",
     "EmbeddingModel",
     "EmbeddingReranker",
+    "HybridIndex",
     "Index",
     "IndexHit",
     "IndexNotFoundError",

@@ -70,8 +70,9 @@ class Index(ABC):
     """Constructor arguments :meth:`load` may override (``**options``)."""
     read_options: ClassVar[frozenset[str]] = frozenset()
     """Further ``load`` options: how the files are read (``MRLIndex``: ``mmap``)."""
-    family: ClassVar[type[BaseReranker]]
-    """The model family the index encodes with; ``model_noun`` names it in errors (``"ColBERT model"``)."""
+    family: ClassVar[type[BaseReranker] | None]
+    """The model family the index encodes with; ``model_noun`` names it in errors (``"ColBERT model"``).
+    ``None``: the index encodes without a model (``BM25Index``'s analyzer, ``HybridIndex``'s parts)."""
     model_noun: ClassVar[str]
     saved_model_options: ClassVar[Mapping[str, str]] = {}
     """``Reranker`` options to reload the recorded model with, by the manifest's ``model`` key holding each."""
@@ -160,12 +161,16 @@ class Index(ABC):
             if replaced:
                 self.delete(replaced)
             self._append_vectors(vectors)
-            for doc_id, text, metadata in zip(ids, texts, metadatas):
-                self._row[doc_id] = len(self._ids)
-                self._ids.append(doc_id)
-                self._texts.append(text)
-                self._metadatas.append(metadata)
+            self._append_documents(texts, ids, metadatas)
         return ids
+
+    def _append_documents(self, texts: list[str], ids: list[str], metadatas: list[dict[str, Any]]) -> None:
+        """Give the documents the rows ``len(self)`` on (their vectors are stored; their ids are new)."""
+        for doc_id, text, metadata in zip(ids, texts, metadatas):
+            self._row[doc_id] = len(self._ids)
+            self._ids.append(doc_id)
+            self._texts.append(text)
+            self._metadatas.append(metadata)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove documents by id; an id not in the index is a ``KeyError`` (nothing is removed then)."""
@@ -179,8 +184,13 @@ class Index(ABC):
             if not len(gone):
                 return
             self._delete_vectors(gone)
+            self._drop_documents(gone)
+
+    def _drop_documents(self, rows: np.ndarray) -> None:
+        """Remove the documents of ``rows`` (sorted, unique; their vectors are gone); the rows after them move up."""
+        with self._lock:
             keep = np.ones(len(self._ids), dtype=bool)
-            keep[gone] = False
+            keep[rows] = False
             self._ids = [d for d, k in zip(self._ids, keep) if k]
             self._texts = [t for t, k in zip(self._texts, keep) if k]
             self._metadatas = [m for m, k in zip(self._metadatas, keep) if k]
@@ -308,6 +318,8 @@ class Index(ABC):
             model_kwargs = {**{k: v for k, v in saved.items() if v is not None}, **dict(model_kwargs or {})}
             model = settings["model"]
         if model is not None:
+            if cls.family is None:
+                raise TypeError(f"{cls.__name__} encodes without a model; load it without model=")
             model = load_index_model(model, model_kwargs, cls.family, cls.model_noun)
         index = cls._from_manifest(folder, manifest, model, search)
         if index.model is not None:
