@@ -1,5 +1,6 @@
 """LangChain integration: a document compressor (``RagRetrievalReranker``), embeddings
-(``RagRetrievalEmbeddings``), ColBERT and MRL retrievers (``ColBERTRetriever``, ``MRLRetriever``) and
+(``RagRetrievalEmbeddings``), ColBERT, MRL, BM25 and hybrid retrievers (``ColBERTRetriever``,
+``MRLRetriever``, ``BM25Retriever``, ``HybridRetriever``) and
 an MRL first stage over any vector store (``MRLPrefixEmbeddings``, ``MRLVectorStoreRetriever``).
 
 Imports ``langchain_core`` only; install it with ``pip install 'rag-retrieval[langchain]'``.
@@ -17,9 +18,12 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from .colbert_retriever import ColBERTRetriever
 from .compressor import RagRetrievalReranker
 from .embeddings import RagRetrievalEmbeddings
+from .hybrid_retriever import BM25Retriever, HybridRetriever
 from .mrl_retriever import MRLPrefixEmbeddings, MRLRetriever, MRLVectorStoreRetriever
 
 __all__ = [
+    "BM25Retriever",
+    "HybridRetriever",
     "ColBERTRetriever",
     "MRLPrefixEmbeddings",
     "MRLRetriever",

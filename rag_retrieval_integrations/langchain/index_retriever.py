@@ -46,13 +46,14 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
     def from_texts(
         cls: type[_R],
         texts: Sequence[str],
-        model: Any,
+        model: Any = None,
         *,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> _R:
-        """Index ``texts`` with a new index of ``model`` (a path, hub id or loaded ``Reranker``) and retrieve from them.
+        """Index ``texts`` with a new index of ``model`` (a path, hub id or loaded ``Reranker``; none for
+        BM25 and hybrid retrievers) and retrieve from them.
 
         ``kwargs`` are the index's settings (its constructor's: ``nprobe``, ``search_dim``,
         ``shortlist_factor``...; ``model_kwargs`` for ``Reranker(...)`` when ``model`` is a path; or a dict
@@ -64,7 +65,12 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
 
     @classmethod
     def from_documents(
-        cls: type[_R], documents: Sequence[Document], model: Any, *, ids: Sequence[str] | None = None, **kwargs: Any
+        cls: type[_R],
+        documents: Sequence[Document],
+        model: Any = None,
+        *,
+        ids: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> _R:
         """Index LangChain ``Document``\\ s (their ``id``, ``page_content`` and metadata); see :meth:`from_texts`."""
         texts, doc_ids, metadatas = unpack_documents(documents, ids)

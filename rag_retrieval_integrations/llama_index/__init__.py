@@ -1,5 +1,6 @@
 """LlamaIndex integration: a node postprocessor (``RagRetrievalRerank``), an embedding model
-(``RagRetrievalEmbedding``), ColBERT and MRL retrievers (``ColBERTRetriever``, ``MRLRetriever``) and an
+(``RagRetrievalEmbedding``), ColBERT, MRL, BM25 and hybrid retrievers (``ColBERTRetriever``,
+``MRLRetriever``, ``BM25Retriever``, ``HybridRetriever``) and an
 MRL first stage over any vector store (``MRLPrefixEmbedding``, ``MRLVectorStoreRetriever``).
 
 Imports ``llama_index.core`` only; install it with ``pip install 'rag-retrieval[llama-index]'``.
@@ -14,10 +15,13 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from .colbert_retriever import ColBERTRetriever
 from .embeddings import RagRetrievalEmbedding
+from .hybrid_retriever import BM25Retriever, HybridRetriever
 from .mrl_retriever import MRLPrefixEmbedding, MRLRetriever, MRLVectorStoreRetriever
 from .postprocessor import RagRetrievalRerank
 
 __all__ = [
+    "BM25Retriever",
+    "HybridRetriever",
     "ColBERTRetriever",
     "MRLPrefixEmbedding",
     "MRLRetriever",

@@ -65,9 +65,9 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
         )
 
     @classmethod
-    def from_nodes(cls: type[_R], nodes: Sequence[BaseNode], model: Any, **kwargs: Any) -> _R:
+    def from_nodes(cls: type[_R], nodes: Sequence[BaseNode], model: Any = None, **kwargs: Any) -> _R:
         """Index ``nodes`` (or LlamaIndex ``Document``\\ s) with a new index of ``model`` (a path, hub id or
-        loaded ``Reranker``) and retrieve from them.
+        loaded ``Reranker``; none for BM25 and hybrid retrievers) and retrieve from them.
 
         ``kwargs`` are the index's settings (its constructor's: ``nprobe``, ``search_dim``,
         ``shortlist_factor``...; ``model_kwargs`` for ``Reranker(...)`` when ``model`` is a path; or a dict

@@ -1,5 +1,5 @@
 """One face for the LangChain and LlamaIndex retrievers over our indexes (``ColBERTRetriever``,
-``MRLRetriever``), so that a retriever test runs once per framework and says the same of both.
+``MRLRetriever``, ``BM25Retriever``, ``HybridRetriever``), so that a retriever test runs once per framework and says the same of both.
 
 Each side builds a retriever from texts, ids and metadata, and turns what the framework returns
 (``Document`` with the score in its metadata; ``NodeWithScore``) into :class:`Found` rows. A
@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("colbert", "mrl")
+RETRIEVERS = {
+    "colbert": "ColBERTRetriever",
+    "mrl": "MRLRetriever",
+    "bm25": "BM25Retriever",
+    "hybrid": "HybridRetriever",
+}
+"""Each index kind's retriever class, the same name in both frameworks (BM25 and hybrid take no model)."""
 FRAMEWORKS = ("langchain", "llama_index")
 
 
@@ -35,9 +42,9 @@ class LangChainSide:
     name = "langchain"
 
     def __init__(self, kind: str) -> None:
-        from rag_retrieval_integrations.langchain import ColBERTRetriever, MRLRetriever
+        from rag_retrieval_integrations import langchain
 
-        self.cls = {"colbert": ColBERTRetriever, "mrl": MRLRetriever}[kind]
+        self.cls = getattr(langchain, RETRIEVERS[kind])
 
     def build(
         self, model: Any, texts: Sequence[str], ids: Sequence[str], metadatas: Sequence[Mapping], k: int, **options
@@ -81,9 +88,9 @@ class LlamaIndexSide:
     name = "llama_index"
 
     def __init__(self, kind: str) -> None:
-        from rag_retrieval_integrations.llama_index import ColBERTRetriever, MRLRetriever
+        from rag_retrieval_integrations import llama_index
 
-        self.cls = {"colbert": ColBERTRetriever, "mrl": MRLRetriever}[kind]
+        self.cls = getattr(llama_index, RETRIEVERS[kind])
 
     @staticmethod
     def nodes(texts: Sequence[str], ids: Sequence[str], metadatas: Sequence[Mapping]) -> list:

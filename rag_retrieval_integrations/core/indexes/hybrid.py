@@ -92,7 +92,7 @@ class HybridIndex(Index):
     manifest_keys: ClassVar[tuple[str, ...]] = ("parts", "fusion", "weights", "rrf_k", "candidates")
     vector_files: ClassVar[tuple[str, ...]] = (PARTS_FOLDER,)
     required_files: ClassVar[tuple[str, ...]] = ()
-    build_settings: ClassVar[frozenset[str]] = frozenset()
+    build_settings: ClassVar[frozenset[str]] = frozenset({"parts"})
     search_settings: ClassVar[frozenset[str]] = frozenset(
         {"fusion", "weights", "rrf_k", "candidates", "models", "part_options"}
     )

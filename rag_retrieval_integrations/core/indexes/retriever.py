@@ -28,11 +28,19 @@ class IndexRetrieverMixin:
     @classmethod
     def _new_index(cls, model: Any, options: dict[str, Any]) -> Index:
         """A new empty ``index_class(model, ...)``, taking out of ``options`` what is the index's: its
-        settings (``nprobe``, ``search_dim``, ``shortlist_factor``...), ``model_kwargs``, and a dict
-        ``index_kwargs``; what is left are the retriever's own options."""
+        settings (``nprobe``, ``search_dim``, ``shortlist_factor``, ``parts``...), ``model_kwargs``, and a
+        dict ``index_kwargs``; what is left are the retriever's own options. An index that encodes
+        without a model (BM25, hybrid) takes none."""
         names = cls.index_class.build_settings | cls.index_class.search_settings | {"model_kwargs"}
         index_options = {k: options.pop(k) for k in list(options) if k in names}
         index_options.update(options.pop("index_kwargs", None) or {})
+        name = cls.index_class.__name__
+        if cls.index_class.family is None:
+            if model is not None:
+                raise TypeError(f"{cls.__name__} builds a {name}, which encodes without a model; leave model out")
+            return cls.index_class(**index_options)
+        if model is None:
+            raise TypeError(f"{cls.__name__} needs the model that encodes the texts (model=...)")
         return cls.index_class(model, **index_options)  # type: ignore[call-arg]
 
     @classmethod
