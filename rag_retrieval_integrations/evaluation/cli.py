@@ -3,10 +3,13 @@
     rag-retrieval-eval rerank --data dev.tsv --model ./before --compare ./after \\
         [--model-type cross-encoder [auto ...]] [--option max_length=256] [--output-dir eval/]
     rag-retrieval-eval retrieval --data squad.json --model ./embedder --compare ./colbert \\
-        [--retriever auto|embedding|colbert|mrl] [--option shortlist_factor=20] [--top-k 100] \\
+        [--retriever auto|embedding|colbert|mrl|bm25|hybrid] [--option shortlist_factor=20] [--top-k 100] \\
         [--split test] [--max-queries 1000] [--index DIR] [--output-dir eval/]
-    rag-retrieval-eval pipeline --data beir/ (--first-stage ./embedder | --run-file bm25.trec) \\
-        --model ./reranker --compare ./reranker2 [--rerank-depth 100] [--retriever auto|embedding|colbert|mrl] \\
+    rag-retrieval-eval retrieval --data squad.json --model bm25 --compare ./embedder   # BM25 needs no checkpoint
+    rag-retrieval-eval retrieval --data squad.json --model ./embedder --retriever hybrid \\
+        [--option fusion=zscore] [--option "weights={bm25: 1, dense: 1}"] [--option stemmer=english]
+    rag-retrieval-eval pipeline --data beir/ (--first-stage ./embedder | --first-stage bm25 | --run-file bm25.trec) \\
+        --model ./reranker --compare ./reranker2 [--rerank-depth 100] [--retriever auto|...|hybrid] \\
         [--first-stage-option max_length=256] [--option max_length=512] [--model-type ...] [--output-dir eval/]
 
 Each prints a Markdown table and writes ``eval_<command>.json`` and ``eval_<command>.md`` to
@@ -229,7 +232,7 @@ def run_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _common_arguments(parser: argparse.ArgumentParser, data_help: str, metrics: tuple[str, ...]) -> None:
     parser.add_argument("--data", required=True, help=data_help)
-    parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    parser.add_argument("--model", required=True, help="checkpoint folder or hub id (retrieval: or bm25)")
     parser.add_argument("--compare", nargs="*", default=[], help="more models, evaluated on the same set")
     parser.add_argument("--option", action="append", default=[], help="option key=value (repeatable)")
     parser.add_argument("--metrics", nargs="+", default=list(metrics), help="ir_measures names (MRR for RR)")
@@ -255,7 +258,8 @@ def _retriever_argument(parser: argparse.ArgumentParser, retrievers: tuple[str, 
         "--retriever",
         choices=retrievers,
         default="auto",
-        help="auto: colbert for a ColBERT checkpoint, else embedding (exhaustive)",
+        help="auto: colbert for a ColBERT checkpoint, bm25 for the model 'bm25', else embedding (exhaustive); "
+        "hybrid: BM25 fused with the model's auto retriever",
     )
 
 
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline, "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or SQuAD v1.1 .json", PIPELINE_METRICS
     )
     first = pipeline.add_mutually_exclusive_group(required=True)
-    first.add_argument("--first-stage", default=None, help="embedding or ColBERT checkpoint that retrieves")
+    first.add_argument("--first-stage", default=None, help="embedding or ColBERT checkpoint that retrieves, or bm25")
     first.add_argument(
         "--run-file", type=Path, default=None, help="TREC run file of candidates (qid Q0 docid rank score tag)"
     )

@@ -11,8 +11,14 @@ the integrations' retrievers give (nothing is pooled or scored here):
 - ``colbert``: a :class:`~rag_retrieval_integrations.core.ColBERTIndex` (exact MaxSim; FAISS IVF
   candidates once the corpus has 100,000 token vectors).
 
+- ``bm25``: a :class:`~rag_retrieval_integrations.core.BM25Index` (``bm25s``); its "model" is the
+  word ``bm25`` (no checkpoint), its options the index's (``k1``, ``b``, ``method``, ``stemmer``...).
+- ``hybrid``: a :class:`~rag_retrieval_integrations.core.HybridIndex` of BM25 and the model's own
+  retriever (``embedding`` or ``colbert``, as ``auto`` picks it), fused (``fusion``, ``weights`` by
+  part name ``bm25``/``dense``, ``rrf_k``, ``candidates``; BM25 settings go to its part).
+
 ``auto`` picks ``colbert`` for a ColBERT checkpoint and ``embedding`` for a sentence-transformers
-one, from the checkpoint's own files (as ``Reranker`` detects its family).
+one, from the checkpoint's own files (as ``Reranker`` detects its family), and ``bm25`` for the word ``bm25``.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from tqdm.auto import tqdm
 
 from rag_retrieval_integrations.core import (
     BaseReranker,
+    BM25Index,
     ColBERTIndex,
     EmbeddingModel,
+    HybridIndex,
     Index,
     IndexHit,
     MRLIndex,
@@ -41,7 +49,9 @@ from rag_retrieval_integrations.core.indexes.folder import MANIFEST_FILE
 from .metrics import RETRIEVAL_METRICS, deepest_cutoff, evaluate_run
 from .retrieval_data import RetrievalSet
 
-RETRIEVERS = ("auto", "embedding", "colbert", "mrl")
+RETRIEVERS = ("auto", "embedding", "colbert", "mrl", "bm25", "hybrid")
+BM25 = "bm25"
+"""The "model" of the ``bm25`` retriever: BM25 needs no checkpoint."""
 DEFAULT_TOP_K = 100
 """Run depth when no metric has a cutoff (``MAP``, ``R``)."""
 
@@ -49,7 +59,15 @@ ModelPath = str | os.PathLike[str]
 # a loaded embedding or ColBERT model is indexed as it is (a trainer evaluates the model it trains)
 ModelLike = ModelPath | BaseReranker
 
-INDEX_CLASSES: dict[str, type[Index]] = {"embedding": MRLIndex, "mrl": MRLIndex, "colbert": ColBERTIndex}
+INDEX_CLASSES: dict[str, type[Index]] = {
+    "embedding": MRLIndex,
+    "mrl": MRLIndex,
+    "colbert": ColBERTIndex,
+    "bm25": BM25Index,
+    "hybrid": HybridIndex,
+}
+FUSION_OPTIONS = frozenset({"fusion", "weights", "rrf_k", "candidates"})
+DENSE_PART = "dense"
 # search settings that are the model's own options here (the index would take the model's anyway)
 _MODEL_OPTIONS = {"batch_size", "show_progress_bar"}
 
@@ -67,6 +85,16 @@ def resolve_retriever(
     """
     if retriever not in RETRIEVERS:
         raise ValueError(f"unknown retriever {retriever!r}; choose one of {list(RETRIEVERS)}")
+    if is_bm25(model) or retriever == "bm25":
+        if not is_bm25(model) or retriever not in ("auto", "bm25"):
+            raise ValueError(
+                f"the bm25 retriever takes the model 'bm25' (no checkpoint), got model {model!r} with "
+                f"--retriever {retriever}; for BM25 fused with a model, use --retriever hybrid"
+            )
+        return "bm25"
+    if retriever == "hybrid":
+        resolve_retriever(model, "auto", revision=revision, token=token)  # its dense part must be a retriever
+        return "hybrid"
     if retriever != "auto":
         return retriever
     if isinstance(model, BaseReranker):
@@ -79,6 +107,11 @@ def resolve_retriever(
         f"{name!r} is a {kind!r} checkpoint, which scores pairs and cannot search a corpus; retrieval "
         "needs an embedding or ColBERT model (--retriever embedding would use it as a bi-encoder anyway)"
     )
+
+
+def is_bm25(model: Any) -> bool:
+    """Whether ``model`` names the BM25 retriever (the word ``bm25``, not a folder of that name)."""
+    return isinstance(model, str) and model == BM25 and not Path(model).exists()
 
 
 def split_options(retriever: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -118,38 +151,87 @@ def build_index(
     """
     if retriever not in RETRIEVERS[1:]:
         raise ValueError(f"retriever must be one of {list(RETRIEVERS[1:])}, got {retriever!r}")
-    index_options, model_options = split_options(retriever, options or {})
-    loaded = isinstance(model, BaseReranker)
-    if loaded and model_options:
-        raise ValueError(f"option(s) {sorted(model_options)} only apply when loading the model from a path")
-    if show_progress is not None:
-        # a loaded model's own setting stays as it is: the index passes its own to every encode call
-        (index_options if loaded else model_options).setdefault("show_progress_bar", show_progress)
+    options = dict(options or {})
     if index_dir is not None and (Path(index_dir) / MANIFEST_FILE).is_file():
-        return _load_index(Path(index_dir), model, retriever, data, index_options, model_options)
-    index: Index
-    if retriever != "embedding":
-        index = INDEX_CLASSES[retriever](model, model_kwargs=model_options or None, **index_options)
-    else:
-        encoder = model if loaded else Reranker(model, "embedding", **model_options)
-        if not isinstance(encoder, EmbeddingModel):
-            raise TypeError(f"the embedding retriever needs an embedding model, got a {encoder.model_type!r} model")
-        # all dims, k deep: the exact top k
-        index = MRLIndex(encoder, search_dim=encoder.embedding_dim, shortlist_factor=1, **index_options)
+        index = _load_index(Path(index_dir), model, retriever, options, show_progress)
+        if len(index) != len(data.doc_ids) or any(
+            doc_id not in index or index.get(doc_id).text != text for doc_id, text in zip(data.doc_ids, data.doc_texts)
+        ):
+            raise ValueError(
+                f"the index at {str(index_dir)!r} does not hold this set's corpus ({len(data.doc_ids)} "
+                f"documents from {data.source}); pass another --index folder"
+            )
+        return index
+    index = new_index(model, retriever, options, show_progress)
     index.add(data.doc_texts, ids=data.doc_ids)
     if index_dir is not None:
         index.save(index_dir)
     return index
 
 
+def _hybrid_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A hybrid's ``options`` split into the fusion's, the BM25 part's and the dense part's (index and model)."""
+    bm25_keys = BM25Index.build_settings | BM25Index.search_settings
+    fusion = {k: v for k, v in options.items() if k in FUSION_OPTIONS}
+    bm25 = {k: v for k, v in options.items() if k in bm25_keys}
+    return fusion, bm25, {k: v for k, v in options.items() if k not in FUSION_OPTIONS | bm25_keys}
+
+
+def new_index(model: ModelLike, retriever: str, options: Mapping[str, Any], show_progress: bool | None) -> Index:
+    """An empty index of ``retriever`` for ``model`` with ``options`` (index settings and model options,
+    see :func:`split_options`; BM25 takes only its own settings)."""
+    if retriever == "bm25":
+        allowed = BM25Index.build_settings | BM25Index.search_settings
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(f"option(s) {unknown} are not BM25 settings; BM25 takes {sorted(allowed)}")
+        return BM25Index(**options)
+    if retriever == "hybrid":
+        fusion, bm25, rest = _hybrid_options(options)
+        dense = new_index(model, resolve_retriever(model), rest, show_progress)
+        return HybridIndex({"bm25": BM25Index(**bm25), DENSE_PART: dense}, **fusion)
+    index_options, model_options = split_options(retriever, options)
+    loaded = isinstance(model, BaseReranker)
+    if loaded and model_options:
+        raise ValueError(f"option(s) {sorted(model_options)} only apply when loading the model from a path")
+    if show_progress is not None:
+        # a loaded model's own setting stays as it is: the index passes its own to every encode call
+        (index_options if loaded else model_options).setdefault("show_progress_bar", show_progress)
+    if retriever != "embedding":
+        return INDEX_CLASSES[retriever](model, model_kwargs=model_options or None, **index_options)
+    encoder = model if loaded else Reranker(model, "embedding", **model_options)
+    if not isinstance(encoder, EmbeddingModel):
+        raise TypeError(f"the embedding retriever needs an embedding model, got a {encoder.model_type!r} model")
+    # all dims, k deep: the exact top k
+    return MRLIndex(encoder, search_dim=encoder.embedding_dim, shortlist_factor=1, **index_options)
+
+
 def _load_index(
-    folder: Path,
-    model: ModelLike,
-    retriever: str,
-    data: RetrievalSet,
-    index_options: dict[str, Any],
-    model_options: dict[str, Any],
+    folder: Path, model: ModelLike, retriever: str, options: dict[str, Any], show_progress: bool | None
 ) -> Index:
+    """The index saved at ``folder``, refused if it was built with other settings than ``options`` ask for."""
+    if retriever == "bm25":
+        new_index(model, retriever, options, show_progress)  # the options are BM25's
+        index: Index = BM25Index.load(folder, **{k: v for k, v in options.items() if k in BM25Index.search_settings})
+        _check_built(folder, index, {k: v for k, v in options.items() if k in BM25Index.build_settings})
+        return index
+    if retriever == "hybrid":
+        fusion, bm25, rest = _hybrid_options(options)
+        dense = _load_index(folder / "parts" / DENSE_PART, model, resolve_retriever(model), rest, show_progress)
+        index = HybridIndex.load(
+            folder,
+            models={DENSE_PART: dense.model},
+            part_options={"bm25": {k: v for k, v in bm25.items() if k in BM25Index.search_settings}},
+            **fusion,
+        )
+        _check_built(folder, index.parts["bm25"], {k: v for k, v in bm25.items() if k in BM25Index.build_settings})
+        return index
+    index_options, model_options = split_options(retriever, options)
+    loaded = isinstance(model, BaseReranker)
+    if loaded and model_options:
+        raise ValueError(f"option(s) {sorted(model_options)} only apply when loading the model from a path")
+    if show_progress is not None:
+        (index_options if loaded else model_options).setdefault("show_progress_bar", show_progress)
     if retriever == "embedding":
         index_options = {"shortlist_factor": 1}
     index_class = INDEX_CLASSES[retriever]
@@ -163,20 +245,20 @@ def _load_index(
                 f"the index at {str(folder)!r} shortlists on {index.search_dim} of {index.dim} dims: "
                 "it is an MRL index; use --retriever mrl"
             )
-    differ = {k: getattr(index, k) for k, v in built.items() if getattr(index, k) != v}
+    _check_built(folder, index, built)
+    return index
+
+
+def _check_built(folder: Path, index: Index, built: Mapping[str, Any]) -> None:
+    differ = {k: getattr(index, k, None) for k, v in built.items() if getattr(index, k, None) != v}
+    if isinstance(index, BM25Index):
+        analyzer = index.analyzer.as_dict()
+        differ = {k: analyzer[k] for k, v in built.items() if analyzer[k] != (list(v) if isinstance(v, tuple) else v)}
     if differ:
         raise ValueError(
             f"the index at {str(folder)!r} was built with {differ}; leave out those options "
             "or pass another --index folder"
         )
-    if len(index) != len(data.doc_ids) or any(
-        doc_id not in index or index.get(doc_id).text != text for doc_id, text in zip(data.doc_ids, data.doc_texts)
-    ):
-        raise ValueError(
-            f"the index at {str(folder)!r} does not hold this set's corpus ({len(data.doc_ids)} "
-            f"documents from {data.source}); pass another --index folder"
-        )
-    return index
 
 
 def retrieve(
@@ -188,14 +270,21 @@ def retrieve(
     progress bar (shown when ``show_progress``, by default as the model's setting).
     """
     vectors = index.encode_queries(queries)  # an index without a model says so
-    assert index.model is not None
-    show = index.model._show_progress() if show_progress is None else show_progress
+    model = encoding_model(index)
+    show = (model is not None and model._show_progress()) if show_progress is None else show_progress
     hits: list[list[IndexHit]] = []
     with tqdm(total=len(queries), desc="Searching", unit="query", disable=not show) as progress:
         for start in range(0, len(queries), chunk_size):
-            hits.extend(index.search_by_vectors(vectors[start : start + chunk_size], k))
+            hits.extend(index.search_by_vectors(_query_rows(vectors, start, start + chunk_size), k))
             progress.update(min(chunk_size, len(queries) - start))
     return hits
+
+
+def _query_rows(vectors: Any, start: int, stop: int) -> Any:
+    """Queries ``start:stop`` of ``encode_queries``'s output (a hybrid's: a dict of each part's)."""
+    if isinstance(vectors, Mapping):
+        return {name: _query_rows(part, start, stop) for name, part in vectors.items()}
+    return vectors[start:stop]
 
 
 def run_depth(top_k: int | None, metrics: Sequence[str]) -> int:
@@ -265,7 +354,14 @@ def evaluate_retriever(
     }
 
 
+def encoding_model(index: Index) -> BaseReranker | None:
+    """The model that encodes ``index``'s texts: its own, a hybrid's dense part's, none for BM25."""
+    if isinstance(index, HybridIndex):
+        return next((part.model for part in index.parts.values() if part.model is not None), None)
+    return index.model
+
+
 def _truncation_summary(index: Index) -> str:
     """What truncation cut while ``index`` encoded its documents (``-``: loaded, nothing encoded)."""
-    model = index.model
+    model = encoding_model(index)
     return "-" if model is None else model.truncation_totals.summary(model.max_length)

@@ -15,7 +15,7 @@ pytest.importorskip("faiss")
 pytest.importorskip("ir_measures")
 
 from rag_retrieval_integrations import Reranker
-from rag_retrieval_integrations.evaluation import evaluate_pipeline, load_retrieval_set, pipeline_eval
+from rag_retrieval_integrations.evaluation import evaluate_pipeline, evaluate_run, load_retrieval_set, pipeline_eval
 from rag_retrieval_integrations.evaluation.cli import main
 
 DOCS = {
@@ -218,3 +218,25 @@ def test_squad_with_a_run_file_and_max_queries(bert_cross_encoder, tmp_path):
     # only "a" is evaluated; its top 1 is p1 (not relevant): nothing to rerank into first place
     assert first["queries"] == row["queries"] == 1 and first["pairs"] == 1
     assert first["first-stage R@1"] == 0.0 and first["MRR@1"] == 0.0 and row["MRR@1"] == 0.0
+
+
+def test_bm25_first_stage_reranked(bert_cross_encoder, tmp_path):
+    pytest.importorskip("bm25s")
+    from rag_retrieval_integrations.core import BM25Index
+
+    data_dir, out = write_beir(tmp_path / "beir"), tmp_path / "eval"
+    assert run_cli("--data", str(data_dir), "--first-stage", "bm25", "--model", str(bert_cross_encoder),
+                   "--rerank-depth", "4", "--metrics", "nDCG@4", "MRR@4", "R@4", "--output-dir", str(out)) == 0  # fmt: skip
+    first, row = read_rows(out)
+    assert first["retriever"] == "bm25" and row["first_stage"] == "bm25"
+    data = load_retrieval_set(data_dir)
+    bm25 = BM25Index()
+    bm25.add(data.doc_texts, ids=data.doc_ids)
+    found = dict(zip(data.query_ids, bm25.search_many(data.query_texts, k=4)))
+    top4 = {q: [h.id for h in hits] for q, hits in found.items()}
+    # the first stage's row: its run (scores, ties as trec_eval breaks them) measured as is
+    want = evaluate_run({q: {h.id: h.score for h in hits} for q, hits in found.items()}, data.qrels, ["nDCG@4", "RR@4"])
+    assert (first["nDCG@4"], first["MRR@4"]) == pytest.approx((want["nDCG@4"], want["RR@4"]))
+    assert first["R@4"] == pytest.approx(by_hand(top4, 4)["R@4"])
+    for name, value in by_hand(reranked(bert_cross_encoder, top4), 4).items():
+        assert row[name] == pytest.approx(value), name

@@ -335,3 +335,91 @@ def test_a_loaded_model_is_evaluated_as_its_checkpoint(bi_encoder, tiny_colbert,
             evaluate_retriever(loaded, data, options={"max_length": 64})
     with pytest.raises(ValueError, match="'cross-encoder' checkpoint, which scores pairs"):
         evaluate_retriever(Reranker(bert_cross_encoder), data)
+
+
+# ---- BM25 and hybrid first stages ----------------------------------------------------------------
+
+
+def test_bm25_and_hybrid_runs_equal_the_indexes_own_search(bi_encoder, tmp_path):
+    pytest.importorskip("bm25s")
+    from rag_retrieval_integrations.core import BM25Index, HybridIndex, MRLIndex
+
+    folder = write_beir(tmp_path / "beir")
+    data = load_retrieval_set(folder)
+    out = tmp_path / "eval"
+    options = ["--option", "fusion=minmax", "--option", "weights={bm25: 0.5, dense: 2}", "--option", "k1=1.2"]
+    index_dir = tmp_path / "hybrid-index"
+    assert (
+        run_cli(
+            "--data",
+            str(folder),
+            "--model",
+            str(bi_encoder),
+            "--retriever",
+            "hybrid",
+            *options,
+            "--index",
+            str(index_dir),
+            "--output-dir",
+            str(out / "hybrid"),
+        )
+        == 0
+    )
+    assert (
+        run_cli("--data", str(folder), "--model", "bm25", "--option", "k1=1.2", "--output-dir", str(out / "bm25")) == 0
+    )
+    (hybrid_row,), (bm25_row,) = read_rows(out / "hybrid"), read_rows(out / "bm25")
+    assert (hybrid_row["retriever"], bm25_row["retriever"]) == ("hybrid", "bm25")
+
+    bm25 = BM25Index(k1=1.2)
+    bm25.add(data.doc_texts, ids=data.doc_ids)
+    dense = MRLIndex(Reranker(bi_encoder), search_dim=32, shortlist_factor=1)
+    hybrid = HybridIndex(
+        {"bm25": BM25Index(k1=1.2), "dense": dense}, fusion="minmax", weights={"bm25": 0.5, "dense": 2}
+    )
+    hybrid.add(data.doc_texts, ids=data.doc_ids)
+    for index, row in ((bm25, bm25_row), (hybrid, hybrid_row)):
+        hits = index.search_many(data.query_texts, k=12)
+        run = {q: {h.id: h.score for h in found} for q, found in zip(data.query_ids, hits)}
+        want = evaluate_run(run, data.qrels, ["nDCG@10", "RR@10", "R@10", "R@100"])
+        assert [row[m] for m in ("nDCG@10", "MRR@10", "R@10", "R@100")] == pytest.approx(
+            [want[m] for m in ("nDCG@10", "RR@10", "R@10", "R@100")]
+        )
+    # the saved hybrid index is loaded, and must have been built with the options asked for
+    assert (
+        run_cli(
+            "--data",
+            str(folder),
+            "--model",
+            str(bi_encoder),
+            "--retriever",
+            "hybrid",
+            *options,
+            "--index",
+            str(index_dir),
+            "--output-dir",
+            str(out / "again"),
+        )
+        == 0
+    )
+    assert read_rows(out / "again")[0]["nDCG@10"] == pytest.approx(hybrid_row["nDCG@10"])
+    with pytest.raises(ValueError, match=r"was built with \{'stemmer': 'english'\}"):
+        build_index(str(bi_encoder), "hybrid", data, options={"stemmer": None}, index_dir=index_dir)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "bm25", "--retriever", "hybrid"], "bm25 retriever takes the model 'bm25'"),
+        (["--model", "MODEL", "--retriever", "bm25"], "bm25 retriever takes the model 'bm25'"),
+        (["--model", "bm25", "--option", "search_dim=8"], r"\['search_dim'\] are not BM25 settings"),
+        (["--model", "bm25", "--option", "stemmer=klingon"], "not a Snowball language"),
+    ],
+)
+def test_bm25_and_hybrid_errors_are_one_line(bi_encoder, tmp_path, capsys, extra, message):
+    pytest.importorskip("bm25s")
+    extra = [str(bi_encoder) if e == "MODEL" else e for e in extra]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--data", str(write_beir(tmp_path / "beir")), *extra)
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
