@@ -57,6 +57,7 @@ __all__ = ["MiningStats", "load_corpus", "main", "mine_hard_negatives"]
 logger = logging.getLogger(__name__)
 
 Sampling = Literal["top", "random"]
+RETRIEVERS = ("auto", "bm25", "hybrid")
 QUERY_BATCH = 256  # queries encoded and searched per step (one progress-bar tick)
 
 
@@ -101,11 +102,26 @@ def _validate_query_line(record: Any) -> dict[str, Any]:
     return dict(example)
 
 
-def _build_index(model: Any, batch_size: int | None, show_progress_bar: bool | None) -> Index:
-    """An exact index over ``model``: ``MRLIndex`` (flat, full dims) or ``ColBERTIndex`` (exhaustive)."""
-    from rag_retrieval_integrations.core import ColBERTIndex, MRLIndex
+def _build_index(model: Any, retriever: str, batch_size: int | None, show_progress_bar: bool | None) -> Index:
+    """An exact index over ``model``: ``MRLIndex`` (flat, full dims) or ``ColBERTIndex`` (exhaustive);
+    ``BM25Index`` for the model ``"bm25"``; with ``retriever="hybrid"``, BM25 and the model's index fused by RRF."""
+    from rag_retrieval_integrations.core import BM25Index, ColBERTIndex, HybridIndex, MRLIndex
+    from rag_retrieval_integrations.core.indexes.bm25 import names_bm25
     from rag_retrieval_integrations.core.models.colbert import ColBERTReranker
     from rag_retrieval_integrations.core.models.embedding import EmbeddingModel
+
+    if retriever not in RETRIEVERS:
+        raise ValueError(f"retriever must be one of {list(RETRIEVERS)}, got {retriever!r}")
+    # BM25 mines lexical near-misses: the negatives a dense model gets wrong
+    if names_bm25(model) or retriever == "bm25":
+        if not names_bm25(model) or retriever == "hybrid":
+            raise ValueError(
+                f"BM25 mining takes the model 'bm25' (no checkpoint); for BM25 fused with {model!r} "
+                "use retriever='hybrid'"
+            )
+        return BM25Index()
+    if retriever == "hybrid":
+        return HybridIndex({"bm25": BM25Index(), "dense": _build_index(model, "auto", batch_size, show_progress_bar)})
 
     if not isinstance(model, BaseReranker):
         if not isinstance(model, (str, os.PathLike)):
@@ -164,12 +180,14 @@ def mine_hard_negatives(
     keep_empty: bool = False,
     batch_size: int | None = None,
     show_progress_bar: bool | None = None,
+    retriever: str = "auto",
 ) -> tuple[list[dict[str, Any]], MiningStats]:
     """Mine hard negatives for every line of the JSONL file ``data`` (see the module doc for the rules).
 
     Args:
         data: the trainers' JSONL: ``query`` and a non-empty ``pos`` per line.
-        model: the retriever: an embedding (MRL) or ColBERT checkpoint (path or hub id) or a loaded one.
+        model: the retriever: an embedding (MRL) or ColBERT checkpoint (path or hub id) or a loaded one,
+            or ``"bm25"`` for BM25 (``BM25Index``, English stopwords and stemmer).
         output: where to write the mined JSONL (default: nothing is written; the lines are returned).
         corpus: documents to mine from: a corpus file (see :func:`load_corpus`) or a list of texts;
             default: every positive of ``data``.
@@ -185,6 +203,11 @@ def mine_hard_negatives(
             are left out (and listed in ``MiningStats.empty_lines``), as sentence-transformers' miner
             does: a trainer with ``train_group_size`` > 1 refuses a line without ``neg``.
         batch_size, show_progress_bar: passed to the index's encoding.
+        retriever: ``"auto"`` (the model's own index), ``"bm25"`` (with the model ``"bm25"``) or
+            ``"hybrid"`` (BM25 and the model's index, fused by reciprocal rank). BM25 and fused scores
+            do not compare with a positive's score by another model: ``margin`` and ``max_score_ratio``
+            need a model's own scores, so they are refused there; filter false negatives with
+            ``rescore_model`` instead.
 
     Returns:
         the output lines (``query``, ``pos``, ``neg`` and the input's prompts) and :class:`MiningStats`.
@@ -204,9 +227,14 @@ def mine_hard_negatives(
     for text in texts:
         unique.setdefault(_norm(text), text)
     texts = list(unique.values())
-    index = _build_index(model, batch_size, show_progress_bar)
+    index = _build_index(model, retriever, batch_size, show_progress_bar)
+    scorer = index.model  # scores the positives for the margin filters (BM25 and hybrid have none)
+    if scorer is None and (margin is not None or max_score_ratio is not None):
+        raise ValueError(
+            "margin and max_score_ratio compare a candidate with the positive's score by the same model; BM25 and "
+            "hybrid rankings have none: filter false negatives with rescore_model (a cross-encoder) instead"
+        )
     index.add(texts, ids=[str(i) for i in range(len(texts))])
-    retriever = index.model
     reranker = None if rescore_model is None else _load_reranker(rescore_model)
     stats = MiningStats(lines=len(lines), corpus_size=len(texts), output=None if output is None else str(output))
     results: list[dict[str, Any]] = []
@@ -218,9 +246,10 @@ def mine_hard_negatives(
         k = min(len(texts), range_max + most_pos) if texts else 1
         hits = index.search_many(queries, k) if texts else [[] for _ in batch]
         pos_pairs = [(line["query"], p) for _, line in batch for p in line["pos"]]
-        pos_scores = iter(retriever.compute_score(pos_pairs, batch_size=batch_size))
+        scored = scorer is not None and (margin is not None or max_score_ratio is not None)
+        pos_scores = iter(scorer.compute_score(pos_pairs, batch_size=batch_size) if scored else [])
         for (line_number, line), found in zip(batch, hits):
-            weakest = min(next(pos_scores) for _ in line["pos"])
+            weakest = min(next(pos_scores) for _ in line["pos"]) if scored else 0.0
             positives = {_norm(p) for p in line["pos"]}
             ranked = [h for h in found if _norm(h.text) not in positives][range_min:range_max]
             kept = [h.text for h in ranked if _passes(h.score, weakest, margin, max_score_ratio)]
@@ -301,7 +330,15 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
         description="Mine hard negatives for the embedding and reranker trainers' JSONL (query + pos -> + neg).",
     )
     p.add_argument("--data", required=True, help="input JSONL: query and a non-empty pos list per line")
-    p.add_argument("--model", required=True, help="retriever: an embedding/MRL or ColBERT checkpoint or hub id")
+    p.add_argument(
+        "--model", required=True, help="retriever: an embedding/MRL or ColBERT checkpoint or hub id, or bm25"
+    )
+    p.add_argument(
+        "--retriever",
+        choices=RETRIEVERS,
+        default="auto",
+        help="auto: the model's own index (bm25 for the model bm25); hybrid: BM25 fused with the model's (RRF)",
+    )
     p.add_argument("--output", required=True, help="output JSONL with neg filled in")
     p.add_argument(
         "--corpus", help="documents to mine from: JSONL {'text': ...} or one per line (default: all positives)"

@@ -44,14 +44,13 @@ from rag_retrieval_integrations.core import (
     detect_model_type,
     read_checkpoint,
 )
+from rag_retrieval_integrations.core.indexes.bm25 import names_bm25
 from rag_retrieval_integrations.core.indexes.folder import MANIFEST_FILE
 
 from .metrics import RETRIEVAL_METRICS, deepest_cutoff, evaluate_run
 from .retrieval_data import RetrievalSet
 
 RETRIEVERS = ("auto", "embedding", "colbert", "mrl", "bm25", "hybrid")
-BM25 = "bm25"
-"""The "model" of the ``bm25`` retriever: BM25 needs no checkpoint."""
 DEFAULT_TOP_K = 100
 """Run depth when no metric has a cutoff (``MAP``, ``R``)."""
 
@@ -85,8 +84,8 @@ def resolve_retriever(
     """
     if retriever not in RETRIEVERS:
         raise ValueError(f"unknown retriever {retriever!r}; choose one of {list(RETRIEVERS)}")
-    if is_bm25(model) or retriever == "bm25":
-        if not is_bm25(model) or retriever not in ("auto", "bm25"):
+    if names_bm25(model) or retriever == "bm25":
+        if not names_bm25(model) or retriever not in ("auto", "bm25"):
             raise ValueError(
                 f"the bm25 retriever takes the model 'bm25' (no checkpoint), got model {model!r} with "
                 f"--retriever {retriever}; for BM25 fused with a model, use --retriever hybrid"
@@ -107,11 +106,6 @@ def resolve_retriever(
         f"{name!r} is a {kind!r} checkpoint, which scores pairs and cannot search a corpus; retrieval "
         "needs an embedding or ColBERT model (--retriever embedding would use it as a bi-encoder anyway)"
     )
-
-
-def is_bm25(model: Any) -> bool:
-    """Whether ``model`` names the BM25 retriever (the word ``bm25``, not a folder of that name)."""
-    return isinstance(model, str) and model == BM25 and not Path(model).exists()
 
 
 def split_options(retriever: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

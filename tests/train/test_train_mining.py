@@ -235,3 +235,41 @@ def test_a_repeated_key_in_a_line_is_an_error_naming_the_line(model, tmp_path):
     data.write_text('{"query": "a", "pos": ["p"]}\n{"query": "a", "query": "b", "pos": ["p"]}\n')
     with pytest.raises(DataFormatError, match=r"dup\.jsonl:2: the key 'query' appears twice"):
         mine_hard_negatives(data, model)
+
+
+# ---- BM25 and hybrid first stages ----------------------------------------------------------------
+
+
+def test_bm25_mines_the_lexical_ranking(data, tmp_path, capsys):
+    pytest.importorskip("bm25s")
+    from rag_retrieval_integrations.core import BM25Index
+
+    bm25 = BM25Index()
+    bm25.add([POS, *CORPUS])
+    lexical = [h.text for h in bm25.search(QUERY, k=20) if h.text != POS]
+    rows, stats = mine_hard_negatives(data, "bm25", corpus=[POS, *CORPUS], range_min=1, num_negatives=3)
+    # only documents sharing a term are candidates: the near-duplicate (skipped by range_min) and the pandas
+    assert rows[0]["neg"] == lexical[1:4] and lexical[0] == NEAR_DUP
+    out = tmp_path / "mined.jsonl"
+    corpus = write(tmp_path / "corpus.txt", CORPUS)
+    argv = ["mine", "--data", str(data), "--model", "bm25", "--output", str(out), "--corpus", str(corpus)]
+    assert main([*argv, "--num-negatives", "1", "--no-progress"]) == 0
+    assert [json.loads(line)["neg"] for line in out.read_text().splitlines()] == [lexical[:1]]
+    with pytest.raises(SystemExit):
+        main([*argv, "--margin", "0.1"])
+    assert "rescore_model" in capsys.readouterr().err
+
+
+def test_hybrid_mines_the_fused_ranking(model, data):
+    pytest.importorskip("bm25s")
+    from rag_retrieval_integrations.core import BM25Index, HybridIndex, MRLIndex
+
+    hybrid = HybridIndex({"bm25": BM25Index(), "dense": MRLIndex(model, search_dim=32)})
+    hybrid.add(CORPUS)
+    fused = [h.text for h in hybrid.search(QUERY, k=len(CORPUS))]
+    rows, _ = mine_hard_negatives(data, model, corpus=CORPUS, retriever="hybrid", num_negatives=4)
+    assert rows[0]["neg"] == fused[:4]
+    with pytest.raises(ValueError, match="takes the model 'bm25'"):
+        mine_hard_negatives(data, model, corpus=CORPUS, retriever="bm25")
+    with pytest.raises(ValueError, match="retriever must be one of"):
+        mine_hard_negatives(data, model, corpus=CORPUS, retriever="sparse")

@@ -34,6 +34,13 @@ METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 TERMS_FILE = "terms.npy"
 OFFSETS_FILE = "offsets.npy"
 VOCABULARY_FILE = "vocabulary.json"
+BM25_MODEL = "bm25"
+"""What stands for a model where a tool takes one (``rag-retrieval-eval --model bm25``, mining): BM25 needs none."""
+
+
+def names_bm25(model: Any) -> bool:
+    """Whether ``model`` is the word ``bm25`` (and not a folder of that name), naming BM25 instead of a checkpoint."""
+    return isinstance(model, str) and model == BM25_MODEL and not Path(model).exists()
 
 
 def _check_float(value: Any, name: str, low: float, high: float | None = None) -> float:
