@@ -14,6 +14,7 @@ from .indexes.folder import CorruptIndexError, IndexNotFoundError
 from .indexes.hybrid import HybridIndex
 from .indexes.mrl import MRLIndex
 from .indexes.mrl_encoder import MRLEncoder
+from .indexes.sparse import SparseIndex
 from .models.base import BaseReranker
 from .models.checkpoint import METADATA_FILE, CheckpointInfo, read_checkpoint, write_metadata
 from .models.colbert import ColBERTReranker, build_colbert_model, load_colbert_model
@@ -37,6 +38,7 @@ from .models.prompt_formats import (
 )
 from .models.ranker import Ranker
 from .models.registry import available_model_types, detect_model_type, register_model_type
+from .models.sparse import SparseModel
 from .results import RankedResults, RankResult
 
 __all__ = [
@@ -62,6 +64,8 @@ __all__ = [
     "MRLIndex",
     "PairPromptTemplate",
     "Ranker",
+    "SparseIndex",
+    "SparseModel",
     "ZeroShotLLMReranker",
     "EmbeddingModel",
     "EmbeddingReranker",

@@ -405,3 +405,29 @@ def build_native_layerwise(path: Path, seed: int = 0) -> Path:
     saved["architectures"] = ["LayerwiseQwen2ForCausalLM"]
     (path / "config.json").write_text(json.dumps(saved, indent=2))
     return path
+
+
+def build_masked_lm(path: Path, seed: int = 0) -> Path:
+    """A 2-layer ``BertForMaskedLM``: the kind of checkpoint SPLADE starts from (naver/splade's bases)."""
+    from transformers import BertForMaskedLM
+
+    tokenizer = _bert_tokenizer()
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(_tiny_bert_config(len(tokenizer)))
+    model.eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_splade(path: Path, seed: int = 0) -> Path:
+    """A sentence-transformers ``SparseEncoder`` folder laid out as SPLADE: ``MLMTransformer`` +
+    ``SpladePooling("max")`` over a tiny masked LM (as naver/splade-v3)."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.models import MLMTransformer, SpladePooling
+
+    backbone = build_masked_lm(path.with_name(path.name + "-mlm"), seed=seed)
+    mlm = MLMTransformer(str(backbone), max_seq_length=128)
+    model = SparseEncoder(modules=[mlm, SpladePooling("max", embedding_dimension=mlm.get_embedding_dimension())])
+    model.save(str(path))
+    return path

@@ -1,4 +1,4 @@
-"""``HybridIndex``: several indexes (BM25, MRL, ColBERT...) over one set of documents, their rankings fused.
+"""``HybridIndex``: several indexes (BM25, learned sparse, MRL, ColBERT) over one set of documents, their rankings fused.
 
 The hybrid is the documents' one entry point: :meth:`~HybridIndex.add` encodes each text with
 every part and adds it to every part under the same id, :meth:`~HybridIndex.delete` removes it
@@ -28,11 +28,14 @@ from .documents import IndexHit
 from .folder import MANIFEST_FILE, CorruptIndexError
 from .fusion import DEFAULT_RRF_K, Fusion, check_fusion, fuse
 from .mrl import MRLIndex
+from .sparse import SparseIndex
 
 PARTS_FOLDER = "parts"
 DEFAULT_CANDIDATES = 100
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-PART_CLASSES: dict[str, type[Index]] = {cls.index_format: cls for cls in (BM25Index, MRLIndex, ColBERTIndex)}
+PART_CLASSES: dict[str, type[Index]] = {
+    cls.index_format: cls for cls in (BM25Index, MRLIndex, ColBERTIndex, SparseIndex)
+}
 """The index kinds a hybrid can hold, by manifest format (what :meth:`HybridIndex.load` reads back)."""
 
 

@@ -80,10 +80,6 @@ def detect_model_type(info: CheckpointInfo) -> str:
         if family.matches(info):
             return family.model_type
     kind = st_model_type(info)
-    if kind == "SparseEncoder":
-        raise InvalidCheckpointError(
-            f"{info.path!r} is a sentence-transformers SparseEncoder; sparse models are not supported"
-        )
     found = f"cannot tell which model_type {info.path!r} is: found {info.describe()}"
     if kind is not None:  # e.g. a MultiVectorEncoder folder while no installed family detects those
         raise InvalidCheckpointError(
