@@ -128,6 +128,14 @@ def usage(model_type: str, path: str, peers: bool = True) -> str:
             'queries = model.encode_query(["what is a panda?"])',
             'documents = model.encode_document(["The giant panda is a bear.", "Paris is in France."])',
         ],
+        "sparse": [
+            "from sentence_transformers import SparseEncoder",
+            "",
+            f"model = SparseEncoder({where})",
+            'queries = model.encode_query(["what is a panda?"])',
+            'documents = model.encode_document(["The giant panda is a bear.", "Paris is in France."])',
+            "print(model.similarity(queries, documents))",
+        ],
         "cross-encoder": [
             "from sentence_transformers import CrossEncoder",
             "",

@@ -20,6 +20,7 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "reranker": ("rag_retrieval_train.reranker", "RerankerTrainConfig", "train_reranker"),
     "distill": ("rag_retrieval_train.distill", "DistillTrainConfig", "run_distill"),
     "colbert": ("rag_retrieval_train.colbert", "ColBERTTrainConfig", "train_colbert"),
+    "sparse": ("rag_retrieval_train.sparse", "SparseTrainConfig", "train_sparse"),
 }
 
 # sub-commands that are data tools, not trainers: module with ``main(argv) -> int`` taking its own

@@ -58,6 +58,8 @@ HUB_IDS: dict[str, str] = {
     "Qwen/Qwen3-Reranker-0.6B": "qwen3_reranker",  # a tiny Qwen3 causal LM with yes/no tokens  # remote code, one head per layer
     # ColBERT: a sentence-transformers MultiVectorEncoder folder
     "colbert-ir/colbertv2.0": "tiny_colbert_model",
+    # learned sparse: a sentence-transformers SparseEncoder folder (MLMTransformer + SpladePooling)
+    "naver/splade-v3": "tiny_splade_model",
 }
 # "owner/name" as a whole string literal; a file ("eval/scores.json") is no hub id
 HUB_ID = re.compile(
@@ -87,6 +89,11 @@ def layerwise_40_layers(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_colbert_model(tmp_path_factory) -> Path:
     return tiny_colbert.build_tiny_colbert(tmp_path_factory.mktemp("models") / "colbert", dim=16, query_length=12)
+
+
+@pytest.fixture(scope="session")
+def tiny_splade_model(tmp_path_factory) -> Path:
+    return checkpoints.build_splade(tmp_path_factory.mktemp("models") / "splade")
 
 
 @dataclass

@@ -11,14 +11,16 @@ the integrations' retrievers give (nothing is pooled or scored here):
 - ``colbert``: a :class:`~rag_retrieval_integrations.core.ColBERTIndex` (exact MaxSim; FAISS IVF
   candidates once the corpus has 100,000 token vectors).
 
+- ``sparse``: a :class:`~rag_retrieval_integrations.core.SparseIndex` (learned sparse, SPLADE: exact
+  dot products over an inverted index of the model's term weights).
 - ``bm25``: a :class:`~rag_retrieval_integrations.core.BM25Index` (``bm25s``); its "model" is the
   word ``bm25`` (no checkpoint), its options the index's (``k1``, ``b``, ``method``, ``stemmer``...).
 - ``hybrid``: a :class:`~rag_retrieval_integrations.core.HybridIndex` of BM25 and the model's own
-  retriever (``embedding`` or ``colbert``, as ``auto`` picks it), fused (``fusion``, ``weights`` by
+  retriever (``embedding``, ``colbert`` or ``sparse``, as ``auto`` picks it), fused (``fusion``, ``weights`` by
   part name ``bm25``/``dense``, ``rrf_k``, ``candidates``; BM25 settings go to its part).
 
-``auto`` picks ``colbert`` for a ColBERT checkpoint and ``embedding`` for a sentence-transformers
-one, from the checkpoint's own files (as ``Reranker`` detects its family), and ``bm25`` for the word ``bm25``.
+``auto`` picks ``colbert`` for a ColBERT checkpoint, ``sparse`` for a ``SparseEncoder`` and ``embedding``
+for a sentence-transformers one, from the checkpoint's own files (as ``Reranker`` detects its family), and ``bm25`` for the word ``bm25``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from rag_retrieval_integrations.core import (
     IndexHit,
     MRLIndex,
     Reranker,
+    SparseIndex,
     detect_model_type,
     read_checkpoint,
 )
@@ -50,7 +53,7 @@ from rag_retrieval_integrations.core.indexes.folder import MANIFEST_FILE
 from .metrics import RETRIEVAL_METRICS, deepest_cutoff, evaluate_run
 from .retrieval_data import RetrievalSet
 
-RETRIEVERS = ("auto", "embedding", "colbert", "mrl", "bm25", "hybrid")
+RETRIEVERS = ("auto", "embedding", "colbert", "mrl", "sparse", "bm25", "hybrid")
 DEFAULT_TOP_K = 100
 """Run depth when no metric has a cutoff (``MAP``, ``R``)."""
 
@@ -62,6 +65,7 @@ INDEX_CLASSES: dict[str, type[Index]] = {
     "embedding": MRLIndex,
     "mrl": MRLIndex,
     "colbert": ColBERTIndex,
+    "sparse": SparseIndex,
     "bm25": BM25Index,
     "hybrid": HybridIndex,
 }
@@ -100,7 +104,7 @@ def resolve_retriever(
         kind, name = model.model_type, model.model_name_or_path
     else:
         kind, name = detect_model_type(read_checkpoint(model, revision=revision, token=token)), os.fspath(model)
-    if kind in ("colbert", "embedding"):
+    if kind in ("colbert", "embedding", "sparse"):
         return kind
     raise ValueError(
         f"{name!r} is a {kind!r} checkpoint, which scores pairs and cannot search a corpus; retrieval "

@@ -1,4 +1,4 @@
-"""The embedding and ColBERT trainers' losses by name (see :mod:`.specs`): the first entry of each
+"""The embedding, ColBERT and sparse trainers' losses by name (see :mod:`.specs`): the first entry of each
 table is that trainer's default ``loss``; ``data`` names the training view (``"infonce"``:
 positive + hard negatives, ``"preference"``: scored documents) or the teacher's vectors."""
 
@@ -58,5 +58,32 @@ def _colbert() -> dict[str, LossSpec]:
     )
 
 
+def _sparse() -> dict[str, LossSpec]:
+    def splade(c, m):
+        from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
+
+        # inference-free models (a static query side) regularize documents only, as sentence-transformers
+        # trains opensearch's models; SPLADE regularizes both sides
+        query_weight = None if c.architecture == "inference-free" else c.query_regularizer_weight
+        return SpladeLoss(
+            m,
+            SparseMultipleNegativesRankingLoss(m, scale=1.0 / c.temperature),
+            document_regularizer_weight=c.document_regularizer_weight,
+            query_regularizer_weight=query_weight,
+            use_document_regularizer_only=query_weight is None,
+        )
+
+    return table(
+        LossSpec(
+            "splade",
+            splade,
+            "infonce",
+            "SPLADE: the positive against in-batch and hard negatives by dot product, plus FLOPS regularizers "
+            "that keep the term weights sparse",
+        ),
+    )
+
+
 EMBEDDING_LOSSES: dict[str, LossSpec] = _embedding()
+SPARSE_LOSSES: dict[str, LossSpec] = _sparse()
 COLBERT_LOSSES: dict[str, LossSpec] = _colbert()
