@@ -6,6 +6,7 @@ from importlib import resources
 
 import pytest
 import yaml
+from kit import checkpoints
 from kit import colbert as tc
 
 from rag_retrieval_train.cli import TRAINERS
@@ -14,6 +15,7 @@ from rag_retrieval_train.distill import DistillTrainConfig, DistillTrainingRun
 from rag_retrieval_train.embedding import EmbeddingTrainConfig, EmbeddingTrainingRun
 from rag_retrieval_train.fsdp import configure_fsdp_wrap, transformer_layer_names
 from rag_retrieval_train.reranker import PairScorer, RerankerTrainConfig, RerankerTrainingRun, build_reranker
+from rag_retrieval_train.sparse import SparseTrainConfig, SparseTrainingRun
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -45,6 +47,7 @@ def models(request, tmp_path):
     )
     common = {"train_data": str(tmp_path / "unused.jsonl"), "output_dir": str(tmp_path / "out")}
     backbone = tc.build_bert_backbone(tmp_path / "backbone")
+    mlm = checkpoints.build_masked_lm(tmp_path / "mlm")
     runs = {
         "reranker (cross-encoder)": (RerankerTrainingRun(RerankerTrainConfig(str(bert), **common)), "BertLayer"),
         "reranker (LLM)": (RerankerTrainingRun(RerankerTrainConfig(str(llm), **common)), "Qwen2DecoderLayer"),
@@ -57,6 +60,7 @@ def models(request, tmp_path):
         "embedding": (EmbeddingTrainingRun(EmbeddingTrainConfig(str(bi), **common)), "BertLayer"),
         "embedding (LLM)": (EmbeddingTrainingRun(EmbeddingTrainConfig(str(llm), **common)), "Qwen2DecoderLayer"),
         "colbert": (ColBERTTrainingRun(ColBERTTrainConfig(str(backbone), **common)), "BertLayer"),
+        "sparse": (SparseTrainingRun(SparseTrainConfig(str(mlm), **common)), "BertLayer"),
     }
     return {name: (run, run.build_model(), layer) for name, (run, layer) in runs.items()}
 
