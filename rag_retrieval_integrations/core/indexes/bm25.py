@@ -25,9 +25,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..options import check_positive_int
-from .base import Index, Manifest
 from .bm25_text import DEFAULT_TOKEN_PATTERN, BM25Analyzer, import_bm25s
 from .documents import IndexHit
+from .file_index import FileIndex, Manifest
 
 Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
 METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
@@ -52,7 +52,7 @@ def _check_float(value: Any, name: str, low: float, high: float | None = None) -
     return float(value)
 
 
-class BM25Index(Index):
+class BM25Index(FileIndex):
     """Documents searched by BM25 over their analyzed terms (``bm25s`` scores them).
 
     Args:

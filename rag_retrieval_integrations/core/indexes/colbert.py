@@ -22,7 +22,7 @@ vectors; then the IVF index is trained on the vectors stored by then and used fr
 **Storage**: ``3 * dim + 8`` bytes per token (float16 vectors for exact scoring, FAISS's 8-bit
 code and id once the IVF index exists), 392 B at ``dim`` 128: see docs/colbert.md.
 
-The folder written by :meth:`ColBERTIndex.save` (the template of :class:`~.base.Index`) holds ``manifest.json`` (format, model settings,
+The folder written by :meth:`ColBERTIndex.save` (the template of :class:`~.file_index.FileIndex`) holds ``manifest.json`` (format, model settings,
 counts, and the size and SHA-256 of every other file), ``token_vectors.npy`` (float16,
 ``(tokens, dim)``), ``doc_offsets.npy`` (int64, first token of each document, then the total),
 ``documents.jsonl`` (id, text, metadata per document, in order) and, once built, ``faiss.index``.
@@ -42,11 +42,11 @@ import numpy as np
 from ..models.colbert import ColBERTReranker
 from ..models.maxsim import maxsim_packed
 from ..options import check_positive_int
-from .base import Index, Manifest
 from .build_encoding import encode_in_chunks
 from .colbert_search import best_k, candidate_slots
 from .documents import IndexHit
 from .faiss_ops import MIN_POINTS_PER_CENTROID, add_with_ids, import_faiss, ivf_sq8
+from .file_index import FileIndex, Manifest
 from .folder import MANIFEST_FILE, CorruptIndexError
 from .index_model import load_index_model, warn_on_setting_changes
 
@@ -66,7 +66,7 @@ IVF_FROM_TOKENS = 100_000
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
 
 
-class ColBERTIndex(Index):
+class ColBERTIndex(FileIndex):
     """Documents' ColBERT token vectors, searchable by MaxSim, saved to and loaded from a folder.
 
     Args:

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..options import check_positive_int
-from .base import Index, Manifest
 from .bm25 import BM25Index
 from .colbert import ColBERTIndex
 from .documents import IndexHit
+from .file_index import FileIndex, Manifest
 from .folder import MANIFEST_FILE, CorruptIndexError
 from .fusion import DEFAULT_RRF_K, Fusion, check_fusion, fuse
 from .mrl import MRLIndex
@@ -33,7 +33,7 @@ from .sparse import SparseIndex
 PARTS_FOLDER = "parts"
 DEFAULT_CANDIDATES = 100
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-PART_CLASSES: dict[str, type[Index]] = {
+PART_CLASSES: dict[str, type[FileIndex]] = {
     cls.index_format: cls for cls in (BM25Index, MRLIndex, ColBERTIndex, SparseIndex)
 }
 """The index kinds a hybrid can hold, by manifest format (what :meth:`HybridIndex.load` reads back)."""
@@ -56,7 +56,7 @@ def _check_weights(weights: Mapping[str, float] | None, names: Sequence[str]) ->
     return checked
 
 
-def _parts_problem(parts: Mapping[str, Index]) -> str | None:
+def _parts_problem(parts: Mapping[str, FileIndex]) -> str | None:
     """Why ``parts`` cannot be one hybrid's (they hold different ids, or in another order), or ``None``."""
     (first_name, first), *others = parts.items()
     for name, part in others:
@@ -68,7 +68,7 @@ def _parts_problem(parts: Mapping[str, Index]) -> str | None:
     return None
 
 
-class HybridIndex(Index):
+class HybridIndex(FileIndex):
     """Documents indexed by several parts, searched by fusing the parts' rankings.
 
     Args:
@@ -105,7 +105,7 @@ class HybridIndex(Index):
 
     def __init__(
         self,
-        parts: Mapping[str, Index],
+        parts: Mapping[str, FileIndex],
         *,
         fusion: Fusion = "rrf",
         weights: Mapping[str, float] | None = None,
@@ -117,14 +117,14 @@ class HybridIndex(Index):
         for name, part in parts.items():
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ValueError(f"part name {name!r} must be letters, digits, '_', '-' or '.' (it names a folder)")
-            if not isinstance(part, Index) or isinstance(part, HybridIndex):
+            if not isinstance(part, FileIndex) or isinstance(part, HybridIndex):
                 raise TypeError(
                     f"parts[{name!r}] must be an index (BM25Index, MRLIndex, ColBERTIndex...), got {part!r}"
                 )
         if len({id(p) for p in parts.values()}) != len(parts):
             raise ValueError("the same index object is given as two parts; give each part its own index")
         super().__init__()
-        self.parts: dict[str, Index] = dict(parts)
+        self.parts: dict[str, FileIndex] = dict(parts)
         self.fusion: Fusion = check_fusion(fusion)  # type: ignore[assignment]
         self.weights = _check_weights(weights, list(self.parts))
         if isinstance(rrf_k, bool) or not isinstance(rrf_k, (int, float)) or not rrf_k >= 0:

@@ -28,9 +28,9 @@ import numpy as np
 
 from ..models.embedding import EmbeddingModel
 from ..options import check_positive_int
-from .base import Index, Manifest
 from .documents import IndexHit
 from .faiss_ops import import_faiss, search_params, serialized_bytes, shortlist_index
+from .file_index import FileIndex, Manifest
 from .mrl_encoder import ModelLike, MRLEncoder, check_model_fits, check_search_dim
 from .mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,
@@ -51,7 +51,7 @@ VECTORS_FILE = "vectors.npy"
 FAISS_FILE = "faiss.index"
 
 
-class MRLIndex(Index):
+class MRLIndex(FileIndex):
     """Full document vectors plus a FAISS index over their first ``search_dim`` dims; searched coarse to fine.
 
     Args:

@@ -23,9 +23,9 @@ import numpy as np
 from ..models.base import BaseReranker
 from ..models.sparse import SparseModel
 from ..options import check_positive_int
-from .base import Index, Manifest
 from .build_encoding import encode_in_chunks
 from .documents import IndexHit
+from .file_index import FileIndex, Manifest
 from .index_model import load_index_model, warn_on_setting_changes
 
 WEIGHTS_FILE = "weights.npz"
@@ -47,7 +47,7 @@ def _csr(vectors: Any, vocab_size: int, what: str) -> Any:
     return matrix
 
 
-class SparseIndex(Index):
+class SparseIndex(FileIndex):
     """Documents searched by a learned sparse model (SPLADE...) through an inverted index of term weights.
 
     Args:

@@ -10,7 +10,7 @@ from rag_retrieval_integrations import Reranker
 
 pytest.importorskip("faiss")
 
-from rag_retrieval_integrations.core.indexes import base as index_base  # noqa: E402
+from rag_retrieval_integrations.core.indexes import file_index as index_base  # noqa: E402
 from rag_retrieval_integrations.core.indexes.colbert import ColBERTIndex  # noqa: E402
 from rag_retrieval_integrations.core.indexes.mrl import MRLIndex  # noqa: E402
 
