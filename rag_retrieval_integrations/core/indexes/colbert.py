@@ -42,7 +42,7 @@ import numpy as np
 from ..models.colbert import ColBERTReranker
 from ..models.maxsim import maxsim_packed
 from ..options import check_positive_int
-from .build_encoding import encode_in_chunks
+from .colbert_encoding import ColBERTEncoding
 from .colbert_search import best_k, candidate_slots
 from .documents import IndexHit
 from .faiss_ops import MIN_POINTS_PER_CENTROID, add_with_ids, import_faiss, ivf_sq8
@@ -66,7 +66,7 @@ IVF_FROM_TOKENS = 100_000
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
 
 
-class ColBERTIndex(FileIndex):
+class ColBERTIndex(ColBERTEncoding, FileIndex):
     """Documents' ColBERT token vectors, searchable by MaxSim, saved to and loaded from a folder.
 
     Args:
@@ -174,33 +174,6 @@ class ColBERTIndex(FileIndex):
             return self._vectors[start : start + self._slot_len[slot]].copy()
 
     # ---- encoding and storing -------------------------------------------------------------
-
-    def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token vectors of ``texts`` in float16, as stored: one ``(tokens, dim)`` array per text."""
-        chunks = encode_in_chunks(
-            self.model,
-            list(texts),
-            lambda chunk: self.model.encode_documents(chunk, batch_size=self.batch_size),
-            show_progress_bar=self.show_progress_bar,
-            batch_size=self.batch_size,
-            desc="Indexing",
-        )
-        return [v.astype(np.float16) for chunk in chunks for v in chunk]
-
-    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
-        """Query token vectors (query length and expansion as the model's): one ``(tokens, dim)`` array each."""
-        return self.model.encode_queries(queries, batch_size=self.batch_size)
-
-    def _check_vectors(self, vectors: Any, n: int) -> list[np.ndarray]:
-        if len(vectors) != n:
-            raise ValueError(f"token_vectors has {len(vectors)} entries for {n} texts")
-        checked = []
-        for i, v in enumerate(vectors):
-            v = np.asarray(v)
-            if v.ndim != 2 or v.shape[1] != self.dim:
-                raise ValueError(f"token_vectors[{i}] must be a (tokens, {self.dim}) array, got shape {v.shape}")
-            checked.append(v.astype(np.float16))
-        return checked
 
     def _append_vectors(self, vectors: list[np.ndarray]) -> None:
         self._append_slots(vectors)

@@ -31,14 +31,13 @@ from ..options import check_positive_int
 from .documents import IndexHit
 from .faiss_ops import import_faiss, search_params, serialized_bytes, shortlist_index
 from .file_index import FileIndex, Manifest
-from .mrl_encoder import ModelLike, MRLEncoder, check_model_fits, check_search_dim
+from .mrl_encoder import ModelLike, MRLEncoding, check_model_fits, mrl_settings
 from .mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,
     VECTOR_DTYPES,
     Similarity,
     VectorDtype,
     check_shortlist_size,
-    check_similarity,
     full_vectors,
     prefix_vectors,
     rescore_shortlist,
@@ -51,7 +50,7 @@ VECTORS_FILE = "vectors.npy"
 FAISS_FILE = "faiss.index"
 
 
-class MRLIndex(FileIndex):
+class MRLIndex(MRLEncoding, FileIndex):
     """Full document vectors plus a FAISS index over their first ``search_dim`` dims; searched coarse to fine.
 
     Args:
@@ -135,30 +134,16 @@ class MRLIndex(FileIndex):
         if vector_dtype not in VECTOR_DTYPES:
             raise ValueError(f"vector_dtype must be one of {list(VECTOR_DTYPES)}, got {vector_dtype!r}")
         super().__init__()
-        self.encoder: MRLEncoder | None = None
-        if model is not None:
-            self.encoder = MRLEncoder(
-                model,
-                search_dim=search_dim,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                model_kwargs=model_kwargs,
-            )
-            name = self.encoder.model.model_name_or_path
-            if dim is not None and dim != self.encoder.dim:
-                raise ValueError(
-                    f"dim={dim} differs from the {self.encoder.dim} dims that model {name!r} gives; leave dim unset"
-                )
-            if similarity is not None and similarity != self.encoder.similarity:
-                raise ValueError(f"similarity={similarity!r} differs from model {name!r}'s {self.encoder.similarity!r}")
-            dim, search_dim, similarity = self.encoder.dim, self.encoder.search_dim, self.encoder.similarity
-        elif dim is None:
-            raise ValueError("an MRLIndex without a model needs dim= (the dimension of the vectors you will add)")
-        elif model_kwargs:
-            raise ValueError("model_kwargs only apply with a model")
-        self.dim = check_positive_int(dim, "dim")
-        self.search_dim = check_search_dim(self.dim if search_dim is None else search_dim, self.dim)
-        self.similarity = check_similarity("cosine" if similarity is None else similarity)
+        self.encoder, self.dim, self.search_dim, self.similarity = mrl_settings(
+            model,
+            dim=dim,
+            search_dim=search_dim,
+            similarity=similarity,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            model_kwargs=model_kwargs,
+            index_name="MRLIndex",
+        )
         self.shortlist_factor = check_positive_int(shortlist_factor, "shortlist_factor")
         self.shortlist_size = check_shortlist_size(shortlist_size)
         self.index_type: IndexType = index_type
@@ -170,17 +155,6 @@ class MRLIndex(FileIndex):
         self.nprobe = check_positive_int(nprobe, "nprobe")
         self._vectors = np.zeros((0, self.dim), dtype=vector_dtype)  # capacity rows; the first len(self) are used
         self._faiss: Any = None
-
-    @property
-    def model(self) -> EmbeddingModel | None:  # type: ignore[override]
-        """The embedding model (``None`` for an index of given vectors)."""
-        return None if self.encoder is None else self.encoder.model
-
-    def check_encodes_queries(self) -> None:
-        """A ``ValueError`` for an index of given vectors (no model): a retriever over it could not
-        encode a query. The framework retrievers call it when they are built."""
-        if self.encoder is None:
-            raise ValueError("index has no model to encode queries with; create or load the MRLIndex with model=")
 
     @property
     def nbytes(self) -> dict[str, int]:
@@ -196,19 +170,6 @@ class MRLIndex(FileIndex):
 
     # ---- encoding and storing -----------------------------------------------------------------
 
-    def _require_encoder(self, what: str) -> MRLEncoder:
-        if self.encoder is None:
-            raise ValueError(f"this MRLIndex has no model to {what}; create or load it with model=")
-        return self.encoder
-
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Full vectors of ``texts`` with the index's model (float32, unit rows for cosine), as :meth:`add_vectors` takes."""
-        return self._require_encoder("encode texts (or pass embeddings=)").encode_documents(texts)
-
-    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
-        """Full query vectors with the index's model, ``(queries, dim)``."""
-        return self._require_encoder("encode queries").encode_queries(queries)
-
     def add(
         self,
         texts: Sequence[str],
@@ -222,12 +183,6 @@ class MRLIndex(FileIndex):
         if embeddings is None:
             return super().add(texts, ids=ids, metadatas=metadatas)
         return self.add_vectors(texts, embeddings, ids=ids, metadatas=metadatas)
-
-    def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
-        checked = full_vectors(vectors, self.dim, self.similarity)
-        if len(checked) != n:
-            raise ValueError(f"embeddings has {len(checked)} rows for {n} texts; give one per text")
-        return checked
 
     def _append_vectors(self, vectors: np.ndarray) -> None:
         stored = vectors.astype(self.vector_dtype)
@@ -325,9 +280,6 @@ class MRLIndex(FileIndex):
         return scores, rows
 
     # ---- persistence hooks --------------------------------------------------------------------
-
-    def _model_settings(self) -> dict[str, Any]:
-        return self._require_encoder("record").settings()
 
     def _manifest(self) -> dict[str, Any]:
         return {

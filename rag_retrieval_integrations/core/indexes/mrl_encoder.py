@@ -166,3 +166,86 @@ def check_model_fits(model: EmbeddingModel, manifest: dict[str, Any], folder: Pa
             f"model {model.model_name_or_path!r} scores by {similarity!r} but the index at {str(folder)!r} holds "
             f"vectors for {manifest['similarity']!r} (built with {built_with!r})"
         )
+
+
+def mrl_settings(
+    model: ModelLike | None,
+    *,
+    dim: int | None,
+    search_dim: int | None,
+    similarity: str | None,
+    batch_size: int | None,
+    show_progress_bar: bool | None,
+    model_kwargs: Mapping[str, Any] | None,
+    index_name: str,
+) -> tuple[MRLEncoder | None, int, int, str]:
+    """An MRL index's encoder (``None`` without a model) and its ``dim``, ``search_dim`` and ``similarity``:
+    the model's, checked against those given; without a model, those given (``dim`` required)."""
+    encoder = None
+    if model is not None:
+        encoder = MRLEncoder(
+            model,
+            search_dim=search_dim,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            model_kwargs=model_kwargs,
+        )
+        name = encoder.model.model_name_or_path
+        if dim is not None and dim != encoder.dim:
+            raise ValueError(
+                f"dim={dim} differs from the {encoder.dim} dims that model {name!r} gives; leave dim unset"
+            )
+        if similarity is not None and similarity != encoder.similarity:
+            raise ValueError(f"similarity={similarity!r} differs from model {name!r}'s {encoder.similarity!r}")
+        dim, search_dim, similarity = encoder.dim, encoder.search_dim, encoder.similarity
+    elif dim is None:
+        raise ValueError(f"an {index_name} without a model needs dim= (the dimension of the vectors you will add)")
+    elif model_kwargs:
+        raise ValueError("model_kwargs only apply with a model")
+    dim = check_positive_int(dim, "dim")
+    search_dim = check_search_dim(dim if search_dim is None else search_dim, dim)
+    return encoder, dim, search_dim, check_similarity("cosine" if similarity is None else similarity)
+
+
+class MRLEncoding:
+    """The model side of an MRL index (the FAISS one and the Qdrant one): encoding texts and queries,
+    checking given vectors, recording the model. The index sets ``encoder``, ``dim`` and ``similarity``."""
+
+    encoder: MRLEncoder | None
+    dim: int
+    similarity: str
+
+    @property
+    def model(self) -> EmbeddingModel | None:
+        """The embedding model (``None`` for an index of given vectors)."""
+        return None if self.encoder is None else self.encoder.model
+
+    def check_encodes_queries(self) -> None:
+        """A ``ValueError`` for an index of given vectors (no model): a retriever over it could not
+        encode a query. The framework retrievers call it when they are built."""
+        if self.encoder is None:
+            raise ValueError(
+                f"index has no model to encode queries with; create or load the {type(self).__name__} with model="
+            )
+
+    def _require_encoder(self, what: str) -> MRLEncoder:
+        if self.encoder is None:
+            raise ValueError(f"this {type(self).__name__} has no model to {what}; create or load it with model=")
+        return self.encoder
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Full vectors of ``texts`` with the index's model (float32, unit rows for cosine), as :meth:`add_vectors` takes."""
+        return self._require_encoder("encode texts (or pass embeddings=)").encode_documents(texts)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Full query vectors with the index's model, ``(queries, dim)``."""
+        return self._require_encoder("encode queries").encode_queries(queries)
+
+    def _check_vectors(self, vectors: Any, n: int) -> np.ndarray:
+        checked = full_vectors(vectors, self.dim, self.similarity)
+        if len(checked) != n:
+            raise ValueError(f"embeddings has {len(checked)} rows for {n} texts; give one per text")
+        return checked
+
+    def _model_settings(self) -> dict[str, Any]:
+        return self._require_encoder("record").settings()

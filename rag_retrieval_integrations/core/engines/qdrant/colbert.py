@@ -1,0 +1,209 @@
+"""``QdrantColBERTIndex``: late interaction on Qdrant's multivectors, compared by MaxSim in the engine.
+
+Each document is a point whose ``colbert`` vector is the list of its token vectors (``vector_dtype``, Qdrant's
+``MultiVectorComparator.MaxSim``, no HNSW graph: a multivector is found by a scan). A search is one
+Qdrant query:
+
+- with ``quantization`` (``"int8"`` by default, or ``"binary"``), the scan runs over the quantized codes
+  (kept in RAM), and the ``k * oversampling`` best are rescored by MaxSim on the original vectors
+  (which ``on_disk=True`` leaves on disk: RAM then holds the codes alone);
+- ``search(..., exhaustive=True)``, or ``quantization=None``, scores every document by exact MaxSim on
+  the original vectors: the score ``ColBERTIndex`` gives (within 1e-5 with ``vector_dtype="float32"``,
+  which stores the same float16-rounded values; within about 1e-3 in float16, where Qdrant also rounds
+  the query).
+
+Qdrant quantizes a segment when it optimizes it (:meth:`~.index.QdrantIndex.save`, :meth:`~.index.QdrantIndex.optimize`);
+until then, searches are exact.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from ...indexes.colbert import COLBERT_SETTINGS
+from ...indexes.colbert_encoding import ColBERTEncoding
+from ...indexes.documents import IndexHit
+from ...indexes.index_model import load_index_model, warn_on_setting_changes
+from ...indexes.mrl_vectors import VECTOR_DTYPES, VectorDtype
+from ...models.colbert import ColBERTReranker
+from ...options import check_positive_int
+from .connection import Connection
+from .index import DEFAULT_CHUNK_SIZE, QdrantIndex
+from .spec import QUANTIZATIONS, Quantization, Search, VectorField
+
+TOKENS = "colbert"
+
+ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
+
+
+class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
+    """A ColBERT index stored and searched by Qdrant (Qdrant Edge in a folder by default, or a Qdrant server).
+
+    Args:
+        model: a ColBERT checkpoint (path or hub id) or a loaded ``Reranker(..., model_type="colbert")``.
+        path, url, api_key, client, collection, shards, replicas, chunk_size: where the collection lives;
+            see :class:`~.index.QdrantIndex`.
+        quantization: codes the first pass scans, ``"int8"`` (default), ``"binary"`` or ``None`` (exact MaxSim).
+        vector_dtype: how the original token vectors are stored, ``"float16"`` (default) or ``"float32"``.
+        oversampling: documents rescored by exact MaxSim per result (``k * oversampling``).
+        on_disk: keep the original token vectors on disk (memory-mapped), the codes in RAM.
+        batch_size, show_progress_bar, model_kwargs: the encoder's, as ``ColBERTIndex``.
+        connection: an open collection (what :meth:`load` passes).
+
+    Example::
+
+        index = QdrantColBERTIndex("./my-colbert", path="./colbert-qdrant", quantization="binary", on_disk=True)
+        index.add(["The giant panda is a bear.", "Paris is in France."])
+        index.search("what is a panda?", k=1)
+    """
+
+    described_as: ClassVar[str] = "a Qdrant ColBERT index"
+    index_format: ClassVar[str] = "rag-retrieval-qdrant-colbert-index"
+    manifest_keys: ClassVar[tuple[str, ...]] = ("dim", "build", "search")
+    build_settings: ClassVar[frozenset[str]] = frozenset({"quantization", "vector_dtype", "on_disk"})
+    search_settings: ClassVar[frozenset[str]] = frozenset(
+        {"oversampling", "batch_size", "show_progress_bar", "chunk_size"}
+    )
+    family: ClassVar[type[ColBERTReranker]] = ColBERTReranker
+    model_noun: ClassVar[str] = "ColBERT model"
+    saved_model_options: ClassVar[Mapping[str, str]] = {
+        "max_length": "document_length",
+        "query_length": "query_length",
+        "query_expansion": "query_expansion",
+        "query_mean": "query_mean",
+    }
+
+    model: ColBERTReranker
+
+    def __init__(
+        self,
+        model: ModelLike,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        collection: str | None = None,
+        shards: int | None = None,
+        replicas: int | None = None,
+        quantization: Quantization | None = "int8",
+        oversampling: float = 4.0,
+        vector_dtype: VectorDtype = "float16",
+        on_disk: bool = False,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        connection: Connection | None = None,
+    ) -> None:
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {list(QUANTIZATIONS)} or None, got {quantization!r}")
+        if isinstance(oversampling, bool) or not isinstance(oversampling, (int, float)) or not oversampling >= 1:
+            raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
+        if vector_dtype not in VECTOR_DTYPES:
+            raise ValueError(f"vector_dtype must be one of {list(VECTOR_DTYPES)}, got {vector_dtype!r}")
+        self.model = load_index_model(model, model_kwargs, self.family, self.model_noun)
+        self.dim = self.model.embedding_dim
+        self.quantization = quantization
+        self.oversampling = float(oversampling)
+        self.vector_dtype: VectorDtype = vector_dtype
+        self.on_disk = bool(on_disk)
+        self.chunk_size = check_positive_int(chunk_size, "chunk_size")
+        self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
+        self.show_progress_bar = show_progress_bar
+        self._connect(
+            path,
+            url=url,
+            api_key=api_key,
+            client=client,
+            collection=collection,
+            shards=shards,
+            replicas=replicas,
+            connection=connection,
+        )
+
+    def _fields(self) -> dict[str, VectorField]:
+        return {
+            TOKENS: VectorField(
+                self.dim,
+                "dot",
+                multivector=True,
+                datatype=self.vector_dtype,
+                quantization=self.quantization,
+                on_disk=self.on_disk,
+                hnsw=False,
+            )
+        }
+
+    def _point_vectors(self, vectors: list[np.ndarray], i: int) -> dict[str, Any]:
+        return {TOKENS: vectors[i].astype(np.float32)}
+
+    def search_by_vectors(
+        self,
+        query_vectors: Sequence[np.ndarray],
+        k: int = 10,
+        *,
+        exhaustive: bool = False,
+        filter: Mapping[str, Any] | None = None,
+        score_threshold: float | None = None,
+    ) -> list[list[IndexHit]]:
+        """The ``k`` best documents by MaxSim for each query's token vectors (from :meth:`encode_queries`), best first.
+
+        Args:
+            exhaustive: exact MaxSim over every document's original vectors, not the quantized pass.
+            filter: only documents whose metadata match (``{"lang": "en"}``; a list: any of its values).
+            score_threshold: drop documents scoring below this.
+        """
+        k = check_positive_int(k, "k")
+        queries = []
+        for i, q in enumerate(query_vectors):
+            if np.ndim(q) != 2 or np.shape(q)[1] != self.dim:
+                raise ValueError(f"query_vectors[{i}] must be a (tokens, {self.dim}) array, got shape {np.shape(q)}")
+            queries.append(np.asarray(q, dtype=np.float32))
+        quantized = not exhaustive and self.quantization is not None
+        searches = [
+            Search(
+                q, TOKENS, k, exact=not quantized, oversampling=self.oversampling if quantized else None, filter=filter
+            )
+            for q in queries
+        ]
+        # Qdrant's MaxSim sums over query tokens; a model trained on the mean scores by it
+        scales = [1.0 / len(q) if self.model.query_mean else 1.0 for q in queries]
+        with self._lock:
+            return self._run(searches, score_threshold, scales)
+
+    def _model_settings(self) -> dict[str, Any]:
+        return self.model.settings()
+
+    def _manifest(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "build": {"quantization": self.quantization, "vector_dtype": self.vector_dtype, "on_disk": self.on_disk},
+            "search": {"oversampling": self.oversampling},
+        }
+
+    @classmethod
+    def _from_manifest(
+        cls, manifest: dict[str, Any], model: Any, options: dict[str, Any], connection: Connection
+    ) -> QdrantColBERTIndex:
+        if model is None:
+            raise ValueError(f"{cls.__name__}.load needs model=: the manifest records none")
+        index = cls(model, connection=connection, **{**manifest["build"], **manifest["search"], **options})
+        where = connection.path or manifest["location"]
+        if index.dim != manifest["dim"]:
+            raise ValueError(
+                f"the model gives {index.dim}-dim token vectors but the index at {where} holds "
+                f"{manifest['dim']}-dim ones (built with {manifest['model'].get('model')!r}); load it with that model"
+            )
+        warn_on_setting_changes(index.model.settings(), manifest["model"], where, COLBERT_SETTINGS)
+        return index
+
+    def __repr__(self) -> str:
+        return (
+            f"QdrantColBERTIndex(model={self.model.model_name_or_path!r}, location={self.location}, "
+            f"quantization={self.quantization!r}, on_disk={self.on_disk})"
+        )

@@ -1,0 +1,159 @@
+"""``EdgeBackend``: a Qdrant Edge shard (``qdrant-edge-py``: the Qdrant engine in-process, no server) in a folder."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .backend import Point, QdrantBackend
+from .spec import Found, Search, VectorField, filter_conditions
+
+INSTALL_HINT = "pip install 'rag-retrieval[qdrant]'"
+
+
+def import_edge() -> Any:
+    try:
+        import qdrant_edge
+    except ImportError:
+        raise ImportError(f"the embedded Qdrant engine needs qdrant-edge-py: {INSTALL_HINT}") from None
+    return qdrant_edge
+
+
+def _point_id(value: Any) -> str:
+    return str(value) if isinstance(value, uuid.UUID) else str(value)
+
+
+class EdgeBackend(QdrantBackend):
+    """A Qdrant Edge shard at ``path`` (a folder; its WAL makes each write durable)."""
+
+    kind = "edge"
+
+    def __init__(self, path: str | Path) -> None:
+        self.qe = import_edge()
+        self.path = Path(path)
+        self._shard: Any = None
+        if self.exists():
+            try:
+                self._shard = self.qe.EdgeShard.load(str(self.path))
+            except Exception as e:  # the bindings raise a bare Exception
+                if "WouldBlock" in str(e):
+                    raise RuntimeError(
+                        f"the Qdrant Edge shard at {self.path} is open in another index (here or in another process): "
+                        "close() that one first; one shard has one writer"
+                    ) from None
+                raise
+
+    def exists(self) -> bool:
+        return self.path.is_dir() and any(self.path.iterdir())
+
+    @property
+    def shard(self) -> Any:
+        if self._shard is None:
+            raise RuntimeError(f"no Qdrant Edge shard at {self.path} (closed, or not created)")
+        return self._shard
+
+    def create(self, fields: Mapping[str, VectorField]) -> None:
+        qe = self.qe
+        vectors = {name: self._params(field) for name, field in fields.items()}
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._shard = qe.EdgeShard.create(str(self.path), qe.EdgeConfig(vectors=vectors))
+
+    def _params(self, field: VectorField) -> Any:
+        qe = self.qe
+        quantization = None
+        if field.quantization == "int8":
+            quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+        elif field.quantization == "binary":
+            quantization = qe.BinaryQuantizationConfig(always_ram=True)
+        return qe.EdgeVectorParams(
+            size=field.size,
+            distance=qe.Distance.Cosine if field.distance == "cosine" else qe.Distance.Dot,
+            on_disk=field.on_disk,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if field.multivector else None,
+            datatype=qe.VectorStorageDatatype.Float16
+            if field.datatype == "float16"
+            else qe.VectorStorageDatatype.Float32,
+            quantization_config=quantization,
+            # m=0: no graph (a multivector only rescores; a scan over codes finds its candidates)
+            hnsw_config=qe.HnswIndexConfig(
+                m=field.hnsw_m if field.hnsw else 0, ef_construct=field.hnsw_ef_construct, full_scan_threshold=10_000
+            ),
+        )
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        qe = self.qe
+        self.shard.update(
+            qe.UpdateOperation.upsert_points(
+                [
+                    qe.Point(pid, {k: _plain(v) for k, v in vectors.items()}, dict(payload))
+                    for pid, vectors, payload in points
+                ]
+            )
+        )
+
+    def delete(self, point_ids: Sequence[str]) -> None:
+        self.shard.update(self.qe.UpdateOperation.delete_points(list(point_ids)))
+
+    def retrieve(self, point_ids: Sequence[str], *, payload: bool = True) -> list[Found]:
+        records = self.shard.retrieve(list(point_ids), with_payload=payload, with_vector=False)
+        return [Found(_point_id(r.id), 0.0, dict(r.payload or {})) for r in records]
+
+    def scroll(self, offset: str | None, limit: int) -> tuple[list[Found], str | None]:
+        records, next_offset = self.shard.scroll(self.qe.ScrollRequest(offset=offset, limit=limit, with_payload=True))
+        found = [Found(_point_id(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return found, None if next_offset is None else _point_id(next_offset)
+
+    def count(self) -> int:
+        return int(self.shard.count(self.qe.CountRequest(exact=True)))
+
+    def _filter(self, filter: Mapping[str, Any] | None) -> Any:
+        qe = self.qe
+        conditions = [
+            qe.FieldCondition(key=key, match=qe.MatchValue(value) if how == "value" else qe.MatchAny(list(value)))
+            for key, how, value in filter_conditions(filter)
+        ]
+        return qe.Filter(must=conditions) if conditions else None
+
+    def _params_of(self, search: Search) -> Any:
+        qe = self.qe
+        quantization = None
+        if search.oversampling is not None:
+            quantization = qe.QuantizationSearchParams(rescore=True, oversampling=search.oversampling)
+        return qe.SearchParams(hnsw_ef=search.hnsw_ef, exact=search.exact, quantization=quantization)
+
+    def _request(self, search: Search, *, top: bool) -> Any:
+        qe = self.qe
+        prefetches = None if search.prefetch is None else [self._request(search.prefetch, top=False)]
+        query = qe.Query.Nearest(_plain(search.vector), using=search.using)
+        args = {
+            "limit": search.limit,
+            "query": query,
+            "prefetches": prefetches,
+            "params": self._params_of(search),
+            "filter": self._filter(search.filter),
+        }
+        return qe.QueryRequest(**args, with_payload=True) if top else qe.Prefetch(**args)
+
+    def query_batch(self, searches: Sequence[Search]) -> list[list[Found]]:
+        if not searches:
+            return []
+        results = self.shard.query_batch(self.qe.QueryBatchRequest([self._request(s, top=True) for s in searches]))
+        return [[Found(_point_id(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
+
+    def optimize(self) -> None:
+        self.shard.optimize()
+
+    def flush(self) -> None:
+        self.shard.flush()
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+
+
+def _plain(vector: Any) -> Any:
+    """A vector (or token vectors) as the lists of floats the bindings take."""
+    return vector.tolist() if hasattr(vector, "tolist") else vector
