@@ -131,6 +131,12 @@ LAYERS = [
     (f"{INTEGRATIONS}.server", f"{INTEGRATIONS}.langchain", "the server speaks HTTP, not a framework"),
     (f"{INTEGRATIONS}.server", f"{INTEGRATIONS}.llama_index", "the server speaks HTTP, not a framework"),
     (f"{INTEGRATIONS}.core.models", f"{INTEGRATIONS}.core.indexes", "indexes are built on models, not the reverse"),
+    (f"{INTEGRATIONS}.core.models", f"{INTEGRATIONS}.core.engines", "engines store indexes, models know neither"),
+    (
+        f"{INTEGRATIONS}.core.indexes",
+        f"{INTEGRATIONS}.core.engines",
+        "an engine implements the Index API, not the reverse",
+    ),
 ]
 
 

@@ -4,6 +4,8 @@ Integrations (LangChain, LlamaIndex) and trainers use this layer; they never re-
 tokenization, scoring or pooling.
 """
 
+from .engines.qdrant.colbert import QdrantColBERTIndex
+from .engines.qdrant.mrl import QdrantMRLIndex
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError, UnknownPromptFormatError
 from .indexes.base import Index
 from .indexes.bm25 import BM25Index
@@ -62,6 +64,8 @@ __all__ = [
     "SlidingWindow",
     "MRLEncoder",
     "MRLIndex",
+    "QdrantMRLIndex",
+    "QdrantColBERTIndex",
     "PairPromptTemplate",
     "Ranker",
     "SparseIndex",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from ..core.engines.qdrant.colbert import QdrantColBERTIndex
 from ..core.indexes.base import Index
 from ..core.indexes.colbert import ColBERTIndex
 from .index_retriever import IndexRetriever
@@ -47,8 +49,9 @@ class ColBERTRetriever(IndexRetriever):
     """
 
     index_class: ClassVar[type[Index]] = ColBERTIndex
+    engines: ClassVar[Mapping[str, type[Index]]] = {"faiss": ColBERTIndex, "qdrant": QdrantColBERTIndex}
 
-    index: ColBERTIndex = Field(description="The ColBERT index searched.")
+    index: ColBERTIndex | QdrantColBERTIndex = Field(description="The ColBERT index searched.")
     exhaustive: bool = Field(default=False, description="Score every document exactly instead of FAISS's candidates.")
 
     def _search_options(self) -> dict[str, Any]:

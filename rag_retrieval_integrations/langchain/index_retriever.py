@@ -35,6 +35,11 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
     k: PositiveInt = Field(default=4, description="How many documents to return.")
     score_threshold: FiniteFloat | None = Field(default=None, description="Drop documents scoring below this.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the score.")
+    search_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More options of the index's search, as LangChain's VectorStoreRetriever takes them: "
+        "{'filter': {'lang': 'en'}} on a Qdrant-engine index.",
+    )
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -96,7 +101,10 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
 
     def _hits(self, query: str) -> list[IndexHit]:
         return self.index.search(
-            check_query(query), self.k, score_threshold=self.score_threshold, **self._search_options()
+            check_query(query),
+            self.k,
+            score_threshold=self.score_threshold,
+            **{**self._search_options(), **self.search_kwargs},
         )
 
     def _search(self, query: str) -> list[Document]:

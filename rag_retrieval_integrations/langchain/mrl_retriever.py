@@ -23,6 +23,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, FiniteFloat, PrivateAttr, model_validator
 
 from ..adapter_fields import EmbeddingWrapper, PositiveInt
+from ..core.engines.qdrant.mrl import QdrantMRLIndex
 from ..core.indexes.base import Index
 from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
 from ..core.indexes.mrl import MRLIndex
@@ -61,8 +62,11 @@ class MRLRetriever(IndexRetriever):
     """
 
     index_class: ClassVar[type[Index]] = MRLIndex
+    engines: ClassVar[Mapping[str, type[Index]]] = {"faiss": MRLIndex, "qdrant": QdrantMRLIndex}
 
-    index: MRLIndex = Field(description="The MRL index searched (with a model: it encodes the queries).")
+    index: MRLIndex | QdrantMRLIndex = Field(
+        description="The MRL index searched (with a model: it encodes the queries)."
+    )
     shortlist_factor: PositiveInt | None = Field(
         default=None, description="Candidates re-scored per result (None: the index's own)."
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..core.engines.qdrant.colbert import QdrantColBERTIndex
 from ..core.indexes.base import Index
 from ..core.indexes.colbert import ColBERTIndex
 from .index_retriever import IndexRetriever
@@ -45,9 +47,10 @@ class ColBERTRetriever(IndexRetriever):
     """
 
     index_class: ClassVar[type[Index]] = ColBERTIndex
-    index: ColBERTIndex
+    engines: ClassVar[Mapping[str, type[Index]]] = {"faiss": ColBERTIndex, "qdrant": QdrantColBERTIndex}
+    index: ColBERTIndex | QdrantColBERTIndex
 
-    def __init__(self, index: ColBERTIndex, *, exhaustive: bool = False, **kwargs: Any) -> None:
+    def __init__(self, index: ColBERTIndex | QdrantColBERTIndex, *, exhaustive: bool = False, **kwargs: Any) -> None:
         self.exhaustive = bool(exhaustive)
         super().__init__(index, **kwargs)
 

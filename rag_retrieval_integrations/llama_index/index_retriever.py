@@ -44,9 +44,9 @@ class IndexRetriever(IndexRetrieverMixin, BaseRetriever):
         verbose: bool = False,
         object_map: dict | None = None,
     ) -> None:
-        if not isinstance(index, self.index_class):
-            article = self.index_class.described_as.split(" ", 1)[0]  # "an MRL index": an MRLIndex
-            raise TypeError(f"index must be {article} {self.index_class.__name__}, got {type(index).__name__}")
+        if not isinstance(index, self.index_classes()):
+            names = " or ".join(c.__name__ for c in self.index_classes())
+            raise TypeError(f"index must be a {names}, got {type(index).__name__}")
         self.index = index
         self.similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
         self.score_threshold = check_score_threshold(score_threshold)

@@ -10,7 +10,7 @@ the full vectors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +23,7 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from llama_index.core.storage.storage_context import StorageContext
 
 from ..adapter_fields import EmbeddingWrapper, PositiveInt, model_name
+from ..core.engines.qdrant.mrl import QdrantMRLIndex
 from ..core.indexes.base import Index
 from ..core.indexes.documents import IndexHit
 from ..core.indexes.funnel import VECTOR_KEY, VectorStoreFunnel, first_stage_embeddings
@@ -68,12 +69,18 @@ class MRLRetriever(IndexRetriever):
     """
 
     index_class: ClassVar[type[Index]] = MRLIndex
-    index: MRLIndex
+    engines: ClassVar[Mapping[str, type[Index]]] = {"faiss": MRLIndex, "qdrant": QdrantMRLIndex}
+    index: MRLIndex | QdrantMRLIndex
 
     def __init__(
-        self, index: MRLIndex, *, shortlist_factor: int | None = None, shortlist_size: int | None = None, **kwargs: Any
+        self,
+        index: MRLIndex | QdrantMRLIndex,
+        *,
+        shortlist_factor: int | None = None,
+        shortlist_size: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        if isinstance(index, MRLIndex):
+        if isinstance(index, (MRLIndex, QdrantMRLIndex)):
             index.check_encodes_queries()
         self.shortlist_factor = (
             None if shortlist_factor is None else check_positive_int(shortlist_factor, "shortlist_factor")

@@ -31,6 +31,10 @@ class QdrantBackend(ABC):
         """Whether the collection exists."""
 
     @abstractmethod
+    def open(self) -> None:
+        """Open the existing collection (``FileNotFoundError`` if there is none)."""
+
+    @abstractmethod
     def upsert(self, points: Sequence[Point]) -> None:
         """Write points; a point id already there is overwritten."""
 

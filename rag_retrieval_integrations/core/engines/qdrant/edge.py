@@ -34,16 +34,19 @@ class EdgeBackend(QdrantBackend):
         self.qe = import_edge()
         self.path = Path(path)
         self._shard: Any = None
-        if self.exists():
-            try:
-                self._shard = self.qe.EdgeShard.load(str(self.path))
-            except Exception as e:  # the bindings raise a bare Exception
-                if "WouldBlock" in str(e):
-                    raise RuntimeError(
-                        f"the Qdrant Edge shard at {self.path} is open in another index (here or in another process): "
-                        "close() that one first; one shard has one writer"
-                    ) from None
-                raise
+
+    def open(self) -> None:
+        if not self.exists():
+            raise FileNotFoundError(f"no Qdrant Edge shard at {self.path}")
+        try:
+            self._shard = self.qe.EdgeShard.load(str(self.path))
+        except Exception as e:  # the bindings raise a bare Exception
+            if "WouldBlock" in str(e):
+                raise RuntimeError(
+                    f"the Qdrant Edge shard at {self.path} is open in another index (here or in another process): "
+                    "close() that one first; one shard has one writer"
+                ) from None
+            raise
 
     def exists(self) -> bool:
         return self.path.is_dir() and any(self.path.iterdir())

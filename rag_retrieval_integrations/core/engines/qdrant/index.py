@@ -337,10 +337,12 @@ class QdrantIndex(Index):
         connection = reconnect(
             folder, manifest["location"], api_key=options.get("api_key"), client=options.get("client")
         )
-        if not connection.backend.exists():
+        try:
+            connection.backend.open()
+        except FileNotFoundError:
             raise CorruptIndexError(
                 f"{str(folder)!r} is {cls.described_as} whose Qdrant collection is gone ({manifest['location']})"
-            )
+            ) from None
         index = cls._from_manifest(manifest, model, search, connection)
         fields = {name: vars(field) for name, field in index._fields().items()}
         if fields != manifest["fields"]:

@@ -50,6 +50,10 @@ class ClientBackend(QdrantBackend):
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
 
+    def open(self) -> None:
+        if not self.exists():
+            raise FileNotFoundError(f"no collection {self.collection!r} on the Qdrant server")
+
     def create(self, fields: Mapping[str, VectorField]) -> None:
         self.client.create_collection(
             self.collection,
