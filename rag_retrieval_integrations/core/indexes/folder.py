@@ -205,3 +205,11 @@ def verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:
             raise CorruptIndexError(
                 f"{folder / name} is corrupted: its SHA-256 differs from the one in {MANIFEST_FILE}"
             )
+
+
+def saved_format(folder: Path) -> str | None:
+    """The ``format`` a saved index's manifest names (``None`` without a readable one: ``load`` then says why)."""
+    try:
+        return json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -4,14 +4,13 @@ index from the retriever's options, load it from a folder, save it. The LangChai
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .base import Index
-from .folder import MANIFEST_FILE
+from .folder import saved_format
 
 _R = TypeVar("_R", bound="IndexRetrieverMixin")
 
@@ -78,9 +77,9 @@ class IndexRetrieverMixin:
         """A retriever over an index saved with :meth:`save` (the model recorded in it, unless ``model``
         is given); ``index_kwargs`` go to the index's ``load`` (search settings), ``kwargs`` to the retriever."""
         index_class = cls.index_class
-        saved_format = _saved_format(Path(folder))
+        saved = saved_format(Path(folder))
         for candidate in cls.engines.values():  # the engine that wrote the folder reads it
-            if getattr(candidate, "index_format", None) == saved_format:
+            if getattr(candidate, "index_format", None) == saved:
                 index_class = candidate
         index = index_class.load(folder, model, model_kwargs=model_kwargs, **dict(index_kwargs or {}))
         return cls(index=index, **kwargs)
@@ -92,11 +91,3 @@ class IndexRetrieverMixin:
 
 ENGINE_OPTIONS = frozenset({"path", "url", "api_key", "client", "collection", "shards", "replicas"})
 """The options of an engine-backed index that say where it lives (``QdrantIndex``'s)."""
-
-
-def _saved_format(folder: Path) -> str | None:
-    """The ``format`` a saved index's manifest names (``None`` if there is no readable one: ``load`` says why)."""
-    try:
-        return json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("format")
-    except (OSError, ValueError, AttributeError):
-        return None

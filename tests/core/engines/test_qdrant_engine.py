@@ -272,3 +272,30 @@ def test_errors_name_the_problem(tmp_path, colbert):
         QdrantMRLIndex.load(tmp_path / "q", nprobe=3)
     with pytest.raises(TypeError, match=r"\(id, text\)"):
         index.add_stream(["just text"])
+
+
+# ---- migration ----------------------------------------------------------------------------------
+
+
+def test_a_faiss_engine_folder_converts_and_exact_search_stays_equal(mrl_checkpoint, colbert, tmp_path):
+    from rag_retrieval_integrations.core.engines.qdrant.convert import convert_index
+    from rag_retrieval_integrations.index_cli import main
+
+    metadatas = [{"n": i} for i in range(len(TEXTS))]
+    source = MRLIndex(mrl_checkpoint, index_type="hnsw")
+    source.add(TEXTS, ids=IDS, metadatas=metadatas)
+    source.save(tmp_path / "faiss-mrl")
+    assert main(["convert", str(tmp_path / "faiss-mrl"), str(tmp_path / "qdrant-mrl"), "--quiet"]) == 0
+    converted = QdrantMRLIndex.load(tmp_path / "qdrant-mrl")
+    assert converted.search_dim == source.search_dim and converted.model.model_name_or_path
+    assert converted.get("3") == source.get("3")
+    assert_same_results(
+        converted.search_many(QUERIES, 5, exhaustive=True), source.search_many(QUERIES, 5, shortlist_size=8)
+    )
+    assert main(["convert", str(tmp_path / "faiss-mrl"), str(tmp_path / "qdrant-mrl"), "--quiet"]) == 2  # exists
+
+    faiss_colbert = ColBERTIndex(colbert, faiss_index="none")
+    faiss_colbert.add(TEXTS, ids=IDS, metadatas=metadatas)
+    moved = convert_index(faiss_colbert, tmp_path / "qdrant-colbert", vector_dtype="float32", show_progress_bar=False)
+    assert isinstance(moved, QdrantColBERTIndex) and len(moved) == len(TEXTS)
+    assert_same_results(moved.search_many(QUERIES, 5, exhaustive=True), faiss_colbert.search_many(QUERIES, 5))

@@ -19,7 +19,6 @@ Where the collection lives (see :mod:`.connection`):
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import threading
@@ -381,8 +380,3 @@ class QdrantIndex(Index):
 def _hit(found: Found, rank: int, score: float = 0.0) -> IndexHit:
     payload = found.payload
     return IndexHit(payload[ID_KEY], payload[TEXT_KEY], dict(payload.get(METADATA_KEY) or {}), float(score), rank)
-
-
-def read_location(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``location`` a Qdrant-engine index folder's manifest records (where its collection lives)."""
-    return dict(json.loads((Path(folder) / MANIFEST_FILE).read_text(encoding="utf-8"))["location"])
