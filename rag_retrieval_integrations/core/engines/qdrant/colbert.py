@@ -12,6 +12,10 @@ Qdrant query:
   which stores the same float16-rounded values; within about 1e-3 in float16, where Qdrant also rounds
   the query).
 
+With ``pooled=True`` the index also stores each document's mean token vector (normalized, with an HNSW
+graph); a search then takes the ``max_candidates`` documents nearest by it (``prefetch``) and scores only
+those by exact MaxSim: a graph search instead of a scan, at the cost of the candidates the mean misses.
+
 Qdrant quantizes a segment when it optimizes it (:meth:`~.index.QdrantIndex.save`, :meth:`~.index.QdrantIndex.optimize`);
 until then, searches are exact.
 """
@@ -35,7 +39,7 @@ from .connection import Connection
 from .index import DEFAULT_CHUNK_SIZE, QdrantIndex
 from .spec import QUANTIZATIONS, Quantization, Search, VectorField
 
-TOKENS = "colbert"
+TOKENS, POOLED = "colbert", "pooled"
 
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
 
@@ -49,6 +53,8 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
             see :class:`~.index.QdrantIndex`.
         quantization: codes the first pass scans, ``"int8"`` (default), ``"binary"`` or ``None`` (exact MaxSim).
         vector_dtype: how the original token vectors are stored, ``"float16"`` (default) or ``"float32"``.
+        pooled: also store the mean token vector with an HNSW graph, and take candidates by it.
+        max_candidates: documents the pooled stage passes to exact MaxSim (with ``pooled``).
         oversampling: documents rescored by exact MaxSim per result (``k * oversampling``).
         on_disk: keep the original token vectors on disk (memory-mapped), the codes in RAM.
         batch_size, show_progress_bar, model_kwargs: the encoder's, as ``ColBERTIndex``.
@@ -64,9 +70,9 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
     described_as: ClassVar[str] = "a Qdrant ColBERT index"
     index_format: ClassVar[str] = "rag-retrieval-qdrant-colbert-index"
     manifest_keys: ClassVar[tuple[str, ...]] = ("dim", "build", "search")
-    build_settings: ClassVar[frozenset[str]] = frozenset({"quantization", "vector_dtype", "on_disk"})
+    build_settings: ClassVar[frozenset[str]] = frozenset({"quantization", "vector_dtype", "on_disk", "pooled"})
     search_settings: ClassVar[frozenset[str]] = frozenset(
-        {"oversampling", "batch_size", "show_progress_bar", "chunk_size"}
+        {"oversampling", "max_candidates", "batch_size", "show_progress_bar", "chunk_size"}
     )
     family: ClassVar[type[ColBERTReranker]] = ColBERTReranker
     model_noun: ClassVar[str] = "ColBERT model"
@@ -94,6 +100,8 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
         oversampling: float = 4.0,
         vector_dtype: VectorDtype = "float16",
         on_disk: bool = False,
+        pooled: bool = False,
+        max_candidates: int = 256,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         batch_size: int | None = None,
         show_progress_bar: bool | None = None,
@@ -112,6 +120,8 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
         self.oversampling = float(oversampling)
         self.vector_dtype: VectorDtype = vector_dtype
         self.on_disk = bool(on_disk)
+        self.pooled = bool(pooled)
+        self.max_candidates = check_positive_int(max_candidates, "max_candidates")
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
         self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
         self.show_progress_bar = show_progress_bar
@@ -127,7 +137,7 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
         )
 
     def _fields(self) -> dict[str, VectorField]:
-        return {
+        fields = {
             TOKENS: VectorField(
                 self.dim,
                 "dot",
@@ -138,9 +148,13 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
                 hnsw=False,
             )
         }
+        if self.pooled:
+            fields[POOLED] = VectorField(self.dim, "cosine")
+        return fields
 
     def _point_vectors(self, vectors: list[np.ndarray], i: int) -> dict[str, Any]:
-        return {TOKENS: vectors[i].astype(np.float32)}
+        tokens = vectors[i].astype(np.float32)
+        return {TOKENS: tokens, POOLED: tokens.mean(axis=0)} if self.pooled else {TOKENS: tokens}
 
     def search_by_vectors(
         self,
@@ -182,8 +196,13 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
     def _manifest(self) -> dict[str, Any]:
         return {
             "dim": self.dim,
-            "build": {"quantization": self.quantization, "vector_dtype": self.vector_dtype, "on_disk": self.on_disk},
-            "search": {"oversampling": self.oversampling},
+            "build": {
+                "quantization": self.quantization,
+                "vector_dtype": self.vector_dtype,
+                "on_disk": self.on_disk,
+                "pooled": self.pooled,
+            },
+            "search": {"oversampling": self.oversampling, "max_candidates": self.max_candidates},
         }
 
     @classmethod

@@ -8,9 +8,9 @@ Nothing about the documents is held in this process, so an index is as large as 
 Where the collection lives (see :mod:`.connection`):
 
 - **embedded** (default): a Qdrant Edge shard in the index folder (``path``, or a temporary one):
-  ``folder/manifest.json`` and ``folder/shard/``. Every write goes through Qdrant's write-ahead log,
-  so a build killed midway keeps what it wrote; :meth:`QdrantIndex.load` opens it again and
-  :meth:`QdrantIndex.add_stream` goes on where it stopped.
+  ``folder/manifest.json`` and ``folder/shard/``. Every write is flushed to the shard before it
+  returns (:class:`~.edge.EdgeBackend`), so a build killed midway keeps every chunk it wrote;
+  :meth:`QdrantIndex.load` opens it again and :meth:`QdrantIndex.add_stream` goes on where it stopped.
 - **a Qdrant server or cluster**: ``url=`` (and ``api_key=``) or ``client=`` (a ``QdrantClient``);
   ``collection``, ``shards`` and ``replicas`` name and spread the collection. :meth:`QdrantIndex.save`
   then writes only the manifest (never the API key).
@@ -270,7 +270,7 @@ class QdrantIndex(Index):
                 with folder_lock(target, shared=False):
                     self._write_manifest(target)
                 return target
-            with atomic_save(target, (SHARD_FOLDER,)) as staging:
+            with atomic_save(target, (SHARD_FOLDER, f"{SHARD_FOLDER}.lock")) as staging:
                 shutil.copytree(self.path / SHARD_FOLDER, staging / SHARD_FOLDER)
                 self._write_manifest(staging)
             return target
