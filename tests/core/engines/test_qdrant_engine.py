@@ -227,22 +227,24 @@ def test_colbert_exact_maxsim_equals_the_faiss_engine(colbert, tmp_path):
     index.save(tmp_path / "c")
     index.close()
     reloaded = QdrantColBERTIndex.load(tmp_path / "c")
-    assert reloaded.vector_dtype == "float32" and reloaded.quantization == "int8"
+    assert reloaded.vector_dtype == "float32" and reloaded.quantization == "binary" and reloaded.on_disk
     assert_same_results(reloaded.search_many(QUERIES, 5), want)  # quantized pass, rescored exactly
     assert {h.id for h in reloaded.search("panda", k=8, filter={"n": [0, 4]})} == {"0", "4"}
 
 
-def test_colbert_quantized_candidates_agree_with_exact_search(colbert, tmp_path):
-    """Clustered synthetic token vectors (no encoder time): the default int8 pass keeps top-10 agreement."""
+@pytest.mark.parametrize("quantization, dim", [("binary", 128), ("int8", 16)])
+def test_colbert_quantized_candidates_agree_with_exact_search(quantization, dim, tmp_path):
+    """Clustered synthetic token vectors (no encoder time): the quantized pass keeps top-10 agreement;
+    binary codes (the default) at ColBERT's usual 128 dims, int8 at 16."""
+    colbert = Reranker(tc.build_tiny_colbert(tmp_path / "model", dim=dim))
     rng = np.random.default_rng(3)
-    dim = colbert.embedding_dim
     docs = [clustered(int(rng.integers(8, 24)), dim, seed=i) for i in range(600)]
     queries = [clustered(6, dim, seed=10_000 + i) for i in range(20)]
     ids = [str(i) for i in range(len(docs))]
     faiss_index = ColBERTIndex(colbert, faiss_index="none")
     faiss_index.add_vectors(ids, docs, ids=ids)
     exact = faiss_index.search_by_vectors(queries, 10)
-    index = QdrantColBERTIndex(colbert, path=tmp_path / "c")
+    index = QdrantColBERTIndex(colbert, path=tmp_path / "c", quantization=quantization)
     index.add_vectors(ids, docs, ids=ids)
     assert_same_results(index.search_by_vectors(queries, 10, exhaustive=True), exact, atol=2e-3)  # float16 queries
     index.optimize()
@@ -299,3 +301,20 @@ def test_a_faiss_engine_folder_converts_and_exact_search_stays_equal(mrl_checkpo
     moved = convert_index(faiss_colbert, tmp_path / "qdrant-colbert", vector_dtype="float32", show_progress_bar=False)
     assert isinstance(moved, QdrantColBERTIndex) and len(moved) == len(TEXTS)
     assert_same_results(moved.search_many(QUERIES, 5, exhaustive=True), faiss_colbert.search_many(QUERIES, 5))
+
+
+def test_colbert_pooled_candidates_are_the_nearest_mean_vectors(colbert, tmp_path):
+    """With pooled=True only the max_candidates documents nearest by mean vector are scored by MaxSim."""
+    dim = colbert.embedding_dim
+    docs = [clustered(12, dim, seed=i) for i in range(300)]
+    queries = [clustered(6, dim, seed=5_000 + i) for i in range(8)]
+    ids = [str(i) for i in range(len(docs))]
+    index = QdrantColBERTIndex(colbert, path=tmp_path / "c", pooled=True, max_candidates=5, quantization=None)
+    index.add_vectors(ids, docs, ids=ids)
+    means = np.stack([d.mean(axis=0) / np.linalg.norm(d.mean(axis=0)) for d in docs])
+    for query, hits in zip(queries, index.search_by_vectors(queries, 3)):
+        nearest = {str(i) for i in np.argsort(-(means @ query.mean(axis=0)))[:5]}
+        assert {h.id for h in hits} <= nearest
+        maxsim = {h.id: float((query @ docs[int(h.id)].T).max(axis=1).sum()) for h in hits}
+        assert [h.id for h in hits] == sorted(maxsim, key=maxsim.get, reverse=True)
+        np.testing.assert_allclose([h.score for h in hits], [maxsim[h.id] for h in hits], atol=2e-3)

@@ -4,9 +4,11 @@ Each document is a point whose ``colbert`` vector is the list of its token vecto
 ``MultiVectorComparator.MaxSim``, no HNSW graph: a multivector is found by a scan). A search is one
 Qdrant query:
 
-- with ``quantization`` (``"int8"`` by default, or ``"binary"``), the scan runs over the quantized codes
-  (kept in RAM), and the ``k * oversampling`` best are rescored by MaxSim on the original vectors
-  (which ``on_disk=True`` leaves on disk: RAM then holds the codes alone);
+- with ``quantization`` (``"binary"`` by default: 16 B per 128-dim token, or ``"int8"``), the scan runs
+  over the quantized codes (kept in RAM), and the ``k * oversampling`` best are rescored by MaxSim on the
+  original vectors, which ``on_disk=True`` (default) leaves on disk: the process then holds the codes
+  alone (23 B per token at 20,000 documents, top-10 agreement with exact MaxSim 1.0, in
+  ``benchmarks/results/index_scale.md``);
 - ``search(..., exhaustive=True)``, or ``quantization=None``, scores every document by exact MaxSim on
   the original vectors: the score ``ColBERTIndex`` gives (within 1e-5 with ``vector_dtype="float32"``,
   which stores the same float16-rounded values; within about 1e-3 in float16, where Qdrant also rounds
@@ -51,18 +53,19 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
         model: a ColBERT checkpoint (path or hub id) or a loaded ``Reranker(..., model_type="colbert")``.
         path, url, api_key, client, collection, shards, replicas, chunk_size: where the collection lives;
             see :class:`~.index.QdrantIndex`.
-        quantization: codes the first pass scans, ``"int8"`` (default), ``"binary"`` or ``None`` (exact MaxSim).
+        quantization: codes the first pass scans, ``"binary"`` (default), ``"int8"`` or ``None`` (exact MaxSim).
+            One bit per dimension suits ColBERT's usual 128 dims; below about 64, use ``"int8"``.
         vector_dtype: how the original token vectors are stored, ``"float16"`` (default) or ``"float32"``.
         pooled: also store the mean token vector with an HNSW graph, and take candidates by it.
         max_candidates: documents the pooled stage passes to exact MaxSim (with ``pooled``).
         oversampling: documents rescored by exact MaxSim per result (``k * oversampling``).
-        on_disk: keep the original token vectors on disk (memory-mapped), the codes in RAM.
+        on_disk: keep the original token vectors on disk (memory-mapped; default), the codes in RAM.
         batch_size, show_progress_bar, model_kwargs: the encoder's, as ``ColBERTIndex``.
         connection: an open collection (what :meth:`load` passes).
 
     Example::
 
-        index = QdrantColBERTIndex("./my-colbert", path="./colbert-qdrant", quantization="binary", on_disk=True)
+        index = QdrantColBERTIndex("./my-colbert", path="./colbert-qdrant")   # binary codes in RAM, vectors on disk
         index.add(["The giant panda is a bear.", "Paris is in France."])
         index.search("what is a panda?", k=1)
     """
@@ -96,10 +99,10 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
         collection: str | None = None,
         shards: int | None = None,
         replicas: int | None = None,
-        quantization: Quantization | None = "int8",
-        oversampling: float = 4.0,
+        quantization: Quantization | None = "binary",
+        oversampling: float = 8.0,
         vector_dtype: VectorDtype = "float16",
-        on_disk: bool = False,
+        on_disk: bool = True,
         pooled: bool = False,
         max_candidates: int = 256,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -179,12 +182,16 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
                 raise ValueError(f"query_vectors[{i}] must be a (tokens, {self.dim}) array, got shape {np.shape(q)}")
             queries.append(np.asarray(q, dtype=np.float32))
         quantized = not exhaustive and self.quantization is not None
-        searches = [
-            Search(
-                q, TOKENS, k, exact=not quantized, oversampling=self.oversampling if quantized else None, filter=filter
+        searches = []
+        for q in queries:
+            candidates = None
+            if self.pooled and not exhaustive:  # a graph search on the mean vectors, then MaxSim on those only
+                width = max(self.max_candidates, k)
+                candidates = Search(q.mean(axis=0), POOLED, width, hnsw_ef=width, filter=filter)
+            oversampling = self.oversampling if quantized else None
+            searches.append(
+                Search(q, TOKENS, k, exact=not quantized, oversampling=oversampling, filter=filter, prefetch=candidates)
             )
-            for q in queries
-        ]
         # Qdrant's MaxSim sums over query tokens; a model trained on the mean scores by it
         scales = [1.0 / len(q) if self.model.query_mean else 1.0 for q in queries]
         with self._lock:
