@@ -42,13 +42,15 @@ from rag_retrieval_integrations.core import (
     Index,
     IndexHit,
     MRLIndex,
+    QdrantColBERTIndex,
+    QdrantMRLIndex,
     Reranker,
     SparseIndex,
     detect_model_type,
     read_checkpoint,
 )
 from rag_retrieval_integrations.core.indexes.bm25 import names_bm25
-from rag_retrieval_integrations.core.indexes.folder import MANIFEST_FILE
+from rag_retrieval_integrations.core.indexes.folder import MANIFEST_FILE, saved_format
 
 from .metrics import RETRIEVAL_METRICS, deepest_cutoff, evaluate_run
 from .retrieval_data import RetrievalSet
@@ -69,6 +71,12 @@ INDEX_CLASSES: dict[str, type[Index]] = {
     "bm25": BM25Index,
     "hybrid": HybridIndex,
 }
+QDRANT_CLASSES: dict[str, type[Index]] = {
+    "embedding": QdrantMRLIndex,
+    "mrl": QdrantMRLIndex,
+    "colbert": QdrantColBERTIndex,
+}
+"""The same retrievers on the Qdrant engine: an ``--index`` folder it wrote is loaded with these."""
 FUSION_OPTIONS = frozenset({"fusion", "weights", "rrf_k", "candidates"})
 DENSE_PART = "dense"
 # search settings that are the model's own options here (the index would take the model's anyway)
@@ -233,11 +241,14 @@ def _load_index(
     if retriever == "embedding":
         index_options = {"shortlist_factor": 1}
     index_class = INDEX_CLASSES[retriever]
+    engine_class = QDRANT_CLASSES.get(retriever)
+    if engine_class is not None and saved_format(folder) == engine_class.index_format:
+        index_class = engine_class  # a folder of the Qdrant engine (rag-retrieval-index convert, or built so)
     built = {k: v for k, v in index_options.items() if k in index_class.build_settings}
     search = {k: v for k, v in index_options.items() if k not in built}
     index = index_class.load(folder, model, model_kwargs=model_options, **search)
     if retriever == "embedding":
-        assert isinstance(index, MRLIndex)
+        assert isinstance(index, (MRLIndex, QdrantMRLIndex))
         if index.search_dim != index.dim:
             raise ValueError(
                 f"the index at {str(folder)!r} shortlists on {index.search_dim} of {index.dim} dims: "

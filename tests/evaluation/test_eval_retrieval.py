@@ -423,3 +423,25 @@ def test_bm25_and_hybrid_errors_are_one_line(bi_encoder, tmp_path, capsys, extra
         run_cli("--data", str(write_beir(tmp_path / "beir")), *extra)
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
+
+
+def test_an_index_converted_to_the_qdrant_engine_evaluates_the_same(tiny_colbert, tmp_path):
+    pytest.importorskip("qdrant_edge")
+    from rag_retrieval_integrations.index_cli import main as index_cli
+
+    squad = str(write_squad(tmp_path / "squad.json"))
+    args = ["--data", squad, "--model", str(tiny_colbert), "--metrics", "nDCG@10", "MRR@10", "R@1"]
+    assert run_cli(*args, "--index", str(tmp_path / "faiss"), "--output-dir", str(tmp_path / "faiss-run")) == 0
+    assert (
+        index_cli(["convert", str(tmp_path / "faiss"), str(tmp_path / "qdrant"), "--quiet", "--quantization", "int8"])
+        == 0
+    )
+    assert (
+        json.loads((tmp_path / "qdrant" / "manifest.json").read_text())["format"]
+        == "rag-retrieval-qdrant-colbert-index"
+    )
+    assert run_cli(*args, "--index", str(tmp_path / "qdrant"), "--output-dir", str(tmp_path / "qdrant-run")) == 0
+    (faiss_row,), (qdrant_row,) = read_rows(tmp_path / "faiss-run"), read_rows(tmp_path / "qdrant-run")
+    assert {m: qdrant_row[m] for m in ("nDCG@10", "MRR@10", "R@1")} == pytest.approx(
+        {m: faiss_row[m] for m in ("nDCG@10", "MRR@10", "R@1")}, abs=1e-6
+    )
