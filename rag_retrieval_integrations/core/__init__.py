@@ -5,6 +5,7 @@ tokenization, scoring or pooling.
 """
 
 from .engines.qdrant.colbert import QdrantColBERTIndex
+from .engines.qdrant.hybrid import QdrantHybridIndex
 from .engines.qdrant.mrl import QdrantMRLIndex
 from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnknownModelTypeError, UnknownPromptFormatError
 from .indexes.base import Index
@@ -66,6 +67,7 @@ __all__ = [
     "MRLIndex",
     "QdrantMRLIndex",
     "QdrantColBERTIndex",
+    "QdrantHybridIndex",
     "PairPromptTemplate",
     "Ranker",
     "SparseIndex",

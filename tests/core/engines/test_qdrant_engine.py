@@ -24,6 +24,7 @@ from rag_retrieval_integrations import Reranker
 from rag_retrieval_integrations.core import (
     ColBERTIndex,
     CorruptIndexError,
+    IndexHit,
     IndexNotFoundError,
     MRLIndex,
     QdrantColBERTIndex,
@@ -52,6 +53,16 @@ def assert_same_results(got, want, atol=1e-5):
     for g, w in zip(got, want, strict=True):
         assert ranking(g) == ranking(w)
         np.testing.assert_allclose([h.score for h in g], [h.score for h in w], atol=atol)
+
+
+def assert_same_up_to_ties(got, want, atol=1e-5):
+    """As assert_same_results, but documents of equal score may come in either order (engines break ties
+    differently: bm25s by row, Qdrant by point id)."""
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose([h.score for h in g], [h.score for h in w], atol=atol)
+        score_of = {h.id: h.score for h in w}
+        for h in g:  # a document missing from the other list must tie with its last one
+            assert abs(score_of.get(h.id, w[-1].score) - h.score) <= atol
 
 
 def agreement(got, want) -> float:
@@ -318,3 +329,64 @@ def test_colbert_pooled_candidates_are_the_nearest_mean_vectors(colbert, tmp_pat
         maxsim = {h.id: float((query @ docs[int(h.id)].T).max(axis=1).sum()) for h in hits}
         assert [h.id for h in hits] == sorted(maxsim, key=maxsim.get, reverse=True)
         np.testing.assert_allclose([h.score for h in hits], [maxsim[h.id] for h in hits], atol=2e-3)
+
+
+# ---- hybrid -------------------------------------------------------------------------------------
+
+HYBRID_TEXTS = TEXTS + [
+    "Giant pandas live in the mountains of central China and eat bamboo.",
+    "The capital of Italy is Rome, and Paris is the capital of France.",
+    "Bears such as the panda and the polar bear are large mammals.",
+    "Hamlet is a tragedy by William Shakespeare set in Denmark.",
+]
+HYBRID_QUERIES = [*QUERIES, "giant panda bamboo", "capital city of France and Italy", "zzz unknownword"]
+
+
+def test_hybrid_parts_equal_bm25s_and_exact_dense_search_and_fuse_by_rrf(mrl_checkpoint, tmp_path):
+    pytest.importorskip("bm25s")
+    from rag_retrieval_integrations.core import BM25Index, QdrantHybridIndex
+    from rag_retrieval_integrations.core.indexes.fusion import fuse
+
+    ids = [str(i) for i in range(len(HYBRID_TEXTS))]
+    metadatas = [{"n": i % 2} for i in range(len(HYBRID_TEXTS))]
+    index = QdrantHybridIndex(mrl_checkpoint, path=tmp_path / "h", candidates=len(HYBRID_TEXTS))
+    index.add(HYBRID_TEXTS, ids=ids, metadatas=metadatas)  # one add: avg_len is this corpus's average
+    bm25 = BM25Index()  # the same analyzer, k1 and b, bm25s's lucene BM25
+    bm25.add(HYBRID_TEXTS, ids=ids)
+    dense = MRLIndex(mrl_checkpoint, search_dim=32)
+    dense.add(HYBRID_TEXTS, ids=ids)
+
+    n = len(HYBRID_TEXTS)
+    lexical = index.search_many(HYBRID_QUERIES, n, part="bm25")
+    assert lexical[-1] == []  # no query term in any document
+    assert_same_up_to_ties(lexical, bm25.search_many(HYBRID_QUERIES, n), atol=1e-4)
+    assert_same_results(index.search_many(HYBRID_QUERIES, n, part="dense"), dense.search_many(HYBRID_QUERIES, n))
+
+    fused = index.search_many(HYBRID_QUERIES[:-1], 5)
+    for got, lex, sem in zip(fused, lexical, dense.search_many(HYBRID_QUERIES[:-1], n)):
+        want = fuse([[(h.id, h.score) for h in lex], [(h.id, h.score) for h in sem]], fusion="rrf", rrf_k=60)[:5]
+        assert_same_up_to_ties([got], [[IndexHit(i, "", {}, s) for i, s in want]], atol=1e-6)
+    assert all(h.metadata["n"] == 1 for h in index.search("panda", k=10, filter={"n": 1}))
+
+    index.save(tmp_path / "h")
+    index.close()
+    reloaded = QdrantHybridIndex.load(tmp_path / "h", fusion="dbsf")
+    assert reloaded.avg_len == pytest.approx(index.avg_len) and reloaded.fusion == "dbsf"
+    assert len(reloaded.search("panda bamboo", k=3)) == 3
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")
+def test_hybrid_on_the_client_local_mode_equals_the_embedded_engine(mrl_checkpoint, tmp_path):
+    pytest.importorskip("bm25s")
+    qdrant_client = pytest.importorskip("qdrant_client")
+    from rag_retrieval_integrations.core import QdrantHybridIndex
+
+    ids = [str(i) for i in range(len(HYBRID_TEXTS))]
+    edge = QdrantHybridIndex(mrl_checkpoint, path=tmp_path / "h")
+    remote = QdrantHybridIndex(mrl_checkpoint, client=qdrant_client.QdrantClient(":memory:"), collection="hybrid")
+    for index in (edge, remote):
+        index.add(HYBRID_TEXTS, ids=ids)
+    for part in ("bm25", None):
+        assert_same_up_to_ties(
+            remote.search_many(HYBRID_QUERIES, 6, part=part), edge.search_many(HYBRID_QUERIES, 6, part=part), atol=1e-4
+        )

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .spec import Found, Search, VectorField
+from .spec import Found, Search, SparseField, VectorField
 
 Point = tuple[str, Mapping[str, Any], Mapping[str, Any]]
 """A point to write: its id, its vectors by field name, its payload."""
@@ -23,8 +23,8 @@ class QdrantBackend(ABC):
     """``"edge"`` or ``"client"``, as the manifest records it."""
 
     @abstractmethod
-    def create(self, fields: Mapping[str, VectorField]) -> None:
-        """Create the collection with these named vectors (it must not exist)."""
+    def create(self, fields: Mapping[str, VectorField | SparseField]) -> None:
+        """Create the collection with these named dense and sparse vectors (it must not exist)."""
 
     @abstractmethod
     def exists(self) -> bool:

@@ -190,7 +190,15 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
                 candidates = Search(q.mean(axis=0), POOLED, width, hnsw_ef=width, filter=filter)
             oversampling = self.oversampling if quantized else None
             searches.append(
-                Search(q, TOKENS, k, exact=not quantized, oversampling=oversampling, filter=filter, prefetch=candidates)
+                Search(
+                    q,
+                    TOKENS,
+                    k,
+                    exact=not quantized,
+                    oversampling=oversampling,
+                    filter=filter,
+                    prefetches=(candidates,) if candidates else (),
+                )
             )
         # Qdrant's MaxSim sums over query tokens; a model trained on the mean scores by it
         scales = [1.0 / len(q) if self.model.query_mean else 1.0 for q in queries]

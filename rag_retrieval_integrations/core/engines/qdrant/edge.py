@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .backend import Point, QdrantBackend
-from .spec import Found, Search, VectorField, filter_conditions
+from .spec import Found, Search, Sparse, SparseField, VectorField, filter_conditions
 
 INSTALL_HINT = "pip install 'rag-retrieval[qdrant]'"
 
@@ -73,12 +73,19 @@ class EdgeBackend(QdrantBackend):
             raise RuntimeError(f"no Qdrant Edge shard at {self.path} (closed, or not created)")
         return self._shard
 
-    def create(self, fields: Mapping[str, VectorField]) -> None:
+    def create(self, fields: Mapping[str, VectorField | SparseField]) -> None:
         qe = self.qe
-        vectors = {name: self._params(field) for name, field in fields.items()}
+        vectors = {name: self._params(f) for name, f in fields.items() if isinstance(f, VectorField)}
+        sparse = {
+            name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if f.idf else None)
+            for name, f in fields.items()
+            if isinstance(f, SparseField)
+        }
         self._lock()
         self.path.mkdir(parents=True, exist_ok=True)
-        self._shard = qe.EdgeShard.create(str(self.path), qe.EdgeConfig(vectors=vectors, wal_enabled=False))
+        self._shard = qe.EdgeShard.create(
+            str(self.path), qe.EdgeConfig(vectors=vectors or None, sparse_vectors=sparse or None, wal_enabled=False)
+        )
 
     def _params(self, field: VectorField) -> Any:
         qe = self.qe
@@ -108,7 +115,7 @@ class EdgeBackend(QdrantBackend):
         self.shard.update(
             qe.UpdateOperation.upsert_points(
                 [
-                    qe.Point(pid, {k: _plain(v) for k, v in vectors.items()}, dict(payload))
+                    qe.Point(pid, {k: self._vector(v) for k, v in vectors.items()}, dict(payload))
                     for pid, vectors, payload in points
                 ]
             )
@@ -148,8 +155,13 @@ class EdgeBackend(QdrantBackend):
 
     def _request(self, search: Search, *, top: bool) -> Any:
         qe = self.qe
-        prefetches = None if search.prefetch is None else [self._request(search.prefetch, top=False)]
-        query = qe.Query.Nearest(_plain(search.vector), using=search.using)
+        prefetches = [self._request(p, top=False) for p in search.prefetches] or None
+        if search.fusion == "rrf":
+            query = qe.Fusion.Rrf(k=search.rrf_k, weights=None if search.weights is None else list(search.weights))
+        elif search.fusion == "dbsf":
+            query = qe.Fusion.Dbsf()
+        else:
+            query = qe.Query.Nearest(self._vector(search.vector), using=search.using)
         args = {
             "limit": search.limit,
             "query": query,
@@ -164,6 +176,9 @@ class EdgeBackend(QdrantBackend):
             return []
         results = self.shard.query_batch(self.qe.QueryBatchRequest([self._request(s, top=True) for s in searches]))
         return [[Found(_point_id(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
+
+    def _vector(self, vector: Any) -> Any:
+        return self.qe.SparseVector(vector.indices, vector.values) if isinstance(vector, Sparse) else _plain(vector)
 
     def optimize(self) -> None:
         self.shard.optimize()

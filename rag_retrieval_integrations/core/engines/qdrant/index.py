@@ -44,7 +44,7 @@ from ...options import check_score_threshold
 from ...text.inputs import check_docs
 from .backend import QdrantBackend
 from .connection import SHARD_FOLDER, Connection, connect, reconnect
-from .spec import ID_KEY, METADATA_KEY, TEXT_KEY, Found, Search, VectorField, point_id
+from .spec import ID_KEY, METADATA_KEY, TEXT_KEY, Found, Search, SparseField, VectorField, point_id
 
 _Q = TypeVar("_Q", bound="QdrantIndex")
 DEFAULT_CHUNK_SIZE = 512
@@ -354,8 +354,8 @@ class QdrantIndex(Index):
     chunk_size: int
 
     @abstractmethod
-    def _fields(self) -> dict[str, VectorField]:
-        """The collection's named vectors."""
+    def _fields(self) -> dict[str, VectorField | SparseField]:
+        """The collection's named dense and sparse vectors."""
 
     @abstractmethod
     def _point_vectors(self, vectors: Any, i: int) -> dict[str, Any]:

@@ -229,7 +229,7 @@ class QdrantMRLIndex(MRLEncoding, QdrantIndex):
             shortlist = Search(
                 prefix, PREFIX, width, hnsw_ef=max(self.hnsw_ef_search, width), oversampling=quantized, filter=filter
             )
-            searches.append(Search(query, FULL, k, prefetch=shortlist, filter=filter))
+            searches.append(Search(query, FULL, k, prefetches=(shortlist,), filter=filter))
         with self._lock:
             return self._run(searches, score_threshold)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .backend import Point, QdrantBackend
 from .edge import INSTALL_HINT, _plain
-from .spec import Found, Search, VectorField, filter_conditions
+from .spec import Found, Search, Sparse, SparseField, VectorField, filter_conditions
 
 
 def import_client() -> Any:
@@ -54,10 +54,17 @@ class ClientBackend(QdrantBackend):
         if not self.exists():
             raise FileNotFoundError(f"no collection {self.collection!r} on the Qdrant server")
 
-    def create(self, fields: Mapping[str, VectorField]) -> None:
+    def create(self, fields: Mapping[str, VectorField | SparseField]) -> None:
+        m = self.models
         self.client.create_collection(
             self.collection,
-            vectors_config={name: self._params(field) for name, field in fields.items()},
+            vectors_config={name: self._params(f) for name, f in fields.items() if isinstance(f, VectorField)},
+            sparse_vectors_config={
+                name: m.SparseVectorParams(modifier=m.Modifier.IDF if f.idf else None)
+                for name, f in fields.items()
+                if isinstance(f, SparseField)
+            }
+            or None,
             shard_number=self.shards,
             replication_factor=self.replicas,
         )
@@ -88,7 +95,7 @@ class ClientBackend(QdrantBackend):
         self.client.upsert(
             self.collection,
             [
-                m.PointStruct(id=pid, vector={k: _plain(v) for k, v in vectors.items()}, payload=dict(payload))
+                m.PointStruct(id=pid, vector={k: self._vector(v) for k, v in vectors.items()}, payload=dict(payload))
                 for pid, vectors, payload in points
             ],
             wait=True,
@@ -127,14 +134,28 @@ class ClientBackend(QdrantBackend):
             quantization = m.QuantizationSearchParams(rescore=True, oversampling=search.oversampling)
         return m.SearchParams(hnsw_ef=search.hnsw_ef, exact=search.exact, quantization=quantization)
 
+    def _vector(self, vector: Any) -> Any:
+        if isinstance(vector, Sparse):
+            return self.models.SparseVector(indices=vector.indices, values=vector.values)
+        return _plain(vector)
+
+    def _query(self, search: Search) -> Any:
+        m = self.models
+        if search.fusion == "rrf":
+            weights = None if search.weights is None else list(search.weights)
+            return m.RrfQuery(rrf=m.Rrf(k=search.rrf_k, weights=weights))
+        if search.fusion == "dbsf":
+            return m.FusionQuery(fusion=m.Fusion.DBSF)
+        return self._vector(search.vector)
+
     def _prefetch(self, search: Search) -> Any:
         return self.models.Prefetch(
-            query=_plain(search.vector),
+            query=self._query(search),
             using=search.using,
             limit=search.limit,
             params=self._params_of(search),
             filter=self._filter(search.filter),
-            prefetch=None if search.prefetch is None else self._prefetch(search.prefetch),
+            prefetch=[self._prefetch(p) for p in search.prefetches] or None,
         )
 
     def query_batch(self, searches: Sequence[Search]) -> list[list[Found]]:
@@ -143,12 +164,12 @@ class ClientBackend(QdrantBackend):
         m = self.models
         requests = [
             m.QueryRequest(
-                query=_plain(s.vector),
+                query=self._query(s),
                 using=s.using,
                 limit=s.limit,
                 params=self._params_of(s),
                 filter=self._filter(s.filter),
-                prefetch=None if s.prefetch is None else self._prefetch(s.prefetch),
+                prefetch=[self._prefetch(p) for p in s.prefetches] or None,
                 with_payload=True,
             )
             for s in searches

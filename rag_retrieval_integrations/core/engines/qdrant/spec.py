@@ -59,19 +59,41 @@ class VectorField:
 
 
 @dataclass(frozen=True)
-class Search:
-    """One query stage: the ``limit`` best points by the vector ``using``, among those of ``prefetch``
-    (a first stage) when there is one, else among all points (that pass ``filter``).
+class SparseField:
+    """One named sparse vector of the collection (term id -> weight); ``idf``: Qdrant weighs each query
+    term by its inverse document frequency over the collection (``Modifier.IDF``), which makes BM25 of
+    documents stored as their BM25 term-frequency parts."""
 
-    ``exact`` scans every point (no HNSW, no quantization); ``oversampling`` searches the quantized
-    codes for ``limit * oversampling`` points and rescores them with the original vectors;
-    ``hnsw_ef`` is HNSW's search breadth.
+    idf: bool = True
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse vector: term ids and their weights."""
+
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class Search:
+    """One query stage: the ``limit`` best points by the vector ``using``, among those of ``prefetches``
+    (first stages) when there are any, else among all points (that pass ``filter``).
+
+    ``fusion`` (``"rrf"``, reciprocal rank with ``rrf_k`` and per-prefetch ``weights``; ``"dbsf"``,
+    Qdrant's distribution-based score fusion) ranks the prefetches' union instead of a vector
+    (``vector`` and ``using`` are then ``None``). ``exact`` scans every point (no HNSW, no
+    quantization); ``oversampling`` searches the quantized codes for ``limit * oversampling`` points
+    and rescores them with the original vectors; ``hnsw_ef`` is HNSW's search breadth.
     """
 
     vector: Any
-    using: str
+    using: str | None
     limit: int
-    prefetch: Search | None = None
+    prefetches: tuple[Search, ...] = ()
+    fusion: str | None = None
+    rrf_k: int = 60
+    weights: tuple[float, ...] | None = None
     exact: bool = False
     oversampling: float | None = None
     hnsw_ef: int | None = None
