@@ -6,11 +6,13 @@ share one document store, so adds, deletes and saves reach all of them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field, FiniteFloat, model_validator
 
 from ..adapter_fields import PositiveInt
+from ..core.engines.qdrant.hybrid import QdrantHybridIndex
 from ..core.indexes.base import Index
 from ..core.indexes.bm25 import BM25Index
 from ..core.indexes.fusion import Fusion
@@ -79,8 +81,9 @@ class HybridRetriever(IndexRetriever):
     """
 
     index_class: ClassVar[type[Index]] = HybridIndex
+    engines: ClassVar[Mapping[str, type[Index]]] = {"memory": HybridIndex, "qdrant": QdrantHybridIndex}
 
-    index: HybridIndex = Field(description="The hybrid index searched.")
+    index: HybridIndex | QdrantHybridIndex = Field(description="The hybrid index searched.")
     fusion: Fusion | None = Field(default=None, description="rrf, minmax or zscore (None: the index's).")
     weights: dict[str, FiniteFloat] | None = Field(default=None, description="Weight per part (None: the index's).")
     candidates: PositiveInt | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..core.engines.qdrant.hybrid import QdrantHybridIndex
 from ..core.indexes.base import Index
 from ..core.indexes.bm25 import BM25Index
 from ..core.indexes.fusion import Fusion, check_fusion
@@ -70,18 +71,19 @@ class HybridRetriever(IndexRetriever):
     """
 
     index_class: ClassVar[type[Index]] = HybridIndex
-    index: HybridIndex
+    engines: ClassVar[Mapping[str, type[Index]]] = {"memory": HybridIndex, "qdrant": QdrantHybridIndex}
+    index: HybridIndex | QdrantHybridIndex
 
     def __init__(
         self,
-        index: HybridIndex,
+        index: HybridIndex | QdrantHybridIndex,
         *,
         fusion: Fusion | None = None,
         weights: Mapping[str, float] | None = None,
         candidates: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(index, HybridIndex):
+        if isinstance(index, (HybridIndex, QdrantHybridIndex)):
             index.check_encodes_queries()
         self.fusion = None if fusion is None else check_fusion(fusion)
         self.weights = None if weights is None else dict(weights)

@@ -386,7 +386,42 @@ def test_hybrid_on_the_client_local_mode_equals_the_embedded_engine(mrl_checkpoi
     remote = QdrantHybridIndex(mrl_checkpoint, client=qdrant_client.QdrantClient(":memory:"), collection="hybrid")
     for index in (edge, remote):
         index.add(HYBRID_TEXTS, ids=ids)
-    for part in ("bm25", None):
+    n = len(HYBRID_TEXTS)
+    for part in ("bm25", "dense"):
         assert_same_up_to_ties(
-            remote.search_many(HYBRID_QUERIES, 6, part=part), edge.search_many(HYBRID_QUERIES, 6, part=part), atol=1e-4
+            remote.search_many(HYBRID_QUERIES, n, part=part), edge.search_many(HYBRID_QUERIES, n, part=part), atol=1e-4
         )
+    # the server's RRF is the same formula (engines break BM25 ties differently, so each is checked on its own parts)
+    from rag_retrieval_integrations.core.indexes.fusion import fuse
+
+    for index in (edge, remote):
+        parts = [index.search_many(HYBRID_QUERIES[:-1], n, part=p) for p in ("bm25", "dense")]
+        for got, lex, sem in zip(index.search_many(HYBRID_QUERIES[:-1], 5), *parts):
+            want = fuse([[(h.id, h.score) for h in lex], [(h.id, h.score) for h in sem]], rrf_k=60)[:5]
+            np.testing.assert_allclose([h.score for h in got], [s for _, s in want], atol=1e-6)
+
+
+def test_hybrid_retrievers_on_the_qdrant_engine(mrl_checkpoint, tmp_path):
+    pytest.importorskip("bm25s")
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+    from llama_index.core.schema import TextNode
+
+    from rag_retrieval_integrations.core import QdrantHybridIndex
+    from rag_retrieval_integrations.langchain import HybridRetriever, RagRetrievalReranker
+    from rag_retrieval_integrations.llama_index import HybridRetriever as LlamaHybridRetriever
+
+    retriever = HybridRetriever.from_texts(
+        HYBRID_TEXTS, mrl_checkpoint, engine="qdrant", path=tmp_path / "lc", k=4, candidates=20
+    )
+    assert isinstance(retriever.index, QdrantHybridIndex)
+    pipeline = ContextualCompressionRetriever(
+        base_compressor=RagRetrievalReranker(model=mrl_checkpoint, top_n=2), base_retriever=retriever
+    )
+    assert len(pipeline.invoke("giant panda bamboo")) == 2
+    retriever.save(tmp_path / "lc")
+    retriever.index.close()
+    assert isinstance(HybridRetriever.load(tmp_path / "lc").index, QdrantHybridIndex)
+
+    nodes = [TextNode(id_=str(i), text=t) for i, t in enumerate(HYBRID_TEXTS)]
+    llama = LlamaHybridRetriever.from_nodes(nodes, mrl_checkpoint, engine="qdrant", similarity_top_k=2)
+    assert [n.node.node_id for n in llama.retrieve("capital of france")][0] in {"1", "9"}

@@ -41,6 +41,14 @@ BM25, DENSE = "bm25", "dense"
 FUSIONS: tuple[str, ...] = ("rrf", "dbsf")
 
 
+def _check_weights(weights: Any, fusion: str) -> dict[str, float]:
+    if not isinstance(weights, Mapping) or set(weights) - {BM25, DENSE}:
+        raise ValueError(f"weights must be a dict over the parts {[BM25, DENSE]}, got {weights!r}")
+    if fusion != "rrf":
+        raise ValueError("weights apply to fusion='rrf' (Qdrant's dbsf takes none)")
+    return {BM25: float(weights.get(BM25, 1.0)), DENSE: float(weights.get(DENSE, 1.0))}
+
+
 def term_id(term: str) -> int:
     """A term's sparse index: its CRC-32 (stable across processes and machines)."""
     return zlib.crc32(term.encode("utf-8")) & 0x7FFFFFFF
@@ -113,10 +121,7 @@ class QdrantHybridIndex(QdrantIndex):
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {fusion!r}")
-        if weights is not None and (not isinstance(weights, Mapping) or set(weights) - {BM25, DENSE}):
-            raise ValueError(f"weights must be a dict over the parts {[BM25, DENSE]}, got {weights!r}")
-        if weights is not None and fusion != "rrf":
-            raise ValueError("weights apply to fusion='rrf' (Qdrant's dbsf takes none)")
+        weights = None if weights is None else _check_weights(weights, fusion)
         for name, value in (("k1", k1), ("b", b)):
             if (
                 isinstance(value, bool)
@@ -142,9 +147,7 @@ class QdrantHybridIndex(QdrantIndex):
         self.avg_len = None if avg_len is None else float(avg_len)
         self.analyzer = BM25Analyzer(lower, token_pattern, stopwords, stemmer)  # type: ignore[arg-type]
         self.fusion = fusion
-        self.weights = (
-            None if weights is None else {BM25: float(weights.get(BM25, 1.0)), DENSE: float(weights.get(DENSE, 1.0))}
-        )
+        self.weights = weights
         self.rrf_k = check_positive_int(rrf_k, "rrf_k")
         self.candidates = check_positive_int(candidates, "candidates")
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
@@ -164,6 +167,10 @@ class QdrantHybridIndex(QdrantIndex):
         """The embedding model of the dense part."""
         assert self.encoder is not None
         return self.encoder.model
+
+    def check_encodes_queries(self) -> None:
+        """Nothing to refuse: the index always has its model (the retrievers call it when built)."""
+        return None
 
     def _fields(self) -> dict[str, VectorField | SparseField]:
         return {BM25: SparseField(idf=True), DENSE: VectorField(self.dim, self.similarity)}
@@ -221,6 +228,9 @@ class QdrantHybridIndex(QdrantIndex):
         part: str | None = None,
         filter: Mapping[str, Any] | None = None,
         score_threshold: float | None = None,
+        fusion: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        candidates: int | None = None,
     ) -> list[list[IndexHit]]:
         """The ``k`` best documents for each query (from :meth:`encode_queries`), fused, best first.
 
@@ -228,8 +238,14 @@ class QdrantHybridIndex(QdrantIndex):
             part: ``"bm25"`` or ``"dense"`` searches that part alone (its own scores); ``None`` fuses both.
             filter: only documents whose metadata match, in both parts.
             score_threshold: drop documents scoring below this (the fused score with ``part=None``).
+            fusion, weights, candidates: override the index's for this search.
         """
         k = check_positive_int(k, "k")
+        fusion = self.fusion if fusion is None else fusion
+        if fusion not in FUSIONS:
+            raise ValueError(f"Qdrant fuses by {list(FUSIONS)}, got fusion={fusion!r}")
+        weights = self.weights if weights is None else _check_weights(weights, fusion)
+        width = self.candidates if candidates is None else check_positive_int(candidates, "candidates")
         if part not in (None, BM25, DENSE):
             raise ValueError(f"part must be 'bm25', 'dense' or None, got {part!r}")
         dense, sparse = query_vectors
@@ -237,14 +253,14 @@ class QdrantHybridIndex(QdrantIndex):
         searches: list[Search | None] = []
         for vector, terms in zip(dense, sparse, strict=True):
             # a query without a term searches the dense part only (an empty sparse vector finds nothing)
-            lexical = Search(terms, BM25, max(self.candidates, k), filter=filter) if terms.indices else None
-            semantic = Search(vector, DENSE, max(self.candidates, k), filter=filter)
+            lexical = Search(terms, BM25, max(width, k), filter=filter) if terms.indices else None
+            semantic = Search(vector, DENSE, max(width, k), filter=filter)
             if part == DENSE or (part is None and lexical is None):
                 searches.append(Search(vector, DENSE, k, filter=filter))
             elif part == BM25:
                 searches.append(Search(terms, BM25, k, filter=filter) if lexical else None)  # no term: no match
             else:
-                weights = None if self.weights is None else (self.weights[BM25], self.weights[DENSE])
+                rrf_weights = None if weights is None or fusion != "rrf" else (weights[BM25], weights[DENSE])
                 # Qdrant scores 1 / (k + rank from 0): its k + 1 is the k of fuse and of the RRF paper (rank from 1)
                 searches.append(
                     Search(
@@ -252,9 +268,9 @@ class QdrantHybridIndex(QdrantIndex):
                         None,
                         k,
                         prefetches=(lexical, semantic),
-                        fusion=self.fusion,
+                        fusion=fusion,
                         rrf_k=self.rrf_k + 1,
-                        weights=weights,
+                        weights=rrf_weights,
                         filter=filter,
                     )
                 )
