@@ -169,8 +169,10 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
         found.append([h.id for h in hits])
     rss, anon = rss_bytes(), rss_bytes("RssAnon")
     exact = None
-    if args.exact and args.kind == "colbert":  # the reference ranking: exhaustive exact MaxSim
+    if args.exact and args.kind == "colbert" and args.engine.startswith("faiss"):  # exhaustive exact MaxSim
         exact = [[h.id for h in row] for row in index.search_by_vectors(queries, K, exhaustive=True)]
+    elif args.exact and args.kind == "colbert":  # no FAISS engine at this size: MaxSim over regenerated chunks
+        exact = exact_colbert(queries, args.docs)
     elif args.exact:  # exhaustive inner product over every generated vector
         best = np.full((len(queries), K), -np.inf), np.zeros((len(queries), K), dtype=np.int64)
         for first in range(0, args.docs, CHUNK):
@@ -190,6 +192,22 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
         "found": found,
         "exact": exact,
     }
+
+
+def exact_colbert(queries: list[np.ndarray], n_docs: int) -> list[list[str]]:
+    """Exhaustive exact MaxSim of every document, regenerated chunk by chunk (the same float16 rounding)."""
+    from rag_retrieval_integrations.core.models.maxsim import maxsim_packed
+
+    best = np.full((len(queries), K), -np.inf), np.zeros((len(queries), K), dtype=np.int64)
+    for first in range(0, n_docs, CHUNK):
+        docs = [d.astype(np.float16) for d in colbert_chunk(first, min(first + CHUNK, n_docs))]
+        offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
+        scores = maxsim_packed(queries, np.concatenate(docs), offsets)
+        ids = np.broadcast_to(np.arange(first, first + len(docs)), scores.shape)
+        merged, merged_ids = np.concatenate([best[0], scores], axis=1), np.concatenate([best[1], ids], axis=1)
+        order = np.argsort(-merged, axis=1, kind="stable")[:, :K]
+        best = np.take_along_axis(merged, order, 1), np.take_along_axis(merged_ids, order, 1)
+    return [[str(i) for i in row] for row in best[1]]
 
 
 def run_worker(mode: str, **options: Any) -> dict[str, Any]:
@@ -256,8 +274,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--colbert-docs", default="20000,100000")
     parser.add_argument("--mrl-docs", default="1000000")
+    parser.add_argument(
+        "--colbert-qdrant-only-docs",
+        default="",
+        help="ColBERT sizes past the FAISS engine's RAM: the default Qdrant engine alone, exact MaxSim streamed",
+    )
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--scratch", help="folder for the indexes (default: a temporary one)")
+    parser.add_argument("--results-name", default="index_scale", help="benchmarks/results/<name>.json")
     # worker arguments
     parser.add_argument("--worker", choices=["build", "query"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -285,14 +309,17 @@ def main() -> None:
     rows = []
     for n in [int(x) for x in args.colbert_docs.split(",") if x]:
         rows += measure("colbert", n, COLBERT_ENGINES, model, args.queries, scratch)
+    for n in [int(x) for x in args.colbert_qdrant_only_docs.split(",") if x]:
+        only = {name: s for name, s in COLBERT_ENGINES.items() if name == "qdrant binary"}
+        rows += measure("colbert", n, only, model, args.queries, scratch)
     for n in [int(x) for x in args.mrl_docs.split(",") if x]:
         rows += measure("mrl", n, MRL_ENGINES, model, args.queries, scratch)
     command = "python benchmarks/index_scale.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "index_scale.json").write_text(
+    (RESULTS / f"{args.results_name}.json").write_text(
         json.dumps({"date": str(date.today()), "command": command, "cpu_cores": os.cpu_count(), "rows": rows}, indent=2)
     )
-    print(f"wrote {RESULTS / 'index_scale.json'}")
+    print(f"wrote {RESULTS / (args.results_name + '.json')}")
 
 
 if __name__ == "__main__":
