@@ -46,6 +46,12 @@ TOKENS, POOLED = "colbert", "pooled"
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
 
 
+def _check_oversampling(oversampling: Any) -> float:
+    if isinstance(oversampling, bool) or not isinstance(oversampling, (int, float)) or not oversampling >= 1:
+        raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
+    return float(oversampling)
+
+
 class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
     """A ColBERT index stored and searched by Qdrant (Qdrant Edge in a folder by default, or a Qdrant server).
 
@@ -113,8 +119,7 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
     ) -> None:
         if quantization is not None and quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {list(QUANTIZATIONS)} or None, got {quantization!r}")
-        if isinstance(oversampling, bool) or not isinstance(oversampling, (int, float)) or not oversampling >= 1:
-            raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
+        _check_oversampling(oversampling)
         if vector_dtype not in VECTOR_DTYPES:
             raise ValueError(f"vector_dtype must be one of {list(VECTOR_DTYPES)}, got {vector_dtype!r}")
         self.model = load_index_model(model, model_kwargs, self.family, self.model_noun)
@@ -167,6 +172,7 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
         exhaustive: bool = False,
         filter: Mapping[str, Any] | None = None,
         score_threshold: float | None = None,
+        oversampling: float | None = None,
     ) -> list[list[IndexHit]]:
         """The ``k`` best documents by MaxSim for each query's token vectors (from :meth:`encode_queries`), best first.
 
@@ -174,8 +180,10 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
             exhaustive: exact MaxSim over every document's original vectors, not the quantized pass.
             filter: only documents whose metadata match (``{"lang": "en"}``; a list: any of its values).
             score_threshold: drop documents scoring below this.
+            oversampling: overrides the index's for this search.
         """
         k = check_positive_int(k, "k")
+        oversampling = self.oversampling if oversampling is None else _check_oversampling(oversampling)
         queries = []
         for i, q in enumerate(query_vectors):
             if np.ndim(q) != 2 or np.shape(q)[1] != self.dim:
@@ -188,14 +196,13 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
             if self.pooled and not exhaustive:  # a graph search on the mean vectors, then MaxSim on those only
                 width = max(self.max_candidates, k)
                 candidates = Search(q.mean(axis=0), POOLED, width, hnsw_ef=width, filter=filter)
-            oversampling = self.oversampling if quantized else None
             searches.append(
                 Search(
                     q,
                     TOKENS,
                     k,
                     exact=not quantized,
-                    oversampling=oversampling,
+                    oversampling=oversampling if quantized else None,
                     filter=filter,
                     prefetches=(candidates,) if candidates else (),
                 )
