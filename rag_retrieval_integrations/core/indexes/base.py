@@ -23,6 +23,7 @@ from ..models.base import BaseReranker
 from ..options import check_positive_int
 from ..text.inputs import check_docs, check_query
 from .documents import IndexHit, check_ids, check_metadatas
+from .index_model import load_index_model
 
 _I = TypeVar("_I", bound="Index")
 
@@ -45,6 +46,8 @@ class Index(ABC):
     """The model family the index encodes with; ``model_noun`` names it in errors (``"ColBERT model"``).
     ``None``: the index encodes without a model (``BM25Index``'s analyzer, ``HybridIndex``'s parts)."""
     model_noun: ClassVar[str]
+    saved_model_options: ClassVar[Mapping[str, str]] = {}
+    """``Reranker`` options to reload the recorded model with, by the manifest's ``model`` key holding each."""
 
     model: BaseReranker | None
     """The model that encodes the texts (``None`` for an index of given vectors)."""
@@ -154,6 +157,30 @@ class Index(ABC):
     ) -> _I:
         """Open an index written by :meth:`save` (``model``: default, the one recorded; ``options``: search
         settings overriding the saved ones, and :attr:`read_options`)."""
+
+    @classmethod
+    def _check_load_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse ``load`` options that are neither search settings nor read options."""
+        unknown = sorted(set(options) - cls.search_settings - cls.read_options)
+        if unknown:
+            allowed = sorted(cls.search_settings | cls.read_options)
+            raise TypeError(f"{cls.__name__}.load got unexpected option(s) {unknown}; it takes {allowed}")
+
+    @classmethod
+    def _load_model(
+        cls, recorded: Mapping[str, Any] | None, model: Any, model_kwargs: Mapping[str, Any] | None
+    ) -> BaseReranker | None:
+        """The model a loaded index encodes with: ``model`` if given, else the one the manifest recorded
+        (``recorded``), with its recorded :attr:`saved_model_options`; ``None`` for an index of given vectors."""
+        if model is None and recorded is not None:
+            saved = {option: recorded.get(key) for option, key in cls.saved_model_options.items()}
+            model_kwargs = {**{k: v for k, v in saved.items() if v is not None}, **dict(model_kwargs or {})}
+            model = recorded["model"]
+        if model is None:
+            return None
+        if cls.family is None:
+            raise TypeError(f"{cls.__name__} encodes without a model; load it without model=")
+        return load_index_model(model, model_kwargs, cls.family, cls.model_noun)
 
     # ---- the vectors ------------------------------------------------------------------------
 

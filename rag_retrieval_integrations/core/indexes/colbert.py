@@ -42,7 +42,7 @@ import numpy as np
 from ..models.colbert import ColBERTReranker
 from ..models.maxsim import maxsim_packed
 from ..options import check_positive_int
-from .colbert_encoding import ColBERTEncoding
+from .colbert_encoding import COLBERT_MODEL_OPTIONS, ColBERTEncoding
 from .colbert_search import best_k, candidate_slots
 from .documents import IndexHit
 from .faiss_ops import MIN_POINTS_PER_CENTROID, add_with_ids, import_faiss, ivf_sq8
@@ -101,12 +101,7 @@ class ColBERTIndex(ColBERTEncoding, FileIndex):
     )
     family: ClassVar[type[ColBERTReranker]] = ColBERTReranker
     model_noun: ClassVar[str] = "ColBERT model"
-    saved_model_options: ClassVar[Mapping[str, str]] = {
-        "max_length": "document_length",
-        "query_length": "query_length",
-        "query_expansion": "query_expansion",
-        "query_mean": "query_mean",
-    }
+    saved_model_options: ClassVar[Mapping[str, str]] = COLBERT_MODEL_OPTIONS
 
     model: ColBERTReranker
 

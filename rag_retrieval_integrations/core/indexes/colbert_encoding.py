@@ -3,13 +3,21 @@ documents (float16, as stored) and queries, and the check of given ones."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..models.colbert import ColBERTReranker
 from .build_encoding import encode_in_chunks
+
+COLBERT_MODEL_OPTIONS: Mapping[str, str] = {
+    "max_length": "document_length",
+    "query_length": "query_length",
+    "query_expansion": "query_expansion",
+    "query_mean": "query_mean",
+}
+"""The ``Reranker`` options a ColBERT index (either engine) reloads its recorded model with."""
 
 
 class ColBERTEncoding:

@@ -38,7 +38,6 @@ from .folder import (
     verify_checksums,
     write_manifest,
 )
-from .index_model import load_index_model
 
 _I = TypeVar("_I", bound="FileIndex")
 Manifest = dict[str, Any]
@@ -58,8 +57,6 @@ class FileIndex(Index):
     vector_files: ClassVar[tuple[str, ...]]
     """Files the vectors may be saved in; :attr:`required_files` of them are always there."""
     required_files: ClassVar[tuple[str, ...]]
-    saved_model_options: ClassVar[Mapping[str, str]] = {}
-    """``Reranker`` options to reload the recorded model with, by the manifest's ``model`` key holding each."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -201,10 +198,7 @@ class FileIndex(Index):
             IndexNotFoundError: ``folder`` does not exist.
             CorruptIndexError: no valid manifest, or a file missing, truncated or changed.
         """
-        unknown = sorted(set(options) - cls.search_settings - cls.read_options)
-        if unknown:
-            allowed = sorted(cls.search_settings | cls.read_options)
-            raise TypeError(f"{cls.__name__}.load got unexpected option(s) {unknown}; it takes {allowed}")
+        cls._check_load_options(options)
         read = {k: v for k, v in options.items() if k in cls.read_options}
         search = {k: v for k, v in options.items() if k not in cls.read_options}
         folder = Path(folder)
@@ -239,14 +233,7 @@ class FileIndex(Index):
         )
         cls._check_manifest(folder, manifest)
         settings = manifest["model"]
-        if model is None and settings is not None:
-            saved = {option: settings.get(key) for option, key in cls.saved_model_options.items()}
-            model_kwargs = {**{k: v for k, v in saved.items() if v is not None}, **dict(model_kwargs or {})}
-            model = settings["model"]
-        if model is not None:
-            if cls.family is None:
-                raise TypeError(f"{cls.__name__} encodes without a model; load it without model=")
-            model = load_index_model(model, model_kwargs, cls.family, cls.model_noun)
+        model = cls._load_model(settings, model, model_kwargs)
         index = cls._from_manifest(folder, manifest, model, search)
         if index.model is not None:
             check_same_weights(settings or {}, index.model.model_name_or_path, folder)

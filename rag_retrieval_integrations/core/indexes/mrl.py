@@ -31,7 +31,7 @@ from ..options import check_positive_int
 from .documents import IndexHit
 from .faiss_ops import import_faiss, search_params, serialized_bytes, shortlist_index
 from .file_index import FileIndex, Manifest
-from .mrl_encoder import ModelLike, MRLEncoding, check_model_fits, mrl_settings
+from .mrl_encoder import MRL_MODEL_OPTIONS, ModelLike, MRLEncoding, check_model_fits, mrl_settings
 from .mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,
     VECTOR_DTYPES,
@@ -102,12 +102,7 @@ class MRLIndex(MRLEncoding, FileIndex):
     read_options: ClassVar[frozenset[str]] = frozenset({"mmap"})
     family: ClassVar[type[EmbeddingModel]] = EmbeddingModel
     model_noun: ClassVar[str] = "embedding model"
-    saved_model_options: ClassVar[Mapping[str, str]] = {
-        "max_length": "max_length",
-        "truncate_dim": "truncate_dim",
-        "query_prompt": "query_prompt",
-        "document_prompt": "document_prompt",
-    }
+    saved_model_options: ClassVar[Mapping[str, str]] = MRL_MODEL_OPTIONS
 
     def __init__(
         self,

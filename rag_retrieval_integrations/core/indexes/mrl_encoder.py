@@ -24,6 +24,14 @@ logger = logging.getLogger(__name__)
 
 ModelLike = Union[EmbeddingModel, str, "os.PathLike[str]"]
 
+MRL_MODEL_OPTIONS: Mapping[str, str] = {
+    "max_length": "max_length",
+    "truncate_dim": "truncate_dim",
+    "query_prompt": "query_prompt",
+    "document_prompt": "document_prompt",
+}
+"""The ``Reranker`` options an MRL index (either engine) reloads its recorded embedding model with."""
+
 
 def load_embedding_model(model: ModelLike, model_kwargs: Mapping[str, Any] | None = None) -> EmbeddingModel:
     return load_index_model(model, model_kwargs, EmbeddingModel, "embedding model")

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Union
 import numpy as np
 
 from ...indexes.colbert import COLBERT_SETTINGS
-from ...indexes.colbert_encoding import ColBERTEncoding
+from ...indexes.colbert_encoding import COLBERT_MODEL_OPTIONS, ColBERTEncoding
 from ...indexes.documents import IndexHit
 from ...indexes.index_model import load_index_model, warn_on_setting_changes
 from ...indexes.mrl_vectors import VECTOR_DTYPES, VectorDtype
@@ -39,17 +39,11 @@ from ...models.colbert import ColBERTReranker
 from ...options import check_positive_int
 from .connection import Connection
 from .index import DEFAULT_CHUNK_SIZE, QdrantIndex
-from .spec import QUANTIZATIONS, Quantization, Search, VectorField
+from .spec import QUANTIZATIONS, Quantization, Search, VectorField, check_oversampling
 
 TOKENS, POOLED = "colbert", "pooled"
 
 ModelLike = Union[ColBERTReranker, str, "os.PathLike[str]"]
-
-
-def _check_oversampling(oversampling: Any) -> float:
-    if isinstance(oversampling, bool) or not isinstance(oversampling, (int, float)) or not oversampling >= 1:
-        raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
-    return float(oversampling)
 
 
 class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
@@ -85,12 +79,7 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
     )
     family: ClassVar[type[ColBERTReranker]] = ColBERTReranker
     model_noun: ClassVar[str] = "ColBERT model"
-    saved_model_options: ClassVar[Mapping[str, str]] = {
-        "max_length": "document_length",
-        "query_length": "query_length",
-        "query_expansion": "query_expansion",
-        "query_mean": "query_mean",
-    }
+    saved_model_options: ClassVar[Mapping[str, str]] = COLBERT_MODEL_OPTIONS
 
     model: ColBERTReranker
 
@@ -119,13 +108,12 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
     ) -> None:
         if quantization is not None and quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {list(QUANTIZATIONS)} or None, got {quantization!r}")
-        _check_oversampling(oversampling)
         if vector_dtype not in VECTOR_DTYPES:
             raise ValueError(f"vector_dtype must be one of {list(VECTOR_DTYPES)}, got {vector_dtype!r}")
         self.model = load_index_model(model, model_kwargs, self.family, self.model_noun)
         self.dim = self.model.embedding_dim
         self.quantization = quantization
-        self.oversampling = float(oversampling)
+        self.oversampling = check_oversampling(oversampling)
         self.vector_dtype: VectorDtype = vector_dtype
         self.on_disk = bool(on_disk)
         self.pooled = bool(pooled)
@@ -183,7 +171,7 @@ class QdrantColBERTIndex(ColBERTEncoding, QdrantIndex):
             oversampling: overrides the index's for this search.
         """
         k = check_positive_int(k, "k")
-        oversampling = self.oversampling if oversampling is None else _check_oversampling(oversampling)
+        oversampling = self.oversampling if oversampling is None else check_oversampling(oversampling)
         queries = []
         for i, q in enumerate(query_vectors):
             if np.ndim(q) != 2 or np.shape(q)[1] != self.dim:

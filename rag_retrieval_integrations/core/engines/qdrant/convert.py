@@ -20,7 +20,7 @@ from ...indexes.file_index import FileIndex
 from ...indexes.folder import saved_format
 from ...indexes.mrl import MRLIndex
 from .colbert import QdrantColBERTIndex
-from .index import DEFAULT_CHUNK_SIZE, QdrantIndex
+from .index import QdrantIndex
 from .mrl import QdrantMRLIndex
 
 
@@ -54,7 +54,7 @@ def convert_index(
         raise TypeError(f"convert_index copies an MRLIndex or a ColBERTIndex, got {type(source).__name__}")
     ids = source.ids
     bar = tqdm(total=len(ids), desc="Converting", unit="doc", disable=not show_progress_bar)
-    for chunk in _chunks(ids, target.chunk_size or DEFAULT_CHUNK_SIZE):
+    for chunk in _chunks(ids, target.chunk_size):
         docs = [source.get(doc_id) for doc_id in chunk]
         vectors = _vectors_of(source, chunk)
         target.add_vectors([d.text for d in docs], vectors, ids=chunk, metadatas=[d.metadata for d in docs])

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import fcntl
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .backend import Point, QdrantBackend
-from .spec import Found, Search, Sparse, SparseField, VectorField, filter_conditions
+from .spec import Found, Search, Sparse, SparseField, VectorField, filter_conditions, plain_vector
 
 INSTALL_HINT = "pip install 'rag-retrieval[qdrant]'"
 
@@ -20,10 +19,6 @@ def import_edge() -> Any:
     except ImportError:
         raise ImportError(f"the embedded Qdrant engine needs qdrant-edge-py: {INSTALL_HINT}") from None
     return qdrant_edge
-
-
-def _point_id(value: Any) -> str:
-    return str(value) if isinstance(value, uuid.UUID) else str(value)
 
 
 class EdgeBackend(QdrantBackend):
@@ -128,12 +123,12 @@ class EdgeBackend(QdrantBackend):
 
     def retrieve(self, point_ids: Sequence[str], *, payload: bool = True) -> list[Found]:
         records = self.shard.retrieve(list(point_ids), with_payload=payload, with_vector=False)
-        return [Found(_point_id(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return [Found(str(r.id), 0.0, dict(r.payload or {})) for r in records]
 
     def scroll(self, offset: str | None, limit: int) -> tuple[list[Found], str | None]:
         records, next_offset = self.shard.scroll(self.qe.ScrollRequest(offset=offset, limit=limit, with_payload=True))
-        found = [Found(_point_id(r.id), 0.0, dict(r.payload or {})) for r in records]
-        return found, None if next_offset is None else _point_id(next_offset)
+        found = [Found(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return found, None if next_offset is None else str(next_offset)
 
     def count(self) -> int:
         return int(self.shard.count(self.qe.CountRequest(exact=True)))
@@ -175,10 +170,12 @@ class EdgeBackend(QdrantBackend):
         if not searches:
             return []
         results = self.shard.query_batch(self.qe.QueryBatchRequest([self._request(s, top=True) for s in searches]))
-        return [[Found(_point_id(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
+        return [[Found(str(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
 
     def _vector(self, vector: Any) -> Any:
-        return self.qe.SparseVector(vector.indices, vector.values) if isinstance(vector, Sparse) else _plain(vector)
+        return (
+            self.qe.SparseVector(vector.indices, vector.values) if isinstance(vector, Sparse) else plain_vector(vector)
+        )
 
     def optimize(self) -> None:
         self.shard.optimize()
@@ -193,8 +190,3 @@ class EdgeBackend(QdrantBackend):
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock
             self._lock_file = None
-
-
-def _plain(vector: Any) -> Any:
-    """A vector (or token vectors) as the lists of floats the bindings take."""
-    return vector.tolist() if hasattr(vector, "tolist") else vector

@@ -29,7 +29,7 @@ import numpy as np
 
 from ...indexes.bm25_text import DEFAULT_TOKEN_PATTERN, BM25Analyzer, import_bm25s
 from ...indexes.documents import IndexHit
-from ...indexes.mrl_encoder import ModelLike, check_model_fits, mrl_settings
+from ...indexes.mrl_encoder import MRL_MODEL_OPTIONS, ModelLike, check_model_fits, mrl_settings
 from ...indexes.mrl_vectors import full_vectors
 from ...models.embedding import EmbeddingModel
 from ...options import check_positive_int
@@ -84,12 +84,7 @@ class QdrantHybridIndex(QdrantIndex):
     )
     family: ClassVar[type[EmbeddingModel]] = EmbeddingModel
     model_noun: ClassVar[str] = "embedding model"
-    saved_model_options: ClassVar[Mapping[str, str]] = {
-        "max_length": "max_length",
-        "truncate_dim": "truncate_dim",
-        "query_prompt": "query_prompt",
-        "document_prompt": "document_prompt",
-    }
+    saved_model_options: ClassVar[Mapping[str, str]] = MRL_MODEL_OPTIONS
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ Where the collection lives (see :mod:`.connection`):
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import threading
@@ -37,9 +38,7 @@ from ...indexes.folder import (
     folder_lock,
     model_record,
     read_manifest,
-    write_manifest,
 )
-from ...indexes.index_model import load_index_model
 from ...options import check_score_threshold
 from ...text.inputs import check_docs
 from .backend import QdrantBackend
@@ -67,7 +66,6 @@ class QdrantIndex(Index):
     index_format: ClassVar[str]
     format_version: ClassVar[int] = 1
     read_options: ClassVar[frozenset[str]] = frozenset({"api_key", "client"})
-    saved_model_options: ClassVar[Mapping[str, str]] = {}
 
     def _connect(
         self,
@@ -286,9 +284,10 @@ class QdrantIndex(Index):
             "fields": {name: vars(field) for name, field in self._fields().items()},
             **self._manifest(),
         }
+        # written beside, then renamed over: a reader (or a kill) never meets half a manifest. Qdrant
+        # checks its own files, so the manifest lists none.
         staging = folder / f".{MANIFEST_FILE}.tmp"
-        write_manifest(folder, manifest, [])
-        (folder / MANIFEST_FILE).replace(staging)  # write, then rename over: a reader never sees half a manifest
+        staging.write_text(json.dumps({**manifest, "files": {}}, indent=2) + "\n", encoding="utf-8")
         staging.replace(folder / MANIFEST_FILE)
 
     @classmethod
@@ -309,11 +308,7 @@ class QdrantIndex(Index):
             **options: search settings overriding the saved ones; ``api_key=`` (a server's) or
                 ``client=`` (a ``QdrantClient``, for a collection the manifest has no URL of).
         """
-        unknown = sorted(set(options) - cls.search_settings - cls.read_options)
-        if unknown:
-            raise TypeError(
-                f"{cls.__name__}.load got unexpected option(s) {unknown}; it takes {sorted(cls.search_settings | cls.read_options)}"
-            )
+        cls._check_load_options(options)
         folder = Path(folder)
         manifest = read_manifest(
             folder,
@@ -324,14 +319,9 @@ class QdrantIndex(Index):
             keys=("model", "location", "fields", *cls.manifest_keys),
             required_files=(),
         )
-        settings = manifest["model"]
-        if model is None and settings is not None:
-            saved = {option: settings.get(key) for option, key in cls.saved_model_options.items()}
-            model_kwargs = {**{k: v for k, v in saved.items() if v is not None}, **dict(model_kwargs or {})}
-            model = settings["model"]
+        model = cls._load_model(manifest["model"], model, model_kwargs)
         if model is not None:
-            model = load_index_model(model, model_kwargs, cls.family, cls.model_noun)  # type: ignore[arg-type]
-            check_same_weights(settings or {}, model.model_name_or_path, folder)
+            check_same_weights(manifest["model"] or {}, model.model_name_or_path, folder)
         search = {k: v for k, v in options.items() if k in cls.search_settings}
         connection = reconnect(
             folder, manifest["location"], api_key=options.get("api_key"), client=options.get("client")

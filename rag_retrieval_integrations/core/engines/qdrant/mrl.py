@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...indexes.documents import IndexHit
-from ...indexes.mrl_encoder import ModelLike, MRLEncoding, check_model_fits, mrl_settings
+from ...indexes.mrl_encoder import MRL_MODEL_OPTIONS, ModelLike, MRLEncoding, check_model_fits, mrl_settings
 from ...indexes.mrl_vectors import (
     DEFAULT_SHORTLIST_FACTOR,
     VECTOR_DTYPES,
@@ -36,7 +36,7 @@ from ...models.embedding import EmbeddingModel
 from ...options import check_positive_int
 from .connection import Connection
 from .index import DEFAULT_CHUNK_SIZE, QdrantIndex
-from .spec import QUANTIZATIONS, Quantization, Search, VectorField
+from .spec import QUANTIZATIONS, Quantization, Search, VectorField, check_oversampling
 
 FULL, PREFIX = "full", "prefix"
 
@@ -88,12 +88,7 @@ class QdrantMRLIndex(MRLEncoding, QdrantIndex):
     )
     family: ClassVar[type[EmbeddingModel]] = EmbeddingModel
     model_noun: ClassVar[str] = "embedding model"
-    saved_model_options: ClassVar[Mapping[str, str]] = {
-        "max_length": "max_length",
-        "truncate_dim": "truncate_dim",
-        "query_prompt": "query_prompt",
-        "document_prompt": "document_prompt",
-    }
+    saved_model_options: ClassVar[Mapping[str, str]] = MRL_MODEL_OPTIONS
 
     def __init__(
         self,
@@ -128,8 +123,6 @@ class QdrantMRLIndex(MRLEncoding, QdrantIndex):
             raise ValueError(f"vector_dtype must be one of {list(VECTOR_DTYPES)}, got {vector_dtype!r}")
         if quantization is not None and quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {list(QUANTIZATIONS)} or None, got {quantization!r}")
-        if isinstance(oversampling, bool) or not isinstance(oversampling, (int, float)) or not oversampling >= 1:
-            raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
         self.encoder, self.dim, self.search_dim, self.similarity = mrl_settings(
             model,
             dim=dim,
@@ -144,7 +137,7 @@ class QdrantMRLIndex(MRLEncoding, QdrantIndex):
         self.shortlist_size = check_shortlist_size(shortlist_size)
         self.vector_dtype: VectorDtype = vector_dtype
         self.quantization = quantization
-        self.oversampling = float(oversampling)
+        self.oversampling = check_oversampling(oversampling)
         self.on_disk = bool(on_disk)
         self.hnsw_m = check_positive_int(hnsw_m, "hnsw_m")
         self.hnsw_ef_construction = check_positive_int(hnsw_ef_construction, "hnsw_ef_construction")

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .backend import Point, QdrantBackend
-from .edge import INSTALL_HINT, _plain
-from .spec import Found, Search, Sparse, SparseField, VectorField, filter_conditions
+from .edge import INSTALL_HINT
+from .spec import Found, Search, Sparse, SparseField, VectorField, filter_conditions, plain_vector
 
 
 def import_client() -> Any:
@@ -137,7 +137,7 @@ class ClientBackend(QdrantBackend):
     def _vector(self, vector: Any) -> Any:
         if isinstance(vector, Sparse):
             return self.models.SparseVector(indices=vector.indices, values=vector.values)
-        return _plain(vector)
+        return plain_vector(vector)
 
     def _query(self, search: Search) -> Any:
         m = self.models

@@ -109,6 +109,18 @@ class Found:
     payload: dict[str, Any]
 
 
+def check_oversampling(oversampling: Any) -> float:
+    """Quantized codes looked at per result: a number >= 1."""
+    if isinstance(oversampling, bool) or not isinstance(oversampling, (int, float)) or not oversampling >= 1:
+        raise ValueError(f"oversampling must be a number >= 1, got {oversampling!r}")
+    return float(oversampling)
+
+
+def plain_vector(vector: Any) -> Any:
+    """A dense vector (or token vectors) as the lists of floats both clients take."""
+    return vector.tolist() if hasattr(vector, "tolist") else vector
+
+
 def filter_conditions(filter: Mapping[str, Any] | None) -> list[tuple[str, str, Any]]:
     """``filter`` (a dict of metadata key -> value, or -> list of values, any of which matches) as
     ``(payload key, "value" | "any", value)`` conditions, all of which must hold.
