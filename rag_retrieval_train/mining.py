@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import isfinite
@@ -49,8 +50,9 @@ from rag_retrieval_integrations.core.indexes.base import Index
 from rag_retrieval_integrations.core.models.base import BaseReranker
 
 from .data.corpus import corpus_texts, load_corpus
-from .data.embedding_data import row_rng
-from .data.jsonl import iter_jsonl, validate_example
+from .data.jsonl import iter_jsonl
+from .mining_job import mine_with_job
+from .mining_rules import MinedLine, MiningRules, mine_batch, norm, validate_query_line
 
 __all__ = ["MiningStats", "load_corpus", "main", "mine_hard_negatives"]
 
@@ -58,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 Sampling = Literal["top", "random"]
 RETRIEVERS = ("auto", "bm25", "hybrid")
+ENGINES = ("local", "ray")
 QUERY_BATCH = 256  # queries encoded and searched per step (one progress-bar tick)
 
 
@@ -75,10 +78,6 @@ class MiningStats:
     output: str | None = None
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _check_output(data: str | os.PathLike, output: str | os.PathLike | None) -> None:
     """Refuse an output that would overwrite the input or is a folder, before any work."""
     if output is None:
@@ -91,15 +90,6 @@ def _check_output(data: str | os.PathLike, output: str | os.PathLike | None) -> 
             f"output {os.fspath(output)!r} is the input file: lines without negatives would be lost from its only "
             "copy; write to another file"
         )
-
-
-def _validate_query_line(record: Any) -> dict[str, Any]:
-    if isinstance(record, dict) and record.get("pos") in (None, []) and isinstance(record.get("query"), str):
-        raise ValueError("this query has no positive ('pos' is missing or empty); mining needs at least one")
-    example = validate_example(record)
-    if example["scores"]:
-        raise ValueError("a scored line ('scores') has no positives to mine against; give 'query' and 'pos'")
-    return dict(example)
 
 
 def _build_index(model: Any, retriever: str, batch_size: int | None, show_progress_bar: bool | None) -> Index:
@@ -181,6 +171,10 @@ def mine_hard_negatives(
     batch_size: int | None = None,
     show_progress_bar: bool | None = None,
     retriever: str = "auto",
+    engine: str = "local",
+    workers: int | None = None,
+    work_dir: str | os.PathLike | None = None,
+    rows_per_shard: int = 1000,
 ) -> tuple[list[dict[str, Any]], MiningStats]:
     """Mine hard negatives for every line of the JSONL file ``data`` (see the module doc for the rules).
 
@@ -208,6 +202,12 @@ def mine_hard_negatives(
             do not compare with a positive's score by another model: ``margin`` and ``max_score_ratio``
             need a model's own scores, so they are refused there; filter false negatives with
             ``rescore_model`` instead.
+        engine: ``"local"`` (this process) or ``"ray"``: the corpus encoded and the lines mined as batch
+            jobs on Ray Data (:mod:`rag_retrieval_train.mining_job`; the same lines; ``model`` and
+            ``rescore_model`` given as paths). ``workers``: Ray model actors (default: one per CPU).
+        work_dir: the resumable jobs' folder of a batch engine (default ``<output>.work``, removed once
+            the output is written; a given one is kept).
+        rows_per_shard: query lines per shard of the batch engine (its unit of resumption).
 
     Returns:
         the output lines (``query``, ``pos``, ``neg`` and the input's prompts) and :class:`MiningStats`.
@@ -219,13 +219,15 @@ def mine_hard_negatives(
         ):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     _check_output(data, output)
-    lines = list(iter_jsonl(data, _validate_query_line))
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    lines = list(iter_jsonl(data, validate_query_line))
     texts = [p for _, line in lines for p in line["pos"]] if corpus is None else corpus_texts(corpus)
     # dedup by normalized text (first occurrence kept, in order): each positive then matches at most
     # one document, so range_max + len(pos) hits always hold range_max candidates
     unique: dict[str, str] = {}
     for text in texts:
-        unique.setdefault(_norm(text), text)
+        unique.setdefault(norm(text), text)
     texts = list(unique.values())
     index = _build_index(model, retriever, batch_size, show_progress_bar)
     scorer = index.model  # scores the positives for the margin filters (BM25 and hybrid have none)
@@ -234,48 +236,41 @@ def mine_hard_negatives(
             "margin and max_score_ratio compare a candidate with the positive's score by the same model; BM25 and "
             "hybrid rankings have none: filter false negatives with rescore_model (a cross-encoder) instead"
         )
-    index.add(texts, ids=[str(i) for i in range(len(texts))])
-    reranker = None if rescore_model is None else _load_reranker(rescore_model)
+    rules = MiningRules(
+        range_min, range_max, num_negatives, margin, max_score_ratio, sampling, seed, rescore_margin, batch_size
+    )
+    if engine == "local":
+        mined = _mine_here(data, index, texts, rules, rescore_model, lines, show_progress_bar)
+    else:
+        mined = mine_with_job(
+            data,
+            index,
+            texts,
+            model=model,
+            retriever=retriever,
+            rules=rules,
+            rescore_model=rescore_model,
+            engine=engine,
+            work_dir=work_dir or f"{os.fspath(output or data)}.work",
+            workers=workers,
+            rows_per_shard=rows_per_shard,
+            show_progress_bar=show_progress_bar is not False,
+        )
     stats = MiningStats(lines=len(lines), corpus_size=len(texts), output=None if output is None else str(output))
     results: list[dict[str, Any]] = []
-    progress = tqdm(total=len(lines), desc="Mining", unit="query", disable=show_progress_bar is False)
-    for start in range(0, len(lines), QUERY_BATCH):
-        batch = lines[start : start + QUERY_BATCH]
-        queries = [line["query"] for _, line in batch]
-        most_pos = max(len(line["pos"]) for _, line in batch)
-        k = min(len(texts), range_max + most_pos) if texts else 1
-        hits = index.search_many(queries, k) if texts else [[] for _ in batch]
-        pos_pairs = [(line["query"], p) for _, line in batch for p in line["pos"]]
-        scored = scorer is not None and (margin is not None or max_score_ratio is not None)
-        pos_scores = iter(scorer.compute_score(pos_pairs, batch_size=batch_size) if scored else [])
-        for (line_number, line), found in zip(batch, hits):
-            weakest = min(next(pos_scores) for _ in line["pos"]) if scored else 0.0
-            positives = {_norm(p) for p in line["pos"]}
-            ranked = [h for h in found if _norm(h.text) not in positives][range_min:range_max]
-            kept = [h.text for h in ranked if _passes(h.score, weakest, margin, max_score_ratio)]
-            if reranker is not None and kept:
-                kept = _rescore(reranker, line["query"], line["pos"], kept, rescore_margin, batch_size)
-            if sampling == "random" and len(kept) > num_negatives:
-                rng = row_rng(seed, 0, line_number)
-                picked = sorted(rng.sample(range(len(kept)), num_negatives))
-                kept = [kept[i] for i in picked]
-            neg = kept[:num_negatives]
-            if len(neg) < num_negatives:
-                stats.short_lines.append(line_number)
-            if not neg:
-                stats.empty_lines.append(line_number)
-                if not keep_empty:
-                    continue
-            stats.negatives += len(neg)
-            record = {"query": line["query"], "pos": line["pos"], "neg": neg}
-            for key in ("prompt_for_query", "prompt_for_passage"):
-                if line[key] is not None:
-                    record[key] = line[key]
-            results.append(record)
-        progress.update(len(batch))
-    progress.close()
+    for line in mined:
+        if line.negatives < num_negatives:
+            stats.short_lines.append(line.line_number)
+        if not line.negatives:
+            stats.empty_lines.append(line.line_number)
+            if not keep_empty:
+                continue
+        stats.negatives += line.negatives
+        results.append(line.record)
     if output is not None:
         _write_jsonl(output, results)
+    if engine != "local" and work_dir is None:  # the default work folder, once its result is written
+        shutil.rmtree(f"{os.fspath(output or data)}.work", ignore_errors=True)
     if stats.short_lines:
         logger.warning(
             "%d of %d lines got fewer than %d negatives (e.g. line %d): widen --range-max or relax the filters",
@@ -295,18 +290,25 @@ def mine_hard_negatives(
     return results, stats
 
 
-def _passes(score: float, weakest: float, margin: float | None, max_score_ratio: float | None) -> bool:
-    if margin is not None and not score < weakest - margin:
-        return False
-    return max_score_ratio is None or score <= max_score_ratio * weakest
-
-
-def _rescore(
-    reranker: BaseReranker, query: str, pos: list[str], candidates: list[str], margin: float, batch_size: int | None
-) -> list[str]:
-    scores = reranker.compute_score([(query, d) for d in [*pos, *candidates]], batch_size=batch_size)
-    weakest = min(scores[: len(pos)])
-    return [d for d, s in zip(candidates, scores[len(pos) :]) if s < weakest - margin]
+def _mine_here(
+    data: str | os.PathLike,
+    index: Index,
+    texts: list[str],
+    rules: MiningRules,
+    rescore_model: Any,
+    lines: list[tuple[int, dict[str, Any]]],
+    show_progress_bar: bool | None,
+) -> list[MinedLine]:
+    """The single-process path: the corpus encoded into ``index`` here, the lines mined a batch at a time."""
+    index.add(texts, ids=[str(i) for i in range(len(texts))])
+    reranker = None if rescore_model is None else _load_reranker(rescore_model)
+    mined: list[MinedLine] = []
+    with tqdm(total=len(lines), desc="Mining", unit="query", disable=show_progress_bar is False) as progress:
+        for start in range(0, len(lines), QUERY_BATCH):
+            batch = lines[start : start + QUERY_BATCH]
+            mined += mine_batch(index, index.model, reranker, batch, len(texts), rules)
+            progress.update(len(batch))
+    return mined
 
 
 def _write_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
@@ -360,6 +362,15 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     )
     p.add_argument("--rescore-margin", type=float, default=0.0, help="margin of the --rescore-model filter (default 0)")
     p.add_argument("--batch-size", type=int, help="encoding batch size")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process; ray: encode and mine as resumable batch jobs on Ray Data (RAY_ADDRESS for a cluster)",
+    )
+    p.add_argument("--workers", type=int, help="Ray model actors (default: one per CPU of the cluster)")
+    p.add_argument("--work-dir", help="the batch jobs' folder (default: OUTPUT.work, removed when done)")
+    p.add_argument("--rows-per-shard", type=int, default=1000, help="query lines per batch-job shard (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error in the input")
     return p

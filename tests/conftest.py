@@ -8,6 +8,7 @@ the same code a user's ``Reranker("./my-model")`` goes through.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,19 @@ def plain_decoder_classifier(tmp_path_factory) -> Path:
     return checkpoints.build_decoder_classifier(
         tmp_path_factory.mktemp("models") / "qwen2-cls-plain", prompt_format=None
     )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster of 2 CPUs (the CI machine's), started once for the batch-engine tests; its address.
+
+    Jobs run by the tests join it (``ray.is_initialized()``), so each pays only for its model actors."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -126,6 +126,7 @@ LAYERS = [
     (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.evaluation", "evaluation uses the model layer, not the reverse"),
     (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.adapter_fields", "the adapters' fields sit above the model layer"),
     (INTEGRATIONS, "rag_retrieval_train", "inference never needs the trainers"),
+    (f"{INTEGRATIONS}.core", f"{INTEGRATIONS}.batch", "batch jobs run the model layer, not the reverse"),
     (f"{INTEGRATIONS}.langchain", f"{INTEGRATIONS}.llama_index", "each framework adapter stands alone"),
     (f"{INTEGRATIONS}.llama_index", f"{INTEGRATIONS}.langchain", "each framework adapter stands alone"),
     (f"{INTEGRATIONS}.server", f"{INTEGRATIONS}.langchain", "the server speaks HTTP, not a framework"),
