@@ -344,6 +344,9 @@ class TrainingRun(ABC):
                     "trainer": self.name,
                     "steps": trainer.state.global_step,
                     "epochs": _round(trainer.state.epoch),
+                    # how it ran: e.g. MULTI_CPU / MULTI_GPU (DDP), FSDP, DEEPSPEED, and over how many processes
+                    "distributed": str(trainer.accelerator.distributed_type.value),
+                    "processes": trainer.accelerator.num_processes,
                 },
             )
             save_config(self.config, self.output_dir, self.name)

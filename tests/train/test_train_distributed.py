@@ -50,10 +50,13 @@ def _train(config: dict, processes: int, tmp_path: Path, command: str = "embeddi
     return Path(config["output_dir"])
 
 
+SENTENCES = list(dict.fromkeys(checkpoints.CORPUS))
+
+
 def test_two_gloo_processes_equal_one_process(tmp_path):
     model = checkpoints.build_bi_encoder(tmp_path / "bi-no-dropout", dropout=0.0)
     data = tmp_path / "train.jsonl"
-    sentences = list(dict.fromkeys(checkpoints.CORPUS))
+    sentences = SENTENCES
     with open(data, "w") as f:  # one negative per row: the same groups in every process and epoch
         for i in range(8):
             f.write(json.dumps({"query": sentences[i][:20], "pos": [sentences[i]], "neg": [sentences[i + 8]]}) + "\n")
@@ -84,6 +87,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         assert diff < 1e-5, f"{key}: the 2-process weights differ from the 1-process ones by {diff:.2e}"
     metadata = json.loads((double / "rag_retrieval.json").read_text())
     assert metadata["training"]["steps"] == 3
+    assert (metadata["training"]["distributed"], metadata["training"]["processes"]) == ("MULTI_CPU", 2)
 
 
 def test_cli_tears_the_process_group_down_before_exit():
@@ -149,7 +153,8 @@ def _parity(command: str, config: dict, start: Path, tmp_path: Path, tol: float 
     single = _train({**SGD, **config, "batch_size": 8, "output_dir": str(tmp_path / "one")}, 1, tmp_path, command)
     double = _train({**SGD, **config, "batch_size": 4, "output_dir": str(tmp_path / "two")}, 2, tmp_path, command)
     _assert_same_weights(single, double, start, tol)
-    assert json.loads((double / "rag_retrieval.json").read_text())["training"]["steps"] == 3
+    ran = json.loads((double / "rag_retrieval.json").read_text())["training"]
+    assert (ran["steps"], ran["distributed"], ran["processes"]) == (3, "MULTI_CPU", 2)
 
 
 def _grouped(tmp_path: Path) -> Path:
