@@ -259,3 +259,68 @@ def test_gather_across_devices_scores_the_other_process_documents(tmp_path):
     alone = (ranks[0]["False"] + ranks[1]["False"]) / 2
     assert abs(gathered - full) < 1e-5
     assert abs(alone - full) > 1e-3  # the check can fail: 4 documents per query are not 16
+
+
+FSDP2_SCRIPT = """
+import json, os, sys, torch, torch.distributed as dist
+from sentence_transformers import SentenceTransformer
+from rag_retrieval_train.fsdp import transformer_layer_names
+from rag_retrieval_train.losses.info_nce import InfoNCELoss
+sharded = len(sys.argv) > 4
+if sharded:
+    from torch.distributed.fsdp import fully_shard
+    dist.init_process_group("gloo")
+rank, world = (dist.get_rank(), dist.get_world_size()) if sharded else (0, 1)
+model = SentenceTransformer(sys.argv[1], device="cpu")
+layers = set(transformer_layer_names(model))
+if sharded:  # the layers rag_retrieval_train.fsdp names for accelerate, then the root: torch's FSDP2
+    for module in list(model.modules()):
+        if type(module).__name__ in layers:
+            fully_shard(module)
+    fully_shard(model)
+initial = {k: v.detach().clone() for k, v in model.state_dict().items()} if not sharded else {}
+rows = json.load(open(sys.argv[2]))[rank::world]
+loss_fn = InfoNCELoss(model, temperature=0.05, gather_across_devices=sharded)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+for _ in range(2):
+    features = [model.tokenize([row[i] for row in rows]) for i in range(3)]
+    loss = loss_fn(features, None)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone() for k, v in model.state_dict().items()}
+if rank == 0:
+    torch.save({"state": state, "initial": initial, "layers": sorted(layers), "sharded": [type(p).__name__ for p in model.parameters()][:1]}, sys.argv[3])
+if sharded:
+    dist.destroy_process_group()
+"""
+
+
+def test_fsdp2_shards_the_named_layers_on_cpu_and_trains_as_one_process(tmp_path):
+    """accelerate 1.x never selects FSDP on a CPU-only launch (docs/training.md says why), but torch's FSDP2
+    ``fully_shard`` runs over gloo: wrapping the layers ``rag_retrieval_train.fsdp`` names, two sharded processes
+    train the weights that one unsharded process does."""
+    model = checkpoints.build_bi_encoder(tmp_path / "bi", dropout=0.0)
+    rows = [[SENTENCES[i][:20], SENTENCES[i], SENTENCES[i + 8]] for i in range(8)]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    script = tmp_path / "fsdp2.py"
+    script.write_text(FSDP2_SCRIPT)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    args = [str(script), str(model), str(tmp_path / "rows.json")]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.pt")], env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_free_port()}"]
+    two = subprocess.run(
+        [*launcher, "--master-addr=127.0.0.1", *args, str(tmp_path / "two.pt"), "sharded"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert "BertLayer" in b["layers"] and b["sharded"] == ["DTensor"]  # really sharded, layer by layer
+    assert any(not torch.allclose(a["state"][k], a["initial"][k]) for k in a["state"]), "nothing was trained"
+    for key, value in a["state"].items():
+        diff = (b["state"][key] - value).abs().max().item()
+        assert diff < 1e-5, f"{key}: the FSDP2 weights differ from the one-process ones by {diff:.2e}"
