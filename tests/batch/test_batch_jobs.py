@@ -183,3 +183,17 @@ def test_errors(bert_cross_encoder, tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"rag-retrieval\[ray\]"):
         run_job(job, data, tmp_path / "y", engine="ray")
     assert not (tmp_path / "y").exists()
+
+
+def test_cli_runs_a_job_and_continues_it(bi_encoder, tmp_path, capsys):
+    from rag_retrieval_integrations.batch.cli import main
+
+    data = _write_jsonl(tmp_path / "corpus.jsonl", [{"text": t} for t in TEXTS[:6]])
+    argv = ["encode", str(data), str(tmp_path / "enc"), "--model", str(bi_encoder), "--rows-per-shard", "4", "--quiet"]
+    assert main(argv) == 0
+    assert "2 shards (2 run now, 0 finished before), 6 rows computed" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "(0 run now, 2 finished before)" in capsys.readouterr().out
+    assert len(list(read_output(tmp_path / "enc"))) == 6
+    assert main(["score", str(tmp_path / "missing.jsonl"), str(tmp_path / "s"), "--model", str(bi_encoder)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -62,7 +62,13 @@ def test_distill_teacher_step_on_ray_writes_the_local_scores(ray_cluster, bert_c
 def test_mining_on_ray_writes_the_local_lines(ray_cluster, bi_encoder, bert_cross_encoder, tmp_path):
     rows = [{"query": s[:16], "pos": [s]} for s in SENTENCES[:10]]
     data = _write(tmp_path / "train.jsonl", rows)
-    options = {"range_max": 6, "num_negatives": 3, "sampling": "random", "seed": 3, "rescore_model": str(bert_cross_encoder)}
+    options = {
+        "range_max": 6,
+        "num_negatives": 3,
+        "sampling": "random",
+        "seed": 3,
+        "rescore_model": str(bert_cross_encoder),
+    }
     local, local_stats = mine_hard_negatives(data, str(bi_encoder), corpus=SENTENCES, **options)
     out = tmp_path / "mined.jsonl"
     remote, stats = mine_hard_negatives(
