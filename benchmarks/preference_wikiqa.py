@@ -110,6 +110,11 @@ def main() -> None:
         rows_per_shard=32,
     )
     scoring_s = time.perf_counter() - start
+    timing = args.work_dir / "teacher_scoring_seconds.json"  # a rerun finds the shards done: keep the first time
+    if result.ran and len(result.ran) == result.shards:
+        timing.write_text(json.dumps({"seconds": scoring_s}))
+    elif timing.exists():
+        scoring_s = json.loads(timing.read_text())["seconds"]
     scored = list(result.read())
     pairs = sum(len(row["documents"]) for row in scored)
     print(f"teacher: {pairs} pairs of {questions} questions scored in {scoring_s:.0f} s ({len(result.ran)} shards run)")
