@@ -198,7 +198,7 @@ class EncodeJob(JobSpec):
                 array = np.asarray(vector)
                 if array.ndim == 2:
                     record["tokens"] = int(array.shape[0])
-                record["vector"] = array.reshape(-1).astype(np.float32).tolist()
+                record["vector"] = array.reshape(-1).astype(np.float32)  # float32 in Parquet, numbers in JSONL
                 out.append(record)
             return out
 

@@ -148,7 +148,7 @@ def write_part(folder: Path, shard: Shard, rows: Sequence[Mapping[str, Any]], fm
         else:
             with open(tmp, "w", encoding="utf-8") as handle:
                 for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    handle.write(json.dumps(row, ensure_ascii=False, default=_plain) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -156,6 +156,13 @@ def write_part(folder: Path, shard: Shard, rows: Sequence[Mapping[str, Any]], fm
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def _plain(value: Any) -> Any:
+    """NumPy arrays and scalars as JSON (Parquet takes them as they are: float32 vectors stay float32)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def finished(folder: Path, shards: Sequence[Shard], fmt: str) -> set[int]:

@@ -135,6 +135,9 @@ def test_encode_job_builds_the_index_that_add_builds(bi_encoder, tmp_path):
     rows = [{"id": f"d{i}", "text": t, "metadata": {"n": i}} for i, t in enumerate(TEXTS)]
     data = _write_jsonl(tmp_path / "corpus.jsonl", rows)
     result = run_job(EncodeJob(str(bi_encoder)), data, tmp_path / "enc", rows_per_shard=5, output_format="parquet")
+    import pyarrow.parquet as pq
+
+    assert str(pq.read_schema(result.output / "part-00000.parquet").field("vector").type) == "list<item: float>"
     built = MRLIndex(bi_encoder, index_type="flat", search_dim=None)
     assert add_encoded(built, result.output) == len(rows)
     direct = MRLIndex(bi_encoder, index_type="flat", search_dim=None)
