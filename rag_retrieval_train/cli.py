@@ -26,7 +26,8 @@ PROG = "rag-retrieval-train"
 # Errors in the user's input: ours (ConfigError, DataFormatError and the core layer's checkpoint
 # errors subclass ValueError or FileNotFoundError) and what validation raises. OSError covers a
 # missing file or folder, and transformers' "can't load this checkpoint".
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, yaml.YAMLError)
+# ImportError: a missing extra (engine ray without rag-retrieval[ray]) is said in one line naming it
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, ImportError, yaml.YAMLError)
 
 
 class _Parser(argparse.ArgumentParser):

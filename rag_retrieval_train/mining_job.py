@@ -110,6 +110,10 @@ def mine_with_job(
     show_progress_bar: bool,
 ) -> list[MinedLine]:
     """Mine every line of ``data`` on ``engine``; ``index`` is empty and gets ``texts`` (ids ``0..n-1``)."""
+    if engine == "ray":  # a missing extra is said before the corpus is written or encoded
+        from rag_retrieval_integrations.batch.ray_runner import require_ray
+
+        require_ray()
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     corpus = work / "corpus.jsonl"

@@ -4,9 +4,11 @@ teacher scores of ``distill`` and the lines of ``mine``. One local 2-CPU cluster
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from kit.checkpoints import CORPUS
 
@@ -82,3 +84,14 @@ def test_mining_on_ray_writes_the_local_lines(ray_cluster, bi_encoder, bert_cros
     )
     assert [json.loads(line) for line in out.read_text().splitlines()] == local
     assert not Path(f"{out}.work").exists()  # the default work folder goes once the output is written
+
+
+def test_without_ray_the_cli_names_the_extra(bi_encoder, tmp_path, monkeypatch, capsys):
+    data = _write(tmp_path / "train.jsonl", [{"query": "q", "pos": [SENTENCES[0]]}])
+    monkeypatch.setitem(sys.modules, "ray", None)
+    argv = ["mine", "--data", str(data), "--model", str(bi_encoder), "--output", str(tmp_path / "m.jsonl")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--engine", "ray"])
+    assert exit_info.value.code == 2
+    assert "pip install 'rag-retrieval[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "m.jsonl.work").exists()
