@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +21,6 @@ logger = logging.getLogger(__name__)
 
 Engine = Literal["local", "ray"]
 ENGINES: tuple[str, ...] = ("local", "ray")
-Worker = Callable[[list[tuple[int, dict[str, Any]]]], list[dict[str, Any]]]
-"""Turns a shard's ``(line number, row)`` pairs into its output rows."""
 
 
 @dataclass
@@ -35,7 +33,7 @@ class JobResult:
     """Numbers of the shards computed by this run (the others were finished before it)."""
     rows: int = 0
 
-    def read(self):
+    def read(self) -> Iterator[dict[str, Any]]:
         """The output rows, in input order."""
         return shard_files.read_output(self.output)
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rag_retrieval_integrations.core.fingerprint import weights_fingerprint
 from rag_retrieval_integrations.core.indexes.colbert_encoding import ColBERTEncoding
 from rag_retrieval_integrations.core.indexes.mrl_encoder import MRLEncoder
 from rag_retrieval_integrations.core.models.base import BaseReranker
@@ -32,6 +33,12 @@ logger = logging.getLogger(__name__)
 
 def _load(model: str, model_type: str | None, options: Mapping[str, Any]) -> BaseReranker:
     return Reranker(model, model_type=model_type, **dict(options))
+
+
+def _model_record(model: str) -> dict[str, Any]:
+    """The model as the output depends on it: its name, and for a local folder its weights' fingerprint
+    (a model retrained behind the same path never continues a folder of the old one's outputs)."""
+    return {"model": str(model), "weights": weights_fingerprint(model) if os.path.isdir(model) else None}
 
 
 def _function_name(function: Callable[..., Any]) -> str:
@@ -93,7 +100,7 @@ class ScoreJob(JobSpec):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "model": str(self.model),
+            **_model_record(str(self.model)),
             "model_type": self.model_type,
             "model_options": self.model_options,
             "read_row": _function_name(self.read_row),
@@ -162,7 +169,7 @@ class EncodeJob(JobSpec):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "model": str(self.model),
+            **_model_record(str(self.model)),
             "model_type": self.model_type,
             "model_options": self.model_options,
             "text_field": self.text_field,

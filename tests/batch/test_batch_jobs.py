@@ -202,3 +202,13 @@ def test_cli_runs_a_job_and_continues_it(bi_encoder, tmp_path, capsys):
     assert len(list(read_output(tmp_path / "enc"))) == 6
     assert main(["score", str(tmp_path / "missing.jsonl"), str(tmp_path / "s"), "--model", str(bi_encoder)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_model_retrained_behind_the_same_path_never_continues_the_folder(tmp_path):
+    model = checkpoints.build_bert_cross_encoder(tmp_path / "ce")
+    data = _write_jsonl(tmp_path / "pairs.jsonl", _score_rows(4))
+    job = ScoreJob(str(model))
+    run_job(job, data, tmp_path / "out", rows_per_shard=2, show_progress_bar=False)
+    checkpoints.build_bert_cross_encoder(tmp_path / "ce", seed=1)  # other weights, same folder
+    with pytest.raises(ValueError, match="other input or settings"):
+        run_job(job, data, tmp_path / "out", rows_per_shard=2, show_progress_bar=False)
