@@ -97,11 +97,15 @@ def plan_shards(files: Sequence[Path], rows_per_shard: int) -> list[Shard]:
                 stop = min(start + rows_per_shard, total)
                 shards.append(Shard(len(shards), str(path), start, stop, 0, start + 1))
             continue
-        rows = list(_jsonl_rows(path))
-        for start in range(0, len(rows), rows_per_shard):
-            offset, line = rows[start]
-            stop = min(start + rows_per_shard, len(rows))
-            shards.append(Shard(len(shards), str(path), start, stop, offset, line))
+        # one pass, keeping only where each shard starts (a list of every row's offset would not fit at 1e8 rows)
+        starts: list[tuple[int, int, int]] = []
+        total = 0
+        for row, (offset, line) in enumerate(_jsonl_rows(path)):
+            if row % rows_per_shard == 0:
+                starts.append((row, offset, line))
+            total = row + 1
+        for start, offset, line in starts:
+            shards.append(Shard(len(shards), str(path), start, min(start + rows_per_shard, total), offset, line))
     return shards
 
 
