@@ -115,7 +115,16 @@ def read_shard(shard: Shard) -> list[tuple[int, dict[str, Any]]]:
     if INPUT_SUFFIXES[path.suffix] == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path).slice(shard.start, shard.rows)
+        # only the row groups the shard overlaps are read, not the whole file for every shard
+        parquet = pq.ParquetFile(path)
+        groups, first, at = [], None, 0
+        for group in range(parquet.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            if at + size > shard.start and at < shard.stop:
+                groups.append(group)
+                first = at if first is None else first
+            at += size
+        table = parquet.read_row_groups(groups).slice(shard.start - (first or 0), shard.rows)
         return list(zip(range(shard.first_line, shard.first_line + shard.rows), table.to_pylist()))
     rows: list[tuple[int, dict[str, Any]]] = []
     with open(path, "rb") as handle:

@@ -212,3 +212,16 @@ def test_a_model_retrained_behind_the_same_path_never_continues_the_folder(tmp_p
     checkpoints.build_bert_cross_encoder(tmp_path / "ce", seed=1)  # other weights, same folder
     with pytest.raises(ValueError, match="other input or settings"):
         run_job(job, data, tmp_path / "out", rows_per_shard=2, show_progress_bar=False)
+
+
+def test_parquet_input_in_row_groups_is_read_shard_by_shard(bert_cross_encoder, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"query": r["query"], "documents": _docs(r)} for r in _score_rows(10)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet", row_group_size=3)
+    job = ScoreJob(str(bert_cross_encoder))
+    out = list(run_job(job, tmp_path / "pairs.parquet", tmp_path / "out", rows_per_shard=4).read())
+    assert [r["documents"] for r in out] == [r["documents"] for r in rows]
+    expected = Reranker(bert_cross_encoder).compute_score([(r["query"], d) for r in rows for d in r["documents"]])
+    np.testing.assert_allclose([s for r in out for s in r["scores"]], expected, atol=1e-5)
