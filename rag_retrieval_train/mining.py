@@ -240,7 +240,7 @@ def mine_hard_negatives(
         range_min, range_max, num_negatives, margin, max_score_ratio, sampling, seed, rescore_margin, batch_size
     )
     if engine == "local":
-        mined = _mine_here(data, index, texts, rules, rescore_model, lines, show_progress_bar)
+        mined = _mine_here(index, texts, rules, rescore_model, lines, show_progress_bar)
     else:
         mined = mine_with_job(
             data,
@@ -291,7 +291,6 @@ def mine_hard_negatives(
 
 
 def _mine_here(
-    data: str | os.PathLike,
     index: Index,
     texts: list[str],
     rules: MiningRules,

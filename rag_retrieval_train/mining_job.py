@@ -110,6 +110,7 @@ def mine_with_job(
     show_progress_bar: bool,
 ) -> list[MinedLine]:
     """Mine every line of ``data`` on ``engine``; ``index`` is empty and gets ``texts`` (ids ``0..n-1``)."""
+    model_path = _path_of(model, "model")
     if engine == "ray":  # a missing extra is said before the corpus is written or encoded
         from rag_retrieval_integrations.batch.ray_runner import require_ray
 
@@ -120,7 +121,7 @@ def mine_with_job(
     _write_corpus(corpus, texts)
     options = {"engine": engine, "workers": workers, "show_progress_bar": show_progress_bar}
     if texts and isinstance(index.model, (EmbeddingModel, ColBERTReranker)):
-        job = EncodeJob(_path_of(model, "model"), batch_size=rules.batch_size)
+        job = EncodeJob(model_path, batch_size=rules.batch_size)
         encoded = run_job(job, corpus, work / "encoded", rows_per_shard=max(rows_per_shard, 1000), **options)
         add_encoded(index, encoded.output)
     elif texts:
@@ -135,7 +136,7 @@ def mine_with_job(
         str(saved),
         len(texts),
         file_sha256(corpus),
-        model if isinstance(model, str) else _path_of(model, "model"),
+        model_path,
         retriever,
         rules,
         rescore,
