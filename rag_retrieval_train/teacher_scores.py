@@ -106,15 +106,12 @@ def score_with_teacher(
     ):
 
         def flush(chunk: list[dict[str, Any]]) -> None:
-            flat = [(ex["query"], doc) for ex in chunk for doc in ex["docs"]]
-            scores = teacher.compute_score(flat, batch_size=batch_size)
-            if scores and isinstance(scores[0], list):
-                raise ValueError("the teacher gives several scores per pair (several cutoff_layers); choose one layer")
-            at = 0
-            for ex in chunk:
-                n = len(ex["docs"])
-                out.write(json.dumps(_scored_line(ex, scores[at : at + n]), ensure_ascii=False) + "\n")
-                at += n
+            # one pass over the chunk's pairs; a listwise teacher ranks each line's candidates on their own
+            scores = teacher.score_many(
+                [ex["query"] for ex in chunk], [ex["docs"] for ex in chunk], batch_size=batch_size
+            )
+            for ex, line_scores in zip(chunk, scores):
+                out.write(json.dumps(_scored_line(ex, line_scores), ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
             progress.update(len(chunk))

@@ -2,7 +2,7 @@
 ((query, document) pairs scored by any ``Reranker``: the teacher step of distillation), and
 :func:`add_encoded` (an index built from an encode job's parts, nothing encoded again).
 
-Every model call is the core's own: ``Reranker(...)`` loads the model, ``compute_score`` scores (its
+Every model call is the core's own: ``Reranker(...)`` loads the model, ``score_many`` scores (its
 batching, truncation and long-document handling), ``MRLEncoder``/``ColBERTEncoding`` encode as the
 indexes' ``add`` does. A job's output therefore equals what the single-process path computes.
 """
@@ -117,17 +117,11 @@ class ScoreJob(JobSpec):
                     examples.append(self.read_row(row))
                 except ValueError as err:
                     raise RowError(line, str(err)) from None
-            pairs = [(ex["query"], doc) for ex in examples for doc in ex["docs"]]
             with scorer.truncation_scope("batch scoring"):
-                scores = scorer.compute_score(pairs, batch_size=self.batch_size) if pairs else []
-            if scores and isinstance(scores[0], list):
-                raise ValueError("the model gives several scores per pair (several cutoff_layers); choose one layer")
-            out, at = [], 0
-            for ex in examples:
-                n = len(ex["docs"])
-                out.append(self.write_row(ex, [float(s) for s in scores[at : at + n]]))
-                at += n
-            return out
+                scores = scorer.score_many(
+                    [ex["query"] for ex in examples], [ex["docs"] for ex in examples], batch_size=self.batch_size
+                )
+            return [self.write_row(ex, row_scores) for ex, row_scores in zip(examples, scores)]
 
         return score
 

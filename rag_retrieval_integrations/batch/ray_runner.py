@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .shards import Shard, shard_dict
-from .spec import JobSpec, ShardRunner, shard_from_row
+from .shards import Shard
+from .spec import JobSpec, ShardRunner
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ShardActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[int]]:
         numbers, rows = [], []
         for i in range(len(batch["number"])):
-            shard = shard_from_row({name: values[i] for name, values in batch.items()})
+            shard = Shard.from_row({name: values[i] for name, values in batch.items()})
             rows.append(self.runner.run(shard))
             numbers.append(shard.number)
         return {"number": numbers, "rows": rows}
@@ -82,7 +82,7 @@ def run_on_ray(
             gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
         size = _pool_size(workers, cpus_per_worker, gpus_per_worker, len(pending))
         logger.info("Ray Data: %d shards on %d model actors", len(pending), size)
-        dataset = ray.data.from_items([shard_dict(s) for s in pending], override_num_blocks=len(pending))
+        dataset = ray.data.from_items([s.as_row() for s in pending], override_num_blocks=len(pending))
         mapped = dataset.map_batches(
             ShardActor,
             fn_constructor_kwargs={"spec": spec, "folder": folder, "fmt": fmt, "threads": int(cpus_per_worker)},

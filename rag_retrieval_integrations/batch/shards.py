@@ -51,6 +51,22 @@ class Shard:
     def part_name(self, fmt: str) -> str:
         return f"part-{self.number:05d}.{fmt}"
 
+    def as_row(self) -> dict[str, Any]:
+        """This shard as a plain row (what the Ray dataset of pending shards holds)."""
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Shard:
+        """The shard of an :meth:`as_row` row as Ray Data gives it back (NumPy scalars made plain)."""
+        return cls(
+            number=int(row["number"]),
+            source=str(row["source"]),
+            start=int(row["start"]),
+            stop=int(row["stop"]),
+            offset=int(row["offset"]),
+            first_line=int(row["first_line"]),
+        )
+
 
 def input_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """The input files: a file, a folder's ``*.jsonl``/``*.json``/``*.parquet`` files in name order, or a list."""
@@ -260,8 +276,3 @@ def read_output(folder: str | os.PathLike) -> Iterator[dict[str, Any]]:
             with open(part, encoding="utf-8") as handle:
                 for line in handle:
                     yield json.loads(line)
-
-
-def shard_dict(shard: Shard) -> dict[str, Any]:
-    """``shard`` as a plain row (what the Ray dataset of pending shards holds)."""
-    return asdict(shard)

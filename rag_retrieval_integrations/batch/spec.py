@@ -4,7 +4,7 @@ which runs a worker on shards and writes their parts: the body of every engine."
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,15 +66,3 @@ class ShardRunner:
             raise DataFormatError(shard.source, err.line_number, err.reason) from None
         shard_files.write_part(self.folder, shard, rows, self.fmt)
         return len(rows)
-
-
-def shard_from_row(row: Mapping[str, Any]) -> Shard:
-    """The :class:`Shard` of a row of the Ray dataset of pending shards (NumPy scalars made plain)."""
-    return Shard(
-        number=int(row["number"]),
-        source=str(row["source"]),
-        start=int(row["start"]),
-        stop=int(row["stop"]),
-        offset=int(row["offset"]),
-        first_line=int(row["first_line"]),
-    )

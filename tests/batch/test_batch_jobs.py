@@ -71,6 +71,19 @@ def test_score_job_equals_compute_score(bert_cross_encoder, tmp_path):
     assert out[0]["id"] == 0 and "score" in out[0] and "scores" in out[1]
 
 
+def test_a_listwise_model_scores_each_row_as_its_own_list(decoder_llm, tmp_path):
+    """Two rows of the same query in one shard are two lists: a listwise score depends on its list."""
+    query = TEXTS[0][:20]
+    rows = [{"query": query, "documents": TEXTS[:3]}, {"query": query, "documents": TEXTS[3:5]}]
+    data = _write_jsonl(tmp_path / "pairs.jsonl", rows)
+    options = {"method": "first", "window_size": 3}
+    job = ScoreJob(str(decoder_llm), model_type="llm-listwise", model_options=options)
+    got = [row["scores"] for row in run_job(job, data, tmp_path / "out", show_progress_bar=False).read()]
+    listwise = Reranker(decoder_llm, model_type="llm-listwise", **options)
+    assert got == [listwise.compute_score([(query, d) for d in row["documents"]]) for row in rows]
+    assert sorted(got[1]) == [0.5, 1.0]  # reciprocal ranks within a list of two, not of five
+
+
 def test_ray_engine_writes_what_the_local_engine_writes(ray_cluster, bert_cross_encoder, tmp_path):
     data = _write_jsonl(tmp_path / "pairs.jsonl", _score_rows(12))
     job = ScoreJob(str(bert_cross_encoder), batch_size=4)

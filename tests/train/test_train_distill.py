@@ -69,6 +69,21 @@ def test_teacher_scores_are_the_teachers_and_keep_the_layout(bert_cross_encoder,
     assert set(lines[5]) == {"query", "content", "score", "label"}
 
 
+def test_a_listwise_teacher_ranks_each_lines_candidates_as_their_own_list(decoder_llm, tmp_path):
+    """The same query on two lines of one chunk: a listwise teacher's scores are reciprocal ranks within
+    each line's group, as ``compute_score`` of that group alone gives them, not ranks among both groups."""
+    rows = [{"query": "panda", "pos": SENTENCES[:1], "neg": SENTENCES[1:3]}]
+    rows.append({"query": "panda", "pos": SENTENCES[3:4], "neg": SENTENCES[4:5]})
+    source = write(tmp_path / "cands.jsonl", rows)
+    teacher = Reranker(decoder_llm, model_type="llm-listwise", method="first", window_size=3)
+    out = score_with_teacher(teacher, source, tmp_path / "scores.jsonl", show_progress_bar=False)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    for row, line in zip(rows, lines):
+        alone = teacher.compute_score([(row["query"], d) for d in row["pos"] + row["neg"]])
+        assert [h["score"] for h in line["hits"]] == alone
+    assert sorted(h["score"] for h in lines[1]["hits"]) == [0.5, 1.0]
+
+
 def test_teacher_scoring_resumes_after_an_interruption(bert_cross_encoder, tmp_path):
     source = write(tmp_path / "cands.jsonl", groups(1, 6))
     teacher = Reranker(bert_cross_encoder)
@@ -78,8 +93,8 @@ def test_teacher_scoring_resumes_after_an_interruption(bert_cross_encoder, tmp_p
     partial.write_text("".join(lines[:2]) + lines[2][:15])  # killed while writing line 3
 
     calls = []
-    original = teacher.compute_score
-    teacher.compute_score = lambda pairs, **kw: calls.append(len(pairs)) or original(pairs, **kw)
+    original = teacher.score_many
+    teacher.score_many = lambda queries, docs, **kw: calls.append(sum(map(len, docs))) or original(queries, docs, **kw)
     score_with_teacher(teacher, source, partial, show_progress_bar=False)
     assert sum(calls) == 4 * 6, "only the 4 unfinished lines are scored again"
     resumed = [json.loads(x) for x in partial.read_text().splitlines()]

@@ -242,14 +242,36 @@ class Ranker(ABC):
         """Rank several queries' documents in one batched pass over all pairs (a listwise ranker:
         each query on its own, so that two entries of the same query are not ranked as one list)."""
         queries, doc_lists = _query_lists(queries, docs_per_query)
+        raws = self._raw_many(queries, doc_lists, batch_size, options)
+        return [rank_from_raw(q, d, raw, normalize, top_k) for q, d, raw in zip(queries, doc_lists, raws)]
+
+    def score_many(
+        self,
+        queries: Sequence[str],
+        docs_per_query: Sequence[Sequence[str]],
+        *,
+        normalize: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> list[list[float]]:
+        """The scores :meth:`rank_many` ranks by, in input order: one list per query, from one batched
+        pass over all pairs (a listwise ranker scores each query's list on its own, so two entries of
+        the same query are never scored as one list). What a teacher scores candidate groups with."""
+        queries, doc_lists = _query_lists(queries, docs_per_query)
+        raws = self._raw_many(queries, doc_lists, batch_size, options)
+        return [(sigmoid(raw) if normalize else raw).tolist() for raw in raws]
+
+    def _raw_many(
+        self, queries: list[str], doc_lists: list[list[str]], batch_size: int | None, options: dict[str, Any]
+    ) -> list[np.ndarray]:
+        """One score per pair for each query's documents (several queries in one pass unless listwise)."""
         if self.listwise:
             return [
-                self.rank(q, d, top_k=top_k, normalize=normalize, batch_size=batch_size, **options)
-                for q, d in zip(queries, doc_lists)
+                one_score_per_pair(self._raw([q] * len(d), d, batch_size, options)) for q, d in zip(queries, doc_lists)
             ]
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
         raw = one_score_per_pair(self._raw(flat_queries, [x for d in doc_lists for x in d], batch_size, options))
-        return _split_rankings(queries, doc_lists, raw, normalize, top_k)
+        return _split(raw, doc_lists)
 
     # ---- the same, awaitable -------------------------------------------------------------------
 
@@ -300,8 +322,8 @@ class Ranker(ABC):
                 for q, d in zip(queries, doc_lists)
             ]
         flat_queries = [q for q, d in zip(queries, doc_lists) for _ in d]
-        raw = await self._araw(flat_queries, [x for d in doc_lists for x in d], batch_size, options)
-        return _split_rankings(queries, doc_lists, one_score_per_pair(raw), normalize, top_k)
+        raw = one_score_per_pair(await self._araw(flat_queries, [x for d in doc_lists for x in d], batch_size, options))
+        return [rank_from_raw(q, d, r, normalize, top_k) for q, d, r in zip(queries, doc_lists, _split(raw, doc_lists))]
 
 
 def _aligned(queries: Any, docs: Any) -> tuple[list[str], list[str]]:
@@ -318,20 +340,16 @@ def _query_lists(queries: Any, docs_per_query: Any) -> tuple[list[str], list[lis
         raise TypeError(f"docs_per_query must be a list of lists of strings, got {type(docs_per_query).__name__}")
     if len(queries) != len(docs_per_query):
         raise ValueError(
-            f"rank_many needs one list of documents per query: got {len(queries)} queries "
+            f"one list of documents per query is needed: got {len(queries)} queries "
             f"and {len(docs_per_query)} document lists"
         )
     return queries, [check_docs(d, f"docs_per_query[{i}]") for i, d in enumerate(docs_per_query)]
 
 
-def _split_rankings(
-    queries: list[str], doc_lists: list[list[str]], raw: np.ndarray, normalize: bool, top_k: int | None
-) -> list[RankedResults]:
+def _split(raw: np.ndarray, doc_lists: list[list[str]]) -> list[np.ndarray]:
+    """The flat scores of all lists' pairs, cut back into one array per list."""
     bounds = np.cumsum([0] + [len(d) for d in doc_lists])
-    return [
-        rank_from_raw(q, d, raw[bounds[i] : bounds[i + 1]], normalize, top_k)
-        for i, (q, d) in enumerate(zip(queries, doc_lists))
-    ]
+    return [raw[bounds[i] : bounds[i + 1]] for i in range(len(doc_lists))]
 
 
 def _squeezed(scores: np.ndarray) -> np.ndarray:

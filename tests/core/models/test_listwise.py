@@ -144,6 +144,10 @@ def test_the_local_family_through_every_entry_point(decoder_llm):
     assert single == 1.0  # one document is first of one
     many = ranker.rank_many([QUERY, QUERY], [DOCS, DOCS[:2]])  # the same query twice: each list alone
     assert [len(r) for r in many] == [4, 2] and many[1].scores == [1.0, 0.5]
+    # what a teacher scores groups with: the same query's two groups are two lists, not one of six
+    assert ranker.score_many([QUERY, QUERY], [DOCS, DOCS[:2]]) == [
+        [r.score for r in sorted(m, key=lambda r: r.index)] for m in many
+    ]
     assert asyncio.run(ranker.arank(QUERY, DOCS)).indices == ranker.rank(QUERY, DOCS).indices
     assert ranker.rerank(QUERY, DOCS).indices == ranker.rank(QUERY, DOCS).indices  # no long_doc to set
 

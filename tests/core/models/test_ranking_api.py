@@ -70,8 +70,9 @@ def test_rank_many_equals_rank_per_query(ranker):
         np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
 
 
-def test_rank_many_scores_all_queries_in_one_pass(ranker, monkeypatch):
-    calls = []
+def _count_scored_pairs(ranker, monkeypatch) -> list[int]:
+    """The number of pairs of each ``_score`` call the ranker makes from now on."""
+    calls: list[int] = []
     original = type(ranker)._score
 
     def spy(self, queries, docs, batch_size):
@@ -79,8 +80,27 @@ def test_rank_many_scores_all_queries_in_one_pass(ranker, monkeypatch):
         return original(self, queries, docs, batch_size)
 
     monkeypatch.setattr(type(ranker), "_score", spy)
+    return calls
+
+
+def test_rank_many_scores_all_queries_in_one_pass(ranker, monkeypatch):
+    calls = _count_scored_pairs(ranker, monkeypatch)
     ranker.rank_many(["a", "b", "c"], [DOCS, DOCS, DOCS[:1]])
     assert calls == [9]
+
+
+def test_score_many_gives_each_querys_scores_in_input_order_from_one_pass(ranker, monkeypatch):
+    queries, doc_lists = ["what is a panda?", "capital of france", "snake"], [DOCS, DOCS[::-1], []]
+    expected = [ranker.compute_score([(q, d) for d in docs]) if docs else [] for q, docs in zip(queries, doc_lists)]
+    calls = _count_scored_pairs(ranker, monkeypatch)
+    got = ranker.score_many(queries, doc_lists)
+    assert calls == [8] and [len(g) for g in got] == [4, 4, 0]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-5)
+    normalized = ranker.score_many(queries[:1], doc_lists[:1], normalize=True)
+    np.testing.assert_allclose(normalized[0], 1 / (1 + np.exp(-np.asarray(got[0]))), atol=1e-9)
+    with pytest.raises(ValueError, match="one list of documents per query"):
+        ranker.score_many(queries, doc_lists[:2])
 
 
 def test_embedding_ranker_rank_many(bi_encoder):
