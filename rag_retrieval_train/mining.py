@@ -46,13 +46,14 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from rag_retrieval_integrations.batch.engine import ENGINES
 from rag_retrieval_integrations.core.indexes.base import Index
 from rag_retrieval_integrations.core.models.base import BaseReranker
 
 from .data.corpus import corpus_texts, load_corpus
 from .data.jsonl import iter_jsonl
 from .mining_job import mine_with_job
-from .mining_rules import MinedLine, MiningRules, mine_batch, norm, validate_query_line
+from .mining_rules import QUERY_BATCH, MinedLine, MiningRules, mine_batch, norm, validate_query_line
 
 __all__ = ["MiningStats", "load_corpus", "main", "mine_hard_negatives"]
 
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 Sampling = Literal["top", "random"]
 RETRIEVERS = ("auto", "bm25", "hybrid")
-ENGINES = ("local", "ray")
-QUERY_BATCH = 256  # queries encoded and searched per step (one progress-bar tick)
 
 
 @dataclass
@@ -242,6 +241,7 @@ def mine_hard_negatives(
     if engine == "local":
         mined = _mine_here(index, texts, rules, rescore_model, lines, show_progress_bar)
     else:
+        default_work = f"{os.fspath(output or data)}.work"
         mined = mine_with_job(
             data,
             index,
@@ -251,7 +251,7 @@ def mine_hard_negatives(
             rules=rules,
             rescore_model=rescore_model,
             engine=engine,
-            work_dir=work_dir or f"{os.fspath(output or data)}.work",
+            work_dir=work_dir or default_work,
             workers=workers,
             rows_per_shard=rows_per_shard,
             show_progress_bar=show_progress_bar is not False,
@@ -270,7 +270,7 @@ def mine_hard_negatives(
     if output is not None:
         _write_jsonl(output, results)
     if engine != "local" and work_dir is None:  # the default work folder, once its result is written
-        shutil.rmtree(f"{os.fspath(output or data)}.work", ignore_errors=True)
+        shutil.rmtree(default_work, ignore_errors=True)
     if stats.short_lines:
         logger.warning(
             "%d of %d lines got fewer than %d negatives (e.g. line %d): widen --range-max or relax the filters",

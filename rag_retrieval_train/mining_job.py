@@ -27,9 +27,7 @@ from rag_retrieval_integrations.core.models.base import BaseReranker
 from rag_retrieval_integrations.core.models.colbert import ColBERTReranker
 from rag_retrieval_integrations.core.models.embedding import EmbeddingModel
 
-from .mining_rules import MinedLine, MiningRules, mine_batch, validate_query_line
-
-QUERY_BATCH = 256  # queries encoded and searched per step, as in the single-process miner
+from .mining_rules import QUERY_BATCH, MinedLine, MiningRules, mine_batch, validate_query_line
 
 
 @dataclass

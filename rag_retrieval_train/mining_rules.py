@@ -13,6 +13,8 @@ from rag_retrieval_integrations.core.models.base import BaseReranker
 from .data.embedding_data import row_rng
 from .data.jsonl import validate_example
 
+QUERY_BATCH = 256  # query lines encoded and searched per step by either path (a progress-bar tick in this process)
+
 Sampling = Literal["top", "random"]
 
 

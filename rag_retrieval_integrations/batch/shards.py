@@ -49,7 +49,7 @@ class Shard:
         return self.stop - self.start
 
     def part_name(self, fmt: str) -> str:
-        return f"part-{self.number:05d}.{fmt}"
+        return part_name(self.number, fmt)
 
     def as_row(self) -> dict[str, Any]:
         """This shard as a plain row (what the Ray dataset of pending shards holds)."""
@@ -66,6 +66,11 @@ class Shard:
             offset=int(row["offset"]),
             first_line=int(row["first_line"]),
         )
+
+
+def part_name(number: int, fmt: str) -> str:
+    """The file of shard ``number``'s output in a job folder."""
+    return f"part-{number:05d}.{fmt}"
 
 
 def input_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
@@ -258,7 +263,7 @@ def read_output(folder: str | os.PathLike) -> Iterator[dict[str, Any]]:
     folder = Path(folder)
     record = read_manifest(folder)
     fmt = record["format"]
-    parts = [folder / f"part-{n:05d}.{fmt}" for n in range(record["shards"])]
+    parts = [folder / part_name(n, fmt) for n in range(record["shards"])]
     missing = [p.name for p in parts if not p.exists()]
     if missing:
         raise ValueError(
