@@ -16,6 +16,9 @@ import argparse
 import sys
 from typing import Any
 
+from .engine import ENGINES, run_job
+from .shards import FORMATS
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag-retrieval-batch", description=__doc__.split("\n\n")[0])
@@ -31,19 +34,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--model-type", help="the model family (default: detected from the checkpoint)")
         sub.add_argument("--max-length", type=int, help="tokens per input (default: the model's)")
         sub.add_argument("--batch-size", type=int, help="inputs per forward pass")
-        sub.add_argument("--engine", choices=["local", "ray"], default="local", help="default: local")
+        sub.add_argument("--engine", choices=ENGINES, default="local", help="default: local")
         sub.add_argument("--workers", type=int, help="ray: model actors (default: one per CPU, or per GPU)")
         sub.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per actor (default: 1 where there are GPUs)")
         sub.add_argument("--rows-per-shard", type=int, default=1000, help="rows per shard (default 1000)")
-        sub.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl", help="of the parts")
+        sub.add_argument("--format", choices=FORMATS, default="jsonl", help="of the parts")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .engine import run_job
-    from .jobs import EncodeJob, ScoreJob
+    from .jobs import EncodeJob, ScoreJob  # the models' imports, after the flags are checked
 
     options: dict[str, Any] = {} if args.max_length is None else {"max_length": args.max_length}
     if args.command == "encode":
